@@ -1,0 +1,568 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// File is a Store kept in one JSON file:
+//
+//	{
+//	  "version": 3,
+//	  "tenants": {
+//	    "tenant-1.test.com": {"deploy_info": {"POSTGRES_URL": "postgres://..."}}
+//	  }
+//	}
+//
+// Only "tenants" and each tenant's "deploy_info" are required; the store
+// adds versions and timestamps when it writes. Every write replaces the
+// file atomically (a temporary file in the same directory, fsync, rename),
+// so a crash leaves either the old or the new file, never a torn one.
+// Writers in several processes are serialized by an advisory lock on a
+// sidecar file (".NAME.lock"), and each write starts from what is on disk,
+// so no process overwrites another's change. Changes made by other
+// processes are picked up by polling the file (WithPollInterval) and
+// delivered to watchers as an EventSync.
+//
+// The file holds database passwords: new files are created with mode 0600.
+type File struct {
+	path     string
+	lockPath string
+	log      *slog.Logger
+	poll     time.Duration
+
+	writeMu sync.Mutex // serializes writers in this process before the file lock
+
+	mu      sync.Mutex
+	st      state
+	known   os.FileInfo // what st was read from or written to
+	lastErr string      // last reload error logged, to log each once
+	closed  bool
+	hub     hub
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+var _ Store = (*File)(nil)
+
+// FileOption configures OpenFile.
+type FileOption func(*fileOptions)
+
+type fileOptions struct {
+	create bool
+	poll   time.Duration
+	log    *slog.Logger
+}
+
+// WithCreate makes OpenFile treat a missing file as an empty store; the file
+// is created by the first write. Without it a missing file is an error, so
+// a mistyped path fails at start-up instead of serving no tenants.
+func WithCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
+
+// WithPollInterval sets how often the file is checked for changes written by
+// other processes (default 1s). Zero or less turns checking off.
+func WithPollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
+
+// WithFileLogger sets the logger for problems found while polling (default
+// slog.Default()).
+func WithFileLogger(l *slog.Logger) FileOption { return func(o *fileOptions) { o.log = l } }
+
+// fileDoc is the file's format.
+type fileDoc struct {
+	Version int64                 `json:"version,omitempty"`
+	Tenants map[string]fileTenant `json:"tenants"`
+}
+
+type fileTenant struct {
+	DeployInfo map[string]string `json:"deploy_info"`
+	Version    int64             `json:"version,omitempty"`
+	CreatedAt  *time.Time        `json:"created_at,omitempty"`
+	UpdatedAt  *time.Time        `json:"updated_at,omitempty"`
+}
+
+// OpenFile opens the store in the JSON file at path and reads it. A file
+// that does not parse or holds an invalid tenant is an error that names the
+// file and the problem.
+func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o := fileOptions{poll: time.Second, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: file %s: %w", path, err)
+	}
+	f := &File{
+		path:     path,
+		lockPath: filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".lock"),
+		log:      o.log,
+		poll:     o.poll,
+		done:     make(chan struct{}),
+	}
+	st, fi, err := f.read()
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && o.create:
+		st = newState()
+	case err != nil:
+		return nil, err
+	}
+	f.st, f.known = st, fi
+	if f.poll > 0 {
+		f.wg.Add(1)
+		go f.pollLoop()
+	}
+	return f, nil
+}
+
+// Path returns the file's path as given to OpenFile.
+func (f *File) Path() string { return f.path }
+
+func (f *File) errorf(format string, args ...any) error {
+	return fmt.Errorf("store: file %s: "+format, append([]any{f.path}, args...)...)
+}
+
+// read parses the file. The FileInfo is taken before reading, so a change
+// that lands during the read shows up as a difference at the next poll.
+func (f *File) read() (state, os.FileInfo, error) {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return state{}, nil, f.errorf("%w", unwrapPathError(err))
+	}
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return state{}, nil, f.errorf("%w", unwrapPathError(err))
+	}
+	st, err := decodeFile(data)
+	if err != nil {
+		return state{}, nil, f.errorf("%w", err)
+	}
+	return st, fi, nil
+}
+
+// unwrapPathError drops the *fs.PathError wrapper, whose message repeats
+// the path our own prefix already names.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+func decodeFile(data []byte) (state, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return state{}, errors.New(`file is empty (want {"tenants": {...}})`)
+	}
+	if err := checkDuplicateTenants(data); err != nil {
+		return state{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var doc fileDoc
+	if err := dec.Decode(&doc); err != nil {
+		return state{}, describeJSONError(data, err)
+	}
+	if dec.More() {
+		return state{}, errors.New("unexpected data after the top-level JSON object")
+	}
+	if doc.Tenants == nil {
+		return state{}, errors.New(`no "tenants" object (want {"tenants": {...}})`)
+	}
+	st := state{version: doc.Version, tenants: make(map[string]Tenant, len(doc.Tenants))}
+	for id, ft := range doc.Tenants {
+		t := Tenant{ID: id, DeployInfo: ft.DeployInfo, Version: max(ft.Version, 1)}
+		if ft.CreatedAt != nil {
+			t.CreatedAt = ft.CreatedAt.UTC()
+		}
+		if ft.UpdatedAt != nil {
+			t.UpdatedAt = ft.UpdatedAt.UTC()
+		}
+		if err := Validate(t); err != nil {
+			return state{}, fmt.Errorf("tenant %q: %w", shorten(id), err)
+		}
+		st.tenants[id] = t
+	}
+	return st, nil
+}
+
+// checkDuplicateTenants rejects a "tenants" object that names one id twice,
+// which encoding/json would silently resolve to the last one.
+func checkDuplicateTenants(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: the strict decode reports it properly
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		if key != "tenants" {
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return nil
+			}
+			continue
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			return nil
+		}
+		seen := make(map[string]bool)
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return nil
+			}
+			id, _ := tok.(string)
+			if seen[id] {
+				return fmt.Errorf("tenant %q appears twice in \"tenants\"", shorten(id))
+			}
+			seen[id] = true
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return nil
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// describeJSONError adds the line and column to errors that carry an offset.
+func describeJSONError(data []byte, err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		off int64 = -1
+	)
+	switch {
+	case errors.As(err, &syn):
+		off = syn.Offset
+	case errors.As(err, &typ):
+		off = typ.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("unexpected end of file: the JSON is incomplete")
+	}
+	if off < 0 {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	line, col := 1, 1
+	for _, b := range data[:min(int(off), len(data))] {
+		if b == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
+}
+
+// encodeFile renders st in the file format, tenants sorted by id.
+func encodeFile(st state) ([]byte, error) {
+	doc := fileDoc{Version: st.version, Tenants: make(map[string]fileTenant, len(st.tenants))}
+	for id, t := range st.tenants {
+		ft := fileTenant{DeployInfo: t.DeployInfo, Version: t.Version}
+		if !t.CreatedAt.IsZero() {
+			ft.CreatedAt = &t.CreatedAt
+		}
+		if !t.UpdatedAt.IsZero() {
+			ft.UpdatedAt = &t.UpdatedAt
+		}
+		doc.Tenants[id] = ft
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// write replaces the file with st atomically and returns its new FileInfo.
+func (f *File) write(st state) (os.FileInfo, error) {
+	data, err := encodeFile(st)
+	if err != nil {
+		return nil, f.errorf("encode: %w", err)
+	}
+	mode := fs.FileMode(0o600)
+	if f.known != nil {
+		mode = f.known.Mode().Perm()
+	}
+	dir, base := filepath.Split(f.path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, f.errorf("write: %w", unwrapPathError(err))
+	}
+	tmpName := tmp.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return nil, f.errorf("write: %w", unwrapPathError(err))
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		return nil, f.errorf("write: %w", unwrapPathError(err))
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, f.errorf("write: %w", unwrapPathError(err))
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, f.errorf("write: %w", unwrapPathError(err))
+	}
+	if err := os.Rename(tmpName, f.path); err != nil {
+		return nil, f.errorf("write: %w", unwrapPathError(err))
+	}
+	committed = true
+	syncDir(dir)
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return nil, f.errorf("%w", unwrapPathError(err))
+	}
+	return fi, nil
+}
+
+// syncDir makes the rename durable. It is best effort: some file systems
+// refuse to fsync a directory, and the data itself is already synced.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	return a != nil && b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
+}
+
+// refreshLocked re-reads the file if it changed on disk since we last read
+// or wrote it, and tells watchers. f.mu is held.
+func (f *File) refreshLocked() error {
+	fi, err := os.Stat(f.path)
+	if errors.Is(err, fs.ErrNotExist) && f.known == nil {
+		return nil // created with WithCreate and not written yet
+	}
+	if err != nil {
+		return f.errorf("%w", unwrapPathError(err))
+	}
+	if sameFile(fi, f.known) {
+		return nil
+	}
+	st, fi, err := f.read()
+	if err != nil {
+		return err
+	}
+	f.known = fi
+	if equalTenants(st.tenants, f.st.tenants) && st.version <= f.st.version {
+		return nil
+	}
+	// Keep versions increasing for watchers even if whoever edited the
+	// file by hand did not bump "version".
+	st.version = max(st.version, f.st.version+1)
+	f.st = st
+	f.hub.publish(f.st.sync())
+	return nil
+}
+
+func equalTenants(a, b map[string]Tenant) bool {
+	return maps.EqualFunc(a, b, func(x, y Tenant) bool {
+		return x.Version == y.Version && maps.Equal(x.DeployInfo, y.DeployInfo)
+	})
+}
+
+func (f *File) pollLoop() {
+	defer f.wg.Done()
+	t := time.NewTicker(f.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.done:
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			return
+		}
+		err := f.refreshLocked()
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		logIt := msg != f.lastErr
+		f.lastErr = msg
+		f.mu.Unlock()
+		if err != nil && logIt {
+			// The last good state stays in use until the file is fixed.
+			f.log.Warn("tenant store file unreadable; keeping the tenants read before", "err", err)
+		}
+	}
+}
+
+// mutate applies fn to a copy of the current state, starting from what is
+// on disk, writes it, and only then makes it current and tells watchers.
+// If the write fails nothing changes.
+func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error)) error {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	unlock, err := lockFile(ctx, f.lockPath)
+	if err != nil {
+		return f.errorf("lock: %w", err)
+	}
+	defer unlock()
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrClosed
+	}
+	if err := f.refreshLocked(); err != nil {
+		return err
+	}
+	next := f.st.clone()
+	ev, changed, err := fn(&next)
+	if err != nil || !changed {
+		return err
+	}
+	fi, err := f.write(next)
+	if err != nil {
+		return err
+	}
+	f.st, f.known = next, fi
+	f.hub.publish(ev)
+	return nil
+}
+
+func (f *File) rlock() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Get implements Store. It answers from memory: changes by other processes
+// are seen after the next poll.
+func (f *File) Get(ctx context.Context, id string) (Tenant, error) {
+	if err := f.rlock(); err != nil {
+		return Tenant{}, err
+	}
+	defer f.mu.Unlock()
+	return f.st.get(id)
+}
+
+// List implements Store.
+func (f *File) List(ctx context.Context) ([]Tenant, error) {
+	if err := f.rlock(); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	return f.st.list(), nil
+}
+
+// Create implements Store.
+func (f *File) Create(ctx context.Context, t Tenant) (Tenant, error) {
+	var out Tenant
+	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+		var ev Event
+		var err error
+		out, ev, err = st.create(t, now())
+		return ev, err == nil, err
+	})
+	return out, err
+}
+
+// Update implements Store.
+func (f *File) Update(ctx context.Context, t Tenant) (Tenant, error) {
+	var out Tenant
+	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+		var ev Event
+		var err error
+		out, ev, err = st.update(t, now())
+		return ev, err == nil, err
+	})
+	return out, err
+}
+
+// Delete implements Store.
+func (f *File) Delete(ctx context.Context, id string) (bool, error) {
+	if err := ValidateID(id); err != nil {
+		return false, err
+	}
+	var deleted bool
+	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+		var ev Event
+		var err error
+		ev, deleted, err = st.delete(id)
+		return ev, deleted, err
+	})
+	return deleted && err == nil, err
+}
+
+// Watch implements Store.
+func (f *File) Watch(ctx context.Context) (<-chan Event, error) {
+	if err := f.rlock(); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	return f.hub.add(ctx, f.st.sync(), f.snapshot)
+}
+
+func (f *File) snapshot() Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.sync()
+}
+
+// Ping implements Store: the file must still be there and readable.
+func (f *File) Ping(ctx context.Context) error {
+	if err := f.rlock(); err != nil {
+		return err
+	}
+	known := f.known
+	f.mu.Unlock()
+	if known == nil {
+		return nil // WithCreate and nothing written yet
+	}
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return f.errorf("%w", unwrapPathError(err))
+	}
+	return fh.Close()
+}
+
+// Close stops polling and closes watch channels.
+func (f *File) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	close(f.done)
+	f.mu.Unlock()
+	f.wg.Wait()
+	f.hub.close()
+	return nil
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Store holds the tenants and tells watchers about every change.
+//
+// Implementations are safe for concurrent use. Every method that does I/O
+// takes a context.
+type Store interface {
+	// Get returns the tenant with that id, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, id string) (Tenant, error)
+	// List returns every tenant, sorted by id.
+	List(ctx context.Context) ([]Tenant, error)
+	// Create adds t (Version, CreatedAt and UpdatedAt are set by the store)
+	// and returns it as stored. It fails with ErrExists if the id is taken:
+	// of several concurrent creates of one id, exactly one succeeds.
+	Create(ctx context.Context, t Tenant) (Tenant, error)
+	// Update replaces the deploy info of an existing tenant and returns it
+	// as stored, with Version increased by one. It fails with ErrNotFound
+	// if there is no such tenant, and with ErrConflict if t.Version is not
+	// zero and not the current version.
+	Update(ctx context.Context, t Tenant) (Tenant, error)
+	// Delete removes the tenant and reports whether it existed. Deleting a
+	// missing tenant is not an error.
+	Delete(ctx context.Context, id string) (bool, error)
+	// Watch returns a channel of changes. The first event is an EventSync
+	// with every tenant; after it come the changes in order. When the
+	// watcher falls behind or the store loses track of changes, another
+	// EventSync replaces what was missed: a consumer that applies a Sync as
+	// "this is the whole set now" is never wrong for long. The channel is
+	// closed when ctx ends or the store is closed.
+	Watch(ctx context.Context) (<-chan Event, error)
+	// Ping reports whether the store is usable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources and closes watch channels.
+	Close() error
+}
+
+// EventType says what an Event describes.
+type EventType uint8
+
+// Event types.
+const (
+	// EventSync carries the whole tenant set in Tenants.
+	EventSync EventType = iota + 1
+	// EventCreate, EventUpdate and EventDelete carry one tenant in Tenant;
+	// for a delete it is the tenant as it was.
+	EventCreate
+	EventUpdate
+	EventDelete
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventSync:
+		return "sync"
+	case EventCreate:
+		return "create"
+	case EventUpdate:
+		return "update"
+	case EventDelete:
+		return "delete"
+	}
+	return fmt.Sprintf("EventType(%d)", uint8(t))
+}
+
+// An Event is one change to the store, or a full snapshot of it.
+type Event struct {
+	Type EventType
+	// Version is the store's version after this change: it grows by one
+	// with every mutation, so a consumer can skip what it has seen.
+	Version int64
+	Tenant  Tenant   // EventCreate, EventUpdate, EventDelete
+	Tenants []Tenant // EventSync, sorted by id
+}
+
+// Open opens the store that rawURL names:
+//
+//	file:PATH            a JSON file (file:tenant_config.json, file:///etc/app/tenants.json)
+//	memory:              an empty in-memory store, for tests
+//
+// File URLs take options as query parameters: create=true makes a missing
+// file an empty store instead of an error, and poll=DURATION sets how often
+// the file is checked for changes made by other processes (default 1s,
+// 0 turns it off).
+func Open(ctx context.Context, rawURL string) (Store, error) {
+	scheme, rest, ok := strings.Cut(rawURL, ":")
+	if !ok || scheme == "" {
+		return nil, fmt.Errorf("store: %q is not a store URL (want file:PATH, memory: or redis://...)", shorten(RedactURL(rawURL)))
+	}
+	switch strings.ToLower(scheme) {
+	case "memory":
+		if rest != "" && rest != "//" {
+			return nil, fmt.Errorf("store: memory: takes no path or options, got %q", shorten(rest))
+		}
+		return NewMemory(), nil
+	case "file":
+		path, opts, err := parseFileURL(rest)
+		if err != nil {
+			return nil, err
+		}
+		return OpenFile(ctx, path, opts...)
+	default:
+		return nil, fmt.Errorf("store: unsupported store URL scheme %q (want file: or memory:)", scheme)
+	}
+}
+
+func parseFileURL(rest string) (string, []FileOption, error) {
+	path, rawQuery, _ := strings.Cut(rest, "?")
+	if strings.HasPrefix(path, "//") {
+		// file:///abs/path or file://localhost/abs/path
+		u, err := url.Parse("file:" + path)
+		if err != nil {
+			return "", nil, fmt.Errorf("store: bad file URL: %w", err)
+		}
+		if u.Host != "" && u.Host != "localhost" {
+			return "", nil, fmt.Errorf("store: file URL names host %q; only local files are supported", u.Host)
+		}
+		path = u.Path
+	}
+	if path == "" {
+		return "", nil, fmt.Errorf("store: file URL has no path (want file:tenant_config.json)")
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", nil, fmt.Errorf("store: file URL options: %w", err)
+	}
+	var opts []FileOption
+	for k, vs := range q {
+		v := vs[len(vs)-1]
+		switch k {
+		case "create":
+			switch v {
+			case "true", "1":
+				opts = append(opts, WithCreate(true))
+			case "false", "0":
+			default:
+				return "", nil, fmt.Errorf("store: file URL option create=%q: want true or false", v)
+			}
+		case "poll":
+			d, err := parseDuration(v)
+			if err != nil {
+				return "", nil, fmt.Errorf("store: file URL option poll=%q: %w", v, err)
+			}
+			opts = append(opts, WithPollInterval(d))
+		default:
+			return "", nil, fmt.Errorf("store: unknown file URL option %q (known: create, poll)", k)
+		}
+	}
+	return path, opts, nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("want a duration such as 500ms or 2s")
+	}
+	return d, nil
+}
