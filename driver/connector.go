@@ -1,0 +1,259 @@
+package driver
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// Connector is the tenantsql driver.Connector. Open a *sql.DB on it with
+// sql.OpenDB, or let sql.Open("tenantsql", storeURL) build one.
+//
+// It keeps an in-memory registry of the store's tenants, updated from the
+// store's Watch channel, so a query never waits on the store; and one pool
+// of physical pgx connections per tenant, created on first use and all
+// sharing one cap (WithMaxConns).
+type Connector struct {
+	store    store.Store
+	ownStore bool
+	cfg      config
+	log      *slog.Logger
+	drv      *Driver
+	reg      registry
+	b        *budget
+
+	ready     atomic.Bool
+	readyCh   chan struct{}
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closed    atomic.Bool
+}
+
+var (
+	_ driver.Connector = (*Connector)(nil)
+)
+
+// NewConnector returns a Connector for the tenants in s. It starts watching
+// s at once; queries wait (bounded by their context) until the first
+// snapshot of tenants has arrived. Closing the Connector, or the *sql.DB
+// opened on it, does not close s.
+func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
+	if s == nil {
+		return nil, errors.New("tenantsql: NewConnector: nil store")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := s.Watch(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("tenantsql: watch tenant store: %w", err)
+	}
+	c := &Connector{
+		store:   s,
+		cfg:     cfg,
+		log:     cfg.log,
+		b:       newBudget(&cfg),
+		readyCh: make(chan struct{}),
+		cancel:  cancel,
+	}
+	c.drv = &Driver{c: c}
+	c.reg.init()
+	c.wg.Add(2)
+	go c.follow(ctx, events)
+	go c.reapLoop(ctx)
+	return c, nil
+}
+
+// Connect implements driver.Connector. It does no I/O and ignores ctx:
+// database/sql also calls it from a background goroutine whose context
+// names no tenant, and hands the result to any waiting caller. Binding to a
+// tenant happens on the Conn's first operation.
+func (c *Connector) Connect(context.Context) (driver.Conn, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	return &Conn{c: c}, nil
+}
+
+// Driver implements driver.Connector.
+func (c *Connector) Driver() driver.Driver { return c.drv }
+
+// Close stops following the store and closes every idle physical
+// connection; connections in use are closed when they are released. The
+// store is closed too if the connector opened it (sql.Open). database/sql
+// calls Close from (*sql.DB).Close.
+func (c *Connector) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.cancel()
+		c.wg.Wait()
+		c.b.close()
+		if c.ownStore {
+			err = c.store.Close()
+		}
+	})
+	return err
+}
+
+// Store returns the tenant store the connector follows.
+func (c *Connector) Store() store.Store { return c.store }
+
+// acquire checks out a physical connection for tenant id.
+func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*physConn, error) {
+	if !c.ready.Load() {
+		if err := c.waitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		t := c.reg.get(id)
+		if t == nil {
+			return nil, unknownTenant(id)
+		}
+		pc, err := t.b.acquire(ctx, t, hint)
+		switch {
+		case err == nil:
+			return pc, nil
+		case errors.Is(err, errRetired):
+			hint = nil
+			continue // replaced or deleted meanwhile: look it up again
+		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed):
+			return nil, err
+		}
+		return nil, fmt.Errorf("tenantsql: tenant %q: %w", id, err)
+	}
+}
+
+func (c *Connector) release(pc *physConn) (dead bool) {
+	return pc.pool.t.b.release(pc)
+}
+
+func (c *Connector) waitReady(ctx context.Context) error {
+	select {
+	case <-c.readyCh:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("tenantsql: tenants not loaded from the store yet: %w", ctx.Err())
+	}
+}
+
+// pingStore answers a Ping without a tenant: the store must answer and the
+// registry must have been loaded from it.
+func (c *Connector) pingStore(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if err := c.store.Ping(ctx); err != nil {
+		return fmt.Errorf("tenantsql: tenant store: %w", err)
+	}
+	return c.waitReady(ctx)
+}
+
+// follow applies store events to the registry, in batches: a burst of
+// changes (a bulk load, a resync) costs one registry copy, not one per
+// tenant.
+func (c *Connector) follow(ctx context.Context, events <-chan store.Event) {
+	defer c.wg.Done()
+	for {
+		var batch []store.Event
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				if ctx.Err() == nil {
+					c.log.Error("tenantsql: tenant store stopped sending changes; tenants are frozen as they are")
+				}
+				return
+			}
+			batch = append(batch, ev)
+		case <-ctx.Done():
+			return
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, ev)
+			default:
+				break drain
+			}
+		}
+		c.apply(batch)
+	}
+}
+
+func (c *Connector) apply(batch []store.Event) {
+	changes := c.reg.apply(batch, c.newTenant)
+	for _, ch := range changes {
+		switch {
+		case ch.old == nil:
+			c.log.Debug("tenantsql: tenant added", "tenant", ch.new.id, "postgres_url", store.RedactURL(ch.new.dsn))
+		case ch.new == nil:
+			c.log.Debug("tenantsql: tenant removed", "tenant", ch.old.id)
+		default:
+			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.new.id, "postgres_url", store.RedactURL(ch.new.dsn))
+		}
+		if ch.old != nil {
+			if ch.new != nil {
+				inheritStats(ch.old, ch.new)
+			}
+			ch.old.b.removeTenant(ch.old)
+		}
+	}
+	if !c.ready.Load() {
+		c.ready.Store(true)
+		close(c.readyCh)
+	}
+}
+
+func (c *Connector) newTenant(st store.Tenant) *tenant {
+	t := &tenant{id: st.ID, version: st.Version, dsn: st.PostgresURL(), b: c.b, cfg: &c.cfg}
+	// Report a bad URL now, in the log, not only at the first query.
+	if _, err := parseDSN(t.id, t.dsn); err != nil {
+		c.log.Warn("tenantsql: tenant has an unusable POSTGRES_URL; its queries will fail", "tenant", t.id, "err", err)
+	}
+	return t
+}
+
+// inheritStats carries a tenant's counters over to its replacement, which
+// may already be in use.
+func inheritStats(old, new *tenant) {
+	old.b.mu.Lock()
+	s := old.stats
+	old.b.mu.Unlock()
+	new.b.mu.Lock()
+	new.stats.add(s)
+	new.b.mu.Unlock()
+}
+
+func (c *Connector) reapLoop(ctx context.Context) {
+	defer c.wg.Done()
+	every := min(max(c.cfg.idleTimeout/4, 50*time.Millisecond), 5*time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			c.b.reap(now, c.cfg.idleTimeout)
+		}
+	}
+}

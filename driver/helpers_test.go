@@ -1,0 +1,183 @@
+package driver_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
+)
+
+// sharedDBs is the number of databases the isolation tests spread their
+// tenants over. They are created once and kept between runs.
+const sharedDBs = 24
+
+// fixture is a tenantsql *sql.DB over a memory store whose tenants each
+// have their own database and their own application_name, so every answer
+// can be checked against what the server says it is.
+type fixture struct {
+	t       testing.TB
+	ctx     context.Context
+	store   *store.Memory
+	conn    *driver.Connector
+	db      *sql.DB
+	admin   *sql.DB
+	tenants []tenantInfo
+	byID    map[string]tenantInfo
+	tag     string // application_name prefix of this fixture's sessions
+}
+
+type tenantInfo struct {
+	ID  string // tenant id, also its application_name
+	DB  string // database
+	URL string
+}
+
+func (ti tenantInfo) ctx(parent context.Context) context.Context {
+	return tenantctx.WithTenant(parent, ti.ID)
+}
+
+var fixtureSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newFixture registers n tenants named <tag>-<i>.test on databases
+// prefix_0 ... (shared, modulo count) and opens a tenantsql *sql.DB.
+func newFixture(t testing.TB, tag string, n int, opts ...driver.Option) *fixture {
+	t.Helper()
+	return newFixtureOn(t, tag, n, "tsql_t", sharedDBs, opts...)
+}
+
+func newFixtureOn(t testing.TB, tag string, n int, dbPrefix string, dbCount int, opts ...driver.Option) *fixture {
+	t.Helper()
+	fixtureSeq.Lock()
+	fixtureSeq.n++
+	tag = fmt.Sprintf("%s%d", tag, fixtureSeq.n)
+	fixtureSeq.Unlock()
+
+	dbs := testenv.Names(dbPrefix, min(n, dbCount))
+	testenv.EnsureDatabases(t, dbs...)
+	f := &fixture{
+		t:     t,
+		ctx:   context.Background(),
+		store: store.NewMemory(),
+		admin: testenv.Admin(t),
+		byID:  make(map[string]tenantInfo),
+		tag:   tag,
+	}
+	for i := range n {
+		id := fmt.Sprintf("%s-%d.test", tag, i)
+		db := dbs[i%len(dbs)]
+		ti := tenantInfo{ID: id, DB: db, URL: testenv.DatabaseURL(t, db, "application_name", id)}
+		f.add(ti)
+	}
+	c, err := driver.NewConnector(f.store, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.conn = c
+	f.db = sql.OpenDB(c)
+	t.Cleanup(func() { f.db.Close() })
+	return f
+}
+
+func (f *fixture) add(ti tenantInfo) {
+	f.t.Helper()
+	if _, err := f.store.Create(f.ctx, store.Tenant{ID: ti.ID, DeployInfo: map[string]string{store.KeyPostgresURL: ti.URL}}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.tenants = append(f.tenants, ti)
+	f.byID[ti.ID] = ti
+}
+
+// whereAmI is the query whose answer proves where a statement ran.
+const whereAmI = "SELECT current_database(), current_setting('application_name')"
+
+type answer struct{ DB, App string }
+
+// check fails the test unless the answer is the tenant's own database and
+// session.
+func (f *fixture) check(ti tenantInfo, got answer) {
+	f.t.Helper()
+	if got.DB != ti.DB || got.App != ti.ID {
+		f.t.Errorf("tenant %s: query ran on database %q as %q, want %q as %q", ti.ID, got.DB, got.App, ti.DB, ti.ID)
+	}
+}
+
+func (f *fixture) where(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (answer, error) {
+	var a answer
+	err := q.QueryRowContext(ctx, whereAmI).Scan(&a.DB, &a.App)
+	return a, err
+}
+
+// serverSessions counts this fixture's sessions as the server sees them.
+func (f *fixture) serverSessions() int {
+	f.t.Helper()
+	var n int
+	if err := f.admin.QueryRowContext(f.ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", f.tag+"-%").Scan(&n); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+// serverSessionsOf counts the sessions of one tenant as the server sees them.
+func (f *fixture) serverSessionsOf(ti tenantInfo) int {
+	f.t.Helper()
+	var n int
+	if err := f.admin.QueryRowContext(f.ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", ti.ID).Scan(&n); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+// killSessions terminates this fixture's server sessions (all of them, or
+// those of one tenant when app is not empty) and returns how many.
+func (f *fixture) killSessions(app string) int {
+	f.t.Helper()
+	pattern := f.tag + "-%"
+	if app != "" {
+		pattern = app
+	}
+	var n int
+	err := f.admin.QueryRowContext(f.ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func mustContain(t testing.TB, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want one containing %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not contain %q", err, p)
+		}
+	}
+}
+
+var errTxDone = sql.ErrTxDone

@@ -1,0 +1,135 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Defaults for the physical connection pools.
+const (
+	// DefaultMaxConns caps the PostgreSQL connections a connector keeps open
+	// across all tenants. It is half of PostgreSQL's default max_connections
+	// (100), which leaves room for a second process, migrations and
+	// administrators; a pool per tenant with no shared cap exceeds
+	// max_connections as soon as a few dozen tenants keep idle connections.
+	DefaultMaxConns = 50
+	// DefaultIdleTimeout is how long an unused physical connection stays
+	// open, and how long an unused tenant keeps its pool.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxConnLifetime bounds the age of a physical connection, as
+	// pgxpool does, so server-side memory and changed settings are renewed.
+	DefaultMaxConnLifetime = time.Hour
+	// DefaultConnectTimeout bounds a dial when neither the caller's context
+	// nor the tenant's connect_timeout does.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultEvictionDelay is how long a caller waits for a connection of its
+	// own tenant when all connections are taken, before it closes an idle
+	// connection of another tenant. Closing at once makes busy tenants take
+	// turns closing each other's connections: thousands of new server
+	// sessions a second for no gain.
+	DefaultEvictionDelay = 20 * time.Millisecond
+)
+
+// An Option configures a Connector.
+type Option func(*config)
+
+type config struct {
+	maxConns          int
+	maxConnsPerTenant int
+	idleTimeout       time.Duration
+	maxConnLifetime   time.Duration
+	connectTimeout    time.Duration
+	evictionDelay     time.Duration
+	log               *slog.Logger
+	beforeConnect     func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error
+	afterConnect      func(ctx context.Context, tenant string, conn *pgx.Conn) error
+}
+
+func defaultConfig() config {
+	return config{
+		maxConns:        DefaultMaxConns,
+		idleTimeout:     DefaultIdleTimeout,
+		maxConnLifetime: DefaultMaxConnLifetime,
+		connectTimeout:  DefaultConnectTimeout,
+		evictionDelay:   DefaultEvictionDelay,
+		log:             slog.Default(),
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.maxConns < 1:
+		return fmt.Errorf("tenantsql: WithMaxConns(%d): must be at least 1", c.maxConns)
+	case c.maxConnsPerTenant < 0:
+		return fmt.Errorf("tenantsql: WithMaxConnsPerTenant(%d): must be at least 1", c.maxConnsPerTenant)
+	case c.idleTimeout <= 0:
+		return fmt.Errorf("tenantsql: WithIdleTimeout(%v): must be positive", c.idleTimeout)
+	case c.maxConnLifetime <= 0:
+		return fmt.Errorf("tenantsql: WithMaxConnLifetime(%v): must be positive", c.maxConnLifetime)
+	case c.connectTimeout <= 0:
+		return fmt.Errorf("tenantsql: WithConnectTimeout(%v): must be positive", c.connectTimeout)
+	case c.evictionDelay < 0:
+		return fmt.Errorf("tenantsql: WithEvictionDelay(%v): must not be negative", c.evictionDelay)
+	case c.log == nil:
+		return fmt.Errorf("tenantsql: WithLogger(nil)")
+	}
+	if c.maxConnsPerTenant == 0 || c.maxConnsPerTenant > c.maxConns {
+		c.maxConnsPerTenant = c.maxConns
+	}
+	return nil
+}
+
+// WithMaxConns caps the physical PostgreSQL connections open at once across
+// all tenants (default DefaultMaxConns). (*sql.DB).SetMaxOpenConns still
+// caps how many are in use; this caps how many exist, idle ones included.
+func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
+
+// WithMaxConnsPerTenant caps the physical connections of one tenant. The
+// default is the WithMaxConns cap, so one busy tenant can use all of it
+// (pgxpool's own default of max(4, NumCPU) starves a busy tenant that
+// database/sql would give more).
+func WithMaxConnsPerTenant(n int) Option { return func(c *config) { c.maxConnsPerTenant = n } }
+
+// WithIdleTimeout sets how long a physical connection may sit unused before
+// it is closed; a tenant whose connections are all closed has no pool left
+// at all until its next query (default DefaultIdleTimeout).
+func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
+
+// WithMaxConnLifetime sets the age after which a physical connection is
+// closed when it is next released or found idle (default
+// DefaultMaxConnLifetime).
+func WithMaxConnLifetime(d time.Duration) Option { return func(c *config) { c.maxConnLifetime = d } }
+
+// WithConnectTimeout bounds each dial (default DefaultConnectTimeout); a
+// shorter deadline on the caller's context or a connect_timeout in the
+// tenant's URL wins.
+func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
+
+// WithEvictionDelay sets how long a caller waits for its own tenant's
+// connection, when the WithMaxConns cap is reached, before it closes an
+// idle connection of another tenant (default DefaultEvictionDelay). A
+// tenant with no connection in use has nothing to wait for and evicts at
+// once.
+func WithEvictionDelay(d time.Duration) Option { return func(c *config) { c.evictionDelay = d } }
+
+// WithLogger sets the logger for tenant changes and pool problems (default
+// slog.Default()). Passwords are never logged.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithBeforeConnect runs f before each physical connection to a tenant's
+// database is dialled, with a copy of the parsed configuration it may change
+// (to fetch a short-lived password, add a tracer, ...).
+func WithBeforeConnect(f func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error) Option {
+	return func(c *config) { c.beforeConnect = f }
+}
+
+// WithAfterConnect runs f after each physical connection is established,
+// before its first use (to set session parameters, register types, ...).
+// An error closes the connection and fails the query that needed it.
+func WithAfterConnect(f func(ctx context.Context, tenant string, conn *pgx.Conn) error) Option {
+	return func(c *config) { c.afterConnect = f }
+}

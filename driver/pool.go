@@ -1,0 +1,536 @@
+package driver
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// Why not one pgxpool.Pool per tenant: the cap that matters is on all
+// connections to a server, across tenants, and making room under it means
+// closing a particular idle connection of a cold tenant, which pgxpool
+// cannot do from outside. Going through pgx's stdlib pool connector also
+// rebuilds the *stdlib.Conn wrapper on every checkout (8 allocations) and
+// cannot give a virtual connection back the physical one it had last. So
+// the pools here are a thin layer over *stdlib.Conn, each dialled once by
+// pgx's own stdlib connector and kept with its wrapper for its whole life;
+// pgx still does the protocol, the statement cache, health pings
+// (ResetSession) and cancellation.
+
+// errRetired tells the caller that the tenant entry it looked up has been
+// replaced or removed while it waited: look the tenant up again.
+var errRetired = errors.New("tenantsql: tenant pool retired")
+
+type connState uint8
+
+const (
+	stateInUse connState = iota
+	stateIdle
+	stateClosed
+)
+
+// physConn is one PostgreSQL session.
+type physConn struct {
+	sc      *stdlib.Conn
+	pool    *pool
+	expires time.Time
+
+	// guarded by budget.mu
+	state  connState
+	idleAt time.Time
+	lru    connLinks // in budget.idle
+	pidle  connLinks // in pool.idle
+}
+
+// pool holds one tenant's physical connections for one version of its
+// configuration.
+type pool struct {
+	t         *tenant
+	connector driver.Connector
+
+	// guarded by budget.mu
+	max      int
+	open     int // open or being dialled
+	inUse    int // checked out or being dialled
+	idle     connList
+	waiters  waitList
+	retired  bool
+	lastUsed time.Time
+}
+
+// A waiter is a caller waiting for a connection. It is granted either a
+// connection of its own pool or a slot to dial one.
+type waiter struct {
+	p     *pool
+	ch    chan grant // buffered: granting never blocks
+	since time.Time
+
+	// guarded by budget.mu
+	queued bool
+	eager  bool // done waiting for its own tenant: takes the next slot going
+	all    waitLinks
+	own    waitLinks
+}
+
+type grant struct {
+	pc   *physConn // a connection of the waiter's pool
+	dial bool      // a slot reserved for the waiter: dial
+	err  error
+}
+
+// budget caps the physical connections of the pools that share it and
+// arbitrates between them. One mutex guards all of its state; it is held
+// only for list and counter updates, never across I/O.
+type budget struct {
+	max            int
+	perTenant      int
+	lifetime       time.Duration
+	connectTimeout time.Duration
+	evictionDelay  time.Duration
+
+	mu      sync.Mutex
+	open    int
+	idle    connList // every idle connection, most recently released first
+	waiters waitList // every waiter, oldest first
+	pools   map[*pool]struct{}
+	closed  bool
+}
+
+func newBudget(cfg *config) *budget {
+	return &budget{
+		max:            cfg.maxConns,
+		perTenant:      cfg.maxConnsPerTenant,
+		lifetime:       cfg.maxConnLifetime,
+		connectTimeout: cfg.connectTimeout,
+		evictionDelay:  cfg.evictionDelay,
+		idle:           connList{sel: lruLinks},
+		waiters:        waitList{sel: allLinks},
+		pools:          make(map[*pool]struct{}),
+	}
+}
+
+// acquire checks out a physical connection of tenant t, preferring hint
+// (the connection the caller had last) when it is idle and of the same
+// pool. newConnector builds the tenant's pgx connector when t has no pool.
+func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physConn, error) {
+	var start time.Time // set once the caller has to wait
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if t.removed {
+			b.mu.Unlock()
+			return nil, errRetired
+		}
+		p := t.pool
+		if p == nil {
+			b.mu.Unlock()
+			conn, err := t.newConnector()
+			if err != nil {
+				return nil, err
+			}
+			b.mu.Lock()
+			if t.removed || b.closed {
+				b.mu.Unlock()
+				continue
+			}
+			if t.pool == nil {
+				t.pool = &pool{t: t, connector: conn, max: b.perTenant, idle: connList{sel: poolLinks}, waiters: waitList{sel: ownLinks}}
+				b.pools[t.pool] = struct{}{}
+			}
+			p = t.pool
+		}
+
+		pc := p.idle.front
+		if hint != nil && hint.pool == p && hint.state == stateIdle {
+			pc = hint
+		}
+		if pc != nil {
+			b.takeIdleLocked(pc)
+			t.stats.acquires++
+			b.mu.Unlock()
+			if b.reusable(ctx, pc) {
+				return pc, nil
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			hint = nil
+			continue
+		}
+		if p.open < p.max && b.open < b.max {
+			p.open++
+			p.inUse++
+			b.open++
+			t.stats.acquires++
+			b.mu.Unlock()
+			return b.dial(ctx, p)
+		}
+
+		// Full. With nothing of its own tenant in use there is nothing to
+		// wait for: make room at once if another tenant has an idle
+		// connection.
+		if p.open < p.max && p.inUse == 0 {
+			if victim := b.evictLocked(); victim != nil {
+				p.open++
+				p.inUse++
+				t.stats.acquires++
+				b.mu.Unlock()
+				go victim.sc.Close()
+				return b.dial(ctx, p)
+			}
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		w := &waiter{p: p, ch: make(chan grant, 1), since: start, eager: p.inUse == 0, queued: true}
+		b.waiters.pushBack(w)
+		p.waiters.pushBack(w)
+		b.mu.Unlock()
+
+		g, err := b.wait(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		b.mu.Lock()
+		t.stats.waits++
+		t.stats.waitTime += time.Since(start)
+		if g.err == nil {
+			t.stats.acquires++
+		}
+		b.mu.Unlock()
+		switch {
+		case g.err != nil:
+			return nil, g.err
+		case g.dial:
+			return b.dial(ctx, p)
+		case b.reusable(ctx, g.pc):
+			return g.pc, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hint = nil
+	}
+}
+
+// reusable runs pgx's own reuse check on a connection taken from the pool:
+// it must be open and idle in no transaction, and it is pinged if it sat
+// unused for more than a second (as database/sql with pgx would do). A
+// connection that fails is destroyed.
+func (b *budget) reusable(ctx context.Context, pc *physConn) bool {
+	if err := pc.sc.ResetSession(ctx); err != nil {
+		b.destroy(pc)
+		return false
+	}
+	return true
+}
+
+// dial opens a physical connection for p in a slot already reserved.
+func (b *budget) dial(ctx context.Context, p *pool) (*physConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, b.connectTimeout)
+	dc, err := p.connector.Connect(dctx)
+	cancel()
+	if err != nil {
+		b.mu.Lock()
+		p.open--
+		p.inUse--
+		b.open--
+		p.t.stats.connectErrors++
+		b.grantSlotsLocked()
+		b.mu.Unlock()
+		return nil, err
+	}
+	pc := &physConn{sc: dc.(*stdlib.Conn), pool: p, state: stateInUse}
+	// Jitter spreads the reconnects of connections dialled together.
+	pc.expires = time.Now().Add(b.lifetime - rand.N(b.lifetime/10+1))
+	b.mu.Lock()
+	p.t.stats.newConns++
+	b.mu.Unlock()
+	return pc, nil
+}
+
+// release returns a checked-out connection. It reports whether the
+// connection was found dead (closed by the server, the network or a
+// cancellation), as opposed to retired for age or configuration.
+func (b *budget) release(pc *physConn) (dead bool) {
+	conn := pc.sc.Conn()
+	dead = conn.IsClosed()
+	// As pgxpool does: a connection still busy or inside a transaction
+	// cannot be given to anyone else.
+	broken := dead || conn.PgConn().IsBusy() || conn.PgConn().TxStatus() != 'I'
+	now := time.Now()
+
+	b.mu.Lock()
+	p := pc.pool
+	p.inUse--
+	p.lastUsed = now
+	if broken || p.retired || b.closed || now.After(pc.expires) {
+		b.removeLocked(pc)
+		b.grantSlotsLocked()
+		b.mu.Unlock()
+		pc.sc.Close()
+		return dead
+	}
+	if w := p.waiters.front; w != nil {
+		b.dequeueLocked(w)
+		p.inUse++
+		w.ch <- grant{pc: pc}
+		b.mu.Unlock()
+		return false
+	}
+	if b.open >= b.max {
+		if w := b.firstEagerLocked(); w != nil {
+			// Another tenant has waited its turn: this connection makes
+			// room for it rather than sit idle.
+			b.dequeueLocked(w)
+			pc.state = stateClosed
+			p.open--
+			p.t.stats.evictions++
+			w.p.open++
+			w.p.inUse++
+			w.ch <- grant{dial: true}
+			b.mu.Unlock()
+			pc.sc.Close()
+			return false
+		}
+	}
+	pc.state = stateIdle
+	pc.idleAt = now
+	p.idle.pushFront(pc)
+	b.idle.pushFront(pc)
+	b.mu.Unlock()
+	return false
+}
+
+// destroy closes a checked-out connection and frees its slot.
+func (b *budget) destroy(pc *physConn) {
+	b.mu.Lock()
+	pc.pool.inUse--
+	b.removeLocked(pc)
+	b.grantSlotsLocked()
+	b.mu.Unlock()
+	pc.sc.Close()
+}
+
+func (b *budget) takeIdleLocked(pc *physConn) {
+	pc.pool.idle.remove(pc)
+	b.idle.remove(pc)
+	pc.state = stateInUse
+	pc.pool.inUse++
+}
+
+// removeLocked forgets a connection that is in use or idle; the caller
+// closes it after unlocking.
+func (b *budget) removeLocked(pc *physConn) {
+	if pc.state == stateIdle {
+		pc.pool.idle.remove(pc)
+		b.idle.remove(pc)
+	}
+	pc.state = stateClosed
+	pc.pool.open--
+	b.open--
+}
+
+// evictLocked takes the least recently used idle connection out of the
+// budget and hands its slot to the caller, who must count it in its own
+// pool and close the victim.
+func (b *budget) evictLocked() *physConn {
+	victim := b.idle.back
+	if victim == nil {
+		return nil
+	}
+	victim.pool.idle.remove(victim)
+	b.idle.remove(victim)
+	victim.state = stateClosed
+	victim.pool.open--
+	victim.pool.t.stats.evictions++
+	return victim
+}
+
+func (b *budget) dequeueLocked(w *waiter) {
+	b.waiters.remove(w)
+	w.p.waiters.remove(w)
+	w.queued = false
+}
+
+func (b *budget) firstEagerLocked() *waiter {
+	for w := b.waiters.front; w != nil; w = w.all.next {
+		if w.eager && w.p.open < w.p.max {
+			return w
+		}
+	}
+	return nil
+}
+
+// grantSlotsLocked hands free slots to the oldest waiters that may use
+// them. It runs whenever a slot frees up.
+func (b *budget) grantSlotsLocked() {
+	for w := b.waiters.front; w != nil && b.open < b.max; {
+		next := w.all.next
+		if w.p.open < w.p.max {
+			b.dequeueLocked(w)
+			b.open++
+			w.p.open++
+			w.p.inUse++
+			w.ch <- grant{dial: true}
+		}
+		w = next
+	}
+}
+
+// wait blocks until w is granted something or ctx ends. Past the eviction
+// delay it makes room by closing another tenant's idle connection, or,
+// when none is idle, marks itself eager so the next released connection of
+// any tenant makes room for it.
+func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
+	var timeout <-chan time.Time
+	if !w.eager {
+		t := time.NewTimer(b.evictionDelay)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		select {
+		case g := <-w.ch:
+			return g, nil
+		case <-ctx.Done():
+			b.mu.Lock()
+			if w.queued {
+				b.dequeueLocked(w)
+				b.mu.Unlock()
+				return grant{}, ctx.Err()
+			}
+			b.mu.Unlock()
+			b.giveBack(w, <-w.ch)
+			return grant{}, ctx.Err()
+		case <-timeout:
+			timeout = nil
+			b.mu.Lock()
+			if !w.queued {
+				b.mu.Unlock()
+				continue // granted meanwhile: it is in w.ch
+			}
+			if w.p.open < w.p.max {
+				if victim := b.evictLocked(); victim != nil {
+					b.dequeueLocked(w)
+					w.p.open++
+					w.p.inUse++
+					b.mu.Unlock()
+					go victim.sc.Close()
+					return grant{dial: true}, nil
+				}
+			}
+			w.eager = true
+			b.mu.Unlock()
+		}
+	}
+}
+
+// giveBack returns what w was granted after it gave up waiting.
+func (b *budget) giveBack(w *waiter, g grant) {
+	switch {
+	case g.pc != nil:
+		b.release(g.pc)
+	case g.dial:
+		b.mu.Lock()
+		w.p.open--
+		w.p.inUse--
+		b.open--
+		b.grantSlotsLocked()
+		b.mu.Unlock()
+	}
+}
+
+// retireLocked takes p out of service: its idle connections are returned
+// for the caller to close, its waiters are sent err, and connections still
+// in use are closed when they are released, so work in flight finishes on
+// the configuration it started with.
+func (b *budget) retireLocked(p *pool, err error) []*physConn {
+	if p.retired {
+		return nil
+	}
+	p.retired = true
+	delete(b.pools, p)
+	var closing []*physConn
+	for pc := p.idle.front; pc != nil; pc = p.idle.front {
+		b.removeLocked(pc)
+		closing = append(closing, pc)
+	}
+	for w := p.waiters.front; w != nil; w = p.waiters.front {
+		b.dequeueLocked(w)
+		w.ch <- grant{err: err}
+	}
+	b.grantSlotsLocked()
+	return closing
+}
+
+// removeTenant retires t for good (deleted, or replaced by a new
+// configuration).
+func (b *budget) removeTenant(t *tenant) {
+	b.mu.Lock()
+	t.removed = true
+	var closing []*physConn
+	if t.pool != nil {
+		closing = b.retireLocked(t.pool, errRetired)
+		t.pool = nil
+	}
+	b.mu.Unlock()
+	closeAll(closing)
+}
+
+// reap closes connections idle longer than idleTimeout or past their
+// lifetime, and drops pools that have had no connection for idleTimeout.
+func (b *budget) reap(now time.Time, idleTimeout time.Duration) {
+	var closing []*physConn
+	b.mu.Lock()
+	for pc := b.idle.back; pc != nil; {
+		prev := pc.lru.prev
+		if now.Sub(pc.idleAt) >= idleTimeout || now.After(pc.expires) {
+			b.removeLocked(pc)
+			closing = append(closing, pc)
+		}
+		pc = prev
+	}
+	for p := range b.pools {
+		if p.open == 0 && p.waiters.n == 0 && now.Sub(p.lastUsed) >= idleTimeout {
+			p.retired = true
+			delete(b.pools, p)
+			if p.t.pool == p {
+				p.t.pool = nil
+			}
+		}
+	}
+	b.grantSlotsLocked()
+	b.mu.Unlock()
+	closeAll(closing)
+}
+
+// close shuts every pool: idle connections now, the rest when released.
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	var closing []*physConn
+	for p := range b.pools {
+		closing = append(closing, b.retireLocked(p, ErrClosed)...)
+	}
+	for w := b.waiters.front; w != nil; w = b.waiters.front {
+		b.dequeueLocked(w)
+		w.ch <- grant{err: ErrClosed}
+	}
+	b.mu.Unlock()
+	closeAll(closing)
+}
+
+func closeAll(conns []*physConn) {
+	for _, pc := range conns {
+		pc.sc.Close()
+	}
+}
