@@ -122,5 +122,3 @@ func TestUnknownTenant(t *testing.T) {
 }
 
 var errBadConn = sqldriver.ErrBadConn
-
-
