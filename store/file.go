@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,8 +47,9 @@ type File struct {
 
 	mu      sync.Mutex
 	st      state
-	known   os.FileInfo // what st was read from or written to
-	lastErr string      // last reload error logged, to log each once
+	known   os.FileInfo       // the file st was read from or written to
+	sum     [sha256.Size]byte // and a hash of its content
+	lastErr string            // last reload error logged, to log each once
 	closed  bool
 	hub     hub
 	done    chan struct{}
@@ -71,7 +73,9 @@ type fileOptions struct {
 func WithCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
 
 // WithPollInterval sets how often the file is checked for changes written by
-// other processes (default 1s). Zero or less turns checking off.
+// other processes (default 1s). Zero or less turns checking off. Each check
+// reads the whole file: its size and modification time may stay the same
+// across a change.
 func WithPollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
 
 // WithFileLogger sets the logger for problems found while polling (default
@@ -113,14 +117,18 @@ func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, erro
 		poll:     o.poll,
 		done:     make(chan struct{}),
 	}
-	st, fi, err := f.read()
+	data, fi, err := f.load()
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && o.create:
-		st = newState()
+		f.st = newState()
 	case err != nil:
 		return nil, err
+	default:
+		if f.st, err = f.parse(data); err != nil {
+			return nil, err
+		}
+		f.known, f.sum = fi, sha256.Sum256(data)
 	}
-	f.st, f.known = st, fi
 	if f.poll > 0 {
 		f.wg.Add(1)
 		go f.pollLoop()
@@ -135,22 +143,27 @@ func (f *File) errorf(format string, args ...any) error {
 	return fmt.Errorf("store: file %s: "+format, append([]any{f.path}, args...)...)
 }
 
-// read parses the file. The FileInfo is taken before reading, so a change
-// that lands during the read shows up as a difference at the next poll.
-func (f *File) read() (state, os.FileInfo, error) {
+// load reads the file. The FileInfo, used for the file's mode, is taken
+// before reading.
+func (f *File) load() ([]byte, os.FileInfo, error) {
 	fi, err := os.Stat(f.path)
 	if err != nil {
-		return state{}, nil, f.errorf("%w", unwrapPathError(err))
+		return nil, nil, f.errorf("%w", unwrapPathError(err))
 	}
 	data, err := os.ReadFile(f.path)
 	if err != nil {
-		return state{}, nil, f.errorf("%w", unwrapPathError(err))
+		return nil, nil, f.errorf("%w", unwrapPathError(err))
 	}
+	return data, fi, nil
+}
+
+// parse decodes the file's content; errors name the file.
+func (f *File) parse(data []byte) (state, error) {
 	st, err := decodeFile(data)
 	if err != nil {
-		return state{}, nil, f.errorf("%w", err)
+		return state{}, f.errorf("%w", err)
 	}
-	return st, fi, nil
+	return st, nil
 }
 
 // unwrapPathError drops the *fs.PathError wrapper, whose message repeats
@@ -176,7 +189,8 @@ func decodeFile(data []byte) (state, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return state{}, describeJSONError(data, err)
 	}
-	if dec.More() {
+	// Not dec.More: it reports false for a stray '}' or ']'.
+	if _, err := dec.Token(); err != io.EOF {
 		return state{}, errors.New("unexpected data after the top-level JSON object")
 	}
 	if doc.Tenants == nil {
@@ -260,8 +274,10 @@ func describeJSONError(data []byte, err error) error {
 	if off < 0 {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
+	// The offset counts the bytes read up to and including the offending
+	// one; show that byte's position.
 	line, col := 1, 1
-	for _, b := range data[:min(int(off), len(data))] {
+	for _, b := range data[:min(max(int(off)-1, 0), len(data))] {
 		if b == '\n' {
 			line, col = line+1, 1
 		} else {
@@ -291,11 +307,13 @@ func encodeFile(st state) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// write replaces the file with st atomically and returns its new FileInfo.
-func (f *File) write(st state) (os.FileInfo, error) {
+// write replaces the file with st atomically and returns its new FileInfo
+// and the hash of what it wrote.
+func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
+	var none [sha256.Size]byte
 	data, err := encodeFile(st)
 	if err != nil {
-		return nil, f.errorf("encode: %w", err)
+		return nil, none, f.errorf("encode: %w", err)
 	}
 	mode := fs.FileMode(0o600)
 	if f.known != nil {
@@ -307,7 +325,7 @@ func (f *File) write(st state) (os.FileInfo, error) {
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return nil, f.errorf("write: %w", unwrapPathError(err))
+		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	tmpName := tmp.Name()
 	committed := false
@@ -318,27 +336,27 @@ func (f *File) write(st state) (os.FileInfo, error) {
 		}
 	}()
 	if _, err := tmp.Write(data); err != nil {
-		return nil, f.errorf("write: %w", unwrapPathError(err))
+		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	if err := tmp.Chmod(mode); err != nil {
-		return nil, f.errorf("write: %w", unwrapPathError(err))
+		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	if err := tmp.Sync(); err != nil {
-		return nil, f.errorf("write: %w", unwrapPathError(err))
+		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, f.errorf("write: %w", unwrapPathError(err))
+		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	if err := os.Rename(tmpName, f.path); err != nil {
-		return nil, f.errorf("write: %w", unwrapPathError(err))
+		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	committed = true
 	syncDir(dir)
 	fi, err := os.Stat(f.path)
 	if err != nil {
-		return nil, f.errorf("%w", unwrapPathError(err))
+		return nil, none, f.errorf("%w", unwrapPathError(err))
 	}
-	return fi, nil
+	return fi, sha256.Sum256(data), nil
 }
 
 // syncDir makes the rename durable. It is best effort: some file systems
@@ -350,28 +368,32 @@ func syncDir(dir string) {
 	}
 }
 
-func sameFile(a, b os.FileInfo) bool {
-	return a != nil && b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
-}
-
-// refreshLocked re-reads the file if it changed on disk since we last read
-// or wrote it, and tells watchers. f.mu is held.
+// refreshLocked re-reads the file and, if it differs from what we last read
+// or wrote, makes it current and tells watchers. f.mu is held.
+//
+// It compares content, not size, inode and modification time: those can all
+// stay the same across a change (an edit in place within one tick of a
+// coarse file system clock, or a rename that reuses a freed inode number,
+// which ext4 does at once), and a write that trusted them would silently
+// undo another process's change.
 func (f *File) refreshLocked() error {
-	fi, err := os.Stat(f.path)
+	data, fi, err := f.load()
 	if errors.Is(err, fs.ErrNotExist) && f.known == nil {
 		return nil // created with WithCreate and not written yet
 	}
 	if err != nil {
-		return f.errorf("%w", unwrapPathError(err))
+		return err
 	}
-	if sameFile(fi, f.known) {
+	sum := sha256.Sum256(data)
+	if f.known != nil && sum == f.sum {
+		f.known = fi
 		return nil
 	}
-	st, fi, err := f.read()
+	st, err := f.parse(data)
 	if err != nil {
 		return err
 	}
-	f.known = fi
+	f.known, f.sum = fi, sum
 	if equalTenants(st.tenants, f.st.tenants) && st.version <= f.st.version {
 		return nil
 	}
@@ -444,11 +466,11 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 	if err != nil || !changed {
 		return err
 	}
-	fi, err := f.write(next)
+	fi, sum, err := f.write(next)
 	if err != nil {
 		return err
 	}
-	f.st, f.known = next, fi
+	f.st, f.known, f.sum = next, fi, sum
 	f.hub.publish(ev)
 	return nil
 }
@@ -490,7 +512,10 @@ func (f *File) Create(ctx context.Context, t Tenant) (Tenant, error) {
 		out, ev, err = st.create(t, now())
 		return ev, err == nil, err
 	})
-	return out, err
+	if err != nil {
+		return Tenant{}, err // out may be set though the write failed
+	}
+	return out, nil
 }
 
 // Update implements Store.
@@ -502,7 +527,10 @@ func (f *File) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		out, ev, err = st.update(t, now())
 		return ev, err == nil, err
 	})
-	return out, err
+	if err != nil {
+		return Tenant{}, err
+	}
+	return out, nil
 }
 
 // Delete implements Store.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -81,6 +83,19 @@ type Event struct {
 	Tenants []Tenant // EventSync, sorted by id
 }
 
+// LogValue makes slog print the event without secrets: encoding/json,
+// which slog's JSON handler would use otherwise, shows the deploy info as
+// it is.
+func (e Event) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("type", e.Type.String()), slog.Int64("version", e.Version)}
+	if e.Type == EventSync {
+		attrs = append(attrs, slog.Int("tenants", len(e.Tenants)))
+	} else {
+		attrs = append(attrs, slog.Attr{Key: "tenant", Value: e.Tenant.LogValue()})
+	}
+	return slog.GroupValue(attrs...)
+}
+
 // Open opens the store that rawURL names:
 //
 //	file:PATH            a JSON file (file:tenant_config.json, file:///etc/app/tenants.json)
@@ -93,7 +108,13 @@ type Event struct {
 func Open(ctx context.Context, rawURL string) (Store, error) {
 	scheme, rest, ok := strings.Cut(rawURL, ":")
 	if !ok || scheme == "" {
-		return nil, fmt.Errorf("store: %q is not a store URL (want file:PATH, memory: or redis://...)", shorten(RedactURL(rawURL)))
+		// Echo a mistyped path, but not what may be a key=value DSN with
+		// a password in it.
+		shown := "the store URL"
+		if !strings.Contains(rawURL, "=") {
+			shown = strconv.Quote(shorten(rawURL))
+		}
+		return nil, fmt.Errorf("store: %s is not a store URL (want file:PATH, memory: or redis://...)", shown)
 	}
 	switch strings.ToLower(scheme) {
 	case "memory":

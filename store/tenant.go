@@ -1,11 +1,13 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,6 +23,7 @@ const (
 	maxDeployKeyLen  = 128
 	maxDeployValLen  = 8 << 10
 	redactedPassword = "xxxxx" // what url.URL.Redacted writes
+	unparsableURL    = "(unparsable URL)"
 )
 
 // A Tenant is one customer and where its data lives.
@@ -94,28 +97,53 @@ func redactValue(key, v string) string {
 			return redactedPassword
 		}
 	}
-	if strings.Contains(v, "://") {
+	// A key=value DSN holds its password in plain sight too; RedactURL
+	// does not echo it.
+	if key == KeyPostgresURL || strings.Contains(v, "://") || strings.Contains(strings.ToLower(v), "password=") {
 		return RedactURL(v)
 	}
 	return v
 }
 
 // RedactURL returns rawURL with any password (in the user info or in a
-// password= query parameter) replaced by "xxxxx". A string that does not
-// parse as a URL is not echoed at all, since it may be a password.
+// query parameter such as password= or sslpassword=) replaced by "xxxxx".
+// A string that is not an absolute hierarchical URL (scheme://host/... or
+// scheme:/path) is not echoed at all: a password may sit anywhere in a
+// key=value DSN or in an opaque URL such as "postgres:user:pw@host".
 func RedactURL(rawURL string) string {
 	if rawURL == "" {
 		return ""
 	}
 	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparsable URL)"
+	if err != nil || u.Scheme == "" || u.Opaque != "" {
+		return unparsableURL
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", redactedPassword)
-		u.RawQuery = q.Encode()
-	}
+	u.RawQuery = redactQuery(u.RawQuery)
 	return u.Redacted()
+}
+
+// redactQuery replaces the value of every query parameter whose name
+// mentions a password, or does not unescape. It works on the raw pairs, split
+// at '&' and ';', rather than on url.ParseQuery's result: that silently
+// drops a pair with a bad escape ("password=50%off") or a ';', which would
+// then be shown as it is. The order of the parameters is kept.
+func redactQuery(raw string) string {
+	var b strings.Builder
+	for raw != "" {
+		pair, rest, sep := raw, "", ""
+		if i := strings.IndexAny(raw, "&;"); i >= 0 {
+			pair, sep, rest = raw[:i], raw[i:i+1], raw[i+1:]
+		}
+		raw = rest
+		key, _, hasValue := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(key)
+		if hasValue && (err != nil || strings.Contains(strings.ToLower(name), "password")) {
+			pair = key + "=" + redactedPassword
+		}
+		b.WriteString(pair)
+		b.WriteString(sep)
+	}
+	return b.String()
 }
 
 // ValidateID reports whether id is a valid tenant id; the error is a
@@ -169,20 +197,48 @@ func validatePostgresURL(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the input, password and all: keep only the cause.
-		var msg string
-		if ue, ok := err.(*url.Error); ok {
-			msg = ue.Err.Error()
-		}
-		return &ValidationError{Field: field, Reason: "not a URL: " + msg}
+		return &ValidationError{Field: field, Reason: "not a URL: " + urlErrorReason(err)}
 	}
+	// RedactURL shows only what it can make safe.
+	value := RedactURL(raw)
+	if value == unparsableURL {
+		value = ""
+	}
+	value = shorten(value)
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return &ValidationError{Field: field, Value: RedactURL(raw), Reason: "scheme must be postgres:// or postgresql://"}
+		return &ValidationError{Field: field, Value: value, Reason: "scheme must be postgres:// or postgresql://"}
 	}
 	if u.Opaque != "" {
-		return &ValidationError{Field: field, Value: RedactURL(raw), Reason: "must be of the form postgres://[user[:password]@]host[:port]/dbname"}
+		return &ValidationError{Field: field, Value: value, Reason: "must be of the form postgres://[user[:password]@]host[:port]/dbname"}
 	}
 	return nil
+}
+
+// urlErrorReason says why url.Parse failed without repeating the input. The
+// url.Error wrapper quotes all of it, and the cause may quote part of it:
+// `invalid port ":pw" after host` for a password holding a '/'. Quoted
+// parts are dropped.
+func urlErrorReason(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return "unknown error"
+	}
+	msg := ue.Err.Error()
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			b.WriteString(msg)
+			break
+		}
+		b.WriteString(msg[:i])
+		q, err := strconv.QuotedPrefix(msg[i:])
+		if err != nil {
+			break
+		}
+		msg = msg[i+len(q):]
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
 }
 
 func validKey(k string) bool {

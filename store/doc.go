@@ -1,0 +1,85 @@
+// Package store keeps the tenants of a tenantsql application and tells every
+// part of the program when they change.
+//
+// A Tenant is an id plus deploy info: a map that holds at least
+// POSTGRES_URL, the tenant's database, and any other keys the application
+// wants kept with it. A Store holds the tenants, answers Get and List,
+// applies Create, Update and Delete, and reports every change to its
+// watchers. The tenantsql driver uses one to find each tenant's database;
+// the admin API and the command-line tool use one to change them.
+//
+// # Backends
+//
+// Open picks the backend from a URL, so that configuration is one string:
+//
+//	file:tenant_config.json               a JSON file, relative to the working directory
+//	file:///etc/app/tenants.json          the same with an absolute path
+//	file:tenants.json?create=true&poll=5s options
+//	memory:                               an empty store in this process, for tests
+//
+// The file store is the default: nothing else to run. Every write replaces
+// the file atomically (a temporary file in the same directory, fsync,
+// rename), so a crash or a concurrent reader sees the old file or the new
+// one, never a torn one. Writers in several processes are serialized by an
+// advisory lock on a sidecar file, ".NAME.lock", and each write starts from
+// what is on disk, so no process undoes another's change. A process learns
+// of changes made by others by reading the file every poll interval
+// (default 1s, poll=0 turns it off). A file that breaks while the program
+// runs, say by a bad hand edit, is logged once and the tenants read before
+// stay in use until it is fixed; writes refuse to replace it. New files are
+// created with mode 0600, since they hold database passwords; an existing
+// file keeps its mode. A missing file is an error, so that a mistyped path
+// fails at start-up rather than serving no tenants; create=true makes it an
+// empty store instead, written at the first change.
+//
+// # File format
+//
+//	{
+//	  "version": 3,
+//	  "tenants": {
+//	    "tenant-1.test.com": {"deploy_info": {"POSTGRES_URL": "postgres://app:secret@db/one"}},
+//	    "tenant-2.test.com": {"deploy_info": {"POSTGRES_URL": "postgres://app:secret@db/two", "REGION": "eu"}}
+//	  }
+//	}
+//
+// Only "tenants" and each tenant's "deploy_info" are required, so the file
+// is easy to write by hand; the store adds versions and timestamps when it
+// writes. Unknown fields, a tenant named twice and anything after the top
+// object are errors, not silently ignored: a misspelt "deploy-info" would
+// otherwise be a tenant without a database. Errors name the file, the line
+// and column where the JSON breaks, and the tenant and field that is wrong.
+//
+// # Ids
+//
+// A tenant id is 1 to 128 bytes of [a-z0-9._-], starting with a letter or
+// digit. Ids are compared byte for byte, with no folding of case or
+// punctuation, so "a-b" and "a.b" are two tenants. Validate and ValidateID
+// check ids and deploy info; their errors are *ValidationError values that
+// name the field and wrap ErrInvalid.
+//
+// # Secrets
+//
+// Deploy info holds passwords, and they must not leak into logs, API
+// answers or error messages. Tenant.String, GoString and LogValue (so fmt
+// and log/slog) and Tenant.Redacted show a URL's password, and the values
+// of keys that name a secret, as "xxxxx"; RedactURL does the same for one
+// URL, and does not echo a string it cannot parse. Errors from this package
+// never contain a password. Tenant values themselves, and their JSON
+// encoding, do hold the password: that is what the driver connects with.
+//
+// # Watching
+//
+// Watch returns a channel whose first event is an EventSync carrying every
+// tenant. Then come the changes, EventCreate, EventUpdate and EventDelete,
+// in the order they were made; Event.Version grows by one with each. A
+// watcher that falls behind by more than a few thousand events does not
+// hold up writers and does not lose changes: its queue is dropped and it
+// gets a fresh EventSync instead. The file store also sends an EventSync
+// when it sees a change made by another process. So a consumer that treats
+// an EventSync as "this is the whole set now" and applies the other events
+// one by one always converges on the store's state. The channel is closed
+// when the context given to Watch ends or the store is closed.
+//
+// All Store implementations are safe for concurrent use. Returned Tenant
+// values are copies: changing one changes nothing in the store.
+package store

@@ -1,0 +1,137 @@
+//go:build unix
+
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A failure before the write (here: the lock cannot be taken) changes
+// nothing either. Unlike a read-only directory this stops root too.
+func TestFileFailedWriteLock(t *testing.T) {
+	t.Parallel()
+	failedWrite(t, func(dir string) func() {
+		lock := filepath.Join(dir, ".tenants.json.lock")
+		if err := os.Remove(lock); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(lock, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return func() { os.Remove(lock) }
+	})
+}
+
+// The helper process pattern: TestFileMultiProcess runs the test binary
+// again with these variables set, and then only TestHelperProcess does
+// anything.
+const (
+	helperFileEnv   = "TENANTSQL_STORE_HELPER_FILE"
+	helperPrefixEnv = "TENANTSQL_STORE_HELPER_PREFIX"
+	helperCount     = 25
+)
+
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv(helperFileEnv)
+	if path == "" {
+		t.Skip("helper for TestFileMultiProcess; does nothing on its own")
+	}
+	prefix := os.Getenv(helperPrefixEnv)
+	ctx := context.Background()
+	f, err := OpenFile(ctx, path, WithPollInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Start together with the other process, so that the writes overlap.
+	eventually(t, "start signal", func() bool {
+		_, err := os.Stat(path + ".go")
+		return err == nil
+	})
+	var wg sync.WaitGroup
+	for i := range helperCount {
+		wg.Go(func() {
+			if _, err := f.Create(ctx, newTenant(fmt.Sprintf("%s-%d", prefix, i), "x")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Two processes creating tenants in one file at the same time lose none.
+func TestFileMultiProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	path := writeFile(t, dir, "tenants.json", `{"tenants": {}}`)
+	type child struct {
+		cmd *exec.Cmd
+		out bytes.Buffer
+	}
+	var children []*child
+	for i := range 2 {
+		c := &child{cmd: exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1", "-test.timeout=60s")}
+		c.cmd.Env = append(os.Environ(), helperFileEnv+"="+path, fmt.Sprintf("%s=p%d", helperPrefixEnv, i))
+		c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
+		if err := c.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		children = append(children, c)
+	}
+	if err := os.WriteFile(path+".go", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range children {
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("helper process %d: %v\n%s", i, err, c.out.String())
+		}
+	}
+	got := diskTenants(t, path)
+	if len(got) != 2*helperCount {
+		t.Fatalf("file holds %d tenants, want %d: %v", len(got), 2*helperCount, ids(got))
+	}
+	for _, name := range dirNames(t, dir) {
+		if strings.Contains(name, ".tmp-") {
+			t.Errorf("left behind: %s", name)
+		}
+	}
+}
+
+// A lock held elsewhere makes a write wait, bounded by its context.
+func TestFileLockWaitsForContext(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := writeFile(t, dir, "tenants.json", `{"tenants": {}}`)
+	f := openFile(t, path)
+	unlock, err := lockFile(context.Background(), filepath.Join(dir, ".tenants.json.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = f.Create(ctx, newTenant("t1", "one"))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Create while another holds the lock = %v, want context.DeadlineExceeded naming %s", err, path)
+	}
+	unlock()
+	if _, err := f.Create(context.Background(), newTenant("t1", "one")); err != nil {
+		t.Errorf("Create after the lock was released: %v", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
