@@ -1,0 +1,37 @@
+# Targets that need the PostgreSQL and Redis servers depend on `services`,
+# which starts (or, as root, installs) them when they are not running.
+
+GO ?= go
+# Extra flags for go test, e.g. make test GOTESTFLAGS='-run TestPool -v'
+GOTESTFLAGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help services test test-short bench fmt-check run-example
+
+help: ## List the targets
+	@echo 'Targets:'
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+services: ## Ensure PostgreSQL and Redis are running (scripts/services.sh)
+	@bash scripts/services.sh
+
+test: services ## go vet, then go test -race (extra flags: GOTESTFLAGS)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+
+test-short: services ## go test without the race detector (quicker)
+	$(GO) test -count=1 $(GOTESTFLAGS) ./...
+
+bench: services ## Run the benchmark command (internal/cmd/bench)
+	$(GO) run ./internal/cmd/bench
+
+fmt-check: ## Fail if gofmt would change any file
+	@out=$$(gofmt -l .) || exit 1; \
+	if [ -n "$$out" ]; then \
+		echo 'gofmt -l found unformatted files (run gofmt -w on them):'; \
+		echo "$$out"; \
+		exit 1; \
+	fi
+
+run-example: services ## Run the hospital example (examples/hospital)
+	$(GO) run ./examples/hospital
