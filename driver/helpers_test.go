@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,10 @@ var fixtureSeq struct {
 	n int
 }
 
+// runID keeps this process's application names apart from those of an
+// earlier run whose sessions the server may not have reaped yet.
+var runID = fmt.Sprintf("%04x", rand.IntN(1<<16))
+
 // newFixture registers n tenants named <tag>-<i>.test on databases
 // prefix_0 ... (shared, modulo count) and opens a tenantsql *sql.DB.
 func newFixture(t testing.TB, tag string, n int, opts ...driver.Option) *fixture {
@@ -60,7 +65,7 @@ func newFixtureOn(t testing.TB, tag string, n int, dbPrefix string, dbCount int,
 	t.Helper()
 	fixtureSeq.Lock()
 	fixtureSeq.n++
-	tag = fmt.Sprintf("%s%d", tag, fixtureSeq.n)
+	tag = fmt.Sprintf("%s%d-%s", tag, fixtureSeq.n, runID)
 	fixtureSeq.Unlock()
 
 	dbs := testenv.Names(dbPrefix, min(n, dbCount))

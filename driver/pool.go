@@ -72,7 +72,7 @@ type waiter struct {
 
 	// guarded by budget.mu
 	queued bool
-	eager  bool // done waiting for its own tenant: takes the next slot going
+	eager  bool // its tenant has no connection: it takes the next one released
 	all    waitLinks
 	own    waitLinks
 }
@@ -174,11 +174,11 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 			return b.dial(ctx, p)
 		}
 
-		// Full. With nothing of its own tenant in use there is nothing to
-		// wait for: make room at once if another tenant has an idle
-		// connection.
-		if p.open < p.max && p.inUse == 0 {
-			if victim := b.evictLocked(); victim != nil {
+		// Full. A tenant with no connection at all has nothing to wait
+		// for: make room at once if another tenant has an idle one.
+		if p.open == 0 {
+			if victim := b.victimLocked(time.Now(), true); victim != nil {
+				b.evictLocked(victim)
 				p.open++
 				p.inUse++
 				t.stats.acquires++
@@ -190,7 +190,7 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 		if start.IsZero() {
 			start = time.Now()
 		}
-		w := &waiter{p: p, ch: make(chan grant, 1), since: start, eager: p.inUse == 0, queued: true}
+		w := &waiter{p: p, ch: make(chan grant, 1), since: start, eager: p.open == 0, queued: true}
 		b.waiters.pushBack(w)
 		p.waiters.pushBack(w)
 		b.mu.Unlock()
@@ -339,20 +339,44 @@ func (b *budget) removeLocked(pc *physConn) {
 	b.open--
 }
 
-// evictLocked takes the least recently used idle connection out of the
-// budget and hands its slot to the caller, who must count it in its own
-// pool and close the victim.
-func (b *budget) evictLocked() *physConn {
-	victim := b.idle.back
-	if victim == nil {
+// coldAfter is how long an idle connection must sit unused before a tenant
+// that already has connections may take its slot. A connection idle that
+// long is cold: pgx would ping it before reuse anyway. Taking warm ones
+// only moves the shortage to their tenant, which then dials in turn.
+const coldAfter = time.Second
+
+// victimLocked picks the idle connection to close to make room, or nil.
+// The coldest (least recently used) goes first. A caller whose tenant has
+// connections of its own (bare is false) only takes a cold one; a caller
+// whose tenant has none must get one, and if nothing is cold it prefers a
+// connection whose tenant keeps another, so no tenant is left with none.
+func (b *budget) victimLocked(now time.Time, bare bool) *physConn {
+	back := b.idle.back
+	if back == nil {
 		return nil
 	}
+	if now.Sub(back.idleAt) >= coldAfter {
+		return back
+	}
+	if !bare {
+		return nil
+	}
+	for pc := back; pc != nil; pc = pc.lru.prev {
+		if pc.pool.open >= 2 {
+			return pc
+		}
+	}
+	return back
+}
+
+// evictLocked takes an idle connection out of the budget and hands its slot
+// to the caller, who must count it in its own pool and close the victim.
+func (b *budget) evictLocked(victim *physConn) {
 	victim.pool.idle.remove(victim)
 	b.idle.remove(victim)
 	victim.state = stateClosed
 	victim.pool.open--
 	victim.pool.t.stats.evictions++
-	return victim
 }
 
 func (b *budget) dequeueLocked(w *waiter) {
@@ -386,17 +410,13 @@ func (b *budget) grantSlotsLocked() {
 	}
 }
 
-// wait blocks until w is granted something or ctx ends. Past the eviction
-// delay it makes room by closing another tenant's idle connection, or,
-// when none is idle, marks itself eager so the next released connection of
-// any tenant makes room for it.
+// wait blocks until w is granted something or ctx ends. A waiter whose
+// tenant has connections waits for one of them; past the eviction delay it
+// also takes the slot of a cold idle connection of another tenant, checking
+// again whenever the oldest idle connection turns cold.
 func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
-	var timeout <-chan time.Time
-	if !w.eager {
-		t := time.NewTimer(b.evictionDelay)
-		defer t.Stop()
-		timeout = t.C
-	}
+	timer := time.NewTimer(b.evictionDelay)
+	defer timer.Stop()
 	for {
 		select {
 		case g := <-w.ch:
@@ -411,15 +431,16 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			b.mu.Unlock()
 			b.giveBack(w, <-w.ch)
 			return grant{}, ctx.Err()
-		case <-timeout:
-			timeout = nil
+		case <-timer.C:
 			b.mu.Lock()
 			if !w.queued {
 				b.mu.Unlock()
 				continue // granted meanwhile: it is in w.ch
 			}
+			now := time.Now()
 			if w.p.open < w.p.max {
-				if victim := b.evictLocked(); victim != nil {
+				if victim := b.victimLocked(now, w.p.open == 0); victim != nil {
+					b.evictLocked(victim)
 					b.dequeueLocked(w)
 					w.p.open++
 					w.p.inUse++
@@ -428,8 +449,12 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 					return grant{dial: true}, nil
 				}
 			}
-			w.eager = true
+			next := coldAfter
+			if back := b.idle.back; back != nil {
+				next = max(b.evictionDelay, coldAfter-now.Sub(back.idleAt))
+			}
 			b.mu.Unlock()
+			timer.Reset(next)
 		}
 	}
 }
