@@ -186,3 +186,18 @@ func mustContain(t testing.TB, err error, parts ...string) {
 }
 
 var errTxDone = sql.ErrTxDone
+
+func mustNotContain(t testing.TB, err error, secret string) {
+	t.Helper()
+	if err != nil && strings.Contains(err.Error(), secret) {
+		t.Errorf("error %q reveals %q", err, secret)
+	}
+}
+
+func sqlOpenDB(t testing.TB, c *driver.Connector) *sql.DB {
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func tenantCtx(id string) context.Context { return tenantctx.WithTenant(context.Background(), id) }

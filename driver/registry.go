@@ -86,7 +86,7 @@ func parseDSN(id, dsn string) (*pgx.ConnConfig, error) {
 		msg = strings.ReplaceAll(msg, pw, "xxxxx")
 	}
 	msg = strings.ReplaceAll(msg, dsn, store.RedactURL(dsn))
-	return nil, fmt.Errorf("%w: tenant %q: POSTGRES_URL %s: %s", ErrTenantConfig, id, store.RedactURL(dsn), msg)
+	return nil, fmt.Errorf("%w: tenant %q: POSTGRES_URL: %s", ErrTenantConfig, id, msg)
 }
 
 func passwordOf(dsn string) string {
