@@ -26,27 +26,6 @@ import (
 // replaced or removed while it waited: look the tenant up again.
 var errRetired = errors.New("tenantsql: tenant pool retired")
 
-type connState uint8
-
-const (
-	stateInUse connState = iota
-	stateIdle
-	stateClosed
-)
-
-// physConn is one PostgreSQL session.
-type physConn struct {
-	sc      *stdlib.Conn
-	pool    *pool
-	expires time.Time
-
-	// guarded by budget.mu
-	state  connState
-	idleAt time.Time
-	lru    connLinks // in budget.idle
-	pidle  connLinks // in pool.idle
-}
-
 // pool holds one tenant's physical connections for one version of its
 // configuration.
 type pool struct {
@@ -93,8 +72,10 @@ type budget struct {
 	connectTimeout time.Duration
 	evictionDelay  time.Duration
 
+	closing sync.WaitGroup // sessions being terminated
+
 	mu      sync.Mutex
-	open    int
+	open    int      // sessions open, being dialled or being terminated
 	idle    connList // every idle connection, most recently released first
 	waiters waitList // every waiter, oldest first
 	pools   map[*pool]struct{}
@@ -176,23 +157,21 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 
 		// Full. A tenant with no connection at all has nothing to wait
 		// for: make room at once if another tenant has an idle one.
-		if p.open == 0 {
-			if victim := b.victimLocked(time.Now(), true); victim != nil {
-				b.evictLocked(victim)
-				p.open++
-				p.inUse++
-				t.stats.acquires++
-				b.mu.Unlock()
-				go victim.sc.Close()
-				return b.dial(ctx, p)
-			}
-		}
 		if start.IsZero() {
 			start = time.Now()
 		}
-		w := &waiter{p: p, ch: make(chan grant, 1), since: start, eager: p.open == 0, queued: true}
-		b.waiters.pushBack(w)
-		p.waiters.pushBack(w)
+		w := &waiter{p: p, ch: make(chan grant, 1), since: start, eager: p.open == 0}
+		var victim *physConn
+		if p.open == 0 {
+			victim = b.victimLocked(time.Now(), true)
+		}
+		if victim != nil {
+			b.evictLocked(victim, w)
+		} else {
+			w.queued = true
+			b.waiters.pushBack(w)
+			p.waiters.pushBack(w)
+		}
 		b.mu.Unlock()
 
 		g, err := b.wait(ctx, w)
@@ -274,9 +253,8 @@ func (b *budget) release(pc *physConn) (dead bool) {
 	p.lastUsed = now
 	if broken || p.retired || b.closed || now.After(pc.expires) {
 		b.removeLocked(pc)
-		b.grantSlotsLocked()
 		b.mu.Unlock()
-		pc.sc.Close()
+		b.closeLater(pc)
 		return dead
 	}
 	if w := p.waiters.front; w != nil {
@@ -288,17 +266,14 @@ func (b *budget) release(pc *physConn) (dead bool) {
 	}
 	if b.open >= b.max {
 		if w := b.firstEagerLocked(); w != nil {
-			// Another tenant has waited its turn: this connection makes
+			// A tenant with no connection is waiting: this one makes
 			// room for it rather than sit idle.
 			b.dequeueLocked(w)
 			pc.state = stateClosed
 			p.open--
 			p.t.stats.evictions++
-			w.p.open++
-			w.p.inUse++
-			w.ch <- grant{dial: true}
+			b.handOverLocked(pc, w)
 			b.mu.Unlock()
-			pc.sc.Close()
 			return false
 		}
 	}
@@ -315,9 +290,36 @@ func (b *budget) destroy(pc *physConn) {
 	b.mu.Lock()
 	pc.pool.inUse--
 	b.removeLocked(pc)
-	b.grantSlotsLocked()
 	b.mu.Unlock()
-	pc.sc.Close()
+	b.closeLater(pc)
+}
+
+// closeLater terminates pc in the background and frees its slot when the
+// server has seen the session end.
+func (b *budget) closeLater(pc *physConn) {
+	b.closing.Add(1)
+	go func() {
+		defer b.closing.Done()
+		pc.terminate()
+		b.mu.Lock()
+		b.open--
+		b.grantSlotsLocked()
+		b.mu.Unlock()
+	}()
+}
+
+// handOverLocked gives the slot of victim, already taken out of its pool,
+// to w, which is not queued: w is granted a dial once the server has seen
+// victim's session end.
+func (b *budget) handOverLocked(victim *physConn, w *waiter) {
+	w.p.open++
+	w.p.inUse++
+	b.closing.Add(1)
+	go func() {
+		defer b.closing.Done()
+		victim.terminate()
+		w.ch <- grant{dial: true}
+	}()
 }
 
 func (b *budget) takeIdleLocked(pc *physConn) {
@@ -327,8 +329,8 @@ func (b *budget) takeIdleLocked(pc *physConn) {
 	pc.pool.inUse++
 }
 
-// removeLocked forgets a connection that is in use or idle; the caller
-// closes it after unlocking.
+// removeLocked takes a connection that is in use or idle out of its pool;
+// the caller passes it to closeLater, which frees its slot.
 func (b *budget) removeLocked(pc *physConn) {
 	if pc.state == stateIdle {
 		pc.pool.idle.remove(pc)
@@ -336,7 +338,6 @@ func (b *budget) removeLocked(pc *physConn) {
 	}
 	pc.state = stateClosed
 	pc.pool.open--
-	b.open--
 }
 
 // coldAfter is how long an idle connection must sit unused before a tenant
@@ -369,14 +370,15 @@ func (b *budget) victimLocked(now time.Time, bare bool) *physConn {
 	return back
 }
 
-// evictLocked takes an idle connection out of the budget and hands its slot
-// to the caller, who must count it in its own pool and close the victim.
-func (b *budget) evictLocked(victim *physConn) {
+// evictLocked closes an idle connection of another tenant to give its slot
+// to w, which must not be queued.
+func (b *budget) evictLocked(victim *physConn, w *waiter) {
 	victim.pool.idle.remove(victim)
 	b.idle.remove(victim)
 	victim.state = stateClosed
 	victim.pool.open--
 	victim.pool.t.stats.evictions++
+	b.handOverLocked(victim, w)
 }
 
 func (b *budget) dequeueLocked(w *waiter) {
@@ -429,7 +431,9 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 				return grant{}, ctx.Err()
 			}
 			b.mu.Unlock()
-			b.giveBack(w, <-w.ch)
+			// Granted meanwhile, or a slot is on its way: give it back
+			// when it comes, without making the caller wait for it.
+			go b.giveBack(w, <-w.ch)
 			return grant{}, ctx.Err()
 		case <-timer.C:
 			b.mu.Lock()
@@ -440,13 +444,10 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			now := time.Now()
 			if w.p.open < w.p.max {
 				if victim := b.victimLocked(now, w.p.open == 0); victim != nil {
-					b.evictLocked(victim)
 					b.dequeueLocked(w)
-					w.p.open++
-					w.p.inUse++
+					b.evictLocked(victim, w)
 					b.mu.Unlock()
-					go victim.sc.Close()
-					return grant{dial: true}, nil
+					continue // the grant follows once victim is gone
 				}
 			}
 			next := coldAfter
@@ -508,7 +509,7 @@ func (b *budget) removeTenant(t *tenant) {
 		t.pool = nil
 	}
 	b.mu.Unlock()
-	closeAll(closing)
+	b.closeAll(closing)
 }
 
 // reap closes connections idle longer than idleTimeout or past their
@@ -535,7 +536,7 @@ func (b *budget) reap(now time.Time, idleTimeout time.Duration) {
 	}
 	b.grantSlotsLocked()
 	b.mu.Unlock()
-	closeAll(closing)
+	b.closeAll(closing)
 }
 
 // close shuts every pool: idle connections now, the rest when released.
@@ -551,11 +552,12 @@ func (b *budget) close() {
 		w.ch <- grant{err: ErrClosed}
 	}
 	b.mu.Unlock()
-	closeAll(closing)
+	b.closeAll(closing)
+	b.closing.Wait()
 }
 
-func closeAll(conns []*physConn) {
+func (b *budget) closeAll(conns []*physConn) {
 	for _, pc := range conns {
-		pc.sc.Close()
+		b.closeLater(pc)
 	}
 }

@@ -1,0 +1,83 @@
+package driver_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tenantsql/tenantsql/internal/benchkit"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+)
+
+// BenchmarkQuery compares, in one run, plain pgx on one database,
+// tenantsql with 1, 10 and 100 tenants, and a map[tenant]*sql.DB of pgx
+// DBs, each with 8 goroutines running SELECT $1::int, tenants interleaved.
+// The 100-tenant cases need a server with max_connections of at least 250
+// (the map opens a connection per tenant and more): point
+// TENANTSQL_BENCH_POSTGRES_URL at one, or use `make bench`, which starts
+// one. The bench command (internal/cmd/bench) prints the same comparison
+// as a table with the server's count of connections opened.
+func BenchmarkQuery(b *testing.B) {
+	ctx := context.Background()
+	url := os.Getenv("TENANTSQL_BENCH_POSTGRES_URL")
+	if url == "" {
+		url = testenv.PostgresURL(b)
+	}
+	if err := benchkit.Setup(ctx, url); err != nil {
+		b.Fatal(err)
+	}
+	maxConnections := serverMaxConnections(b, url)
+	const workers = 8
+	cases := []benchkit.Case{
+		{Kind: benchkit.Plain, Tenants: 1},
+		{Kind: benchkit.TenantSQL, Tenants: 1},
+		{Kind: benchkit.TenantSQL, Tenants: 10},
+		{Kind: benchkit.Map, Tenants: 10},
+		{Kind: benchkit.TenantSQL, Tenants: 100},
+		{Kind: benchkit.Map, Tenants: 100},
+	}
+	for _, c := range cases {
+		name := strings.NewReplacer(" ", "", ",", "/", "[tenant]*sql.DB", "").Replace(c.String())
+		b.Run(name, func(b *testing.B) {
+			if c.Tenants >= 100 && maxConnections < 250 {
+				b.Skipf("the server's max_connections is %d; 100 tenants need 250 (set TENANTSQL_BENCH_POSTGRES_URL or run make bench)", maxConnections)
+			}
+			t, err := benchkit.Open(ctx, url, c, workers, 128)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer t.Close()
+			var worker atomic.Int64
+			n := max(c.Tenants, 1)
+			b.SetParallelism((workers + 1) / 2) // x GOMAXPROCS (2 here) goroutines
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(worker.Add(1)) * n / workers
+				for pb.Next() {
+					if err := t.Query(i); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}
+
+func serverMaxConnections(b *testing.B, url string) int {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT current_setting('max_connections')::int").Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,58 @@
+// Package driver is the tenantsql database/sql driver: one *sql.DB for all
+// tenants, each query routed to the PostgreSQL database of the tenant named
+// in its context.
+//
+//	import _ "github.com/tenantsql/tenantsql/driver"
+//
+//	db, err := sql.Open("tenantsql", "file:tenant_config.json")
+//	...
+//	ctx = tenantctx.WithTenant(ctx, "tenant-2.test.com")
+//	rows, err := db.QueryContext(ctx, "SELECT ...") // runs on tenant-2's database
+//
+// The data source name is a tenant store URL (see store.Open). Use
+// NewConnector and sql.OpenDB to pass options or a store of your own.
+//
+// # How a query finds its database
+//
+// database/sql pools connections and tells a driver almost nothing about who
+// uses one: it may open a connection from a background goroutine whose
+// context names no tenant and hand it to any waiting caller, and it reuses a
+// prepared statement for later callers on the same connection. So the
+// connections it pools are virtual. The first operation of each checkout
+// (Exec, Query, Prepare, Begin, Ping) reads the tenant from that
+// operation's context and binds a physical pgx connection from that
+// tenant's pool; the binding holds until database/sql takes the connection
+// back, so Rows, a Tx and a *sql.Conn keep one session throughout; then the
+// physical connection goes back to its tenant's pool. Prepared statements
+// hold only their SQL text and run on whatever is bound for the caller;
+// pgx's statement cache prepares them per session.
+//
+// Every path fails closed: no tenant in the context is ErrNoTenant, a tenant
+// the store does not know is ErrUnknownTenant, and a Tx or *sql.Conn used
+// with another tenant's context is ErrTenantMismatch. None of them is
+// driver.ErrBadConn, so database/sql never retries them, and there is no
+// default database. The exception is Ping without a tenant, which start-up
+// code and ORMs call: it reports whether the tenant store is usable and
+// touches no tenant database.
+//
+// # Connections
+//
+// Each tenant has a pool of physical connections, created on first use and
+// dropped after WithIdleTimeout without use. All of a connector's pools
+// share one cap on open connections (WithMaxConns, default 50, half of
+// PostgreSQL's default max_connections). When it is full, a caller waits
+// briefly for a connection of its own tenant and then takes the slot of
+// another tenant's cold idle connection, the least recently used first. A
+// tenant may be capped too (WithMaxConnsPerTenant). (*sql.DB).SetMaxOpenConns
+// still caps the connections in use; set SetMaxIdleConns to the same value,
+// since database/sql's default of 2 makes it discard virtual connections
+// (cheap) and with them the session each was last given (worth about 10%).
+//
+// Tenants are followed live: a tenant added to the store is usable at once,
+// one whose POSTGRES_URL changes gets a new pool while work in flight
+// finishes on the old one, and a deleted one is refused.
+//
+// Stats, TenantStats and ConnectorOf expose the pools; (*sql.Conn).Raw
+// with (*Conn).PgxConn gives the bound *pgx.Conn for CopyFrom, batches and
+// LISTEN.
+package driver

@@ -1,0 +1,153 @@
+// Command bench measures tenantsql against plain pgx and against a
+// map[tenant]*sql.DB side by side, in one run, and prints a table.
+//
+//	go run ./internal/cmd/bench              # starts a private server (scripts/bench-postgres.sh)
+//	go run ./internal/cmd/bench -url postgres://postgres@127.0.0.1:5432/postgres
+//
+// Each case runs for -duration after a warm-up, -rounds times, the order of
+// cases rotating between rounds; the table shows the median round. Every
+// case uses -workers goroutines and the same database/sql settings
+// (SetMaxOpenConns and SetMaxIdleConns equal to -workers).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tenantsql/tenantsql/internal/benchkit"
+)
+
+func main() {
+	var (
+		adminURL = flag.String("url", "", "administrative URL of the PostgreSQL server to use (default: start a private one with scripts/bench-postgres.sh)")
+		port     = flag.Int("port", 5433, "port of the private server")
+		maxConn  = flag.Int("max-connections", 300, "max_connections of the private server")
+		dur      = flag.Duration("duration", 3*time.Second, "measured time per case and round")
+		warm     = flag.Duration("warmup", 500*time.Millisecond, "warm-up per case and round")
+		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
+		workers  = flag.Int("workers", 8, "concurrent goroutines")
+		cap100   = flag.Int("tenantsql-max-conns", 128, "tenantsql's WithMaxConns cap")
+	)
+	flag.Parse()
+	ctx := context.Background()
+
+	if *adminURL == "" {
+		u, stop, err := startServer(*port, *maxConn)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer stop()
+		*adminURL = u
+	}
+	if err := benchkit.Setup(ctx, *adminURL); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: setup:", err)
+		os.Exit(1)
+	}
+
+	cases := []benchkit.Case{
+		{Kind: benchkit.Plain, Tenants: 1},
+		{Kind: benchkit.TenantSQL, Tenants: 1},
+		{Kind: benchkit.TenantSQL, Tenants: 10},
+		{Kind: benchkit.Map, Tenants: 10},
+		{Kind: benchkit.TenantSQL, Tenants: 100},
+		{Kind: benchkit.Map, Tenants: 100},
+	}
+	results := make([][]benchkit.Result, len(cases))
+	for r := range *rounds {
+		for k := range cases {
+			i := (k + r) % len(cases)
+			res, err := benchkit.Run(ctx, *adminURL, cases[i], *workers, *cap100, *warm, *dur)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s: %v\n", cases[i], err)
+				os.Exit(1)
+			}
+			fmt.Fprintf(os.Stderr, "round %d  %-34s %9.0f q/s  %6.1f allocs/op  %5d sessions  %d errors\n",
+				r+1, cases[i], res.QPS(), res.AllocsPerOp(), res.NewSessions, res.Errors)
+			results[i] = append(results[i], res)
+		}
+	}
+
+	med := make([]benchkit.Result, len(cases))
+	for i, rs := range results {
+		slices.SortFunc(rs, func(a, b benchkit.Result) int { return int(a.QPS() - b.QPS()) })
+		med[i] = rs[len(rs)/2]
+	}
+	find := func(k benchkit.Kind, n int) benchkit.Result {
+		for _, r := range med {
+			if r.Case.Kind == k && r.Case.Tenants == n {
+				return r
+			}
+		}
+		return benchkit.Result{}
+	}
+	plain := find(benchkit.Plain, 1)
+
+	fmt.Printf("\n%s, GOMAXPROCS=%d, %d workers, %v x %d rounds (median shown), tenantsql WithMaxConns(%d)\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), *workers, *dur, *rounds, *cap100)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tqueries/s\tns/op\tallocs/op\tserver conns opened\terrors\tvs plain pgx\tvs map, same tenants\t")
+	for _, r := range med {
+		vsMap := ""
+		if r.Case.Kind == benchkit.TenantSQL && r.Case.Tenants > 1 {
+			if m := find(benchkit.Map, r.Case.Tenants); m.Ops > 0 {
+				vsMap = fmt.Sprintf("%.2fx", r.QPS()/m.QPS())
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.1f\t%d\t%d\t%.2fx\t%s\t\n",
+			r.Case, r.QPS(), r.NsPerOp(), r.AllocsPerOp(), r.NewSessions, r.Errors, r.QPS()/plain.QPS(), vsMap)
+	}
+	tw.Flush()
+	for _, r := range med {
+		if r.FirstErr != nil {
+			fmt.Printf("\n%s: first error: %v\n", r.Case, r.FirstErr)
+		}
+	}
+	if t1 := find(benchkit.TenantSQL, 1); t1.Ops > 0 {
+		fmt.Printf("\ntenantsql, 1 tenant: %.2fx plain pgx throughput, %+.1f allocs/op\n", t1.QPS()/plain.QPS(), t1.AllocsPerOp()-plain.AllocsPerOp())
+	}
+}
+
+// startServer runs scripts/bench-postgres.sh from the module root.
+func startServer(port, maxConn int) (string, func(), error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", nil, err
+	}
+	script := filepath.Join(root, "scripts", "bench-postgres.sh")
+	out, err := exec.Command(script, "start", fmt.Sprint(port), fmt.Sprint(maxConn)).Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			err = fmt.Errorf("%v: %s", err, ee.Stderr)
+		}
+		return "", nil, fmt.Errorf("start private server: %w", err)
+	}
+	stop := func() { exec.Command(script, "stop", fmt.Sprint(port)).Run() }
+	return strings.TrimSpace(string(out)), stop, nil
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory: run from the module")
+		}
+		dir = parent
+	}
+}
