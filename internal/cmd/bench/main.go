@@ -30,7 +30,7 @@ func main() {
 	var (
 		adminURL = flag.String("url", "", "administrative URL of the PostgreSQL server to use (default: start a private one with scripts/bench-postgres.sh)")
 		port     = flag.Int("port", 5433, "port of the private server")
-		maxConn  = flag.Int("max-connections", 300, "max_connections of the private server")
+		maxConn  = flag.Int("max-connections", 1000, "max_connections of the private server")
 		dur      = flag.Duration("duration", 3*time.Second, "measured time per case and round")
 		warm     = flag.Duration("warmup", 500*time.Millisecond, "warm-up per case and round")
 		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
