@@ -268,3 +268,45 @@ func TestPgxArguments(t *testing.T) {
 		t.Error("a bad argument got no error")
 	}
 }
+
+// Callers that give up at every moment of a hand-over (while queued,
+// while the slot they were granted is still being freed, while dialling)
+// leave no slot lost and no session over the cap.
+func TestGiveUpDuringHandOver(t *testing.T) {
+	f := newFixture(t, "giveup", 3, driver.WithMaxConns(1))
+	bg := context.Background()
+	stop := peakSampler(f, f.tag+"-%")
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				ti := f.tenants[(g+i)%len(f.tenants)]
+				ctx, cancel := context.WithTimeout(ti.ctx(bg), time.Duration(rand.IntN(3000))*time.Microsecond)
+				var got answer
+				if err := f.db.QueryRowContext(ctx, whereAmI).Scan(&got.DB, &got.App); err == nil {
+					f.check(ti, got)
+				} else if !acceptable(err) {
+					t.Error(err)
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if peak := stop(); peak > 1 {
+		t.Errorf("the server saw %d sessions at once, over the cap of 1", peak)
+	}
+	eventually(t, 10*time.Second, "every slot to be back", func() bool {
+		st := f.conn.Stats()
+		return st.Waiting == 0 && st.InUse == 0 && st.Open <= 1
+	})
+	for _, ti := range f.tenants {
+		got, err := f.where(ti.ctx(bg), f.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.check(ti, got)
+	}
+}

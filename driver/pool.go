@@ -72,8 +72,6 @@ type budget struct {
 	connectTimeout time.Duration
 	evictionDelay  time.Duration
 
-	closing sync.WaitGroup // sessions being terminated
-
 	mu      sync.Mutex
 	open    int      // sessions open, being dialled or being terminated
 	idle    connList // every idle connection, most recently released first
@@ -212,11 +210,38 @@ func (b *budget) reusable(ctx context.Context, pc *physConn) bool {
 	return true
 }
 
-// dial opens a physical connection for p in a slot already reserved.
+// dial opens a physical connection for p in a slot already reserved. The
+// dial is not cut short when ctx ends: a session half set up on the server
+// would linger after the client hung up, its slot already given to someone
+// else. The caller returns at once, and the connection, when it is up, goes
+// to p's pool as if it had been used and released (pgxpool does the same).
 func (b *budget) dial(ctx context.Context, p *pool) (*physConn, error) {
-	dctx, cancel := context.WithTimeout(ctx, b.connectTimeout)
-	dc, err := p.connector.Connect(dctx)
-	cancel()
+	type result struct {
+		pc  *physConn
+		err error
+	}
+	done := make(chan result, 1)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.connectTimeout)
+	go func() {
+		defer cancel()
+		pc, err := b.connect(dctx, p)
+		done <- result{pc, err}
+	}()
+	select {
+	case r := <-done:
+		return r.pc, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil {
+				b.release(r.pc)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
+	dc, err := p.connector.Connect(ctx)
 	if err != nil {
 		b.mu.Lock()
 		p.open--
@@ -297,9 +322,7 @@ func (b *budget) destroy(pc *physConn) {
 // closeLater terminates pc in the background and frees its slot when the
 // server has seen the session end.
 func (b *budget) closeLater(pc *physConn) {
-	b.closing.Add(1)
 	go func() {
-		defer b.closing.Done()
 		pc.terminate()
 		b.mu.Lock()
 		b.open--
@@ -314,9 +337,7 @@ func (b *budget) closeLater(pc *physConn) {
 func (b *budget) handOverLocked(victim *physConn, w *waiter) {
 	w.p.open++
 	w.p.inUse++
-	b.closing.Add(1)
 	go func() {
-		defer b.closing.Done()
 		victim.terminate()
 		w.ch <- grant{dial: true}
 	}()
@@ -433,7 +454,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			b.mu.Unlock()
 			// Granted meanwhile, or a slot is on its way: give it back
 			// when it comes, without making the caller wait for it.
-			go b.giveBack(w, <-w.ch)
+			go func() { b.giveBack(w, <-w.ch) }()
 			return grant{}, ctx.Err()
 		case <-timer.C:
 			b.mu.Lock()
@@ -552,8 +573,21 @@ func (b *budget) close() {
 		w.ch <- grant{err: ErrClosed}
 	}
 	b.mu.Unlock()
-	b.closeAll(closing)
-	b.closing.Wait()
+	// Wait for the idle sessions to end, so that closing a *sql.DB leaves
+	// nothing behind on the server; sessions still in use end when they
+	// are released.
+	var wg sync.WaitGroup
+	for _, pc := range closing {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pc.terminate()
+			b.mu.Lock()
+			b.open--
+			b.mu.Unlock()
+		}()
+	}
+	wg.Wait()
 }
 
 func (b *budget) closeAll(conns []*physConn) {
