@@ -554,7 +554,8 @@ func (f *File) Watch(ctx context.Context) (<-chan Event, error) {
 		return nil, err
 	}
 	defer f.mu.Unlock()
-	return f.hub.add(ctx, f.st.sync(), f.snapshot)
+	ev := f.st.sync()
+	return f.hub.add(ctx, &ev, f.snapshot)
 }
 
 func (f *File) snapshot() Event {

@@ -93,7 +93,8 @@ func (m *Memory) Watch(ctx context.Context) (<-chan Event, error) {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	return m.hub.add(ctx, m.st.sync(), m.snapshot)
+	ev := m.st.sync()
+	return m.hub.add(ctx, &ev, m.snapshot)
 }
 
 func (m *Memory) snapshot() Event {

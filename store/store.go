@@ -81,6 +81,13 @@ type Event struct {
 	Version int64
 	Tenant  Tenant   // EventCreate, EventUpdate, EventDelete
 	Tenants []Tenant // EventSync, sorted by id
+	// Partial marks an EventSync sent after the store lost data it had
+	// (a Redis that came back empty, or was flushed): Tenants is what the
+	// store holds now and Version starts again from there, but tenants
+	// missing from it may still exist. Apply it as additions and updates
+	// only; nothing goes away except by an explicit delete, or a later
+	// EventSync that is not Partial (an operator's resync).
+	Partial bool
 }
 
 // LogValue makes slog print the event without secrets: encoding/json,
@@ -90,6 +97,9 @@ func (e Event) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("type", e.Type.String()), slog.Int64("version", e.Version)}
 	if e.Type == EventSync {
 		attrs = append(attrs, slog.Int("tenants", len(e.Tenants)))
+		if e.Partial {
+			attrs = append(attrs, slog.Bool("partial", true))
+		}
 	} else {
 		attrs = append(attrs, slog.Attr{Key: "tenant", Value: e.Tenant.LogValue()})
 	}
@@ -128,8 +138,10 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 			return nil, err
 		}
 		return OpenFile(ctx, path, opts...)
+	case "redis", "rediss":
+		return OpenRedis(ctx, rawURL)
 	default:
-		return nil, fmt.Errorf("store: unsupported store URL scheme %q (want file: or memory:)", scheme)
+		return nil, fmt.Errorf("store: unsupported store URL scheme %q (want file:, memory:, redis:// or rediss://)", scheme)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tenantsql/tenantsql/internal/testenv"
 )
 
 // dbInfo returns valid deploy info whose URL names db and holds a password.
@@ -29,6 +31,15 @@ var backends = []struct {
 }{
 	{"memory", func(t *testing.T) Store {
 		s, err := Open(context.Background(), "memory:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+	{"redis", func(t *testing.T) Store {
+		u := testenv.WithQuery(testenv.RedisURL(t), "prefix", testenv.RedisPrefix(t), "check", "200ms")
+		s, err := Open(context.Background(), u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +126,10 @@ func TestOpen(t *testing.T) {
 		{"tenant_config.json", []string{"tenant_config.json", "not a store URL"}},
 		{"memory:foo", []string{"memory:", "foo"}},
 		{"memory:?x=1", []string{"memory:"}},
-		{"redis://127.0.0.1:6379/0", []string{`"redis"`}},
+		{"redis://127.0.0.1:6379/x", []string{"redis", "database number"}},
+		{"redis://:hunter2@127.0.0.1:6379/0?prefix=a%20b", []string{"prefix", "xxxxx"}},
+		{"redis://127.0.0.1:6379/0?check=soon", []string{"check"}},
+		{"redis://127.0.0.1:6379/0?bogus=1", []string{"bogus"}},
 		{"postgres://app:hunter2@db/app", []string{`"postgres"`}},
 		{"file:", []string{"no path"}},
 		{"file://otherhost/tenants.json", []string{"otherhost"}},

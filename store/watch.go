@@ -33,9 +33,11 @@ type watcher struct {
 	stale bool // queue overflowed: send a fresh snapshot next
 }
 
-// add registers a watcher whose first event is initial. snapshot builds a
-// current EventSync; it is called without any hub lock held.
-func (h *hub) add(ctx context.Context, initial Event, snapshot func() Event) (<-chan Event, error) {
+// add registers a watcher whose first event is initial, or, if initial is
+// nil (the store has not read its state yet), the first event published.
+// snapshot builds a current EventSync; it is called without any hub lock
+// held.
+func (h *hub) add(ctx context.Context, initial *Event, snapshot func() Event) (<-chan Event, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -50,9 +52,11 @@ func (h *hub) add(ctx context.Context, initial Event, snapshot func() Event) (<-
 		snapshot: snapshot,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
-		queue:    []Event{initial},
 	}
-	w.wake <- struct{}{}
+	if initial != nil {
+		w.queue = []Event{*initial}
+		w.wake <- struct{}{}
+	}
 	h.watchers[w] = struct{}{}
 	go w.pump(ctx)
 	return w.out, nil
@@ -107,12 +111,14 @@ func (w *watcher) pump(ctx context.Context) {
 		sent      bool
 	)
 	send := func(ev Event) bool {
-		if sent && ev.Version <= delivered {
+		// A partial sync starts versions again (the store lost its data);
+		// anything else older than what was sent is stale.
+		if sent && !ev.Partial && (ev.Version < delivered || ev.Version == delivered && ev.Type != EventSync) {
 			return true
 		}
 		select {
 		case w.out <- ev:
-			delivered, sent = max(delivered, ev.Version), true
+			delivered, sent = ev.Version, true
 			return true
 		case <-ctx.Done():
 		case <-w.done:

@@ -1,0 +1,132 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisPrefix returns a key prefix no other test uses, and deletes its keys
+// when the test ends.
+func RedisPrefix(t testing.TB) string {
+	t.Helper()
+	u := RedisURL(t)
+	prefix := fmt.Sprintf("tsqltest-%x", rand.Uint64())
+	t.Cleanup(func() {
+		opts, err := redis.ParseURL(u)
+		if err != nil {
+			return
+		}
+		c := redis.NewClient(opts)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		keys, _ := c.Keys(ctx, "{"+prefix+"}:*").Result()
+		if len(keys) > 0 {
+			c.Del(ctx, keys...)
+		}
+	})
+	return prefix
+}
+
+// RedisServer is a private redis-server for tests that kill and restart
+// it; the shared one must stay up for everyone else.
+type RedisServer struct {
+	t       testing.TB
+	port    int
+	dir     string
+	persist bool
+	cmd     *exec.Cmd
+}
+
+// StartRedis starts a private redis-server on a free port. With persist,
+// it keeps its data across restarts (append-only file, fsync always);
+// without, a restart comes back empty.
+func StartRedis(t testing.TB, persist bool) *RedisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		unavailable(t, "redis-server (for a private Redis)", EnvRedis, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &RedisServer{t: t, port: port, dir: t.TempDir(), persist: persist}
+	s.Start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// URL returns the server's URL.
+func (s *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+
+// Start starts the server (again) and waits until it answers.
+func (s *RedisServer) Start() {
+	s.t.Helper()
+	args := []string{"--port", fmt.Sprint(s.port), "--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--daemonize", "no", "--logfile", ""}
+	if s.persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s.cmd = exec.Command("redis-server", args...)
+	s.cmd.Stdout, s.cmd.Stderr = nil, nil
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.answers() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("private redis-server on port %d did not answer", s.port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Kill stops the server at once, as a crash would.
+func (s *RedisServer) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
+func (s *RedisServer) answers() bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprint(c, "PING\r\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// WithQuery returns u with the query parameters added.
+func WithQuery(u string, params ...string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	q := pu.Query()
+	for i := 0; i+1 < len(params); i += 2 {
+		q.Set(params[i], params[i+1])
+	}
+	pu.RawQuery = q.Encode()
+	return pu.String()
+}
+

@@ -1,0 +1,113 @@
+package store
+
+import "maps"
+
+// A Change is what an Event did to one tenant, as a Tracker sees it.
+type Change struct {
+	// Type is EventCreate, EventUpdate or EventDelete.
+	Type EventType
+	// Tenant is the tenant after the change; for a delete, as it was.
+	Tenant Tenant
+	// Old is the tenant before an update.
+	Old Tenant
+	// Version is the store version of the event that made the change.
+	Version int64
+	// Initial marks the creates of the first sync: tenants that existed
+	// before the tracker started following the store.
+	Initial bool
+}
+
+// URLChanged reports whether an update changed the tenant's POSTGRES_URL.
+func (c Change) URLChanged() bool {
+	return c.Type == EventUpdate && c.Old.PostgresURL() != c.Tenant.PostgresURL()
+}
+
+// A Tracker follows a store's events and tells what each one changed,
+// tenant by tenant: a sync becomes the creates, updates and deletes that
+// bring the tracker's view to the synced set, so a consumer reacts the
+// same way to a change it saw as an event and to one it only learned of
+// by a resync after a disconnect. Events older than the tracker's view are
+// ignored. A Tracker is not safe for concurrent use.
+type Tracker struct {
+	tenants map[string]Tenant
+	version int64
+	synced  bool
+}
+
+// NewTracker returns a Tracker that has seen nothing yet.
+func NewTracker() *Tracker { return &Tracker{tenants: make(map[string]Tenant)} }
+
+// Synced reports whether the tracker has applied a sync.
+func (tr *Tracker) Synced() bool { return tr.synced }
+
+// Version returns the store version of the last event applied.
+func (tr *Tracker) Version() int64 { return tr.version }
+
+// Len returns the number of tenants the tracker knows.
+func (tr *Tracker) Len() int { return len(tr.tenants) }
+
+// Get returns the tenant as the tracker knows it.
+func (tr *Tracker) Get(id string) (Tenant, bool) {
+	t, ok := tr.tenants[id]
+	return t, ok
+}
+
+// Apply applies one event and returns the changes it made, creates and
+// updates sorted by id as the sync listed them, then deletes.
+func (tr *Tracker) Apply(ev Event) []Change {
+	switch ev.Type {
+	case EventSync:
+		initial := !tr.synced
+		tr.synced = true
+		tr.version = ev.Version
+		var out []Change
+		seen := make(map[string]struct{}, len(ev.Tenants))
+		for _, t := range ev.Tenants {
+			seen[t.ID] = struct{}{}
+			if c, ok := tr.upsert(t, ev.Version); ok {
+				c.Initial = initial
+				out = append(out, c)
+			}
+		}
+		if !ev.Partial {
+			for id, t := range tr.tenants {
+				if _, ok := seen[id]; !ok {
+					delete(tr.tenants, id)
+					out = append(out, Change{Type: EventDelete, Tenant: t, Version: ev.Version})
+				}
+			}
+		}
+		return out
+	case EventCreate, EventUpdate:
+		if ev.Version <= tr.version {
+			return nil
+		}
+		tr.version = ev.Version
+		if c, ok := tr.upsert(ev.Tenant, ev.Version); ok {
+			return []Change{c}
+		}
+	case EventDelete:
+		if ev.Version <= tr.version {
+			return nil
+		}
+		tr.version = ev.Version
+		if t, ok := tr.tenants[ev.Tenant.ID]; ok {
+			delete(tr.tenants, ev.Tenant.ID)
+			return []Change{{Type: EventDelete, Tenant: t, Version: ev.Version}}
+		}
+	}
+	return nil
+}
+
+func (tr *Tracker) upsert(t Tenant, version int64) (Change, bool) {
+	old, ok := tr.tenants[t.ID]
+	if !ok {
+		tr.tenants[t.ID] = t
+		return Change{Type: EventCreate, Tenant: t, Version: version}, true
+	}
+	if old.Version == t.Version && maps.Equal(old.DeployInfo, t.DeployInfo) {
+		return Change{}, false
+	}
+	tr.tenants[t.ID] = t
+	return Change{Type: EventUpdate, Tenant: t, Old: old, Version: version}, true
+}
