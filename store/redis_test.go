@@ -352,4 +352,3 @@ func TestRedisDataLoss(t *testing.T) {
 		t.Error("DataLoss still set after the accepted resync")
 	}
 }
-

@@ -129,4 +129,3 @@ func WithQuery(u string, params ...string) string {
 	pu.RawQuery = q.Encode()
 	return pu.String()
 }
-
