@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tenantsql/tenantsql/internal/lifecycle"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -29,8 +30,18 @@ type Connector struct {
 	reg      registry
 	b        *budget
 
+	hooks     Hooks
+	hookSlots chan struct{}
+	jobsMu    sync.Mutex
+	tails     map[string]chan struct{} // last hook job queued per tenant
+	jobs      sync.WaitGroup
+
+	appliedMu sync.Mutex
+	applied   chan struct{} // closed after each batch of changes is applied
+
 	ready     atomic.Bool
 	readyCh   chan struct{}
+	ctx       context.Context // ends when the connector closes
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -63,12 +74,22 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		return nil, fmt.Errorf("tenantsql: watch tenant store: %w", err)
 	}
 	c := &Connector{
-		store:   s,
-		cfg:     cfg,
-		log:     cfg.log,
-		b:       newBudget(&cfg),
-		readyCh: make(chan struct{}),
-		cancel:  cancel,
+		store:     s,
+		cfg:       cfg,
+		log:       cfg.log,
+		b:         newBudget(&cfg),
+		readyCh:   make(chan struct{}),
+		applied:   make(chan struct{}),
+		ctx:       ctx,
+		cancel:    cancel,
+		hooks:     cfg.hooks,
+		hookSlots: make(chan struct{}, cfg.hookConcurrency),
+		tails:     make(map[string]chan struct{}),
+	}
+	if !cfg.hooksSet {
+		if h := lifecycle.Default(); h != nil {
+			c.hooks = h
+		}
 	}
 	c.drv = &Driver{c: c}
 	c.reg.init()
@@ -102,6 +123,7 @@ func (c *Connector) Close() error {
 		c.closed.Store(true)
 		c.cancel()
 		c.wg.Wait()
+		c.jobs.Wait()
 		c.b.close()
 		if c.ownStore {
 			err = c.store.Close()
@@ -123,7 +145,18 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 	for {
 		t := c.reg.get(id)
 		if t == nil {
-			return nil, unknownTenant(id)
+			var err error
+			if t, err = c.awaitTenant(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+		if g := t.gate.Load(); !g.ok.Load() {
+			if err := c.waitGate(ctx, t, g); err != nil {
+				return nil, err
+			}
+			if c.reg.get(id) != t {
+				continue // replaced meanwhile
+			}
 		}
 		pc, err := t.b.acquire(ctx, t, hint)
 		switch {
@@ -132,11 +165,53 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 		case errors.Is(err, errRetired):
 			hint = nil
 			continue // replaced or deleted meanwhile: look it up again
-		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed):
+		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed), errors.Is(err, ErrTenantNotReady):
 			return nil, err
 		}
 		return nil, fmt.Errorf("tenantsql: tenant %q: %w", id, err)
 	}
+}
+
+// propagationWait bounds how long a query for a tenant the store has but
+// this process has not registered yet waits for the change to arrive.
+const propagationWait = 5 * time.Second
+
+// awaitTenant handles a tenant missing from the registry. If the store
+// has it, the change that created it is on its way (a create made a moment
+// ago, here or in another process): wait for it, so a query right after a
+// create succeeds. Otherwise the tenant is unknown.
+func (c *Connector) awaitTenant(ctx context.Context, id string) (*tenant, error) {
+	if _, err := c.store.Get(ctx, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return nil, unknownTenant(id)
+		}
+		return nil, fmt.Errorf("%w (and the tenant store could not be asked: %w)", unknownTenant(id), err)
+	}
+	timeout := time.NewTimer(propagationWait)
+	defer timeout.Stop()
+	for {
+		c.appliedMu.Lock()
+		applied := c.applied
+		c.appliedMu.Unlock()
+		if t := c.reg.get(id); t != nil {
+			return t, nil
+		}
+		select {
+		case <-applied:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: in the store but not yet here: %w", unknownTenant(id), ctx.Err())
+		case <-timeout.C:
+			return nil, fmt.Errorf("%w: in the store but not received here within %v", unknownTenant(id), propagationWait)
+		}
+	}
+}
+
+// notifyApplied wakes the queries waiting in awaitTenant.
+func (c *Connector) notifyApplied() {
+	c.appliedMu.Lock()
+	close(c.applied)
+	c.applied = make(chan struct{})
+	c.appliedMu.Unlock()
 }
 
 func (c *Connector) release(pc *physConn) (dead bool) {
@@ -166,9 +241,10 @@ func (c *Connector) pingStore(ctx context.Context) error {
 
 // follow applies store events to the registry, in batches: a burst of
 // changes (a bulk load, a resync) costs one registry copy, not one per
-// tenant.
+// tenant. It is the only writer of the registry.
 func (c *Connector) follow(ctx context.Context, events <-chan store.Event) {
 	defer c.wg.Done()
+	tr := store.NewTracker()
 	for {
 		var batch []store.Event
 		select {
@@ -195,36 +271,58 @@ func (c *Connector) follow(ctx context.Context, events <-chan store.Event) {
 				break drain
 			}
 		}
-		c.apply(batch)
+		var changes []store.Change
+		for _, ev := range batch {
+			changes = append(changes, tr.Apply(ev)...)
+		}
+		c.apply(changes)
+		c.notifyApplied()
+		if !c.ready.Load() && tr.Synced() {
+			c.ready.Store(true)
+			close(c.readyCh)
+		}
 	}
 }
 
-func (c *Connector) apply(batch []store.Event) {
-	changes := c.reg.apply(batch, c.newTenant)
-	for _, ch := range changes {
+// apply does the library's own work for a batch of changes (the ON phase:
+// registry and pools), then hands each change to the hooks.
+func (c *Connector) apply(changes []store.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	for _, sw := range c.reg.apply(changes, c.newTenant) {
+		ch := sw.change
 		switch {
-		case ch.old == nil:
-			c.log.Debug("tenantsql: tenant added", "tenant", ch.new.id, "postgres_url", store.RedactURL(ch.new.dsn))
-		case ch.new == nil:
-			c.log.Debug("tenantsql: tenant removed", "tenant", ch.old.id)
-		default:
-			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.new.id, "postgres_url", store.RedactURL(ch.new.dsn))
+		case ch.Type == store.EventDelete:
+			c.log.Debug("tenantsql: tenant removed", "tenant", ch.Tenant.ID)
+		case sw.old == nil && sw.new != nil && ch.Type == store.EventCreate:
+			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, "postgres_url", store.RedactURL(sw.new.dsn))
+		case sw.old != nil:
+			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, "postgres_url", store.RedactURL(sw.new.dsn))
 		}
-		if ch.old != nil {
-			if ch.new != nil {
-				inheritStats(ch.old, ch.new)
+		if sw.old != nil {
+			if sw.new != nil {
+				inheritStats(sw.old, sw.new)
 			}
-			ch.old.b.removeTenant(ch.old)
+			sw.old.b.removeTenant(sw.old)
 		}
-	}
-	if !c.ready.Load() {
-		c.ready.Store(true)
-		close(c.readyCh)
+		c.scheduleHooks(sw)
 	}
 }
 
-func (c *Connector) newTenant(st store.Tenant) *tenant {
-	t := &tenant{id: st.ID, version: st.Version, dsn: st.PostgresURL(), b: c.b, cfg: &c.cfg}
+// newTenant builds the tenant for a change that needs a new one: a create,
+// or an update that changes the URL (old is the tenant it replaces).
+func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
+	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL(), b: c.b, cfg: &c.cfg}
+	t.version.Store(ch.Tenant.Version)
+	switch {
+	case old != nil:
+		t.gate.Store(old.gate.Load()) // readiness is the tenant's, not the URL's
+	case ch.Initial || c.hooks == nil:
+		t.gate.Store(openGate)
+	default:
+		t.gate.Store(newGate()) // opened by its create hooks
+	}
 	// Report a bad URL now, in the log, not only at the first query.
 	if _, err := parseDSN(t.id, t.dsn); err != nil {
 		c.log.Warn("tenantsql: tenant has an unusable POSTGRES_URL; its queries will fail", "tenant", t.id, "err", err)

@@ -18,6 +18,10 @@ var (
 	// ErrTenantMismatch: a connection pinned to one tenant (by a Tx, a
 	// *sql.Conn or open Rows) was used with a context naming another.
 	ErrTenantMismatch = errors.New("tenantsql: tenant mismatch")
+	// ErrTenantNotReady: the tenant's create hooks have not succeeded in
+	// this process: they are still running when the context ended, or they
+	// failed (the error wraps why).
+	ErrTenantNotReady = errors.New("tenantsql: tenant not ready")
 	// ErrTenantConfig: the tenant's POSTGRES_URL could not be used.
 	ErrTenantConfig = errors.New("tenantsql: bad tenant configuration")
 	// ErrClosed: the connector (the *sql.DB) was closed.

@@ -45,6 +45,9 @@ type config struct {
 	connectTimeout    time.Duration
 	evictionDelay     time.Duration
 	log               *slog.Logger
+	hooks             Hooks
+	hooksSet          bool
+	hookConcurrency   int
 	beforeConnect     func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error
 	afterConnect      func(ctx context.Context, tenant string, conn *pgx.Conn) error
 }
@@ -56,6 +59,7 @@ func defaultConfig() config {
 		maxConnLifetime: DefaultMaxConnLifetime,
 		connectTimeout:  DefaultConnectTimeout,
 		evictionDelay:   DefaultEvictionDelay,
+		hookConcurrency: 4,
 		log:             slog.Default(),
 	}
 }
@@ -74,6 +78,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("tenantsql: WithConnectTimeout(%v): must be positive", c.connectTimeout)
 	case c.evictionDelay < 0:
 		return fmt.Errorf("tenantsql: WithEvictionDelay(%v): must not be negative", c.evictionDelay)
+	case c.hookConcurrency < 1:
+		return fmt.Errorf("tenantsql: WithHookConcurrency(%d): must be at least 1", c.hookConcurrency)
 	case c.log == nil:
 		return fmt.Errorf("tenantsql: WithLogger(nil)")
 	}
@@ -115,6 +121,18 @@ func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.con
 // tenant with no connection in use has nothing to wait for and evicts at
 // once.
 func WithEvictionDelay(d time.Duration) Option { return func(c *config) { c.evictionDelay = d } }
+
+// WithHooks sets the lifecycle hooks the connector runs (a
+// *hooks.Registry). The default is the hooks package's default registry
+// (hooks.Subscribe) if that package is linked in; WithHooks(nil) runs
+// none.
+func WithHooks(h Hooks) Option {
+	return func(c *config) { c.hooks, c.hooksSet = h, true }
+}
+
+// WithHookConcurrency sets how many tenants' hooks may run at once
+// (default 4); one tenant's run one after another, in order.
+func WithHookConcurrency(n int) Option { return func(c *config) { c.hookConcurrency = n } }
 
 // WithLogger sets the logger for tenant changes and pool problems (default
 // slog.Default()). Passwords are never logged.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,10 +19,11 @@ import (
 // never mixes connections of two configurations.
 type tenant struct {
 	id      string
-	version int64
+	version atomic.Int64
 	dsn     string // the raw POSTGRES_URL, password included: never log it
 	b       *budget
 	cfg     *config
+	gate    atomic.Pointer[gate]
 
 	// guarded by b.mu
 	pool    *pool
@@ -108,12 +108,11 @@ func passwordOf(dsn string) string {
 }
 
 // registry maps tenant ids to tenants. Readers (every checkout) load an
-// immutable map with one atomic load; writers copy it, which costs O(n) per
-// batch of store events, never per query.
+// immutable map with one atomic load; the one writer (the goroutine that
+// follows the store) copies it, which costs O(n) per batch of store
+// events, never per query.
 type registry struct {
-	m       atomic.Pointer[map[string]*tenant]
-	mu      sync.Mutex // serializes writers
-	version int64      // store version applied last; guarded by mu
+	m atomic.Pointer[map[string]*tenant]
 }
 
 func (r *registry) init() {
@@ -125,61 +124,58 @@ func (r *registry) get(id string) *tenant { return (*r.m.Load())[id] }
 
 func (r *registry) snapshot() map[string]*tenant { return *r.m.Load() }
 
-// change is what applying store events did to one tenant.
-type change struct {
-	old, new *tenant
+// swap is what applying one change did to the registry.
+type swap struct {
+	change   store.Change
+	old, new *tenant // old: replaced or removed; new: added or replacing
 }
 
-// apply applies a batch of store events and returns the tenants that were
-// added, replaced or removed. Events older than what was applied are
-// skipped; a sync replaces the whole set.
-func (r *registry) apply(evs []store.Event, mk func(store.Tenant) *tenant) []change {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cur := *r.m.Load()
-	next := maps.Clone(cur)
-	var changes []change
-	upsert := func(st store.Tenant) {
-		old := next[st.ID]
-		if old != nil && old.dsn == st.PostgresURL() {
-			return // same configuration: keep the pool
-		}
-		nt := mk(st)
-		next[st.ID] = nt
-		changes = append(changes, change{old: old, new: nt})
-	}
-	remove := func(id string) {
-		if old := next[id]; old != nil {
-			delete(next, id)
-			changes = append(changes, change{old: old})
-		}
-	}
-	for _, ev := range evs {
-		if ev.Type != store.EventSync && ev.Version <= r.version {
-			continue
-		}
-		switch ev.Type {
-		case store.EventSync:
-			seen := make(map[string]bool, len(ev.Tenants))
-			for _, st := range ev.Tenants {
-				seen[st.ID] = true
-				upsert(st)
-			}
-			for id := range next {
-				if !seen[id] {
-					remove(id)
-				}
-			}
+// apply applies a batch of changes and returns what each did. mk builds the
+// tenant for a created tenant or a new POSTGRES_URL.
+func (r *registry) apply(changes []store.Change, mk func(store.Change, *tenant) *tenant) []swap {
+	next := maps.Clone(*r.m.Load())
+	out := make([]swap, 0, len(changes))
+	for _, c := range changes {
+		old := next[c.Tenant.ID]
+		sw := swap{change: c, old: old}
+		switch c.Type {
 		case store.EventCreate, store.EventUpdate:
-			upsert(ev.Tenant)
+			if old != nil && old.dsn == c.Tenant.PostgresURL() {
+				sw.old, sw.new = nil, old // same configuration: keep the pool
+				old.version.Store(c.Tenant.Version)
+				break
+			}
+			sw.new = mk(c, old)
+			next[c.Tenant.ID] = sw.new
 		case store.EventDelete:
-			remove(ev.Tenant.ID)
+			delete(next, c.Tenant.ID)
 		}
-		r.version = max(r.version, ev.Version)
-		if ev.Type == store.EventSync {
-			r.version = ev.Version
-		}
+		out = append(out, sw)
 	}
 	r.m.Store(&next)
-	return changes
+	return out
+}
+
+// gate is a tenant's readiness in this process: open once its create hooks
+// have succeeded here. Tenants known when the connector started, and all
+// tenants when there are no hooks, are open from the start.
+type gate struct {
+	done chan struct{}
+	ok   atomic.Bool
+	err  error // set before done closes
+}
+
+var openGate = func() *gate {
+	g := &gate{done: make(chan struct{})}
+	g.ok.Store(true)
+	close(g.done)
+	return g
+}()
+
+func newGate() *gate { return &gate{done: make(chan struct{})} }
+
+func (g *gate) resolve(err error) {
+	g.err = err
+	g.ok.Store(err == nil)
+	close(g.done)
 }

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tenantsql/tenantsql/store"
+)
+
+const usage = `usage: tenantsql [--store URL] COMMAND ...
+
+Commands:
+  tenants list [--json]                              list tenants (passwords redacted)
+  tenants get ID [--json]                            show one tenant
+  tenants add ID POSTGRES_URL|- [KEY=VALUE ...]      create a tenant ("-": read the URL from stdin)
+  tenants update ID POSTGRES_URL|- [KEY=VALUE ...]   replace a tenant's deploy info [--version N]
+  tenants rm ID                                      delete a tenant
+  tenants load FILE [--dry-run]                      import a tenant_config.json (create or update)
+  tenants resync                                     Redis: make every process drop tenants the store lost
+
+The store URL (file:PATH, redis://HOST:PORT/DB, ...) comes from --store or $TENANTSQL_STORE.
+`
+
+// exit codes
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	storeURL       string
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("tenantsql", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	storeURL := fs.String("store", getenv("TENANTSQL_STORE"), "tenant store URL")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, storeURL: *storeURL}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	switch rest[0] {
+	case "tenants":
+		return c.tenants(ctx, rest[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "tenantsql: unknown command %q\n\n%s", rest[0], usage)
+	return exitUsage
+}
+
+func (c *cli) fail(err error) int {
+	fmt.Fprintf(c.stderr, "tenantsql: %v\n", err)
+	return exitError
+}
+
+func (c *cli) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "tenantsql: "+format+"\n\n%s", append(args, usage)...)
+	return exitUsage
+}
+
+func (c *cli) open(ctx context.Context) (store.Store, error) {
+	if c.storeURL == "" {
+		return nil, errors.New("no tenant store: give --store URL or set TENANTSQL_STORE")
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return store.Open(octx, c.storeURL)
+}
+
+// parseArgs separates flags, which may come anywhere, from positional
+// arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (c *cli) tenants(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		return c.usageError("tenants: missing subcommand")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	version := fs.Int64("version", 0, "update only if the tenant is at this version")
+	dryRun := fs.Bool("dry-run", false, "show what load would do without doing it")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	want := map[string][2]int{"list": {0, 0}, "get": {1, 1}, "add": {2, -1}, "update": {2, -1}, "rm": {1, 1}, "load": {1, 1}, "resync": {0, 0}}
+	n, ok := want[sub]
+	if !ok {
+		return c.usageError("tenants: unknown subcommand %q", sub)
+	}
+	if len(pos) < n[0] || n[1] >= 0 && len(pos) > n[1] {
+		return c.usageError("tenants %s: wrong number of arguments", sub)
+	}
+	s, err := c.open(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer s.Close()
+	switch sub {
+	case "list":
+		return c.list(ctx, s, *asJSON)
+	case "get":
+		return c.get(ctx, s, pos[0], *asJSON)
+	case "add", "update":
+		return c.put(ctx, s, sub, pos, *version)
+	case "rm":
+		return c.rm(ctx, s, pos[0])
+	case "load":
+		return c.load(ctx, s, pos[0], *dryRun)
+	case "resync":
+		return c.resync(ctx, s)
+	}
+	return exitUsage
+}
+
+func (c *cli) list(ctx context.Context, s store.Store, asJSON bool) int {
+	ts, err := s.List(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if asJSON {
+		return c.printJSON(redactAll(ts))
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tVERSION\tUPDATED\tPOSTGRES_URL\tOTHER")
+	for _, t := range ts {
+		r := t.Redacted()
+		var other []string
+		for _, k := range slices.Sorted(maps.Keys(r.DeployInfo)) {
+			if k != store.KeyPostgresURL {
+				other = append(other, k+"="+r.DeployInfo[k])
+			}
+		}
+		updated := "-"
+		if !t.UpdatedAt.IsZero() {
+			updated = t.UpdatedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", t.ID, t.Version, updated, r.PostgresURL(), strings.Join(other, " "))
+	}
+	tw.Flush()
+	fmt.Fprintf(c.stderr, "%d tenants\n", len(ts))
+	return exitOK
+}
+
+func redactAll(ts []store.Tenant) []store.Tenant {
+	out := make([]store.Tenant, len(ts))
+	for i, t := range ts {
+		out[i] = t.Redacted()
+	}
+	return out
+}
+
+func (c *cli) printJSON(v any) int {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+func (c *cli) get(ctx context.Context, s store.Store, id string, asJSON bool) int {
+	t, err := s.Get(ctx, id)
+	if err != nil {
+		return c.fail(err)
+	}
+	if asJSON {
+		return c.printJSON(t.Redacted())
+	}
+	r := t.Redacted()
+	fmt.Fprintf(c.stdout, "tenant_id: %s\nversion: %d\n", t.ID, t.Version)
+	if !t.CreatedAt.IsZero() {
+		fmt.Fprintf(c.stdout, "created_at: %s\nupdated_at: %s\n", t.CreatedAt.Format(time.RFC3339), t.UpdatedAt.Format(time.RFC3339))
+	}
+	fmt.Fprintln(c.stdout, "deploy_info:")
+	for _, k := range slices.Sorted(maps.Keys(r.DeployInfo)) {
+		fmt.Fprintf(c.stdout, "  %s: %s\n", k, r.DeployInfo[k])
+	}
+	return exitOK
+}
+
+// deployInfo builds deploy info from a POSTGRES_URL argument ("-" reads it
+// from stdin) and KEY=VALUE arguments.
+func (c *cli) deployInfo(pgURL string, kvs []string) (map[string]string, error) {
+	if pgURL == "-" {
+		line, err := bufio.NewReader(c.stdin).ReadString('\n')
+		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			return nil, fmt.Errorf("reading POSTGRES_URL from standard input: %w", err)
+		}
+		pgURL = strings.TrimSpace(line)
+	}
+	info := map[string]string{store.KeyPostgresURL: pgURL}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("deploy info %q: want KEY=VALUE", kv)
+		}
+		if k == store.KeyPostgresURL {
+			return nil, fmt.Errorf("give %s as the second argument, not as KEY=VALUE", store.KeyPostgresURL)
+		}
+		info[k] = v
+	}
+	return info, nil
+}
+
+func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, version int64) int {
+	info, err := c.deployInfo(pos[1], pos[2:])
+	if err != nil {
+		return c.fail(err)
+	}
+	t := store.Tenant{ID: pos[0], DeployInfo: info, Version: version}
+	var got store.Tenant
+	if sub == "add" {
+		if version != 0 {
+			return c.usageError("tenants add: --version applies to update only")
+		}
+		got, err = s.Create(ctx, t)
+	} else {
+		got, err = s.Update(ctx, t)
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	verb := map[string]string{"add": "created", "update": "updated"}[sub]
+	fmt.Fprintf(c.stdout, "%s %s (version %d, POSTGRES_URL %s)\n", verb, got.ID, got.Version, store.RedactURL(got.PostgresURL()))
+	return exitOK
+}
+
+func (c *cli) rm(ctx context.Context, s store.Store, id string) int {
+	deleted, err := s.Delete(ctx, id)
+	if err != nil {
+		return c.fail(err)
+	}
+	if !deleted {
+		fmt.Fprintf(c.stdout, "%s: no such tenant, nothing deleted\n", id)
+		return exitOK
+	}
+	fmt.Fprintf(c.stdout, "deleted %s\n", id)
+	return exitOK
+}
+
+// load imports a tenant_config.json: tenants it lists are created, or
+// updated where their deploy info differs. Tenants it does not list are
+// left alone.
+func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool) int {
+	src, err := store.OpenFile(ctx, path, store.WithPollInterval(0))
+	if err != nil {
+		return c.fail(err)
+	}
+	defer src.Close()
+	want, err := src.List(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	var created, updated, same, failed int
+	for _, t := range want {
+		cur, err := s.Get(ctx, t.ID)
+		action := "create"
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			fmt.Fprintf(c.stderr, "tenantsql: %s: %v\n", t.ID, err)
+			failed++
+			continue
+		case maps.Equal(cur.DeployInfo, t.DeployInfo):
+			same++
+			continue
+		default:
+			action = "update"
+		}
+		if !dryRun {
+			in := store.Tenant{ID: t.ID, DeployInfo: t.DeployInfo}
+			if action == "create" {
+				_, err = s.Create(ctx, in)
+			} else {
+				_, err = s.Update(ctx, in)
+			}
+			if err != nil {
+				fmt.Fprintf(c.stderr, "tenantsql: %s: %v\n", t.ID, err)
+				failed++
+				continue
+			}
+		}
+		fmt.Fprintf(c.stdout, "%s %s (POSTGRES_URL %s)\n", map[bool]string{true: "would " + action, false: action + "d"}[dryRun], t.ID, store.RedactURL(t.PostgresURL()))
+		if action == "create" {
+			created++
+		} else {
+			updated++
+		}
+	}
+	prefix := ""
+	if dryRun {
+		prefix = "dry run: "
+	}
+	fmt.Fprintf(c.stderr, "%s%d created, %d updated, %d unchanged, %d failed\n", prefix, created, updated, same, failed)
+	if failed > 0 {
+		return exitError
+	}
+	return exitOK
+}
+
+func (c *cli) resync(ctx context.Context, s store.Store) int {
+	r, ok := s.(interface{ AcceptLoss(context.Context) error })
+	if !ok {
+		return c.fail(fmt.Errorf("resync applies to a Redis store, not %s", store.RedactURL(c.storeURL)))
+	}
+	if err := r.AcceptLoss(ctx); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintln(c.stdout, "every process will now resync with the store, dropping tenants it no longer lists")
+	return exitOK
+}

@@ -1,0 +1,187 @@
+package driver_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/hooks"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
+)
+
+// recorder collects hook events in the order they ran.
+type recorder struct {
+	mu  sync.Mutex
+	got []hooks.Event
+}
+
+func (r *recorder) hook(ctx context.Context, ev hooks.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, ev)
+	return nil
+}
+
+func (r *recorder) kinds(id string) []hooks.Kind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []hooks.Kind
+	for _, ev := range r.got {
+		if ev.Tenant.ID == id {
+			out = append(out, ev.Kind)
+		}
+	}
+	return out
+}
+
+func newTenantInfo(t *testing.T, f *fixture, name, db string) tenantInfo {
+	testenv.EnsureDatabases(t, db)
+	ti := tenantInfo{ID: f.tag + "-" + name + ".test", DB: db}
+	ti.URL = testenv.DatabaseURL(t, db, "application_name", ti.ID)
+	return ti
+}
+
+// Hooks run promptly in the process, ON before POST, for create, update
+// and delete, with the tenant in their context; tenants known at start-up
+// run none.
+// quietLog keeps the expected failures of these tests out of their output.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestHooksRunForEveryChange(t *testing.T) {
+	reg := hooks.New(quietLog)
+	rec := &recorder{}
+	for _, k := range []hooks.Kind{hooks.OnCreate, hooks.PostCreate, hooks.OnUpdate, hooks.PostUpdate, hooks.OnDelete, hooks.PostDelete} {
+		reg.Subscribe(k, rec.hook)
+	}
+	var ctxTenant atomic.Value
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		id, _ := tenantctx.TenantFrom(ctx)
+		ctxTenant.Store(id)
+		return nil
+	})
+	f := newFixture(t, "hookrun", 1, driver.WithHooks(reg))
+	bg := context.Background()
+	ti := newTenantInfo(t, f, "new", "tsql_t_1")
+	f.add(ti)
+	eventually(t, 5*time.Second, "the create hooks, without any query", func() bool { return len(rec.kinds(ti.ID)) == 2 })
+	if got, _ := ctxTenant.Load().(string); got != ti.ID {
+		t.Errorf("hook context names tenant %q, want %q", got, ti.ID)
+	}
+	if _, err := f.store.Update(bg, store.Tenant{ID: ti.ID, DeployInfo: map[string]string{store.KeyPostgresURL: ti.URL, "PLAN": "gold"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Delete(bg, ti.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []hooks.Kind{hooks.OnCreate, hooks.PostCreate, hooks.OnUpdate, hooks.PostUpdate, hooks.OnDelete, hooks.PostDelete}
+	eventually(t, 5*time.Second, "all six hooks in order", func() bool { return len(rec.kinds(ti.ID)) == len(want) })
+	got := rec.kinds(ti.ID)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("hooks ran as %v, want %v", got, want)
+		}
+	}
+	if n := len(rec.kinds(f.tenants[0].ID)); n != 0 {
+		t.Errorf("a tenant known at start-up ran %d hooks", n)
+	}
+}
+
+// The first query for a new tenant waits for its create hooks, which can
+// query the tenant themselves, and then runs; if a hook failed, queries get
+// ErrTenantNotReady with the cause, other hooks still ran, and an update
+// retries the create hooks.
+func TestTenantReadiness(t *testing.T) {
+	reg := hooks.New(quietLog)
+	f := newFixture(t, "ready", 1, driver.WithHooks(reg))
+	bg := context.Background()
+	release := make(chan struct{})
+	var hookSaw answer
+	var secondRan atomic.Int64
+	fail := atomic.Bool{}
+	fail.Store(true)
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Tenant.ID != f.tag+"-slow.test" {
+			return nil
+		}
+		// The hook queries its own tenant before the tenant is ready.
+		if _, err := f.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS ready_marks (n int)"); err != nil {
+			return err
+		}
+		var err error
+		hookSaw, err = f.where(ctx, f.db)
+		if err != nil {
+			return err
+		}
+		<-release
+		return nil
+	})
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Tenant.ID != f.tag+"-broken.test" {
+			return nil
+		}
+		if fail.Load() {
+			return errors.New("migration 3 failed: relation x exists")
+		}
+		return nil
+	})
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Tenant.ID == f.tag+"-broken.test" {
+			secondRan.Add(1)
+			panic("boom")
+		}
+		return nil
+	})
+
+	slow := newTenantInfo(t, f, "slow", "tsql_t_1")
+	f.add(slow)
+	ctx, cancel := context.WithTimeout(slow.ctx(bg), 200*time.Millisecond)
+	_, err := f.db.ExecContext(ctx, "SELECT 1")
+	cancel()
+	if !errors.Is(err, driver.ErrTenantNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("query during the create hooks with a short deadline: %v, want ErrTenantNotReady and DeadlineExceeded", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var n int
+		done <- f.db.QueryRowContext(slow.ctx(bg), "SELECT count(*) FROM ready_marks").Scan(&n)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("query ran before the create hooks finished: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("first query after the hooks: %v", err)
+	}
+	f.check(slow, hookSaw)
+
+	broken := newTenantInfo(t, f, "broken", "tsql_t_2")
+	f.add(broken)
+	_, err = f.db.ExecContext(broken.ctx(bg), "SELECT 1")
+	if !errors.Is(err, driver.ErrTenantNotReady) {
+		t.Fatalf("query after failed hooks: %v, want ErrTenantNotReady", err)
+	}
+	mustContain(t, err, "migration 3 failed", "panicked", broken.ID)
+	if secondRan.Load() != 1 {
+		t.Errorf("the hook after the failing one ran %d times, want 1", secondRan.Load())
+	}
+	if fs := reg.Failures(broken.ID); len(fs) != 2 {
+		t.Errorf("failures kept: %v, want 2", fs)
+	}
+	fail.Store(false)
+	if _, err := f.store.Update(bg, store.Tenant{ID: broken.ID, DeployInfo: map[string]string{store.KeyPostgresURL: broken.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the retried create hooks (the panicking one still fails)", func() bool { return secondRan.Load() == 2 })
+	_, err = f.db.ExecContext(broken.ctx(bg), "SELECT 1")
+	mustContain(t, err, "panicked")
+}

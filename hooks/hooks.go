@@ -1,0 +1,224 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tenantsql/tenantsql/internal/lifecycle"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// Kind names a lifecycle event and its phase.
+type Kind uint8
+
+// The six lifecycle events of the original library: for each change, the
+// ON phase runs first (the library's own work is done by then: the tenant
+// is registered, its pools are set up or retired), then the POST phase.
+const (
+	OnCreate Kind = iota + 1
+	PostCreate
+	OnUpdate
+	PostUpdate
+	OnDelete
+	PostDelete
+)
+
+var kindNames = [...]string{
+	OnCreate:   "on_tenant_create",
+	PostCreate: "post_tenant_create",
+	OnUpdate:   "on_tenant_update",
+	PostUpdate: "post_tenant_update",
+	OnDelete:   "on_tenant_delete",
+	PostDelete: "post_tenant_delete",
+}
+
+func (k Kind) String() string {
+	if k >= OnCreate && k <= PostDelete {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("hooks.Kind(%d)", uint8(k))
+}
+
+// Post reports whether k is a POST-phase kind.
+func (k Kind) Post() bool { return k == PostCreate || k == PostUpdate || k == PostDelete }
+
+// KindOf returns the kind of a store change in a phase.
+func KindOf(c store.EventType, post bool) Kind {
+	var k Kind
+	switch c {
+	case store.EventCreate:
+		k = OnCreate
+	case store.EventUpdate:
+		k = OnUpdate
+	case store.EventDelete:
+		k = OnDelete
+	default:
+		return 0
+	}
+	if post {
+		k++
+	}
+	return k
+}
+
+// An Event is what a hook is told.
+type Event struct {
+	Kind Kind
+	// Tenant is the tenant after the change; for a delete, as it was.
+	Tenant store.Tenant
+	// Old is the tenant before an update.
+	Old store.Tenant
+	// Version is the store version of the change.
+	Version int64
+}
+
+// A Func is a hook. Its context carries the tenant (tenantctx.TenantFrom),
+// so it can query the tenant's database through a tenantsql *sql.DB at
+// once, and it ends when the *sql.DB is closed.
+type Func func(ctx context.Context, ev Event) error
+
+// A Failure is a hook that returned an error or panicked.
+type Failure struct {
+	Kind    Kind
+	Hook    string // the function's name
+	Version int64
+	Err     error
+	At      time.Time
+}
+
+// maxFailures bounds the failures kept per tenant.
+const maxFailures = 16
+
+// Registry holds hooks and runs them. The zero value is not usable; call
+// New. A Registry is safe for concurrent use.
+type Registry struct {
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	hooks    map[Kind][]hook
+	failures map[string][]Failure
+}
+
+type hook struct {
+	name string
+	fn   Func
+}
+
+// New returns an empty registry that logs to log (slog.Default() if nil).
+func New(log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Registry{log: log, hooks: make(map[Kind][]hook), failures: make(map[string][]Failure)}
+}
+
+var defaultRegistry = New(nil)
+
+func init() { lifecycle.SetDefault(defaultRegistry) }
+
+// Default returns the default registry, which the tenantsql driver uses
+// unless given another one (driver.WithHooks).
+func Default() *Registry { return defaultRegistry }
+
+// Subscribe adds fn to the default registry's hooks for kind.
+func Subscribe(kind Kind, fn Func) { defaultRegistry.Subscribe(kind, fn) }
+
+// Subscribe adds fn to the hooks for kind. Hooks of a kind run in the
+// order they were subscribed. It panics on an unknown kind or a nil fn,
+// as those are programming errors.
+func (r *Registry) Subscribe(kind Kind, fn Func) {
+	if kind < OnCreate || kind > PostDelete {
+		panic(fmt.Sprintf("hooks: Subscribe: unknown kind %v", kind))
+	}
+	if fn == nil {
+		panic("hooks: Subscribe: nil hook")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks[kind] = append(r.hooks[kind], hook{name: funcName(fn), fn: fn})
+}
+
+func funcName(fn Func) string {
+	if f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()); f != nil {
+		return f.Name()
+	}
+	return "hook"
+}
+
+// Run runs the hooks of ev.Kind, in order, each with ctx. A hook that
+// fails or panics does not stop the others: its failure is logged, kept
+// (Failures) and returned, with the others', from errors.Join.
+func (r *Registry) Run(ctx context.Context, ev Event) error {
+	r.mu.RLock()
+	hs := slices.Clone(r.hooks[ev.Kind])
+	r.mu.RUnlock()
+	var errs []error
+	for _, h := range hs {
+		if err := r.runOne(ctx, h, ev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Registry) runOne(ctx context.Context, h hook, ev Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("tenantsql: hook panicked", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("hooks: %s hook %s for tenant %q panicked: %v", ev.Kind, h.name, ev.Tenant.ID, p)
+			r.keep(ev, h, err)
+		}
+	}()
+	if err := h.fn(ctx, ev); err != nil {
+		r.log.Error("tenantsql: hook failed", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "version", ev.Version, "err", err)
+		err = fmt.Errorf("hooks: %s hook %s for tenant %q: %w", ev.Kind, h.name, ev.Tenant.ID, err)
+		r.keep(ev, h, err)
+		return err
+	}
+	return nil
+}
+
+func (r *Registry) keep(ev Event, h hook, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fs := append(r.failures[ev.Tenant.ID], Failure{Kind: ev.Kind, Hook: h.name, Version: ev.Version, Err: err, At: time.Now()})
+	if len(fs) > maxFailures {
+		fs = slices.Delete(fs, 0, len(fs)-maxFailures)
+	}
+	r.failures[ev.Tenant.ID] = fs
+}
+
+// Failures returns the latest failures of hooks run for a tenant, oldest
+// first.
+func (r *Registry) Failures(tenant string) []Failure {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.failures[tenant])
+}
+
+// ClearFailures forgets the failures kept for a tenant.
+func (r *Registry) ClearFailures(tenant string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.failures, tenant)
+}
+
+// HandleChange runs the hooks for one phase of a store change. The
+// tenantsql driver calls it for every change it applies; it is exported
+// for other code that follows a store (store.Tracker) and wants the same
+// hooks run.
+func (r *Registry) HandleChange(ctx context.Context, c store.Change, post bool) error {
+	k := KindOf(c.Type, post)
+	if k == 0 {
+		return nil
+	}
+	return r.Run(ctx, Event{Kind: k, Tenant: c.Tenant, Old: c.Old, Version: c.Version})
+}
