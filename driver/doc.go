@@ -50,7 +50,12 @@
 //
 // Tenants are followed live: a tenant added to the store is usable at once,
 // one whose POSTGRES_URL changes gets a new pool while work in flight
-// finishes on the old one, and a deleted one is refused.
+// finishes on the old one, and a deleted one is refused. With lifecycle
+// hooks (package hooks, WithHooks) a tenant created while the process
+// runs is ready once its create hooks have succeeded here: until then its
+// queries wait, bounded by their context, and if a hook failed they get
+// ErrTenantNotReady. A query for a tenant the store has but this process
+// has not received yet waits for the change rather than failing.
 //
 // Stats, TenantStats and ConnectorOf expose the pools; (*sql.Conn).Raw
 // with (*Conn).PgxConn gives the bound *pgx.Conn for CopyFrom, batches and

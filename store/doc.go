@@ -15,7 +15,16 @@
 //	file:tenant_config.json               a JSON file, relative to the working directory
 //	file:///etc/app/tenants.json          the same with an absolute path
 //	file:tenants.json?create=true&poll=5s options
+//	redis://:secret@redis:6379/0          Redis, shared by every process (rediss:// for TLS)
+//	redis://h1:6379?addr=h2:6379          Redis Cluster (several addresses, or cluster=true)
+//	redis://s1:26379?master_name=mymaster Redis behind Sentinel
 //	memory:                               an empty store in this process, for tests
+//
+// Redis URLs take the store's own options prefix= (key prefix, default
+// "tenantsql"), check= (how often a follower compares versions, default
+// 5s) and stream_length= (events kept, default 10000), and any of
+// go-redis's (dial_timeout=3s, ...). See Redis for how changes reach every
+// process and what happens when Redis restarts or loses its data.
 //
 // The file store is the default: nothing else to run. Every write replaces
 // the file atomically (a temporary file in the same directory, fsync,
@@ -75,10 +84,14 @@
 // watcher that falls behind by more than a few thousand events does not
 // hold up writers and does not lose changes: its queue is dropped and it
 // gets a fresh EventSync instead. The file store also sends an EventSync
-// when it sees a change made by another process. So a consumer that treats
-// an EventSync as "this is the whole set now" and applies the other events
-// one by one always converges on the store's state. The channel is closed
-// when the context given to Watch ends or the store is closed.
+// when it sees a change made by another process, and the Redis store after
+// every reconnect or gap. So a consumer that treats an EventSync as "this
+// is the whole set now" and applies the other events one by one always
+// converges on the store's state. The exception is a partial sync
+// (Event.Partial), sent when Redis came back without data it had: add and
+// update what it lists, remove nothing. A Tracker does all of this and
+// reports each tenant's change. The channel is closed when the context
+// given to Watch ends or the store is closed.
 //
 // All Store implementations are safe for concurrent use. Returned Tenant
 // values are copies: changing one changes nothing in the store.
