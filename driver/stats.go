@@ -1,6 +1,10 @@
 package driver
 
-import "time"
+import (
+	"time"
+
+	"github.com/tenantsql/tenantsql/store"
+)
 
 // Stats describes a connector's physical connections.
 type Stats struct {
@@ -67,4 +71,14 @@ func (t *tenant) statsLocked() TenantStats {
 		ts.Open, ts.Idle, ts.InUse, ts.Waiting = p.open, p.idle.n, p.inUse, p.waiters.n
 	}
 	return ts
+}
+
+// StoreStatus reports how the tenant store is following its source, for
+// stores that follow a remote one (Redis): connected or not, the last
+// error, and whether it came back without data it had.
+func (c *Connector) StoreStatus() (store.Status, bool) {
+	if r, ok := c.store.(store.StatusReporter); ok {
+		return r.Status(), true
+	}
+	return store.Status{}, false
 }
