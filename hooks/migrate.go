@@ -1,0 +1,35 @@
+package hooks
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+
+	"github.com/tenantsql/tenantsql/migrate"
+)
+
+// Migrate returns a hook that brings a new tenant's database up to date
+// with the goose migrations in fsys (an embed.FS, or os.DirFS(dir)),
+// through db, the application's tenantsql *sql.DB. Subscribe it to
+// PostCreate:
+//
+//	h, err := hooks.Migrate(db, migrations)
+//	...
+//	hooks.Subscribe(hooks.PostCreate, h)
+//
+// The tenant's first query runs after it: queries wait for a new tenant's
+// create hooks. Every process that receives the create runs the hook;
+// goose's session lock on the tenant's database makes one apply the
+// migrations while the others wait and find nothing to do. A failure is
+// the hook's error, with the migrations that did apply (*goose.PartialError
+// inside a *migrate.TenantError). It returns an error if fsys holds no
+// valid migrations.
+func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
+	m, err := migrate.New(db, nil, fsys, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, ev Event) error {
+		return m.Tenant(ctx, ev.Tenant.ID, migrate.Up, 0).Err
+	}, nil
+}

@@ -1,0 +1,94 @@
+package migrate_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"testing/fstest"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/hooks"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
+)
+
+// The ready-made create hook migrates a new tenant before its first query
+// runs, in every process that receives the create (here two *sql.DBs on
+// one store), and the migrations are applied once.
+func TestCreateHookMigratesBeforeFirstQuery(t *testing.T) {
+	testenv.EnsureDatabases(t, "tsql_mig_hook")
+	testenv.ResetSchema(t, "tsql_mig_hook")
+	s := store.NewMemory()
+	open := func() *sql.DB {
+		reg := hooks.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		c, err := driver.NewConnector(s, driver.WithHooks(reg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { db.Close() })
+		h, err := hooks.Migrate(db, migrations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Subscribe(hooks.PostCreate, h)
+		return db
+	}
+	db1, db2 := open(), open()
+	id := "hook-mig.test"
+	if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_mig_hook", "application_name", id)}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := tenantctx.WithTenant(context.Background(), id)
+	// No waiting in the test: the first query waits for the hook.
+	for _, db := range []*sql.DB{db1, db2} {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM visit").Scan(&n); err != nil {
+			t.Fatalf("first query after the create: %v", err)
+		}
+	}
+	e := &env{t: t, dbOf: map[string]string{id: "tsql_mig_hook"}}
+	if got := e.serverVersions(id); !slices.Equal(got, []int64{1, 2, 3, 4, 5}) {
+		t.Fatalf("the database records %v; each migration must be applied once", got)
+	}
+}
+
+// A create hook whose migrations fail leaves the tenant not ready, with
+// the cause.
+func TestCreateHookFailure(t *testing.T) {
+	testenv.EnsureDatabases(t, "tsql_mig_hook")
+	testenv.ResetSchema(t, "tsql_mig_hook")
+	s := store.NewMemory()
+	reg := hooks.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := driver.NewConnector(s, driver.WithHooks(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	broken := fstest.MapFS{
+		"00001_ok.sql":  {Data: []byte("-- +goose Up\nCREATE TABLE ok (x int);\n")},
+		"00002_bad.sql": {Data: []byte("-- +goose Up\nCREATE TABLE nope (x no_such_type);\n")},
+	}
+	h, err := hooks.Migrate(db, broken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Subscribe(hooks.PostCreate, h)
+	id := "hook-broken.test"
+	if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_mig_hook")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.ExecContext(tenantctx.WithTenant(context.Background(), id), "SELECT 1")
+	if !errors.Is(err, driver.ErrTenantNotReady) || !contains(err.Error(), "no_such_type", "version:2") {
+		t.Fatalf("query after failed migrations: %v", err)
+	}
+	if _, err := hooks.Migrate(db, fstest.MapFS{}); err == nil {
+		t.Error("Migrate with no migrations: no error")
+	}
+}

@@ -1,0 +1,388 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
+)
+
+// Op is what a run does to each tenant.
+type Op uint8
+
+// Operations.
+const (
+	Up     Op = iota + 1 // apply every pending migration
+	UpTo                 // apply pending migrations up to and including a version
+	Down                 // roll back the last applied migration
+	DownTo               // roll back migrations down to (not including) a version
+	Status               // report applied and pending migrations, change nothing
+)
+
+func (o Op) String() string {
+	switch o {
+	case Up:
+		return "up"
+	case UpTo:
+		return "up-to"
+	case Down:
+		return "down"
+	case DownTo:
+		return "down-to"
+	case Status:
+		return "status"
+	}
+	return fmt.Sprintf("migrate.Op(%d)", uint8(o))
+}
+
+// Lister lists the tenants to migrate; a store.Store is one.
+type Lister interface {
+	List(ctx context.Context) ([]store.Tenant, error)
+}
+
+// Migrator runs goose migrations for tenants, each on its own database,
+// through a tenantsql *sql.DB. It is safe for concurrent use; runs from
+// several processes at once are safe too (see New).
+type Migrator struct {
+	db      *sql.DB
+	tenants Lister
+	fsys    fs.FS
+	cfg     config
+	sources []*goose.Source
+}
+
+// New returns a Migrator for the migrations in fsys (an embed.FS, or
+// os.DirFS(dir)), run through db, a *sql.DB opened with the tenantsql
+// driver, for the tenants that tenants lists (a store.Store; it may be nil
+// if only Tenant is used).
+//
+// Each tenant gets its own goose Provider for each run (a Provider creates
+// its version table once and would fail on the second database), and each
+// takes goose's PostgreSQL session lock on its tenant's database for the
+// migrations it applies, so concurrent runs, from several processes or a
+// create hook racing a CLI run, apply each migration once: the later one
+// waits for the lock and then finds nothing to do. The lock is scoped to
+// the database, so tenants do not wait for each other.
+func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, error) {
+	if db == nil || fsys == nil {
+		return nil, errors.New("migrate: New needs a *sql.DB and the migrations' fs.FS")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Migrator{db: db, tenants: tenants, fsys: fsys, cfg: cfg}
+	// Build one provider now to check the migrations themselves, so a bad
+	// directory fails here rather than once per tenant.
+	p, err := m.provider()
+	if err != nil {
+		return nil, err
+	}
+	m.sources = p.ListSources()
+	return m, nil
+}
+
+// Sources lists the migrations.
+func (m *Migrator) Sources() []*goose.Source { return slices.Clone(m.sources) }
+
+func (m *Migrator) provider() (*goose.Provider, error) {
+	locker, err := lock.NewPostgresSessionLocker(
+		// Check every second instead of goose's five, for up to the timeout.
+		lock.WithLockTimeout(1, uint64(max(m.cfg.lockTimeout/time.Second, 1))),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	opts := []goose.ProviderOption{
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSlog(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	}
+	if m.cfg.table != "" {
+		opts = append(opts, goose.WithTableName(m.cfg.table))
+	}
+	opts = append(opts, m.cfg.gooseOpts...)
+	p, err := goose.NewProvider(goose.DialectPostgres, m.db, m.fsys, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return p, nil
+}
+
+// Run applies op to the selected tenants (WithTenants, WithExclude), at
+// most WithConcurrency at once, and reports on each. version is the target
+// of UpTo and DownTo and ignored otherwise.
+//
+// The tenant list is taken once, at the start; a tenant created during the
+// run is migrated by its create hook. When a tenant fails, the others go
+// on (WithContinueOnError) or no new tenant starts (the default). When ctx
+// ends no new tenant starts either, but tenants already started finish
+// their current run, so none is left between two migrations. The error
+// joins every tenant's; the report is complete either way.
+func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, error) {
+	if op < Up || op > Status {
+		return nil, fmt.Errorf("migrate: unknown operation %v", op)
+	}
+	if (op == UpTo || op == DownTo) && version < 0 {
+		return nil, fmt.Errorf("migrate: %v: version must not be negative", op)
+	}
+	start := time.Now()
+	ids, err := m.selectTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Op: op, Version: version, DryRun: m.cfg.dryRun, Results: make([]TenantResult, len(ids))}
+	for i, id := range ids {
+		rep.Results[i] = TenantResult{Tenant: id, Before: -1, After: -1, Skipped: true}
+	}
+
+	var (
+		mu      sync.Mutex
+		done    int
+		stopped bool
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, m.cfg.concurrency)
+	)
+	// Tenants already started run to the end of their current operation
+	// even if ctx ends: a migration cut in the middle is rolled back by its
+	// transaction, but one without a transaction is not.
+	runCtx := context.WithoutCancel(ctx)
+loop:
+	for i, id := range ids {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		mu.Lock()
+		stop := stopped
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-slots
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			res := m.runTenant(runCtx, id, op, version)
+			mu.Lock()
+			rep.Results[i] = res
+			done++
+			if res.Err != nil && !m.cfg.continueOnError {
+				stopped = true
+			}
+			n := done
+			mu.Unlock()
+			if f := m.cfg.progress; f != nil {
+				f(Progress{Done: n, Total: len(ids), Result: res})
+			}
+		}()
+	}
+	wg.Wait()
+	rep.Duration = time.Since(start)
+	if err := rep.Err(); err != nil {
+		return rep, err
+	}
+	if err := ctx.Err(); err != nil && rep.skipped() > 0 {
+		return rep, fmt.Errorf("migrate: stopped with %d tenants not started: %w", rep.skipped(), err)
+	}
+	return rep, nil
+}
+
+// selectTenants lists the tenants, keeps the included ones and drops the
+// excluded ones, sorted by id. Naming a tenant that does not exist is an
+// error: a typo must not look like a successful run.
+func (m *Migrator) selectTenants(ctx context.Context) ([]string, error) {
+	if m.tenants == nil {
+		return nil, errors.New("migrate: Run needs a tenant lister (New was given nil)")
+	}
+	all, err := m.tenants.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: list tenants: %w", err)
+	}
+	known := make(map[string]bool, len(all))
+	for _, t := range all {
+		known[t.ID] = true
+	}
+	var missing []string
+	for _, id := range append(slices.Clone(m.cfg.include), m.cfg.exclude...) {
+		if !known[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("migrate: no such tenant: %s", strings.Join(missing, ", "))
+	}
+	var ids []string
+	for _, t := range all {
+		if len(m.cfg.include) > 0 && !slices.Contains(m.cfg.include, t.ID) {
+			continue
+		}
+		if slices.Contains(m.cfg.exclude, t.ID) {
+			continue
+		}
+		ids = append(ids, t.ID)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Tenant runs op for one tenant, whatever WithTenants and WithExclude say.
+// The create hook (hooks.Migrate) uses it.
+func (m *Migrator) Tenant(ctx context.Context, id string, op Op, version int64) TenantResult {
+	return m.runTenant(ctx, id, op, version)
+}
+
+func (m *Migrator) runTenant(ctx context.Context, id string, op Op, version int64) (res TenantResult) {
+	start := time.Now()
+	res = TenantResult{Tenant: id, Before: -1, After: -1}
+	defer func() {
+		res.Duration = time.Since(start)
+		if res.Err != nil {
+			res.Err = &TenantError{Tenant: id, Op: op, Err: res.Err}
+		}
+	}()
+	ctx = tenantctx.WithTenant(ctx, id)
+	p, err := m.provider()
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	// Reading the version takes no lock: a tenant with nothing to do
+	// costs this and nothing more.
+	cur, _, err := p.GetVersions(ctx)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.Before, res.After = cur, cur
+
+	switch op {
+	case Status:
+		st, err := p.Status(ctx)
+		if err != nil {
+			res.Err = err
+			return res
+		}
+		for _, s := range st {
+			res.Migrations = append(res.Migrations, MigrationState{Version: s.Source.Version, Path: s.Source.Path, Applied: s.State == goose.StateApplied, AppliedAt: s.AppliedAt})
+			if s.State == goose.StatePending {
+				res.Pending = append(res.Pending, s.Source.Version)
+			}
+		}
+		return res
+	case Up, UpTo:
+		target := int64(-1)
+		if op == UpTo {
+			target = version
+		}
+		res.Pending = m.pendingUp(cur, target)
+		if op == Up {
+			pending, err := p.HasPending(ctx)
+			if err != nil {
+				res.Err = err
+				return res
+			}
+			if !pending {
+				res.Pending = nil
+				return res
+			}
+		}
+		if len(res.Pending) == 0 || m.cfg.dryRun {
+			return res
+		}
+		var results []*goose.MigrationResult
+		if op == Up {
+			results, err = p.Up(ctx)
+		} else {
+			results, err = p.UpTo(ctx, version)
+		}
+		res.record(results, err)
+	case Down, DownTo:
+		res.Pending = m.pendingDown(cur, op, version)
+		if len(res.Pending) == 0 || m.cfg.dryRun {
+			return res
+		}
+		var results []*goose.MigrationResult
+		if op == Down {
+			var r *goose.MigrationResult
+			r, err = p.Down(ctx)
+			if r != nil {
+				results = []*goose.MigrationResult{r}
+			}
+		} else {
+			results, err = p.DownTo(ctx, version)
+		}
+		res.record(results, err)
+	}
+	if after, _, err := p.GetVersions(ctx); err == nil {
+		res.After = after
+	}
+	return res
+}
+
+// pendingUp lists the versions above cur, up to target (-1: all).
+func (m *Migrator) pendingUp(cur, target int64) []int64 {
+	var out []int64
+	for _, s := range m.sources {
+		if s.Version > cur && (target < 0 || s.Version <= target) {
+			out = append(out, s.Version)
+		}
+	}
+	return out
+}
+
+// pendingDown lists the versions a rollback would undo, newest first.
+func (m *Migrator) pendingDown(cur int64, op Op, version int64) []int64 {
+	var out []int64
+	for i := len(m.sources) - 1; i >= 0; i-- {
+		v := m.sources[i].Version
+		if v > cur {
+			continue
+		}
+		if op == Down {
+			return []int64{v}
+		}
+		if v > version {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (res *TenantResult) record(results []*goose.MigrationResult, err error) {
+	var pe *goose.PartialError
+	if errors.As(err, &pe) {
+		results = pe.Applied
+	}
+	for _, r := range results {
+		res.Applied = append(res.Applied, Applied{Version: r.Source.Version, Path: r.Source.Path, Direction: r.Direction, Duration: r.Duration})
+	}
+	if errors.Is(err, goose.ErrNoNextVersion) || errors.Is(err, goose.ErrNoCurrentVersion) {
+		err = nil
+	}
+	res.Err = err
+	if err == nil {
+		res.Pending = nil
+	} else if pe != nil {
+		res.Pending = slices.DeleteFunc(res.Pending, func(v int64) bool {
+			return slices.ContainsFunc(res.Applied, func(a Applied) bool { return a.Version == v })
+		})
+	}
+}

@@ -1,0 +1,81 @@
+package migrate
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pressly/goose/v3"
+)
+
+// An Option configures a Migrator.
+type Option func(*config)
+
+type config struct {
+	concurrency     int
+	continueOnError bool
+	include         []string
+	exclude         []string
+	dryRun          bool
+	progress        func(Progress)
+	table           string
+	lockTimeout     time.Duration
+	gooseOpts       []goose.ProviderOption
+}
+
+func defaultConfig() config {
+	return config{concurrency: 4, lockTimeout: 5 * time.Minute}
+}
+
+func (c *config) validate() error {
+	if c.concurrency < 1 {
+		return fmt.Errorf("migrate: WithConcurrency(%d): must be at least 1", c.concurrency)
+	}
+	if c.lockTimeout < time.Second {
+		return fmt.Errorf("migrate: WithLockTimeout(%v): must be at least a second", c.lockTimeout)
+	}
+	return nil
+}
+
+// WithConcurrency sets how many tenants are migrated at once (default 4).
+// Each holds one connection of the *sql.DB while it runs (Go migrations
+// without a transaction use a second one): keep it below the DB's
+// SetMaxOpenConns.
+func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n } }
+
+// WithContinueOnError makes a run go on with the other tenants when one
+// fails. By default no new tenant starts after a failure (tenants already
+// running finish).
+func WithContinueOnError(on bool) Option { return func(c *config) { c.continueOnError = on } }
+
+// WithTenants limits a run to these tenants.
+func WithTenants(ids ...string) Option {
+	return func(c *config) { c.include = append(c.include, ids...) }
+}
+
+// WithExclude leaves these tenants out of a run.
+func WithExclude(ids ...string) Option {
+	return func(c *config) { c.exclude = append(c.exclude, ids...) }
+}
+
+// WithDryRun makes a run report what it would apply or roll back for each
+// tenant (TenantResult.Pending) without changing anything. It takes no
+// lock.
+func WithDryRun(on bool) Option { return func(c *config) { c.dryRun = on } }
+
+// WithProgress calls f after each tenant finishes, from the goroutine that
+// ran it; f must be safe for concurrent use.
+func WithProgress(f func(Progress)) Option { return func(c *config) { c.progress = f } }
+
+// WithTableName sets goose's version table (default goose_db_version).
+func WithTableName(name string) Option { return func(c *config) { c.table = name } }
+
+// WithLockTimeout bounds how long a tenant waits for another run's lock on
+// its database before it fails (default 5 minutes).
+func WithLockTimeout(d time.Duration) Option { return func(c *config) { c.lockTimeout = d } }
+
+// WithGooseOptions passes options to every goose Provider (for example
+// goose.WithGoMigrations, goose.WithAllowOutofOrder). The session locker,
+// the global registry (disabled) and the logger are set by the Migrator.
+func WithGooseOptions(opts ...goose.ProviderOption) Option {
+	return func(c *config) { c.gooseOpts = append(c.gooseOpts, opts...) }
+}

@@ -1,0 +1,5 @@
+-- +goose Up
+ALTER TABLE hospital ADD COLUMN city text;
+
+-- +goose Down
+ALTER TABLE hospital DROP COLUMN city;
