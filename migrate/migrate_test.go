@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"strings"
 	"testing/fstest"
 	"time"
 
