@@ -54,10 +54,22 @@ func (c *Connector) scheduleHooks(sw swap) {
 		}
 	}
 	c.enqueue(ch.Tenant.ID, func(ctx context.Context) {
+		resolved := false
+		defer func() {
+			// A Hooks that panics, or a hook that calls runtime.Goexit,
+			// must not leave the tenant's queries waiting for ever.
+			if p := recover(); p != nil {
+				c.log.Error("tenantsql: lifecycle hooks panicked", "tenant", ch.Tenant.ID, "panic", p)
+			}
+			if g != nil && !resolved {
+				g.resolve(fmt.Errorf("tenantsql: tenant %q: its create hooks did not return", ch.Tenant.ID))
+			}
+		}()
 		on := c.hooks.HandleChange(ctx, ch, false)
 		post := c.hooks.HandleChange(ctx, ch, true)
 		if g != nil {
 			g.resolve(errors.Join(on, post))
+			resolved = true
 		}
 	}, func() {
 		if g != nil {
@@ -109,11 +121,15 @@ func (c *Connector) enqueue(id string, fn func(context.Context), abandon func())
 			return
 		}
 		defer func() { <-c.hookSlots }()
+		if c.ctx.Err() != nil { // select picks at random when both were ready
+			abandon()
+			return
+		}
 		fn(c.hookContext(id))
 	}()
 }
 
-// waitReady waits until t's create hooks have succeeded in this process.
+// waitGate waits until t's create hooks have succeeded in this process.
 // Queries made by those hooks themselves go through.
 func (c *Connector) waitGate(ctx context.Context, t *tenant, g *gate) error {
 	if m, ok := ctx.Value(hookKey{}).(hookMark); ok && m.c == c && m.id == t.id {

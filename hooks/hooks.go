@@ -100,7 +100,7 @@ const maxFailures = 16
 // Registry holds hooks and runs them. The zero value is not usable; call
 // New. A Registry is safe for concurrent use.
 type Registry struct {
-	log *slog.Logger
+	log *slog.Logger // nil: slog.Default() when logging
 
 	mu       sync.RWMutex
 	hooks    map[Kind][]hook
@@ -112,12 +112,21 @@ type hook struct {
 	fn   Func
 }
 
-// New returns an empty registry that logs to log (slog.Default() if nil).
+// New returns an empty registry that logs to log; if log is nil, to
+// slog.Default() as it is when a hook fails.
 func New(log *slog.Logger) *Registry {
-	if log == nil {
-		log = slog.Default()
-	}
 	return &Registry{log: log, hooks: make(map[Kind][]hook), failures: make(map[string][]Failure)}
+}
+
+// logger returns the registry's logger. slog.Default() is looked up each
+// time: the default registry is built at package initialization, before a
+// program's slog.SetDefault, and the logger slog.Default() returned then
+// would send its records to the new handler as INFO text lines.
+func (r *Registry) logger() *slog.Logger {
+	if r.log != nil {
+		return r.log
+	}
+	return slog.Default()
 }
 
 var defaultRegistry = New(nil)
@@ -172,13 +181,17 @@ func (r *Registry) Run(ctx context.Context, ev Event) error {
 func (r *Registry) runOne(ctx context.Context, h hook, ev Event) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("tenantsql: hook panicked", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "panic", p, "stack", string(debug.Stack()))
-			err = fmt.Errorf("hooks: %s hook %s for tenant %q panicked: %v", ev.Kind, h.name, ev.Tenant.ID, p)
+			r.logger().Error("tenantsql: hook panicked", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "version", ev.Version, "panic", p, "stack", string(debug.Stack()))
+			if e, ok := p.(error); ok {
+				err = fmt.Errorf("hooks: %s hook %s for tenant %q panicked: %w", ev.Kind, h.name, ev.Tenant.ID, e)
+			} else {
+				err = fmt.Errorf("hooks: %s hook %s for tenant %q panicked: %v", ev.Kind, h.name, ev.Tenant.ID, p)
+			}
 			r.keep(ev, h, err)
 		}
 	}()
 	if err := h.fn(ctx, ev); err != nil {
-		r.log.Error("tenantsql: hook failed", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "version", ev.Version, "err", err)
+		r.logger().Error("tenantsql: hook failed", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "version", ev.Version, "err", err)
 		err = fmt.Errorf("hooks: %s hook %s for tenant %q: %w", ev.Kind, h.name, ev.Tenant.ID, err)
 		r.keep(ev, h, err)
 		return err

@@ -109,6 +109,7 @@ func (e Event) LogValue() slog.Value {
 // Open opens the store that rawURL names:
 //
 //	file:PATH            a JSON file (file:tenant_config.json, file:///etc/app/tenants.json)
+//	redis://, rediss://  Redis, shared by every process (see OpenRedis)
 //	memory:              an empty in-memory store, for tests
 //
 // File URLs take options as query parameters: create=true makes a missing

@@ -27,6 +27,8 @@ Commands:
   tenants rm ID                                      delete a tenant
   tenants load FILE [--dry-run]                      import a tenant_config.json (create or update)
   tenants resync                                     Redis: make every process drop tenants the store lost
+  migrate up|up-to V|down|down-to V|status --dir DIR run goose migrations for every tenant
+                                                     (see tenantsql migrate --help)
 
 The store URL (file:PATH, redis://HOST:PORT/DB, ...) comes from --store or $TENANTSQL_STORE.
 `
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch rest[0] {
 	case "tenants":
 		return c.tenants(ctx, rest[1:])
+	case "migrate":
+		return c.migrate(ctx, rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -226,10 +230,11 @@ func (c *cli) deployInfo(pgURL string, kvs []string) (map[string]string, error) 
 		pgURL = strings.TrimSpace(line)
 	}
 	info := map[string]string{store.KeyPostgresURL: pgURL}
-	for _, kv := range kvs {
+	for i, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("deploy info %q: want KEY=VALUE", kv)
+			// Not echoed: a mistyped API_TOKEN:secret would print the secret.
+			return nil, fmt.Errorf("deploy info argument %d after POSTGRES_URL: want KEY=VALUE (not shown, as it may hold a secret)", i+1)
 		}
 		if k == store.KeyPostgresURL {
 			return nil, fmt.Errorf("give %s as the second argument, not as KEY=VALUE", store.KeyPostgresURL)
@@ -338,7 +343,7 @@ func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool)
 func (c *cli) resync(ctx context.Context, s store.Store) int {
 	r, ok := s.(interface{ AcceptLoss(context.Context) error })
 	if !ok {
-		return c.fail(fmt.Errorf("resync applies to a Redis store, not %s", store.RedactURL(c.storeURL)))
+		return c.fail(errors.New("resync applies to a Redis store only"))
 	}
 	if err := r.AcceptLoss(ctx); err != nil {
 		return c.fail(err)

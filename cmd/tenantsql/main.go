@@ -7,21 +7,38 @@
 //	tenantsql [--store URL] tenants rm ID
 //	tenantsql [--store URL] tenants load FILE [--dry-run]
 //	tenantsql [--store URL] tenants resync
+//	tenantsql [--store URL] migrate up|up-to V|down|down-to V|status --dir DIR [flags]
 //
 // The store URL (file:PATH, redis://..., see store.Open) comes from --store
 // or the TENANTSQL_STORE environment variable. A POSTGRES_URL given as "-"
 // is read from standard input, which keeps its password out of the shell
 // history and the process list. Passwords are redacted in all output.
+//
+// migrate runs goose migrations for every tenant (or those named with
+// --tenant, less those named with --exclude), a few at a time, and prints a
+// summary; see "tenantsql migrate --help". The first Ctrl-C starts no more
+// tenants and lets those running finish; a second one aborts.
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "\ntenantsql: interrupted: starting nothing new, letting running work finish (Ctrl-C again to abort)")
+		cancel()
+		signal.Stop(sig) // the next Ctrl-C kills the process
+	}()
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	cancel()
+	os.Exit(code)
 }

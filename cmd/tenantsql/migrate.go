@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/migrate"
+)
+
+const migrateUsage = `usage: tenantsql [--store URL] migrate OP [VERSION] --dir DIR [flags]
+
+Operations:
+  up                 apply every pending migration
+  up-to VERSION      apply pending migrations up to and including VERSION
+  down               roll back the last migration
+  down-to VERSION    roll back migrations down to (not including) VERSION
+  status             show applied and pending migrations
+
+Flags:
+  --dir DIR              directory of goose migrations (required)
+  --concurrency N        tenants migrated at once (default 4)
+  --tenant ID            only this tenant (repeatable)
+  --exclude ID           not this tenant (repeatable)
+  --continue-on-error    go on with the other tenants when one fails
+  --dry-run              show what would be applied, change nothing
+  --store URL            tenant store (default $TENANTSQL_STORE)
+
+Ctrl-C starts no more tenants and lets running ones finish; a second Ctrl-C aborts.
+The exit status is 1 if any tenant failed.
+`
+
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+func (c *cli) migrate(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() { fmt.Fprint(c.stderr, migrateUsage) }
+	dir := fs.String("dir", "", "")
+	conc := fs.Int("concurrency", 4, "")
+	var include, exclude stringsFlag
+	fs.Var(&include, "tenant", "")
+	fs.Var(&exclude, "exclude", "")
+	cont := fs.Bool("continue-on-error", false, "")
+	dry := fs.Bool("dry-run", false, "")
+	storeURL := fs.String("store", c.storeURL, "")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	c.storeURL = *storeURL
+	if len(pos) == 0 {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate: missing operation\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	ops := map[string]migrate.Op{"up": migrate.Up, "up-to": migrate.UpTo, "down": migrate.Down, "down-to": migrate.DownTo, "status": migrate.Status}
+	op, ok := ops[pos[0]]
+	if !ok {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate: unknown operation %q\n\n%s", pos[0], migrateUsage)
+		return exitUsage
+	}
+	var version int64
+	wantArgs := 1
+	if op == migrate.UpTo || op == migrate.DownTo {
+		wantArgs = 2
+		if len(pos) >= 2 {
+			if version, err = strconv.ParseInt(pos[1], 10, 64); err != nil || version < 0 {
+				fmt.Fprintf(c.stderr, "tenantsql: migrate %s: version %q is not a non-negative number\n", pos[0], pos[1])
+				return exitUsage
+			}
+		}
+	}
+	if len(pos) != wantArgs {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate %s: wrong number of arguments\n\n%s", pos[0], migrateUsage)
+		return exitUsage
+	}
+	if *dir == "" {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate: --dir is required\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if *conc < 1 {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate: --concurrency must be at least 1\n")
+		return exitUsage
+	}
+	if fi, err := os.Stat(*dir); err != nil || !fi.IsDir() {
+		return c.fail(fmt.Errorf("migrations directory %s: not a readable directory", *dir))
+	}
+
+	s, err := c.open(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer s.Close()
+	conn, err := driver.NewConnector(s, driver.WithHooks(nil), driver.WithMaxConns(2**conc+2))
+	if err != nil {
+		return c.fail(err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	// Each running tenant holds a connection; Go migrations without a
+	// transaction take a second one.
+	db.SetMaxOpenConns(2**conc + 2)
+	db.SetMaxIdleConns(2**conc + 2)
+
+	pr := newProgress(c.stderr, isTerminal(c.stderr))
+	opts := []migrate.Option{
+		migrate.WithConcurrency(*conc),
+		migrate.WithContinueOnError(*cont),
+		migrate.WithDryRun(*dry),
+		migrate.WithProgress(pr.update),
+	}
+	if len(include) > 0 {
+		opts = append(opts, migrate.WithTenants(include...))
+	}
+	if len(exclude) > 0 {
+		opts = append(opts, migrate.WithExclude(exclude...))
+	}
+	m, err := migrate.New(db, s, os.DirFS(*dir), opts...)
+	if err != nil {
+		return c.fail(err)
+	}
+	rep, runErr := m.Run(ctx, op, version)
+	pr.finish()
+	if rep == nil {
+		return c.fail(runErr)
+	}
+	c.summary(rep)
+	if runErr != nil {
+		if errors.Is(runErr, context.Canceled) && rep.Err() == nil {
+			fmt.Fprintln(c.stderr, "tenantsql: interrupted: the tenants not started are listed as skipped")
+		}
+		return exitError
+	}
+	return exitOK
+}
+
+// summary prints a table of the tenants that changed, failed or were
+// skipped (all tenants for status and dry runs), then the counts.
+func (c *cli) summary(rep *migrate.Report) {
+	changed, unchanged, failed, skipped := rep.Counts()
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	all := rep.Op == migrate.Status || rep.DryRun
+	switch {
+	case rep.Op == migrate.Status:
+		fmt.Fprintln(tw, "TENANT\tVERSION\tAPPLIED\tPENDING\tERROR")
+	case rep.DryRun:
+		fmt.Fprintln(tw, "TENANT\tVERSION\tWOULD "+strings.ToUpper(map[bool]string{true: "roll back", false: "apply"}[rep.Op == migrate.Down || rep.Op == migrate.DownTo])+"\tERROR")
+	default:
+		fmt.Fprintln(tw, "TENANT\tBEFORE\tAFTER\tAPPLIED\tDURATION\tRESULT")
+	}
+	rows := 0
+	for _, r := range rep.Results {
+		errText := ""
+		if r.Err != nil {
+			errText = oneLine(r.Err)
+		}
+		switch {
+		case rep.Op == migrate.Status:
+			applied := 0
+			for _, m := range r.Migrations {
+				if m.Applied {
+					applied++
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Tenant, ver(r.After), applied, versions(r.Pending), errText)
+		case rep.DryRun:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Tenant, ver(r.Before), versions(r.Pending), errText)
+		case r.Skipped:
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped\n", r.Tenant)
+		case r.Err != nil || len(r.Applied) > 0 || all:
+			result := "ok"
+			if r.Err != nil {
+				result = "FAILED: " + errText
+			}
+			var applied []int64
+			for _, a := range r.Applied {
+				applied = append(applied, a.Version)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Tenant, ver(r.Before), ver(r.After), versions(applied), r.Duration.Round(time.Millisecond), result)
+		default:
+			continue
+		}
+		rows++
+	}
+	if rows > 0 {
+		tw.Flush()
+	}
+	verb := "changed"
+	if rep.DryRun || rep.Op == migrate.Status {
+		verb = "looked at"
+		changed += unchanged
+		unchanged = 0
+	}
+	fmt.Fprintf(c.stderr, "migrate %s: %s: %d %s, %d already up to date, %d failed, %d skipped (%v)\n",
+		rep.Op, plural(len(rep.Results), "tenant"), changed, verb, unchanged, failed, skipped, rep.Duration.Round(time.Millisecond))
+}
+
+func ver(v int64) string {
+	if v < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func versions(vs []int64) string {
+	if len(vs) == 0 {
+		return "-"
+	}
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.FormatInt(v, 10)
+	}
+	return strings.Join(s, ",")
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// progress shows a bar on a terminal and a line per tenant elsewhere.
+type progress struct {
+	w      io.Writer
+	tty    bool
+	mu     sync.Mutex
+	failed int
+	drawn  bool
+}
+
+func newProgress(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty} }
+
+func (p *progress) update(pr migrate.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := pr.Result
+	if r.Err != nil {
+		p.failed++
+	}
+	if !p.tty {
+		status := "ok"
+		switch {
+		case r.Err != nil:
+			status = "FAILED: " + oneLine(r.Err)
+		case len(r.Applied) > 0:
+			status = fmt.Sprintf("ok, %d applied", len(r.Applied))
+		case len(r.Pending) > 0:
+			status = "pending " + versions(r.Pending)
+		default:
+			status = "up to date"
+		}
+		fmt.Fprintf(p.w, "[%d/%d] %s: %s -> %s: %s (%v)\n", pr.Done, pr.Total, r.Tenant, ver(r.Before), ver(r.After), status, r.Duration.Round(time.Millisecond))
+		return
+	}
+	const width = 30
+	filled := width * pr.Done / max(pr.Total, 1)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d tenants, %d failed ", strings.Repeat("=", filled), strings.Repeat(" ", width-filled), pr.Done, pr.Total, p.failed)
+	p.drawn = true
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tenantsql/tenantsql/internal/testenv"
+)
+
+// migrateEnv is a file store with four tenants on freshly emptied
+// databases of their own, and a fifth whose server does not exist.
+func migrateEnv(t *testing.T) (storeURL string, dbs []string) {
+	t.Helper()
+	dbs = testenv.Names("tsql_cli", 4)
+	testenv.EnsureDatabases(t, dbs...)
+	storeURL = "file:" + filepath.Join(t.TempDir(), "tenants.json") + "?create=true"
+	for i, db := range dbs {
+		testenv.ResetSchema(t, db)
+		if code, _, errOut := migrateCLI(t, storeURL, "tenants", "add", fmt.Sprintf("cli-%d.test", i), testenv.DatabaseURL(t, db)); code != 0 {
+			t.Fatalf("add: %s", errOut)
+		}
+	}
+	return storeURL, dbs
+}
+
+func migrateCLI(t *testing.T, storeURL string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append([]string{"--store", storeURL}, args...), strings.NewReader(""), &out, &errOut, func(string) string { return "" })
+	return code, out.String(), errOut.String()
+}
+
+func serverVersion(t *testing.T, db string) int64 {
+	t.Helper()
+	conn, err := sql.Open("pgx", testenv.DatabaseURL(t, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var v int64
+	if err := conn.QueryRow("SELECT coalesce(max(version_id), -1) FROM goose_db_version").Scan(&v); err != nil {
+		return -1
+	}
+	return v
+}
+
+func TestMigrateCommand(t *testing.T) {
+	storeURL, dbs := migrateEnv(t)
+	dir := filepath.Join("..", "..", "testdata", "migrations")
+
+	code, out, errOut := migrateCLI(t, storeURL, "migrate", "up", "--dir", dir, "--concurrency", "2")
+	if code != 0 {
+		t.Fatalf("migrate up: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, db := range dbs {
+		if v := serverVersion(t, db); v != 5 {
+			t.Errorf("%s is at version %d after migrate up, want 5", db, v)
+		}
+	}
+	if !strings.Contains(errOut, "[4/4]") || !strings.Contains(errOut, "4 changed") || !strings.Contains(out, "1,2,3,4,5") {
+		t.Errorf("progress or summary missing:\nstdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+
+	code, _, errOut = migrateCLI(t, storeURL, "migrate", "up", "--dir", dir)
+	if code != 0 || !strings.Contains(errOut, "4 already up to date") {
+		t.Errorf("rerun: exit %d\n%s", code, errOut)
+	}
+
+	code, _, errOut = migrateCLI(t, storeURL, "migrate", "down-to", "3", "--dir", dir, "--tenant", "cli-1.test")
+	if code != 0 || serverVersion(t, dbs[1]) != 3 || serverVersion(t, dbs[0]) != 5 {
+		t.Errorf("down-to 3 for cli-1 only: exit %d, versions %d and %d\n%s", code, serverVersion(t, dbs[1]), serverVersion(t, dbs[0]), errOut)
+	}
+
+	code, out, _ = migrateCLI(t, storeURL, "migrate", "up", "--dry-run", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "cli-1.test  3        4,5") || serverVersion(t, dbs[1]) != 3 {
+		t.Errorf("dry run: exit %d, version %d\n%s", code, serverVersion(t, dbs[1]), out)
+	}
+
+	code, out, _ = migrateCLI(t, storeURL, "migrate", "status", "--dir", dir, "--exclude", "cli-0.test")
+	if code != 0 || strings.Contains(out, "cli-0.test") || !strings.Contains(out, "cli-1.test") {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+
+	// A tenant that cannot be reached fails the run: exit 1, named with
+	// its cause, the password not shown; the others still finish with
+	// --continue-on-error.
+	if code, _, errOut := migrateCLI(t, storeURL, "tenants", "add", "cli-gone.test", "postgres://u:sekret@127.0.0.1:1/x?connect_timeout=2"); code != 0 {
+		t.Fatal(errOut)
+	}
+	code, out, errOut = migrateCLI(t, storeURL, "migrate", "up", "--dir", dir, "--continue-on-error")
+	if code != 1 || !strings.Contains(out, "cli-gone.test") || !strings.Contains(out, "FAILED") || strings.Contains(out+errOut, "sekret") {
+		t.Errorf("failing tenant: exit %d\n%s%s", code, out, errOut)
+	}
+	if serverVersion(t, dbs[1]) != 5 {
+		t.Errorf("cli-1 did not finish beside the failing tenant")
+	}
+}
+
+func TestMigrateUsage(t *testing.T) {
+	storeURL := "file:" + filepath.Join(t.TempDir(), "t.json") + "?create=true"
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"migrate"}, 2, "missing operation"},
+		{[]string{"migrate", "sideways", "--dir", "."}, 2, "unknown operation"},
+		{[]string{"migrate", "up"}, 2, "--dir is required"},
+		{[]string{"migrate", "up-to", "--dir", "."}, 2, "wrong number of arguments"},
+		{[]string{"migrate", "up-to", "x", "--dir", "."}, 2, "not a non-negative number"},
+		{[]string{"migrate", "up", "--dir", ".", "--concurrency", "0"}, 2, "at least 1"},
+		{[]string{"migrate", "up", "--dir", "/nonexistent"}, 1, "not a readable directory"},
+		{[]string{"migrate", "up", "--dir", "."}, 1, "no migrations"},
+		{[]string{"migrate", "up", "--dir", filepath.Join("..", "..", "testdata", "migrations"), "--tenant", "nobody.test"}, 1, "no such tenant"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := migrateCLI(t, storeURL, tt.args...)
+			if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+				t.Errorf("exit %d (want %d), output does not say %q:\n%s%s", code, tt.code, tt.want, out, errOut)
+			}
+		})
+	}
+}

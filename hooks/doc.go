@@ -1,0 +1,71 @@
+// Package hooks runs functions of yours when a tenant is created, updated
+// or deleted: the lifecycle hooks of the tenantsql driver.
+//
+//	hooks.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+//		// ctx names ev.Tenant.ID: this runs on the new tenant's database.
+//		_, err := db.ExecContext(ctx, "CREATE TABLE notes (id bigint PRIMARY KEY, body text)")
+//		return err
+//	})
+//	db, err = sql.Open("tenantsql", "file:tenant_config.json")
+//
+// # Kinds
+//
+// Every change has two phases, so there are six kinds of hook:
+//
+//	OnCreate    PostCreate
+//	OnUpdate    PostUpdate
+//	OnDelete    PostDelete
+//
+// The ON phase runs once the library has done its own work for the change
+// in this process: the tenant is in the driver's tenant registry, and its
+// pools are set up, replaced or retired. The POST phase runs after the ON
+// phase, whether or not an ON hook failed. KindOf maps a store change and a
+// phase to its Kind. Migrate builds a PostCreate hook that applies goose
+// migrations to the new tenant's database.
+//
+// # When hooks run
+//
+// Every process that has a tenantsql *sql.DB runs the hooks for every
+// change it applies: changes made by the process itself, by other
+// processes, and those it learns of only by resyncing with the store after
+// a disconnect (a tenant that appeared is a create, one that is gone a
+// delete). Each *sql.DB runs them, so a process with two runs them twice.
+// Tenants the store holds when the *sql.DB starts run no hooks.
+//
+// Hooks run in the background, not in the call that changed the store. A
+// new tenant is ready in a process once its create hooks, ON and POST,
+// have succeeded there. Until then its queries wait, as long as their
+// context allows; they fail with driver.ErrTenantNotReady if the context
+// ends first or if one of those hooks failed (the error wraps why). The
+// next update of the tenant runs its create hooks again, instead of its
+// update hooks, and the tenant is ready once they succeed.
+//
+// The hooks of one tenant run one after another, in subscription order
+// and in the order of its changes. Different tenants' hooks run side by
+// side, up to driver.WithHookConcurrency tenants at a time (default 4).
+//
+// A hook's context carries the tenant (tenantctx.TenantFrom) and is
+// canceled when the *sql.DB is closed; Close waits for running hooks to
+// return. With that context, or one derived from it, the hook may query
+// its own tenant through the tenantsql *sql.DB before the tenant is ready;
+// a query with another context would wait for the hook itself.
+//
+// # Failures
+//
+// A hook that returns an error or panics does not stop the hooks after
+// it. Each failure is logged with log/slog at level Error (a panic with
+// its stack), kept per tenant (Registry.Failures, the latest 16), and
+// returned, with the others, by Registry.Run.
+//
+// # Registries
+//
+// Subscribe adds a hook to the default registry (Default), which
+// sql.Open("tenantsql", ...) and driver.NewConnector use: importing this
+// package is enough to enable it. Subscribe before opening the *sql.DB,
+// so that the hook sees every change.
+//
+// Programs that avoid global state build a Registry with New and give it
+// to driver.NewConnector with driver.WithHooks; driver.WithHooks(nil) runs
+// no hooks at all. A Registry can also be driven directly, by Run or by
+// HandleChange for code that follows a store with a store.Tracker.
+package hooks
