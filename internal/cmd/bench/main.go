@@ -3,6 +3,7 @@
 //
 //	go run ./internal/cmd/bench              # starts a private server (scripts/bench-postgres.sh)
 //	go run ./internal/cmd/bench -url postgres://postgres@127.0.0.1:5432/postgres
+//	go run ./internal/cmd/bench -suite migrate  # 200 tenants x 5 migrations
 //
 // Each case runs for -duration after a warm-up, -rounds times, the order of
 // cases rotating between rounds; the table shows the median round. Every
@@ -36,6 +37,8 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
 		workers  = flag.Int("workers", 8, "concurrent goroutines")
 		cap100   = flag.Int("tenantsql-max-conns", 128, "tenantsql's WithMaxConns cap")
+		suite    = flag.String("suite", "query", "what to measure: query (routing overhead) or migrate (200 tenants x 5 migrations)")
+		tenants  = flag.Int("tenants", 200, "tenants for -suite migrate")
 	)
 	flag.Parse()
 	ctx := context.Background()
@@ -48,6 +51,17 @@ func main() {
 		}
 		defer stop()
 		*adminURL = u
+	}
+	if *suite == "migrate" {
+		if err := migrateSuite(ctx, *adminURL, *tenants, []int{1, 8}); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *suite != "query" {
+		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query or migrate)\n", *suite)
+		os.Exit(2)
 	}
 	if err := benchkit.Setup(ctx, *adminURL); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: setup:", err)
