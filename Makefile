@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench fmt-check run-example
+.PHONY: help services test test-short bench bench-migrate fmt-check run-example
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -22,8 +22,11 @@ test: services ## go vet, then go test -race (extra flags: GOTESTFLAGS)
 test-short: services ## go test without the race detector (quicker)
 	$(GO) test -count=1 $(GOTESTFLAGS) ./...
 
-bench: services ## Run the benchmark command (internal/cmd/bench)
+bench: services ## Run the routing benchmark (internal/cmd/bench), on a private server
 	$(GO) run ./internal/cmd/bench
+
+bench-migrate: services ## Measure migrating 200 tenants x 5 migrations
+	$(GO) run ./internal/cmd/bench -suite migrate
 
 fmt-check: ## Fail if gofmt would change any file
 	@out=$$(gofmt -l .) || exit 1; \
