@@ -355,3 +355,21 @@ func (c *Connector) reapLoop(ctx context.Context) {
 		}
 	}
 }
+
+// LookupTenant reports whether the tenant exists, for HTTP middleware that
+// answers 404 before any query: from this process's registry when it is
+// there (no I/O), else from the store, so a tenant created a moment ago,
+// here or in another process, is found. The tenant may still be getting
+// ready; its queries wait for that.
+func (c *Connector) LookupTenant(ctx context.Context, id string) (bool, error) {
+	if c.reg.get(id) != nil {
+		return true, nil
+	}
+	if _, err := c.store.Get(ctx, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return false, nil
+		}
+		return false, fmt.Errorf("tenantsql: look up tenant %q: %w", id, err)
+	}
+	return true, nil
+}
