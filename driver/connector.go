@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tenantsql/tenantsql/internal/lifecycle"
 	"github.com/tenantsql/tenantsql/store"
 )
@@ -28,7 +31,9 @@ type Connector struct {
 	log      *slog.Logger
 	drv      *Driver
 	reg      registry
-	b        *budget
+
+	budgetsMu sync.Mutex
+	budgets   map[string]*budget // per server: host:port
 
 	hooks     Hooks
 	hookSlots chan struct{}
@@ -77,7 +82,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		store:     s,
 		cfg:       cfg,
 		log:       cfg.log,
-		b:         newBudget(&cfg),
+		budgets:   make(map[string]*budget),
 		readyCh:   make(chan struct{}),
 		applied:   make(chan struct{}),
 		ctx:       ctx,
@@ -124,7 +129,9 @@ func (c *Connector) Close() error {
 		c.cancel()
 		c.wg.Wait()
 		c.jobs.Wait()
-		c.b.close()
+		for _, b := range c.allBudgets() {
+			b.close()
+		}
 		if c.ownStore {
 			err = c.store.Close()
 		}
@@ -313,7 +320,7 @@ func (c *Connector) apply(changes []store.Change) {
 // newTenant builds the tenant for a change that needs a new one: a create,
 // or an update that changes the URL (old is the tenant it replaces).
 func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
-	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL(), b: c.b, cfg: &c.cfg}
+	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL(), cfg: &c.cfg}
 	t.version.Store(ch.Tenant.Version)
 	switch {
 	case old != nil:
@@ -324,9 +331,11 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 		t.gate.Store(newGate()) // opened by its create hooks
 	}
 	// Report a bad URL now, in the log, not only at the first query.
-	if _, err := parseDSN(t.id, t.dsn); err != nil {
+	cc, err := parseDSN(t.id, t.dsn)
+	if err != nil {
 		c.log.Warn("tenantsql: tenant has an unusable POSTGRES_URL; its queries will fail", "tenant", t.id, "err", err)
 	}
+	t.b = c.budgetFor(serverKey(cc))
 	return t
 }
 
@@ -351,7 +360,9 @@ func (c *Connector) reapLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			c.b.reap(now, c.cfg.idleTimeout)
+			for _, b := range c.allBudgets() {
+				b.reap(now, c.cfg.idleTimeout)
+			}
 		}
 	}
 }
@@ -372,4 +383,43 @@ func (c *Connector) LookupTenant(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("tenantsql: look up tenant %q: %w", id, err)
 	}
 	return true, nil
+}
+
+// budgetFor returns the budget of a server, making it on first use.
+func (c *Connector) budgetFor(server string) *budget {
+	c.budgetsMu.Lock()
+	defer c.budgetsMu.Unlock()
+	b := c.budgets[server]
+	if b == nil {
+		b = newBudget(&c.cfg, server)
+		c.budgets[server] = b
+	}
+	return b
+}
+
+func (c *Connector) allBudgets() []*budget {
+	c.budgetsMu.Lock()
+	defer c.budgetsMu.Unlock()
+	out := make([]*budget, 0, len(c.budgets))
+	for _, b := range c.budgets {
+		out = append(out, b)
+	}
+	return out
+}
+
+// serverKey names the server a tenant's connections go to: host:port as
+// pgx parsed them, with any fallback hosts, so tenants sharing a server
+// share its budget. An unusable URL gets a budget of its own, whose queries
+// all fail anyway.
+func serverKey(cc *pgx.ConnConfig) string {
+	if cc == nil {
+		return "(unusable URL)"
+	}
+	key := net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
+	for _, fb := range cc.Fallbacks {
+		if fb.Host != cc.Host || fb.Port != cc.Port {
+			key += "," + net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port)))
+		}
+	}
+	return key
 }

@@ -11,11 +11,12 @@ import (
 
 // Defaults for the physical connection pools.
 const (
-	// DefaultMaxConns caps the PostgreSQL connections a connector keeps open
-	// across all tenants. It is half of PostgreSQL's default max_connections
-	// (100), which leaves room for a second process, migrations and
-	// administrators; a pool per tenant with no shared cap exceeds
-	// max_connections as soon as a few dozen tenants keep idle connections.
+	// DefaultMaxConns caps the connections a connector keeps open to one
+	// PostgreSQL server, across all the tenants it holds. It is half of
+	// PostgreSQL's default max_connections (100), which leaves room for a
+	// second process, migrations and administrators; a pool per tenant
+	// with no shared cap exceeds max_connections as soon as a few dozen
+	// tenants keep idle connections.
 	DefaultMaxConns = 50
 	// DefaultIdleTimeout is how long an unused physical connection stays
 	// open, and how long an unused tenant keeps its pool.
@@ -39,6 +40,7 @@ type Option func(*config)
 
 type config struct {
 	maxConns          int
+	serverBudgets     map[string]int
 	maxConnsPerTenant int
 	idleTimeout       time.Duration
 	maxConnLifetime   time.Duration
@@ -83,16 +85,40 @@ func (c *config) validate() error {
 	case c.log == nil:
 		return fmt.Errorf("tenantsql: WithLogger(nil)")
 	}
-	if c.maxConnsPerTenant == 0 || c.maxConnsPerTenant > c.maxConns {
+	for server, n := range c.serverBudgets {
+		if n < 1 {
+			return fmt.Errorf("tenantsql: WithServerBudget(%q, %d): must be at least 1", server, n)
+		}
+	}
+	if c.maxConnsPerTenant == 0 {
 		c.maxConnsPerTenant = c.maxConns
 	}
 	return nil
 }
 
-// WithMaxConns caps the physical PostgreSQL connections open at once across
-// all tenants (default DefaultMaxConns). (*sql.DB).SetMaxOpenConns still
-// caps how many are in use; this caps how many exist, idle ones included.
+// WithMaxConns sets the connection budget of each PostgreSQL server: the
+// physical connections open at once to one server (tenants whose
+// POSTGRES_URLs name the same host and port), idle ones included, across
+// all its tenants (default DefaultMaxConns). Tenants on other servers do
+// not compete for it. (*sql.DB).SetMaxOpenConns still caps how many are in
+// use; this caps how many exist.
+//
+// Servers are told apart by the host and port as written in the URLs
+// (after pgx's parsing): "localhost" and "127.0.0.1" are two servers to the
+// driver even if they are one machine.
 func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
+
+// WithServerBudget sets the budget of one server, named "host:port" as in
+// its tenants' URLs (for example "db1.internal:5432"), overriding
+// WithMaxConns for it.
+func WithServerBudget(server string, n int) Option {
+	return func(c *config) {
+		if c.serverBudgets == nil {
+			c.serverBudgets = make(map[string]int)
+		}
+		c.serverBudgets[server] = n
+	}
+}
 
 // WithMaxConnsPerTenant caps the physical connections of one tenant. The
 // default is the WithMaxConns cap, so one busy tenant can use all of it

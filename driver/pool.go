@@ -66,6 +66,7 @@ type grant struct {
 // arbitrates between them. One mutex guards all of its state; it is held
 // only for list and counter updates, never across I/O.
 type budget struct {
+	server         string // host:port, as the tenants' URLs name it
 	max            int
 	perTenant      int
 	lifetime       time.Duration
@@ -78,12 +79,18 @@ type budget struct {
 	waiters waitList // every waiter, oldest first
 	pools   map[*pool]struct{}
 	closed  bool
+	stats   counters // the server's, summed over its tenants
 }
 
-func newBudget(cfg *config) *budget {
+func newBudget(cfg *config, server string) *budget {
+	max := cfg.maxConns
+	if n, ok := cfg.serverBudgets[server]; ok {
+		max = n
+	}
 	return &budget{
-		max:            cfg.maxConns,
-		perTenant:      cfg.maxConnsPerTenant,
+		server:         server,
+		max:            max,
+		perTenant:      min(cfg.maxConnsPerTenant, max),
 		lifetime:       cfg.maxConnLifetime,
 		connectTimeout: cfg.connectTimeout,
 		evictionDelay:  cfg.evictionDelay,
@@ -134,6 +141,7 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 		if pc != nil {
 			b.takeIdleLocked(pc)
 			t.stats.acquires++
+			b.stats.acquires++
 			b.mu.Unlock()
 			if b.reusable(ctx, pc) {
 				return pc, nil
@@ -149,6 +157,7 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 			p.inUse++
 			b.open++
 			t.stats.acquires++
+			b.stats.acquires++
 			b.mu.Unlock()
 			return b.dial(ctx, p)
 		}
@@ -179,8 +188,11 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 		b.mu.Lock()
 		t.stats.waits++
 		t.stats.waitTime += time.Since(start)
+		b.stats.waits++
+		b.stats.waitTime += time.Since(start)
 		if g.err == nil {
 			t.stats.acquires++
+			b.stats.acquires++
 		}
 		b.mu.Unlock()
 		switch {
@@ -248,6 +260,7 @@ func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 		p.inUse--
 		b.open--
 		p.t.stats.connectErrors++
+		b.stats.connectErrors++
 		b.grantSlotsLocked()
 		b.mu.Unlock()
 		return nil, err
@@ -257,6 +270,7 @@ func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	pc.expires = time.Now().Add(b.lifetime - rand.N(b.lifetime/10+1))
 	b.mu.Lock()
 	p.t.stats.newConns++
+	b.stats.newConns++
 	b.mu.Unlock()
 	return pc, nil
 }
@@ -282,25 +296,31 @@ func (b *budget) release(pc *physConn) (dead bool) {
 		b.closeLater(pc)
 		return dead
 	}
-	if w := p.waiters.front; w != nil {
-		b.dequeueLocked(w)
-		p.inUse++
-		w.ch <- grant{pc: pc}
+	// Who gets the connection: the oldest caller waiting for this
+	// tenant, unless a tenant with no connection at all has waited longer
+	// (first come, first served across tenants): then this one is closed
+	// to make room for it, so no tenant starves behind a busy one.
+	own := p.waiters.front
+	var bare *waiter
+	if b.open >= b.max {
+		bare = b.firstEagerLocked()
+	}
+	switch {
+	case bare != nil && (own == nil || bare.since.Before(own.since)):
+		b.dequeueLocked(bare)
+		pc.state = stateClosed
+		p.open--
+		p.t.stats.evictions++
+		b.stats.evictions++
+		b.handOverLocked(pc, bare)
 		b.mu.Unlock()
 		return false
-	}
-	if b.open >= b.max {
-		if w := b.firstEagerLocked(); w != nil {
-			// A tenant with no connection is waiting: this one makes
-			// room for it rather than sit idle.
-			b.dequeueLocked(w)
-			pc.state = stateClosed
-			p.open--
-			p.t.stats.evictions++
-			b.handOverLocked(pc, w)
-			b.mu.Unlock()
-			return false
-		}
+	case own != nil:
+		b.dequeueLocked(own)
+		p.inUse++
+		own.ch <- grant{pc: pc}
+		b.mu.Unlock()
+		return false
 	}
 	pc.state = stateIdle
 	pc.idleAt = now
@@ -399,6 +419,7 @@ func (b *budget) evictLocked(victim *physConn, w *waiter) {
 	victim.state = stateClosed
 	victim.pool.open--
 	victim.pool.t.stats.evictions++
+	b.stats.evictions++
 	b.handOverLocked(victim, w)
 }
 

@@ -8,19 +8,43 @@ import (
 
 // Stats describes a connector's physical connections.
 type Stats struct {
-	MaxConns int // the WithMaxConns cap
-	Open     int // physical connections open or being dialled
-	Idle     int
-	InUse    int
-	Waiting  int // callers waiting for a connection
+	MaxConns int // the default budget of a server (WithMaxConns)
+	// Totals over all servers.
+	Open    int // physical connections open, being dialled or being closed
+	Idle    int
+	InUse   int
+	Waiting int // callers waiting for a connection
+	// Servers has an entry per PostgreSQL server ("host:port") the
+	// registered tenants use.
+	Servers map[string]ServerStats
 	// Tenants has an entry for every registered tenant.
 	Tenants map[string]TenantStats
+}
+
+// ServerStats describes the connections to one PostgreSQL server, shared by
+// the tenants whose URLs name it. Counters are cumulative since the
+// connector started.
+type ServerStats struct {
+	Budget  int // the server's connection budget
+	Open    int // open, being dialled, or closed and not yet confirmed gone
+	Idle    int
+	InUse   int
+	Waiting int
+	Pools   int // tenants with a pool: those used within the idle timeout
+
+	Acquires      int64
+	NewConns      int64
+	ConnectErrors int64
+	Waits         int64
+	WaitDuration  time.Duration
+	Evictions     int64 // idle connections closed to make room for another tenant
 }
 
 // TenantStats describes one tenant's physical connections. Counters are
 // cumulative since the tenant was first registered in this process.
 type TenantStats struct {
-	Open    int // open or being dialled
+	Server  string // the "host:port" whose budget it shares
+	Open    int    // open or being dialled
 	Idle    int
 	InUse   int
 	Waiting int
@@ -33,17 +57,33 @@ type TenantStats struct {
 	Evictions     int64         // idle connections closed to make room for other tenants
 }
 
-// Stats returns a snapshot of the connector's pools.
+// Stats returns a snapshot of the connector's pools. It takes each
+// server's lock in turn, so it is not one instant across servers.
 func (c *Connector) Stats() Stats {
 	reg := c.reg.snapshot()
-	b := c.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := Stats{MaxConns: b.max, Open: b.open, Idle: b.idle.n, Waiting: b.waiters.n, Tenants: make(map[string]TenantStats, len(reg))}
-	for id, t := range reg {
-		s.Tenants[id] = t.statsLocked()
+	s := Stats{MaxConns: c.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
+	byBudget := make(map[*budget][]*tenant)
+	for _, t := range reg {
+		byBudget[t.b] = append(byBudget[t.b], t)
 	}
-	s.InUse = s.Open - s.Idle
+	for _, b := range c.allBudgets() {
+		b.mu.Lock()
+		ss := ServerStats{
+			Budget: b.max, Open: b.open, Idle: b.idle.n, Waiting: b.waiters.n, Pools: len(b.pools),
+			Acquires: b.stats.acquires, NewConns: b.stats.newConns, ConnectErrors: b.stats.connectErrors,
+			Waits: b.stats.waits, WaitDuration: b.stats.waitTime, Evictions: b.stats.evictions,
+		}
+		ss.InUse = ss.Open - ss.Idle
+		for _, t := range byBudget[b] {
+			s.Tenants[t.id] = t.statsLocked()
+		}
+		b.mu.Unlock()
+		s.Servers[b.server] = ss
+		s.Open += ss.Open
+		s.Idle += ss.Idle
+		s.InUse += ss.InUse
+		s.Waiting += ss.Waiting
+	}
 	return s
 }
 
@@ -60,6 +100,7 @@ func (c *Connector) TenantStats(id string) (TenantStats, bool) {
 
 func (t *tenant) statsLocked() TenantStats {
 	ts := TenantStats{
+		Server:        t.b.server,
 		Acquires:      t.stats.acquires,
 		NewConns:      t.stats.newConns,
 		ConnectErrors: t.stats.connectErrors,

@@ -1,0 +1,195 @@
+package driver_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
+)
+
+// peakOn samples how many sessions with an application_name matching
+// pattern a server reports at once.
+func peakOn(t *testing.T, adminURL, pattern string) (stop func() int64) {
+	t.Helper()
+	admin, err := sql.Open("pgx", adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var peak atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer admin.Close()
+		for ctx.Err() == nil {
+			var n int64
+			if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n); err == nil && n > peak.Load() {
+				peak.Store(n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() int64 { cancel(); <-done; return peak.Load() }
+}
+
+// Two PostgreSQL servers, each with its own budget: the server never sees
+// more of our sessions than its budget, and tenants of one server do not
+// wait for the other's.
+func TestServerBudgetsIndependent(t *testing.T) {
+	testenv.EnsureDatabases(t, "tsql_t_0", "tsql_t_1")
+	second := testenv.StartPostgres(t, 50)
+	second.CreateDatabases(t, "b0", "b1")
+	const budget = 3
+	s := store.NewMemory()
+	ctx := context.Background()
+	tag := "srv-" + runID
+	var a, b []string
+	for i := range 6 {
+		ida, idb := fmt.Sprintf("%s-a%d.test", tag, i), fmt.Sprintf("%s-b%d.test", tag, i)
+		s.Create(ctx, store.Tenant{ID: ida, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, fmt.Sprintf("tsql_t_%d", i%2), "application_name", ida)}})
+		s.Create(ctx, store.Tenant{ID: idb, DeployInfo: map[string]string{store.KeyPostgresURL: second.URL(fmt.Sprintf("b%d", i%2), "application_name", idb)}})
+		a, b = append(a, ida), append(b, idb)
+	}
+	c, err := driver.NewConnector(s, driver.WithMaxConns(budget))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqlOpenDB(t, c)
+
+	// Fill server A's budget with open transactions.
+	var txs []*sql.Tx
+	for _, id := range a[:budget] {
+		tx, err := db.BeginTx(tenantctx.WithTenant(ctx, id), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	// Server B is not affected: its tenants are served at once.
+	for _, id := range b {
+		qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, id), 2*time.Second)
+		var app string
+		err := db.QueryRowContext(qctx, "SELECT current_setting('application_name')").Scan(&app)
+		cancel()
+		if err != nil || app != id {
+			t.Fatalf("tenant %s on the other server while server A is full: %q, %v", id, app, err)
+		}
+	}
+	// Server A's other tenants wait until a slot frees.
+	qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, a[budget]), 100*time.Millisecond)
+	_, err = db.ExecContext(qctx, "SELECT 1")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a fourth tenant on the full server: %v, want to wait and time out", err)
+	}
+	for _, tx := range txs {
+		tx.Rollback()
+	}
+
+	// Random load on both: neither server ever sees more than its budget.
+	stopA := peakOn(t, testenv.PostgresURL(t), tag+"-a%")
+	stopB := peakOn(t, second.URL("postgres"), tag+"-b%")
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer lcancel()
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	all := append(slices.Clone(a), b...)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lctx.Err() == nil {
+				id := all[rand.IntN(len(all))]
+				var app string
+				if err := db.QueryRowContext(tenantctx.WithTenant(ctx, id), "SELECT current_setting('application_name') FROM pg_sleep(0.002)").Scan(&app); err != nil {
+					t.Error(err)
+					return
+				}
+				if app != id {
+					t.Errorf("tenant %s answered as %s", id, app)
+				}
+				served.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	pa, pb := stopA(), stopB()
+	t.Logf("%d queries over 12 tenants on 2 servers; peak sessions: %d on A, %d on B (budget %d each)", served.Load(), pa, pb, budget)
+	if pa > budget || pb > budget {
+		t.Errorf("peak sessions %d and %d, over the budget of %d", pa, pb, budget)
+	}
+	st := c.Stats()
+	if len(st.Servers) != 2 {
+		t.Errorf("stats list %d servers, want 2: %v", len(st.Servers), st.Servers)
+	}
+	for name, ss := range st.Servers {
+		if ss.Budget != budget || ss.NewConns == 0 {
+			t.Errorf("server %s: %+v", name, ss)
+		}
+	}
+}
+
+// A hot tenant keeping every connection of a small budget busy does not
+// starve the others: each of their queries is served, in about the time
+// the queue ahead of it takes.
+func TestNoTenantStarves(t *testing.T) {
+	f := newFixture(t, "starve", 7, driver.WithMaxConns(4))
+	f.db.SetMaxOpenConns(64)
+	bg := context.Background()
+	hot, cold := f.tenants[0], f.tenants[1:]
+	ctx, cancel := context.WithCancel(bg)
+	var wg sync.WaitGroup
+	var hotServed atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := f.db.ExecContext(hot.ctx(bg), "SELECT pg_sleep(0.005)"); err == nil {
+					hotServed.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // the hot tenant holds the whole budget
+	var worst time.Duration
+	var mu sync.Mutex
+	var cw sync.WaitGroup
+	for _, ti := range cold {
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			for range 5 {
+				qctx, qcancel := context.WithTimeout(ti.ctx(bg), 5*time.Second)
+				start := time.Now()
+				got, err := f.where(qctx, f.db)
+				d := time.Since(start)
+				qcancel()
+				if err != nil {
+					t.Errorf("cold tenant %s starved: %v after %v", ti.ID, err, d)
+					return
+				}
+				f.check(ti, got)
+				mu.Lock()
+				worst = max(worst, d)
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	cw.Wait()
+	cancel()
+	wg.Wait()
+	t.Logf("cold tenants: 30 queries served beside a hot tenant (%d queries), the slowest in %v", hotServed.Load(), worst)
+}
