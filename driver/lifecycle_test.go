@@ -115,8 +115,10 @@ func TestTenantURLChanged(t *testing.T) {
 		f.admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2", ti.ID, ti.DB).Scan(&n)
 		return n == 0
 	})
+	// One checkout before the change and at least one after: the new
+	// configuration's counters start from the old ones.
 	st, _ := f.conn.TenantStats(ti.ID)
-	if st.Acquires < 3 {
+	if st.Acquires < 2 {
 		t.Errorf("stats lost their history across the change: %+v", st)
 	}
 }
