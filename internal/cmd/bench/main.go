@@ -37,31 +37,53 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
 		workers  = flag.Int("workers", 8, "concurrent goroutines")
 		cap100   = flag.Int("tenantsql-max-conns", 128, "tenantsql's WithMaxConns cap")
-		suite    = flag.String("suite", "query", "what to measure: query (routing overhead) or migrate (200 tenants x 5 migrations)")
-		tenants  = flag.Int("tenants", 200, "tenants for -suite migrate")
+		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) or idle (10,000 registered tenants, 100 hot)")
+		tenants  = flag.Int("tenants", 0, "tenants (default: 200 for migrate, 1000 for budget, 10000 for idle)")
+		budget   = flag.Int("budget", 80, "tenantsql's server budget for -suite budget")
 	)
 	flag.Parse()
+	if !slices.Contains([]string{"query", "migrate", "budget", "idle"}, *suite) {
+		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget or idle)\n", *suite)
+		os.Exit(2)
+	}
 	ctx := context.Background()
+	maxConnSet := false
+	flag.Visit(func(f *flag.Flag) { maxConnSet = maxConnSet || f.Name == "max-connections" })
+	if *suite == "budget" && !maxConnSet {
+		*maxConn = 100 // PostgreSQL's default, which the map of *sql.DB runs into
+	}
+	if *tenants == 0 {
+		*tenants = map[string]int{"migrate": 200, "budget": 1000, "idle": 10000}[*suite]
+	}
 
+	stopServer := func() {}
 	if *adminURL == "" {
 		u, stop, err := startServer(*port, *maxConn)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
+		stopServer = stop
 		defer stop()
 		*adminURL = u
 	}
-	if *suite == "migrate" {
-		if err := migrateSuite(ctx, *adminURL, *tenants, []int{1, 8}); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		return
+	var suiteErr error
+	switch *suite {
+	case "migrate":
+		suiteErr = migrateSuite(ctx, *adminURL, *tenants, []int{1, 8})
+	case "budget":
+		suiteErr = budgetSuite(ctx, *adminURL, *tenants, 64, *budget, *dur)
+	case "idle":
+		suiteErr = idleSuite(ctx, *adminURL, *tenants, 100, 16, *dur, 5*time.Second)
 	}
 	if *suite != "query" {
-		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query or migrate)\n", *suite)
-		os.Exit(2)
+		if suiteErr != nil {
+			fmt.Fprintln(os.Stderr, "bench:", suiteErr)
+			stopServer()
+			os.Exit(1)
+		}
+		stopServer()
+		return
 	}
 	if err := benchkit.Setup(ctx, *adminURL); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: setup:", err)
