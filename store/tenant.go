@@ -114,12 +114,86 @@ func RedactURL(rawURL string) string {
 	if rawURL == "" {
 		return ""
 	}
+	if readDifferently(rawURL) {
+		return ambiguousURL
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme == "" || u.Opaque != "" {
 		return unparsableURL
 	}
 	u.RawQuery = redactQuery(u.RawQuery)
-	return u.Redacted()
+	return maskPasswordValues(u.Redacted())
+}
+
+// ambiguousURL stands for a URL that pgx and net/url would split
+// differently, so that no redaction by net/url's reading can be trusted.
+const ambiguousURL = "(ambiguous URL, not shown)"
+
+// readDifferently reports whether pgx and net/url would read a URL
+// differently in a way that matters for redaction: its user info (see
+// ambiguousUserinfo), or a '#', which pgx reads as part of the query
+// ("?a=b#&password=x" has a password) and net/url as the start of a
+// fragment that redaction leaves alone.
+func readDifferently(raw string) bool {
+	return ambiguousUserinfo(raw) || strings.Contains(raw, "#")
+}
+
+// ambiguousUserinfo reports whether pgx and net/url would split raw's user
+// info differently. pgx, like libpq, ends the user info at the first '@'
+// before any '/'; net/url ends the authority at the first '/', '?' or '#'
+// and takes the user info up to its last '@'. Where they differ, a
+// redacted URL could show what pgx sends as the password.
+func ambiguousUserinfo(raw string) bool {
+	_, p, ok := strings.Cut(raw, "://")
+	if !ok {
+		return false
+	}
+	authEnd := strings.IndexAny(p, "/?#")
+	if authEnd < 0 {
+		authEnd = len(p)
+	}
+	at := strings.IndexAny(p, "@/")
+	if at < 0 || p[at] != '@' {
+		return false // neither sees user info
+	}
+	return at > authEnd || strings.Contains(p[at+1:authEnd], "@")
+}
+
+// maskPasswordValues replaces whatever follows "password=", in any case,
+// up to the next '&', ';', '#', '?', '/' or space, by "xxxxx": a string
+// that is not quite a URL ("x:/password=...") may hold one outside the
+// query, where redactQuery does not look.
+func maskPasswordValues(s string) string {
+	const key = "password="
+	if !strings.Contains(asciiLower(s), key) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(asciiLower(s), key)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		j := i + len(key)
+		end := len(s)
+		if k := strings.IndexAny(s[j:], "&;#?/ "); k >= 0 {
+			end = j + k
+		}
+		b.WriteString(s[:j])
+		b.WriteString(redactedPassword)
+		s = s[end:]
+	}
+}
+
+// asciiLower lowers ASCII letters only, so byte offsets stay those of s.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // redactQuery replaces the value of every query parameter whose name
@@ -194,6 +268,14 @@ func validatePostgresURL(raw string) error {
 	const field = "deploy_info." + KeyPostgresURL
 	if raw == "" {
 		return &ValidationError{Field: field, Reason: "is missing"}
+	}
+	// Before anything echoes the URL: redaction relies on net/url's
+	// reading of it, and pgx reads these differently.
+	if ambiguousUserinfo(raw) {
+		return &ValidationError{Field: field, Reason: "the user name or password holds a raw '@', '?' or '#', which pgx and URL parsers read differently; percent-encode them (%40, %3F, %23)"}
+	}
+	if strings.Contains(raw, "#") {
+		return &ValidationError{Field: field, Reason: "it holds a raw '#', which pgx reads as part of the query and URL parsers as a fragment; percent-encode it (%23)"}
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

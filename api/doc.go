@@ -1,0 +1,115 @@
+// Package api is the admin HTTP API of tenantsql: create, read, update and
+// delete tenants, check their health, and read connection statistics.
+//
+// New returns an http.Handler. Its routes are relative to where it is
+// mounted:
+//
+//	h, err := api.New(s, api.WithToken(os.Getenv("TENANTSQL_ADMIN_TOKEN")),
+//		api.WithAllowedHosts("10.0.0.0/8"),
+//		api.WithHealth(db))
+//	mux.Handle("/api/", http.StripPrefix("/api", h))
+//
+// It is meant for an internal network: it answers no CORS requests and
+// sends no cookies.
+//
+// # Routes
+//
+// Every route answers with or without its trailing slash.
+//
+//	POST   /tenant/          {"tenant_id": ID, "deploy_info": {"POSTGRES_URL": URL, ...}}
+//	                         201 {"tenant_id": ID, "lifecycle_event": "tenant_create", "version": 1}
+//	PUT    /tenant/{id}/     {"deploy_info": {...}, "tenant_id": ID (optional), "version": N (optional)}
+//	                         200 {"tenant_id": ID, "lifecycle_event": "tenant_update", "version": N+1}
+//	DELETE /tenant/{id}/     200 {"tenant_id": ID, "lifecycle_event": "tenant_delete"}
+//	GET    /tenant/          200 {"tenants": [tenant, ...]}, sorted by id
+//	GET    /tenant/{id}/     200 tenant
+//	GET    /health-check/    200 or 503 {"status", "store": {...}, "tenants": {ID: {...}}}
+//	GET    /stats/           200 what the WithStats function returns (404 without WithStats)
+//
+// A tenant is shown as store.Tenant encodes it, after Tenant.Redacted:
+// passwords in URLs read "xxxxx", and values of keys that name a secret
+// are replaced. A non-zero "version" in a PUT makes the update
+// conditional: if the tenant changed since that version, the answer is
+// 409 and nothing changes.
+//
+// The health check pings the store and, for a store that follows a
+// remote source such as Redis, adds its status (connected, version,
+// last_sync, last_error, data_loss). With WithHealth it also checks every
+// tenant through the tenantsql *sql.DB given, a few at a time
+// (WithHealthConcurrency) and each within a time limit
+// (WithHealthTimeout): a ping of the tenant's database, then the highest
+// version in goose's table (WithMigrationTable). Each tenant gets
+// {"result": true|false, "msg": "ok" or why not, "migration_version": N
+// or null}; null means the table is missing or empty. The answer is 200
+// when the store and every tenant are fine, else 503.
+//
+// # Authentication
+//
+// Every route, the health check included, requires
+// "Authorization: Bearer TOKEN" with the token given to WithToken; New
+// fails without one unless WithoutAuth asks for no authentication, which
+// is for local development. Tokens are compared in constant time, on
+// their SHA-256 digests, so the time an answer takes tells nothing about
+// the token, not even its length. A missing or wrong token gets 401 with
+// a WWW-Authenticate: Bearer header, whatever the route, so routes cannot
+// be probed without the token.
+//
+// # Errors
+//
+// Errors are JSON, {"error": "what is wrong"}:
+//
+//	400  malformed JSON (with line and column), an unknown or repeated
+//	     field, an empty body, data after the object, a missing or invalid
+//	     tenant_id, a missing or unusable POSTGRES_URL, a refused option or host
+//	401  no token, or a wrong one
+//	404  unknown tenant, unknown route
+//	405  method not allowed here (with an Allow header)
+//	409  the tenant exists already (POST); its version changed (PUT)
+//	413  body larger than WithMaxBodyBytes (default 64 KiB)
+//	415  a Content-Type other than application/json (none is fine)
+//	503  the store failed; the cause goes to the log, not to the client
+//
+// Bad input never causes a 500. Field names are case-sensitive and may
+// appear once; deploy_info must be an object of strings.
+//
+// # Security
+//
+// No password appears in an answer or a log line. Tenants are shown
+// redacted; messages about a POSTGRES_URL show it through
+// store.RedactURL; errors of pgx and of the network are not passed on,
+// since their redaction is only "best effort": a parse error is described
+// by parsing a copy of the URL without its secrets, and a failed health
+// check shows the error only if it holds none of the tenant's secrets.
+// Redaction follows net/url, so a URL that pgx reads differently is
+// refused: one whose user info holds a raw '@', '?' or '#', and one with a
+// raw '#' anywhere (pgx reads on past it, net/url takes the rest for a
+// fragment that is shown as it is).
+//
+// POSTGRES_URL is checked beyond what the store checks. It must start
+// with postgres:// or postgresql:// (pgx reads anything else as a
+// key=value string). Options that make the client read a file of the
+// server are refused in any case: sslkey, sslcert, sslrootcert, sslcrl,
+// sslcrldir, sslkeylogfile, passfile, servicefile and service. The URL
+// must parse with pgx.
+//
+// WithAllowedHosts limits the hosts a URL may point at, against server-side
+// request forgery: without it a client of the API can make the program
+// connect anywhere it can reach. The rule: every host of the URL as pgx
+// reads it (a list "h1,h2", a host= parameter, or the default when there
+// is none) must be a TCP host, not a Unix socket, and every address it
+// resolves to now must be in an allowed prefix. Entries are IP addresses,
+// CIDR prefixes or host names; a name entry is resolved once, when New
+// runs, and allows the addresses it had then, not the name: a name is no
+// promise about where it will point later. Names in URLs are resolved
+// with WithResolver's resolver when the tenant is created or updated; the
+// driver resolves them again when it connects, so only IP literals in
+// URLs are immune to a DNS answer that changes in between.
+//
+// Bodies are read through http.MaxBytesReader (WithMaxBodyBytes). Answers
+// carry Cache-Control: no-store.
+//
+// Every create, update and delete, allowed or refused, is logged at
+// level Info (WithLogger): the action, the tenant id, the client's
+// address, the outcome and status, and the error answered or the redacted
+// URL stored. Refused authentication is logged at level Warn.
+package api

@@ -1,0 +1,235 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tenantsql/tenantsql/store"
+)
+
+func TestAllowedHosts(t *testing.T) {
+	dns := fakeDNS(map[string][]string{
+		"db.internal":    {"172.16.0.9"},                // an allowed name
+		"alias.internal": {"172.16.0.9"},                // another name for it
+		"pool.internal":  {"10.1.1.1", "10.2.2.2"},      // all inside 10/8
+		"mixed.internal": {"10.1.1.1", "93.184.216.34"}, // one outside
+		"meta.example":   {"169.254.169.254"},
+		"v6.internal":    {"fd00::5"},
+	})
+	opts := []Option{withLookup(dns), WithAllowedHosts("10.0.0.0/8", "192.168.1.5", " db.internal ", "fd00::/64")}
+	tests := []struct {
+		url     string
+		wantErr string // "" when allowed
+	}{
+		{pgURL("10.2.3.4/one"), ""},
+		{pgURL("10.2.3.4:6543/one"), ""},
+		{pgURL("192.168.1.5/one"), ""},
+		{pgURL("[fd00::1]/one"), ""},
+		{pgURL("[::ffff:10.0.0.1]/one"), ""},
+		{pgURL("db.internal/one"), ""},
+		{pgURL("alias.internal/one"), ""},
+		{pgURL("pool.internal/one"), ""},
+		{pgURL("v6.internal/one"), ""},
+		{pgURL("10.0.0.1,10.0.0.2:5433/one"), ""},
+		{pgURL("10.0.0.1/one?host=10.0.0.9"), ""},
+		{pgURL("11.0.0.1/one"), `host "11.0.0.1" is not among the allowed hosts`},
+		{pgURL("192.168.1.6/one"), `host "192.168.1.6" is not among the allowed hosts`},
+		{pgURL("127.0.0.1/one"), `host "127.0.0.1" is not among the allowed hosts`},
+		{pgURL("[::1]/one"), `host "::1" is not among the allowed hosts`},
+		{pgURL("169.254.169.254/one"), `host "169.254.169.254" is not among the allowed hosts`},
+		{pgURL("10.0.0.1,11.0.0.1/one"), `host "11.0.0.1" is not among`},
+		{pgURL("10.0.0.1/one?host=11.0.0.1"), `host "11.0.0.1" is not among`},
+		{pgURL("10.0.0.1/one?host=10.0.0.2,meta.example"), `host "meta.example" resolves to 169.254.169.254, which is not among the allowed hosts`},
+		{pgURL("mixed.internal/one"), `host "mixed.internal" resolves to 93.184.216.34`},
+		{pgURL("meta.example/one"), `host "meta.example" resolves to 169.254.169.254`},
+		{pgURL("nx.example/one"), `host "nx.example" cannot be resolved`},
+		{pgURL("10.0.0.1/one?host=/var/run/postgresql"), `host "/var/run/postgresql" is a Unix socket`},
+		{pgURL("%2Ftmp/one"), "not a URL"}, // net/url refuses an escaped host
+		// No host: pgx's default, a local socket or localhost; neither is
+		// allowed here.
+		{"postgres://app:" + secret + "@/one", "invalid deploy_info.POSTGRES_URL: host"},
+	}
+	for _, tt := range tests {
+		e := newEnv(t, nil, opts...)
+		w := e.do(request{method: "POST", path: "/tenant/", body: createBody("t1.test", tt.url)})
+		if tt.wantErr == "" {
+			if w.Code != http.StatusCreated {
+				t.Errorf("POST with %s: %d %s, want 201", tt.url, w.Code, w.Body)
+			}
+			continue
+		}
+		if w.Code != http.StatusBadRequest || !strings.Contains(errorOf(t, w), tt.wantErr) {
+			t.Errorf("POST with %s: %d %s, want 400 %q", tt.url, w.Code, w.Body, tt.wantErr)
+		}
+		// PUT is checked the same way.
+		mustCreate(t, e.s, "t2.test", pgURL("10.0.0.1/two"))
+		w = e.do(request{method: "PUT", path: "/tenant/t2.test/", body: `{"deploy_info": {"POSTGRES_URL": "` + tt.url + `"}}`})
+		if w.Code != http.StatusBadRequest || !strings.Contains(errorOf(t, w), tt.wantErr) {
+			t.Errorf("PUT with %s: %d %s, want 400 %q", tt.url, w.Code, w.Body, tt.wantErr)
+		}
+	}
+
+	// Without an allow-list any host goes, a socket included.
+	e := newEnv(t, nil)
+	for i, u := range []string{pgURL("127.0.0.1/one"), pgURL("169.254.169.254/one"), pgURL("10.0.0.1/one?host=/tmp")} {
+		if w := e.do(request{method: "POST", path: "/tenant/", body: createBody("t"+string(rune('a'+i)), u)}); w.Code != http.StatusCreated {
+			t.Errorf("POST with %s and no allow-list: %d %s", u, w.Code, w.Body)
+		}
+	}
+}
+
+// TestAllowedHostsResolvedAtNew checks that a name entry stands for the
+// addresses it had when New ran, not for the name.
+func TestAllowedHostsResolvedAtNew(t *testing.T) {
+	answers := map[string][]string{"db.internal": {"10.1.1.1"}}
+	e := newEnv(t, nil, withLookup(fakeDNS(answers)), WithAllowedHosts("db.internal"))
+	answers["db.internal"] = []string{"10.6.6.6"} // the name moved
+	answers["old.internal"] = []string{"10.1.1.1"}
+	for _, c := range []struct {
+		url  string
+		want int
+	}{
+		{pgURL("10.1.1.1/one"), 201},
+		{pgURL("old.internal/two"), 201},
+		{pgURL("db.internal/three"), 400},
+		{pgURL("10.6.6.6/four"), 400},
+	} {
+		w := e.do(request{method: "POST", path: "/tenant/", body: createBody("t"+c.url[len(c.url)-3:], c.url)})
+		if w.Code != c.want {
+			t.Errorf("POST with %s: %d %s, want %d", c.url, w.Code, w.Body, c.want)
+		}
+	}
+}
+
+// TestWithResolver goes through a real *net.Resolver that has no DNS
+// server to ask: localhost is in /etc/hosts; other names fail.
+func TestWithResolver(t *testing.T) {
+	r := &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return nil, errors.New("no DNS in tests")
+		},
+	}
+	if _, err := New(store.NewMemory(), WithoutAuth(), WithLogger(discard()), WithResolver(r), WithAllowedHosts("db.invalid")); err == nil || !strings.Contains(err.Error(), `cannot resolve "db.invalid"`) {
+		t.Fatalf("New with an unresolvable name: %v", err)
+	}
+	e := newEnv(t, nil, WithResolver(r), WithAllowedHosts("localhost"))
+	for _, c := range []struct {
+		id, url string
+		want    int
+	}{
+		{"a", pgURL("localhost/one"), 201},
+		{"b", pgURL("127.0.0.1/one"), 201},
+		{"c", pgURL("db.invalid/one"), 400},
+		{"d", pgURL("10.0.0.1/one"), 400},
+	} {
+		if w := e.do(request{method: "POST", path: "/tenant/", body: createBody(c.id, c.url)}); w.Code != c.want {
+			t.Errorf("POST with %s: %d %s, want %d", c.url, w.Code, w.Body, c.want)
+		}
+	}
+}
+
+func TestFileOption(t *testing.T) {
+	tests := []struct {
+		url, want string
+	}{
+		{"postgres://h/db", ""},
+		{"postgres://h/db?sslmode=verify-full&application_name=x", ""},
+		{"postgres://h/db?sslkey=/k", "sslkey"},
+		{"postgres://h/db?SSLRootCert=/k", "sslrootcert"},
+		{"postgres://h/db?x=1&pass%66ile=/k", "passfile"},
+		{"postgres://h/db?x=1&%20service=a", "service"},
+		{"postgres://h/db?x=1#&servicefile=/k", "servicefile"},
+		{"postgres://h/db?x=1;sslcrl=/k", "sslcrl"},
+		{"postgres://h/db?sslkeyx=/k", ""},
+		{"postgres://h/db?x=sslkey", ""},
+		{"postgres://h/db?%zzsslkey=/k", ""}, // not a key pgx would read as sslkey
+	}
+	for _, tt := range tests {
+		if got := fileOption(tt.url); got != tt.want {
+			t.Errorf("fileOption(%q) = %q, want %q", tt.url, got, tt.want)
+		}
+	}
+}
+
+// TestParseFailureHidesPasswords feeds pgx URLs it cannot parse, with the
+// password in every position it can be.
+func TestParseFailureHidesPasswords(t *testing.T) {
+	for _, u := range []string{
+		"postgres://app:" + secret + "@h:99999/db",
+		"postgres://app:" + secret + "@h:" + secret + "/db",
+		"postgres://app:" + secret + "%zz@h/db",
+		"postgres://app:" + secret + "%00@h/db",
+		"postgres://app:" + secret + "@h/db?x",
+		"postgres://app:" + secret + "@h/db?a=b=c",
+		"postgres://app@h/db?password=" + secret + "&x",
+		"postgres://app@h/db?sslpassword=" + secret + "%zz",
+		"postgres://app:" + secret + "@[::1/db",
+		"postgres://app:" + secret + "@h/db?target_session_attrs=" + secret,
+		"postgres://app:" + secret + "@h/db?statement_cache_capacity=" + secret,
+	} {
+		msg := parseFailure(u)
+		assertNoSecret(t, "parseFailure("+u+")", msg)
+		if msg == "" {
+			t.Errorf("parseFailure(%q) is empty", u)
+		}
+	}
+	// Without secrets the detail is pgx's own.
+	if got := parseFailure("postgres://h:99999/db"); got != "invalid port" {
+		t.Errorf("parseFailure of a bad port: %q", got)
+	}
+}
+
+func TestSafeErrorText(t *testing.T) {
+	secrets := secretsOf("postgres://app:" + secret + "@h/db?sslpassword=other%21pw")
+	for _, s := range []string{secret, "other%21pw", "other!pw"} {
+		if !strings.Contains(strings.Join(secrets, " "), s) {
+			t.Errorf("secretsOf misses %q: %q", s, secrets)
+		}
+	}
+	if got := safeErrorText(errors.New("dial: connection refused"), secrets); got != "dial: connection refused" {
+		t.Errorf("plain error: %q", got)
+	}
+	for _, err := range []error{
+		errors.New("cannot parse `postgres://app:" + secret + "@h/db`"),
+		errors.New("bad sslpassword other!pw"),
+	} {
+		if got := safeErrorText(err, secrets); strings.Contains(got, "pw") || !strings.Contains(got, "withheld") {
+			t.Errorf("safeErrorText(%q) = %q", err, got)
+		}
+	}
+	if got := safeErrorText(errors.New(strings.Repeat("x", 1000)), nil); len(got) > 310 {
+		t.Errorf("long error kept %d bytes", len(got))
+	}
+}
+
+func TestLineCol(t *testing.T) {
+	body := []byte("ab\ncd\n\nef")
+	for _, c := range []struct {
+		off             int64
+		wantLine, wantC int
+	}{{0, 1, 1}, {1, 1, 2}, {2, 1, 3}, {3, 2, 1}, {6, 3, 1}, {7, 4, 1}, {8, 4, 2}, {99, 4, 3}, {-5, 1, 1}} {
+		if l, col := lineCol(body, c.off); l != c.wantLine || col != c.wantC {
+			t.Errorf("lineCol(%d) = %d:%d, want %d:%d", c.off, l, col, c.wantLine, c.wantC)
+		}
+	}
+}
+
+func TestQuoteTable(t *testing.T) {
+	for in, want := range map[string]string{
+		"goose_db_version":     `"goose_db_version"`,
+		"app.goose_db_version": `"app"."goose_db_version"`,
+		`x"; DROP TABLE t; --`: `"x""; DROP TABLE t; --"`,
+	} {
+		if err := checkTableName(in); err != nil {
+			t.Errorf("checkTableName(%q): %v", in, err)
+		}
+		if got := quoteTable(in); got != want {
+			t.Errorf("quoteTable(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
