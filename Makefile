@@ -36,5 +36,7 @@ fmt-check: ## Fail if gofmt would change any file
 		exit 1; \
 	fi
 
-run-example: services ## Run the hospital example (examples/hospital)
-	$(GO) run ./examples/hospital
+run-example: services ## Run the tutorial app (examples/hospital) on the file store at :8000
+	@mkdir -p .run
+	@test -f .run/tenant_config.json || cp examples/hospital/tenant_config.json .run/tenant_config.json
+	cd .run && TENANTSQL_ADMIN_TOKEN=$${TENANTSQL_ADMIN_TOKEN:-dev-token} $(GO) run ../examples/hospital

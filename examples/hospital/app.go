@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tenantsql/tenantsql/api"
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/hooks"
+	"github.com/tenantsql/tenantsql/migrate"
+	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
+)
+
+// app is the tutorial's service: a tenantsql *sql.DB over a tenant store,
+// the admin API and the hospital routes.
+type app struct {
+	cfg   config
+	log   *slog.Logger
+	store store.Store
+	conn  *driver.Connector
+	db    *sql.DB
+	admin http.Handler
+}
+
+func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	s, err := store.Open(ctx, cfg.store)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, store: s}
+	ok := false
+	defer func() {
+		if !ok {
+			a.close()
+		}
+	}()
+
+	// The tutorial's hooks: a new tenant's database is created if needed,
+	// then migrated, before its first query. (A program can use the
+	// default registry, hooks.Subscribe; an explicit one keeps two apps in
+	// one process, as in the tests, apart.)
+	reg := hooks.New(log)
+	if cfg.createDatabases {
+		reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+			return ensureDatabase(ctx, ev.Tenant.PostgresURL())
+		})
+	}
+	a.conn, err = driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	a.db = sql.OpenDB(a.conn)
+	a.db.SetMaxOpenConns(32)
+	a.db.SetMaxIdleConns(32)
+	migrateHook, err := hooks.Migrate(a.db, migrations())
+	if err != nil {
+		return nil, err
+	}
+	reg.Subscribe(hooks.PostCreate, migrateHook)
+	// A tenant moved to another database gets the schema there too.
+	// Queries that arrive before this hook is done can meet the new
+	// database without its tables.
+	reg.Subscribe(hooks.PostUpdate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
+			return nil
+		}
+		if cfg.createDatabases {
+			if err := ensureDatabase(ctx, ev.Tenant.PostgresURL()); err != nil {
+				return err
+			}
+		}
+		return migrateHook(ctx, ev)
+	})
+
+	if err := a.migrateKnownTenants(ctx); err != nil {
+		return nil, err
+	}
+
+	var opts []api.Option
+	if cfg.noAuth {
+		log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth)")
+		opts = append(opts, api.WithoutAuth())
+	} else {
+		opts = append(opts, api.WithToken(cfg.token))
+	}
+	opts = append(opts,
+		api.WithHealth(a.db),
+		api.WithStats(func(context.Context) any { return a.conn.Stats() }),
+		api.WithLogger(log),
+	)
+	if len(cfg.allowedHosts) > 0 {
+		opts = append(opts, api.WithAllowedHosts(cfg.allowedHosts...))
+	}
+	if a.admin, err = api.New(s, opts...); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+// migrateKnownTenants brings every tenant known at start-up up to date;
+// tenants added later are migrated by the create hook. A tenant that fails
+// is logged and the others are served.
+func (a *app) migrateKnownTenants(ctx context.Context) error {
+	if a.cfg.createDatabases {
+		ts, err := a.store.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			if err := ensureDatabase(ctx, t.PostgresURL()); err != nil {
+				a.log.Error("hospital: cannot create the tenant's database", "tenant", t.ID, "err", err)
+			}
+		}
+	}
+	m, err := migrate.New(a.db, a.store, migrations(), migrate.WithConcurrency(4), migrate.WithContinueOnError(true))
+	if err != nil {
+		return err
+	}
+	rep, err := m.Run(ctx, migrate.Up, 0)
+	if rep == nil {
+		return err
+	}
+	changed, unchanged, failed, _ := rep.Counts()
+	a.log.Info("hospital: migrated the tenants known at start-up", "changed", changed, "up_to_date", unchanged, "failed", failed)
+	for _, r := range rep.Failed() {
+		a.log.Error("hospital: tenant not migrated; its queries will fail until it is fixed", "tenant", r.Tenant, "err", r.Err)
+	}
+	return nil
+}
+
+func (a *app) close() {
+	if a.db != nil {
+		a.db.Close()
+	}
+	a.store.Close()
+}
+
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.StripPrefix("/api", a.admin))
+	mux.HandleFunc("GET /hospital/{$}", a.listHospitals)
+	mux.HandleFunc("POST /hospital/{$}", a.addHospital)
+	return tenantctx.Middleware(mux,
+		tenantctx.SkipPrefix("/api/"),
+		tenantctx.WithLookup(a.conn.LookupTenant),
+	)
+}
+
+type hospital struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	City      string    `json:"city"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (a *app) listHospitals(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	id, _ := tenantctx.TenantFrom(ctx)
+	rows, err := a.db.QueryContext(ctx, "SELECT id, name, city, created_at FROM hospital ORDER BY id")
+	if err != nil {
+		a.dbError(w, id, err)
+		return
+	}
+	defer rows.Close()
+	data := []hospital{}
+	for rows.Next() {
+		var h hospital
+		if err := rows.Scan(&h.ID, &h.Name, &h.City, &h.CreatedAt); err != nil {
+			a.dbError(w, id, err)
+			return
+		}
+		data = append(data, h)
+	}
+	if err := rows.Err(); err != nil {
+		a.dbError(w, id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": data, "tenant_id": id})
+}
+
+func (a *app) addHospital(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	id, _ := tenantctx.TenantFrom(ctx)
+	var in struct {
+		Name string `json:"name"`
+		City string `json:"city"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return
+	}
+	in.Name, in.City = strings.TrimSpace(in.Name), strings.TrimSpace(in.City)
+	if in.Name == "" || len(in.Name) > 200 || len(in.City) > 200 {
+		writeError(w, http.StatusBadRequest, `"name" must be 1 to 200 characters, "city" at most 200`)
+		return
+	}
+	h := hospital{Name: in.Name, City: in.City}
+	err := a.db.QueryRowContext(ctx, "INSERT INTO hospital (name, city) VALUES ($1, $2) RETURNING id, created_at", in.Name, in.City).Scan(&h.ID, &h.CreatedAt)
+	if err != nil {
+		a.dbError(w, id, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"data": h, "tenant_id": id})
+}
+
+// dbError answers for a failed query without exposing its details, which
+// may name the database, and logs it.
+func (a *app) dbError(w http.ResponseWriter, tenant string, err error) {
+	switch {
+	case errors.Is(err, driver.ErrUnknownTenant):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown tenant %q", tenant))
+		return
+	case errors.Is(err, driver.ErrTenantNotReady):
+		writeError(w, http.StatusServiceUnavailable, "the tenant is not ready: its setup failed or is still running")
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, "the tenant's database did not answer in time")
+	default:
+		writeError(w, http.StatusInternalServerError, "the query failed")
+	}
+	a.log.Error("hospital: query failed", "tenant", tenant, "err", err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

@@ -1,0 +1,115 @@
+// Command hospital is the tenantsql tutorial application: a small HTTP
+// service whose every tenant (a hospital chain, say) has its own
+// PostgreSQL database, with tenants added, changed and removed at run time
+// through the admin API.
+//
+//	TENANTSQL_ADMIN_TOKEN=dev-token go run ./examples/hospital --store file:tenant_config.json
+//
+// Routes:
+//
+//	GET  /hospital/        {"data": [...], "tenant_id": "..."}  the tenant's hospitals
+//	POST /hospital/        {"name": "...", "city": "..."}       add one
+//	     /api/...          the admin API (package api), bearer token from TENANTSQL_ADMIN_TOKEN
+//
+// The tenant comes from the x-tenant-id header. Migrations are embedded;
+// they run for every known tenant at start-up and, through a create hook,
+// for every tenant added later, before its first query. With
+// --create-databases (the default) a tenant's database is created if it
+// does not exist yet. --store redis://... runs several instances that
+// share their tenants.
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+func migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory
+	}
+	return sub
+}
+
+type config struct {
+	store           string
+	addr            string
+	token           string
+	noAuth          bool
+	createDatabases bool
+	allowedHosts    []string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.store, "store", "file:tenant_config.json", "tenant store URL (file:PATH, redis://HOST:PORT/DB?prefix=NAME)")
+	flag.StringVar(&cfg.addr, "addr", ":8000", "address to listen on")
+	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token (local development only)")
+	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
+	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
+	flag.Parse()
+	if *allowed != "" {
+		cfg.allowedHosts = strings.Split(*allowed, ",")
+	}
+	cfg.token = os.Getenv("TENANTSQL_ADMIN_TOKEN")
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+		log.Error("hospital: " + err.Error())
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends. It prints "listening on http://ADDR" to out
+// once the listener is up (the end-to-end tests wait for that line).
+func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write([]byte) (int, error) }) error {
+	if cfg.token == "" && !cfg.noAuth {
+		return errors.New("set TENANTSQL_ADMIN_TOKEN to the admin API's bearer token, or pass --insecure-no-auth for local development")
+	}
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(out, "listening on http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("hospital: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
