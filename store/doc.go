@@ -80,7 +80,8 @@
 //
 // Watch returns a channel whose first event is an EventSync carrying every
 // tenant. Then come the changes, EventCreate, EventUpdate and EventDelete,
-// in the order they were made; Event.Version grows by one with each. A
+// in the order they were made; Event.Version grows by one with each (a
+// Redis store may skip a change superseded before it read it). A
 // watcher that falls behind by more than a few thousand events does not
 // hold up writers and does not lose changes: its queue is dropped and it
 // gets a fresh EventSync instead. The file store also sends an EventSync

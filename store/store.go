@@ -77,7 +77,10 @@ func (t EventType) String() string {
 type Event struct {
 	Type EventType
 	// Version is the store's version after this change: it grows by one
-	// with every mutation, so a consumer can skip what it has seen.
+	// with every mutation, so a consumer can skip what it has seen. A
+	// store fed from another process (Redis) may leave out a change that
+	// a later one superseded before it read it, such as a tenant created
+	// and deleted meanwhile: versions then jump.
 	Version int64
 	Tenant  Tenant   // EventCreate, EventUpdate, EventDelete
 	Tenants []Tenant // EventSync, sorted by id

@@ -40,8 +40,8 @@ type Tenant struct {
 	// Version starts at 1 and grows by one with every update. A non-zero
 	// Version passed to Update makes it conditional on that version.
 	Version   int64     `json:"version"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
 // PostgresURL returns the tenant's database URL, password included. Use
