@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate fmt-check run-example
+.PHONY: help services test test-short bench bench-migrate fuzz fmt-check run-example
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -27,6 +27,14 @@ bench: services ## Run the routing benchmark (internal/cmd/bench), on a private 
 
 bench-migrate: services ## Measure migrating 200 tenants x 5 migrations
 	$(GO) run ./internal/cmd/bench -suite migrate
+
+FUZZTIME ?= 10s
+fuzz: ## Run each fuzz target briefly (FUZZTIME, default 10s): request decoding, ids, redaction, middleware
+	$(GO) test -run '^$$' -fuzz '^FuzzCreateTenant$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzUpdateTenant$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./store
+	$(GO) test -run '^$$' -fuzz '^FuzzRedactURL$$' -fuzztime $(FUZZTIME) ./store
+	$(GO) test -run '^$$' -fuzz '^FuzzMiddlewareHeader$$' -fuzztime $(FUZZTIME) ./tenantctx
 
 fmt-check: ## Fail if gofmt would change any file
 	@out=$$(gofmt -l .) || exit 1; \
