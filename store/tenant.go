@@ -186,14 +186,17 @@ func maskPasswordValues(s string) string {
 	}
 }
 
-// asciiLower lowers ASCII letters only, so byte offsets stay those of s.
+// asciiLower lowers ASCII letters only, byte by byte, so byte offsets stay
+// those of s. (strings.ToLower and strings.Map change the length of some
+// letters and of invalid UTF-8.)
 func asciiLower(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'A' && r <= 'Z' {
-			return r + 'a' - 'A'
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }
 
 // redactQuery replaces the value of every query parameter whose name
