@@ -39,6 +39,15 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
+// defaultConfig is the tutorial's tenant file, written to the working
+// directory when the default store file does not exist, so that
+// "go run ./examples/hospital" works from anywhere.
+//
+//go:embed tenant_config.json
+var defaultConfig []byte
+
+const defaultStore = "file:tenant_config.json"
+
 func migrations() fs.FS {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -58,7 +67,7 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.store, "store", "file:tenant_config.json", "tenant store URL (file:PATH, redis://HOST:PORT/DB?prefix=NAME)")
+	flag.StringVar(&cfg.store, "store", defaultStore, "tenant store URL (file:PATH, redis://HOST:PORT/DB?prefix=NAME)")
 	flag.StringVar(&cfg.addr, "addr", ":8000", "address to listen on")
 	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token (local development only)")
 	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
@@ -71,6 +80,12 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(log)
 
+	if cfg.store == defaultStore {
+		if err := writeDefaultConfig("tenant_config.json", log); err != nil {
+			log.Error("hospital: " + err.Error())
+			os.Exit(1)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, os.Stdout); err != nil {
@@ -112,4 +127,25 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// writeDefaultConfig writes the tutorial's tenant file at path unless a
+// file is there already.
+func writeDefaultConfig(path string, log *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(defaultConfig); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	log.Info("hospital: created tenant_config.json with the tutorial's tenant-1.test.com (use --store to point elsewhere)")
+	return nil
 }
