@@ -31,14 +31,7 @@ func BenchmarkQuery(b *testing.B) {
 	}
 	maxConnections := serverMaxConnections(b, url)
 	const workers = 8
-	cases := []benchkit.Case{
-		{Kind: benchkit.Plain, Tenants: 1},
-		{Kind: benchkit.TenantSQL, Tenants: 1},
-		{Kind: benchkit.TenantSQL, Tenants: 10},
-		{Kind: benchkit.Map, Tenants: 10},
-		{Kind: benchkit.TenantSQL, Tenants: 100},
-		{Kind: benchkit.Map, Tenants: 100},
-	}
+	cases := benchkit.QueryCases
 	for _, c := range cases {
 		name := strings.NewReplacer(" ", "", ",", "/", "[tenant]*sql.DB", "").Replace(c.String())
 		// b.Run calls the function several times with growing b.N: the

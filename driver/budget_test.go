@@ -20,7 +20,7 @@ import (
 
 // peakOn samples how many sessions with an application_name matching
 // pattern a server reports at once.
-func peakOn(t *testing.T, adminURL, pattern string) (stop func() int64) {
+func peakOn(t testing.TB, adminURL, pattern string) (stop func() int64) {
 	t.Helper()
 	admin, err := sql.Open("pgx", adminURL)
 	if err != nil {

@@ -14,26 +14,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/store"
 )
 
-// peakSampler records the most sessions of a fixture (or of one tenant) the
-// server reports at once while it runs.
+// peakSampler records the most sessions of a fixture (or of one tenant)
+// the server reports at once while it runs.
 func peakSampler(f *fixture, pattern string) (stop func() int64) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var peak atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			var n int64
-			if err := f.admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n); err == nil && n > peak.Load() {
-				peak.Store(n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return func() int64 { cancel(); <-done; return peak.Load() }
+	return peakOn(f.t, testenv.PostgresURL(f.t), pattern)
 }
 
 // However many tenants and callers, the server never sees more sessions

@@ -46,6 +46,17 @@ func (c Case) String() string {
 	return fmt.Sprintf("%s, %d tenants", c.Kind, c.Tenants)
 }
 
+// QueryCases are the cases of the routing benchmark, in the order they
+// are reported.
+var QueryCases = []Case{
+	{Kind: Plain, Tenants: 1},
+	{Kind: TenantSQL, Tenants: 1},
+	{Kind: TenantSQL, Tenants: 10},
+	{Kind: Map, Tenants: 10},
+	{Kind: TenantSQL, Tenants: 100},
+	{Kind: Map, Tenants: 100},
+}
+
 // Databases is how many databases the tenants are spread over; tenants on
 // one database are told apart by application_name, which also gives each
 // tenant its own connection string, so no two tenants can share a session

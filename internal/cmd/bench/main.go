@@ -90,14 +90,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	cases := []benchkit.Case{
-		{Kind: benchkit.Plain, Tenants: 1},
-		{Kind: benchkit.TenantSQL, Tenants: 1},
-		{Kind: benchkit.TenantSQL, Tenants: 10},
-		{Kind: benchkit.Map, Tenants: 10},
-		{Kind: benchkit.TenantSQL, Tenants: 100},
-		{Kind: benchkit.Map, Tenants: 100},
-	}
+	cases := benchkit.QueryCases
 	results := make([][]benchkit.Result, len(cases))
 	for r := range *rounds {
 		for k := range cases {
