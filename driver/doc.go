@@ -38,15 +38,22 @@
 // # Connections
 //
 // Each tenant has a pool of physical connections, created on first use and
-// dropped after WithIdleTimeout without use. All of a connector's pools
-// share one cap on open connections (WithMaxConns, default 50, half of
-// PostgreSQL's default max_connections). When it is full, a caller waits
-// briefly for a connection of its own tenant and then takes the slot of
-// another tenant's cold idle connection, the least recently used first. A
-// tenant may be capped too (WithMaxConnsPerTenant). (*sql.DB).SetMaxOpenConns
-// still caps the connections in use; set SetMaxIdleConns to the same value,
-// since database/sql's default of 2 makes it discard virtual connections
-// (cheap) and with them the session each was last given (worth about 10%).
+// dropped after WithIdleTimeout without use. The pools of the tenants on one
+// PostgreSQL server (same host and port in their URLs) share that server's
+// budget of open connections (WithMaxConns, default 50, half of
+// PostgreSQL's default max_connections; WithServerBudget for one server);
+// tenants on other servers do not compete for it. When a budget is full, a
+// caller waits briefly for a connection of its own tenant and then takes
+// the slot of another tenant's cold idle connection, the least recently
+// used first; a tenant with none takes the coldest at once. Waiting callers
+// are served first come, first served across tenants, so none starves
+// behind a busy one, and a slot is reused only once the server has closed
+// the old session, so the server never sees more sessions than the budget.
+// A tenant may be capped too (WithMaxConnsPerTenant).
+// (*sql.DB).SetMaxOpenConns still caps the connections in use; set
+// SetMaxIdleConns to the same value, since database/sql's default of 2 makes
+// it discard virtual connections (cheap) and with them the session each
+// was last given (worth about 10%).
 //
 // Tenants are followed live: a tenant added to the store is usable at once,
 // one whose POSTGRES_URL changes gets a new pool while work in flight
@@ -57,7 +64,8 @@
 // ErrTenantNotReady. A query for a tenant the store has but this process
 // has not received yet waits for the change rather than failing.
 //
-// Stats, TenantStats and ConnectorOf expose the pools; (*sql.Conn).Raw
+// Stats (per server and per tenant), TenantStats, StoreStatus and
+// ConnectorOf expose the pools and the store; (*sql.Conn).Raw
 // with (*Conn).PgxConn gives the bound *pgx.Conn for CopyFrom, batches and
 // LISTEN.
 package driver
