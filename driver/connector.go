@@ -44,6 +44,8 @@ type Connector struct {
 	appliedMu sync.Mutex
 	applied   chan struct{} // closed after each batch of changes is applied
 
+	started time.Time // when NewConnector ran
+
 	ready     atomic.Bool
 	readyCh   chan struct{}
 	ctx       context.Context // ends when the connector closes
@@ -85,6 +87,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		budgets:   make(map[string]*budget),
 		readyCh:   make(chan struct{}),
 		applied:   make(chan struct{}),
+		started:   time.Now(),
 		ctx:       ctx,
 		cancel:    cancel,
 		hooks:     cfg.hooks,
@@ -325,7 +328,7 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	switch {
 	case old != nil:
 		t.gate.Store(old.gate.Load()) // readiness is the tenant's, not the URL's
-	case ch.Initial || c.hooks == nil:
+	case c.hooks == nil || !c.isNew(ch):
 		t.gate.Store(openGate)
 	default:
 		t.gate.Store(newGate()) // opened by its create hooks
@@ -422,4 +425,18 @@ func serverKey(cc *pgx.ConnConfig) string {
 		}
 	}
 	return key
+}
+
+// startupSkew is how far before this connector started a tenant may have
+// been created and still count as new here: clocks of different machines
+// disagree, and running create hooks twice is harmless (they run in every
+// process anyway), while skipping them is not.
+const startupSkew = time.Minute
+
+// isNew reports whether a create is one this process should run create
+// hooks for: every create it receives as a change, and, in its first sync,
+// tenants created since (about) it started, which a process that was
+// still connecting to the store learns of only through that sync.
+func (c *Connector) isNew(ch store.Change) bool {
+	return !ch.Initial || ch.Tenant.CreatedAt.After(c.started.Add(-startupSkew))
 }

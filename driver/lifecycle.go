@@ -39,7 +39,7 @@ func (c *Connector) hookContext(id string) context.Context {
 // runs the create hooks again.
 func (c *Connector) scheduleHooks(sw swap) {
 	ch := sw.change
-	if c.hooks == nil || ch.Initial {
+	if c.hooks == nil || ch.Type == store.EventCreate && !c.isNew(ch) {
 		return
 	}
 	var g *gate

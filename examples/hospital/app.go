@@ -60,6 +60,14 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	a.db = sql.OpenDB(a.conn)
 	a.db.SetMaxOpenConns(32)
 	a.db.SetMaxIdleConns(32)
+	// A ping without a tenant returns once the tenants are loaded from the
+	// store (or says why they cannot be), so nothing is served before.
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = a.db.PingContext(pctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
 	migrateHook, err := hooks.Migrate(a.db, migrations())
 	if err != nil {
 		return nil, err
