@@ -157,8 +157,9 @@ func (r *registry) apply(changes []store.Change, mk func(store.Change, *tenant) 
 }
 
 // gate is a tenant's readiness in this process: open once its create hooks
-// have succeeded here. Tenants known when the connector started, and all
-// tenants when there are no hooks, are open from the start.
+// have succeeded here. Tenants created well before the connector started
+// (see isNew), and all tenants when there are no hooks, are open from the
+// start.
 type gate struct {
 	done chan struct{}
 	ok   atomic.Bool

@@ -30,7 +30,10 @@
 // processes, and those it learns of only by resyncing with the store after
 // a disconnect (a tenant that appeared is a create, one that is gone a
 // delete). Each *sql.DB runs them, so a process with two runs them twice.
-// Tenants the store holds when the *sql.DB starts run no hooks.
+// Tenants created more than about a minute before the *sql.DB started run
+// no hooks there (their create hooks ran when they were created); newer
+// ones, which a process may learn of only in its first sync, run their
+// create hooks, so create hooks must be safe to run more than once.
 //
 // Hooks run in the background, not in the call that changed the store. A
 // new tenant is ready in a process once its create hooks, ON and POST,

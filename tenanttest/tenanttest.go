@@ -174,8 +174,8 @@ func New(t testing.TB, n int, opts ...Option) *Env {
 	}
 	t.Cleanup(func() { e.Store.Close() })
 
-	// The tenants are in the store before the connector starts, so they
-	// are ready at once: no create hooks run, and none need to.
+	// The connector runs no hooks (unless WithDriverOptions adds some),
+	// so the tenants are ready at once.
 	c, err := driver.NewConnector(e.Store, append([]driver.Option{driver.WithHooks(nil)}, cfg.driverOpts...)...)
 	if err != nil {
 		t.Fatalf("tenanttest.New: %v", err)
