@@ -75,35 +75,60 @@ func DatabaseNames() []string {
 // Setup creates the benchmark databases on the server at adminURL if they
 // are missing.
 func Setup(ctx context.Context, adminURL string) error {
+	return EnsureDatabases(ctx, adminURL, DatabaseNames())
+}
+
+// EnsureDatabases creates the named databases on the server at adminURL if
+// they are missing.
+func EnsureDatabases(ctx context.Context, adminURL string, names []string) error {
 	db, err := sql.Open("pgx", adminURL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	for _, name := range DatabaseNames() {
+	for _, name := range names {
 		var exists bool
 		if err := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
 			return err
 		}
 		if !exists {
 			if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil && !strings.Contains(err.Error(), "already exists") {
-				return err
+				return fmt.Errorf("create database %s: %w", name, err)
 			}
 		}
 	}
 	return nil
 }
 
-func databaseURL(adminURL, db, app string) (string, error) {
+// DatabaseURL is adminURL pointed at database db, with application_name
+// app unless app is empty.
+func DatabaseURL(adminURL, db, app string) (string, error) {
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		return "", err
 	}
 	u.Path = "/" + db
-	q := u.Query()
-	q.Set("application_name", app)
-	u.RawQuery = q.Encode()
+	if app != "" {
+		q := u.Query()
+		q.Set("application_name", app)
+		u.RawQuery = q.Encode()
+	}
 	return u.String(), nil
+}
+
+// TenantURLs returns the URLs of n benchmark tenants: tenant i is on
+// database i mod Databases, as application_name bench-i.
+func TenantURLs(adminURL string, n int) ([]string, error) {
+	dbs := DatabaseNames()
+	urls := make([]string, n)
+	for i := range urls {
+		u, err := DatabaseURL(adminURL, dbs[i%len(dbs)], fmt.Sprintf("bench-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		urls[i] = u
+	}
+	return urls, nil
 }
 
 // Target serves queries for one Case.
@@ -121,15 +146,11 @@ type Target struct {
 // physical connection cap.
 func Open(ctx context.Context, adminURL string, c Case, workers, maxConns int) (*Target, error) {
 	t := &Target{Case: c, workers: workers}
-	dbs := DatabaseNames()
-	n := max(c.Tenants, 1)
-	urls := make([]string, n)
-	for i := range n {
-		u, err := databaseURL(adminURL, dbs[i%len(dbs)], fmt.Sprintf("bench-%d", i))
-		if err != nil {
-			return nil, err
-		}
-		urls[i] = u
+	urls, err := TenantURLs(adminURL, max(c.Tenants, 1))
+	if err != nil {
+		return nil, err
+	}
+	for i := range urls {
 		t.ctxs = append(t.ctxs, tenantctx.WithTenant(ctx, fmt.Sprintf("bench-%d.test", i)))
 	}
 	tune := func(db *sql.DB) *sql.DB {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -34,7 +33,10 @@ func budgetSuite(ctx context.Context, adminURL string, tenants, workers, budget 
 	if err != nil {
 		return err
 	}
-	urls := tenantURLs(adminURL, tenants)
+	urls, err := benchkit.TenantURLs(adminURL, tenants)
+	if err != nil {
+		return err
+	}
 	type result struct {
 		name, dist     string
 		served         int64
@@ -252,20 +254,6 @@ func errSummary(m map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-func tenantURLs(adminURL string, n int) []string {
-	dbs := benchkit.DatabaseNames()
-	out := make([]string, n)
-	for i := range out {
-		u, _ := url.Parse(adminURL)
-		u.Path = "/" + dbs[i%len(dbs)]
-		q := u.Query()
-		q.Set("application_name", fmt.Sprintf("bench-%d", i))
-		u.RawQuery = q.Encode()
-		out[i] = u.String()
-	}
-	return out
-}
-
 func serverSetting(ctx context.Context, adminURL, name string) (string, error) {
 	db, err := sql.Open("pgx", adminURL)
 	if err != nil {
@@ -347,12 +335,15 @@ func idleSuite(ctx context.Context, adminURL string, tenants, hot, workers int, 
 		return err
 	}
 	s := store.NewMemory()
-	for i, u := range tenantURLs(adminURL, tenants) {
+	urls, err := benchkit.TenantURLs(adminURL, tenants)
+	if err != nil {
+		return err
+	}
+	for i, u := range urls {
 		if _, err := s.Create(ctx, store.Tenant{ID: fmt.Sprintf("bench-%d.test", i), DeployInfo: map[string]string{store.KeyPostgresURL: u}}); err != nil {
 			return err
 		}
 	}
-	var err error
 	conn, err = driver.NewConnector(s, driver.WithIdleTimeout(idleTimeout), driver.WithMaxConns(2*hot))
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/internal/benchkit"
 	"github.com/tenantsql/tenantsql/migrate"
 	"github.com/tenantsql/tenantsql/store"
 )
@@ -29,31 +29,18 @@ func migrateSuite(ctx context.Context, adminURL string, n int, concurrencies []i
 	for i := range names {
 		names[i] = fmt.Sprintf("tsql_mbench_%03d", i)
 	}
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
-		return err
-	}
-	defer admin.Close()
 	fmt.Fprintf(os.Stderr, "creating %d databases (once)...\n", n)
-	if err := forEach(names, 4, func(name string) error {
-		var exists bool
-		if err := admin.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil || exists {
-			return err
-		}
-		_, err := admin.ExecContext(ctx, "CREATE DATABASE "+name)
-		return err
-	}); err != nil {
+	if err := benchkit.EnsureDatabases(ctx, adminURL, names); err != nil {
 		return err
 	}
 
 	s := store.NewMemory()
 	for i, name := range names {
-		u, err := url.Parse(adminURL)
+		u, err := benchkit.DatabaseURL(adminURL, name, "")
 		if err != nil {
 			return err
 		}
-		u.Path = "/" + name
-		if _, err := s.Create(ctx, store.Tenant{ID: fmt.Sprintf("mbench-%03d.test", i), DeployInfo: map[string]string{store.KeyPostgresURL: u.String()}}); err != nil {
+		if _, err := s.Create(ctx, store.Tenant{ID: fmt.Sprintf("mbench-%03d.test", i), DeployInfo: map[string]string{store.KeyPostgresURL: u}}); err != nil {
 			return err
 		}
 	}
@@ -142,12 +129,11 @@ func migrateSuite(ctx context.Context, adminURL string, n int, concurrencies []i
 }
 
 func resetSchema(ctx context.Context, adminURL, name string) error {
-	u, err := url.Parse(adminURL)
+	u, err := benchkit.DatabaseURL(adminURL, name, "")
 	if err != nil {
 		return err
 	}
-	u.Path = "/" + name
-	db, err := sql.Open("pgx", u.String())
+	db, err := sql.Open("pgx", u)
 	if err != nil {
 		return err
 	}
