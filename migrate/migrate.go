@@ -101,6 +101,9 @@ func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, err
 func (m *Migrator) Sources() []*goose.Source { return slices.Clone(m.sources) }
 
 func (m *Migrator) provider() (*goose.Provider, error) {
+	// A locker per provider: it looks stateless, but its retry budget
+	// (go-retry's WithMaxRetries) counts attempts for its whole life, so a
+	// shared one would run out after enough waits across tenants.
 	locker, err := lock.NewPostgresSessionLocker(
 		// Check every second instead of goose's five, for up to the timeout.
 		lock.WithLockTimeout(1, uint64(max(m.cfg.lockTimeout/time.Second, 1))),
