@@ -173,7 +173,9 @@ func WithBeforeConnect(f func(ctx context.Context, tenant string, cfg *pgx.ConnC
 
 // WithAfterConnect runs f after each physical connection is established,
 // before its first use (to set session parameters, register types, ...).
-// An error closes the connection and fails the query that needed it.
+// An error closes the connection, waiting for the server to end the
+// session before its slot in the budget is reused, and fails the query
+// that needed it; the query's error wraps f's.
 func WithAfterConnect(f func(ctx context.Context, tenant string, conn *pgx.Conn) error) Option {
 	return func(c *config) { c.afterConnect = f }
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -255,17 +256,19 @@ func (b *budget) dial(ctx context.Context, p *pool) (*physConn, error) {
 func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	dc, err := p.connector.Connect(ctx)
 	if err != nil {
-		b.mu.Lock()
-		p.open--
-		p.inUse--
-		b.open--
-		p.t.stats.connectErrors++
-		b.stats.connectErrors++
-		b.grantSlotsLocked()
-		b.mu.Unlock()
+		b.connectFailed(p)
 		return nil, err
 	}
 	pc := &physConn{sc: dc.(*stdlib.Conn), pool: p, state: stateInUse}
+	if f := p.t.cfg.afterConnect; f != nil {
+		if err := f(ctx, p.t.id, pc.sc.Conn()); err != nil {
+			// The session is up: end it, and wait for the server to see
+			// it end, before its slot goes to anyone else.
+			pc.terminate()
+			b.connectFailed(p)
+			return nil, fmt.Errorf("after connect: %w", err)
+		}
+	}
 	// Jitter spreads the reconnects of connections dialled together.
 	pc.expires = time.Now().Add(b.lifetime - rand.N(b.lifetime/10+1))
 	b.mu.Lock()
@@ -273,6 +276,18 @@ func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	b.stats.newConns++
 	b.mu.Unlock()
 	return pc, nil
+}
+
+// connectFailed frees the slot of a dial that left no session open.
+func (b *budget) connectFailed(p *pool) {
+	b.mu.Lock()
+	p.open--
+	p.inUse--
+	b.open--
+	p.t.stats.connectErrors++
+	b.stats.connectErrors++
+	b.grantSlotsLocked()
+	b.mu.Unlock()
 }
 
 // release returns a checked-out connection. It reports whether the

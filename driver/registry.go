@@ -64,12 +64,10 @@ func (t *tenant) newConnector() (driver.Connector, error) {
 			return f(ctx, id, cc)
 		}))
 	}
-	if f := t.cfg.afterConnect; f != nil {
-		id := t.id
-		opts = append(opts, stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
-			return f(ctx, id, c)
-		}))
-	}
+	// WithAfterConnect is not passed to pgx: pgx's stdlib connector returns
+	// an AfterConnect error without closing the new connection, leaving a
+	// live session outside the budget until the garbage collector finds it.
+	// budget.connect runs the hook itself and terminates the session.
 	return stdlib.GetConnector(*cc, opts...), nil
 }
 
