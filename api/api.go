@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -94,7 +95,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.recoverPanic(w, r)
 	// Authentication comes before routing, so that without a token not
 	// even the existence of a route can be probed.
-	if e := h.authenticate(w, r); e != nil {
+	e := h.authenticate(w, r)
+	if e == nil && h.noAuth {
+		e = crossOrigin(r)
+	}
+	if e != nil {
 		h.log.Warn("tenantsql admin API: request refused", "remote_addr", r.RemoteAddr, "method", shorten(r.Method), "path", shorten(r.URL.Path), "reason", e.msg)
 		writeError(w, e)
 		return
@@ -160,6 +165,51 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) *apiError
 		return errorf(http.StatusUnauthorized, "invalid bearer token: send the header Authorization: Bearer <token> once, with the configured token")
 	}
 	return nil
+}
+
+// crossOrigin refuses a request a browser sent for a page of another
+// origin. It guards WithoutAuth, where nothing else tells a web page's
+// request from a legitimate one: with a token, a page cannot make the
+// browser send it.
+//
+// A request is refused if Sec-Fetch-Site is there and is neither
+// "same-origin" nor "none" (typed by the user), or if an Origin header is
+// there and does not name the request's own host and port. Browsers send
+// at least one of them on every request a page makes that could change
+// something; curl and other programs send neither, and pass. "same-site"
+// is refused too: for a browser, every port of localhost is the same
+// site, so a page of any local development server would pass otherwise.
+// As in net/http's CrossOriginProtection, the Origin's host is compared
+// with the Host header, not its scheme, which a proxy in front may change.
+func crossOrigin(r *http.Request) *apiError {
+	for _, site := range r.Header.Values("Sec-Fetch-Site") {
+		if site != "same-origin" && site != "none" {
+			return errorf(http.StatusForbidden, "cross-origin request refused: Sec-Fetch-Site is %q; without authentication (WithoutAuth) only same-origin browser requests are accepted", shorten(site))
+		}
+	}
+	for _, origin := range r.Header.Values("Origin") {
+		if !sameOrigin(origin, r.Host) {
+			return errorf(http.StatusForbidden, "cross-origin request refused: Origin %q is not this server (Host %q); without authentication (WithoutAuth) only same-origin browser requests are accepted", shorten(origin), shorten(r.Host))
+		}
+	}
+	return nil
+}
+
+// sameOrigin reports whether origin, "scheme://host[:port]", names host,
+// the request's Host header. A default port (80 for http, 443 for https)
+// may be given on either side or left out. "null", and anything with a
+// path (even "/"), user info, query or fragment, is not an origin.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+		return false
+	}
+	def := ":80"
+	if u.Scheme == "https" {
+		def = ":443"
+	}
+	return strings.EqualFold(strings.TrimSuffix(u.Host, def), strings.TrimSuffix(host, def))
 }
 
 // recoverPanic answers 500 instead of dropping the connection when a

@@ -28,15 +28,22 @@ var (
 	updateFields = []string{"tenant_id", "deploy_info", "version"}
 )
 
-// checkContentType accepts a request without a Content-Type (curl -d
-// sends a form type, but many clients send none) or with
-// application/json; anything else is 415, so that a form or a text body
-// is not half-read as JSON.
+// checkContentType requires application/json, with or without
+// parameters; a charset, if given, must be utf-8. A request without a
+// Content-Type is refused too: a web page can send a POST with no type, or
+// with text/plain, without asking the browser's permission first (no CORS
+// preflight), while application/json always needs that permission, which
+// this API never grants. So a browser cannot be made to create or change
+// tenants from another site, even under WithoutAuth.
 func checkContentType(r *http.Request) *apiError {
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return nil
+	values := r.Header.Values("Content-Type")
+	switch {
+	case len(values) == 0 || values[0] == "":
+		return errorf(http.StatusUnsupportedMediaType, "missing Content-Type: send the header Content-Type: application/json with a %s body", shorten(r.Method))
+	case len(values) > 1:
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type given %d times: send Content-Type: application/json once", len(values))
 	}
+	ct := values[0]
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
 		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q", shorten(ct))

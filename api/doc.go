@@ -9,8 +9,9 @@
 //		api.WithHealth(db))
 //	mux.Handle("/api/", http.StripPrefix("/api", h))
 //
-// It is meant for an internal network: it answers no CORS requests and
-// sends no cookies.
+// It is meant for an internal network: it answers no CORS requests, sends
+// no cookies, and refuses what a browser could send for another site's
+// page (see Browsers).
 //
 // # Routes
 //
@@ -54,6 +55,31 @@
 // a WWW-Authenticate: Bearer header, whatever the route, so routes cannot
 // be probed without the token.
 //
+// # Browsers
+//
+// A web page the operator visits can make the browser send requests to
+// the API. With a token that is harmless: the page cannot add the header.
+// Without one, two rules keep pages out:
+//
+//   - POST and PUT must carry Content-Type: application/json (parameters
+//     such as charset=utf-8 are fine), else 415, with the token or
+//     without. A page can send a POST with no Content-Type, or a form or
+//     text/plain one, without asking the browser first; application/json
+//     needs a CORS preflight, which the API never grants (it sends no
+//     Access-Control-* header). DELETE and PUT always need one.
+//   - With WithoutAuth, a request is refused with 403 if its
+//     Sec-Fetch-Site header is there and is neither same-origin nor none,
+//     or if its Origin header is there and does not name the request's
+//     Host (host and port; the scheme is not compared, as a proxy in front
+//     may change it). same-site is refused too: to a browser every port of
+//     localhost is the same site. Programs such as curl send neither
+//     header and are not affected.
+//
+// This does not stop DNS rebinding: a page whose own host name is made to
+// resolve to the API's address, a loopback one included, sends same-origin
+// requests, and they pass. WithoutAuth is for tests and local development;
+// use a token anywhere else.
+//
 // # Errors
 //
 // Errors are JSON, {"error": "what is wrong"}:
@@ -62,11 +88,12 @@
 //	     field, an empty body, data after the object, a missing or invalid
 //	     tenant_id, a missing or unusable POSTGRES_URL, a refused option or host
 //	401  no token, or a wrong one
+//	403  WithoutAuth only: a browser request from another origin
 //	404  unknown tenant, unknown route
 //	405  method not allowed here (with an Allow header)
 //	409  the tenant exists already (POST); its version changed (PUT)
 //	413  body larger than WithMaxBodyBytes (default 64 KiB)
-//	415  a Content-Type other than application/json (none is fine)
+//	415  POST or PUT without Content-Type: application/json
 //	503  the store failed; the cause goes to the log, not to the client
 //
 // Bad input never causes a 500. Field names are case-sensitive and may

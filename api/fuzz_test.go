@@ -65,6 +65,7 @@ func FuzzCreateTenant(f *testing.F) {
 		h := fuzzHandler(t)
 		r := httptest.NewRequest("POST", "/tenant/", strings.NewReader(string(body)))
 		r.Header.Set("Authorization", "Bearer "+testToken)
+		r.Header.Set("Content-Type", "application/json")
 		checkFuzzAnswer(t, body, recordServe(h, r))
 		checkFuzzAnswer(t, body, listAll(h))
 	})
@@ -79,6 +80,7 @@ func FuzzUpdateTenant(f *testing.F) {
 		r := httptest.NewRequest("PUT", "/", strings.NewReader(string(body)))
 		r.URL.Path = "/tenant/" + id + "/" // as the server unescaped it
 		r.Header.Set("Authorization", "Bearer "+testToken)
+		r.Header.Set("Content-Type", "application/json")
 		h := fuzzHandler(t)
 		w := recordServe(h, r)
 		checkFuzzAnswer(t, body, w)

@@ -120,8 +120,8 @@ func serve(t testing.TB, h http.Handler, req request) *httptest.ResponseRecorder
 	return w
 }
 
-// newRequest builds req with the test token and a JSON content type, then
-// applies req.header.
+// newRequest builds req with the test token and, for a body or a POST or
+// PUT, a JSON content type, then applies req.header.
 func newRequest(req request) *http.Request {
 	var body io.Reader
 	if req.body != "" {
@@ -135,7 +135,7 @@ func newRequest(req request) *http.Request {
 		r.URL.Path, r.URL.RawPath = u.Path, u.RawPath
 	}
 	r.Header.Set("Authorization", "Bearer "+testToken)
-	if req.body != "" {
+	if req.body != "" || req.method == http.MethodPost || req.method == http.MethodPut {
 		r.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range req.header {

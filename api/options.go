@@ -70,7 +70,10 @@ func WithToken(token string) Option {
 
 // WithoutAuth turns authentication off, for local development. It must be
 // asked for explicitly so that no deployment runs without a token by
-// accident.
+// accident. Requests a browser sends for a page of another origin are
+// then refused (403; see Browsers in the package documentation), but
+// anything else that reaches the handler is served: listen on a loopback
+// address.
 func WithoutAuth() Option { return func(c *config) { c.noAuth = true } }
 
 // WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes); a

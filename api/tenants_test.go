@@ -28,7 +28,7 @@ func TestCreate(t *testing.T) {
 		{name: "field order free", body: `{"deploy_info": {"POSTGRES_URL": "` + good + `"}, "tenant_id": "t1.test"}`, want: 201},
 
 		// Content types.
-		{name: "no content type", body: withURL(good), header: map[string]string{"Content-Type": ""}, want: 201},
+		{name: "no content type", body: withURL(good), header: map[string]string{"Content-Type": ""}, want: 415, wantErr: "missing Content-Type: send the header Content-Type: application/json"},
 		{name: "json with charset", body: withURL(good), header: map[string]string{"Content-Type": "application/json; charset=UTF-8"}, want: 201},
 		{name: "text", body: withURL(good), header: map[string]string{"Content-Type": "text/plain"}, want: 415, wantErr: "application/json"},
 		{name: "form", body: withURL(good), header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, want: 415, wantErr: "application/json"},
