@@ -191,12 +191,25 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 		t.stats.waitTime += time.Since(start)
 		b.stats.waits++
 		b.stats.waitTime += time.Since(start)
-		if g.err == nil {
+		// A caller handed an evicted connection's slot is in no queue, so
+		// retireLocked could not tell it the pool was retired while it
+		// waited for the old session to end; and a grant may have been
+		// sent just before the retirement. Dialling now would reach the
+		// old URL (a deleted tenant, a database it moved away from).
+		gone := g.err == nil && (p.retired || b.closed)
+		if g.err == nil && !gone {
 			t.stats.acquires++
 			b.stats.acquires++
 		}
+		closed := b.closed
 		b.mu.Unlock()
 		switch {
+		case gone:
+			b.giveBack(w, g)
+			if closed {
+				return nil, ErrClosed
+			}
+			return nil, errRetired
 		case g.err != nil:
 			return nil, g.err
 		case g.dial:
@@ -274,7 +287,17 @@ func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	b.mu.Lock()
 	p.t.stats.newConns++
 	b.stats.newConns++
+	// Retired during the dial: the caller must not run its query on the
+	// old configuration. release closes the session (the pool is retired).
+	retired, closed := p.retired, b.closed
 	b.mu.Unlock()
+	if retired || closed {
+		b.release(pc)
+		if closed {
+			return nil, ErrClosed
+		}
+		return nil, errRetired
+	}
 	return pc, nil
 }
 
