@@ -58,7 +58,9 @@
 // A hook that returns an error or panics does not stop the hooks after
 // it. Each failure is logged with log/slog at level Error (a panic with
 // its stack), kept per tenant (Registry.Failures, the latest 16), and
-// returned, with the others, by Registry.Run.
+// returned, with the others, by Registry.Run. A tenant's failures are
+// forgotten when its delete has run its PostDelete phase, so a tenant
+// created again under the same id starts with none.
 //
 // # Registries
 //

@@ -165,7 +165,17 @@ func funcName(fn Func) string {
 // Run runs the hooks of ev.Kind, in order, each with ctx. A hook that
 // fails or panics does not stop the others: its failure is logged, kept
 // (Failures) and returned, with the others', from errors.Join.
+//
+// A PostDelete run ends the tenant's delete: once its hooks have returned,
+// the tenant's failures, theirs included, are forgotten.
 func (r *Registry) Run(ctx context.Context, ev Event) error {
+	if ev.Kind == PostDelete {
+		// Kept past the delete, failures would pile up in a process that
+		// sees many tenants come and go, and a tenant created again under
+		// the same id would show its predecessor's. They have been
+		// logged and returned by then.
+		defer r.ClearFailures(ev.Tenant.ID)
+	}
 	r.mu.RLock()
 	hs := slices.Clone(r.hooks[ev.Kind])
 	r.mu.RUnlock()
@@ -210,7 +220,7 @@ func (r *Registry) keep(ev Event, h hook, err error) {
 }
 
 // Failures returns the latest failures of hooks run for a tenant, oldest
-// first.
+// first; none once the tenant's delete has run its PostDelete phase.
 func (r *Registry) Failures(tenant string) []Failure {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -355,6 +355,59 @@ func TestFailuresBoundedOldestFirst(t *testing.T) {
 	}
 }
 
+// A deleted tenant's failures are forgotten once its delete has been
+// handled (both phases), so a process where tenants come and go does not
+// keep them for ever, and a tenant created again under the same id starts
+// clean. Other tenants keep theirs.
+func TestDeleteForgetsFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		delete func(r *Registry, id string) // handle the delete of id
+		want   int                          // failures of id left afterwards
+	}{
+		{"both phases through HandleChange", func(r *Registry, id string) {
+			ch := store.Change{Type: store.EventDelete, Tenant: store.Tenant{ID: id}, Version: 3}
+			r.HandleChange(t.Context(), ch, false)
+			r.HandleChange(t.Context(), ch, true)
+		}, 0},
+		{"both phases through Run", func(r *Registry, id string) {
+			r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3})
+			r.Run(t.Context(), Event{Kind: PostDelete, Tenant: store.Tenant{ID: id}, Version: 3})
+		}, 0},
+		// The POST phase ends the delete: until it has run, the ON
+		// phase's failures (here the second one) are there to see.
+		{"ON phase only", func(r *Registry, id string) {
+			r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3})
+		}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New(quiet)
+			r.Subscribe(PostCreate, failingHook)
+			r.Subscribe(OnDelete, failingHook)
+			r.Subscribe(PostDelete, failingHook) // its own failure goes too
+			for _, id := range []string{"t1", "t2"} {
+				r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: id}, Version: 1})
+			}
+			tt.delete(r, "t1")
+			if got := r.Failures("t1"); len(got) != tt.want {
+				t.Fatalf("after the delete Failures(t1) = %v, want %d", got, tt.want)
+			}
+			if got := r.Failures("t2"); len(got) != 1 {
+				t.Errorf("deleting t1 changed t2's failures: %v", got)
+			}
+			if tt.want != 0 {
+				return
+			}
+			// Created again: only the new tenant's failure is there.
+			r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: "t1"}, Version: 4})
+			if got := r.Failures("t1"); len(got) != 1 || got[0].Version != 4 {
+				t.Errorf("the re-created tenant's failures = %+v, want only its own (version 4)", got)
+			}
+		})
+	}
+}
+
 func TestFailuresReturnsACopy(t *testing.T) {
 	r := New(quiet)
 	r.Subscribe(OnCreate, failingHook)
@@ -416,12 +469,14 @@ func TestHandleChange(t *testing.T) {
 
 func TestHandleChangeReturnsHookErrors(t *testing.T) {
 	r := New(quiet)
-	r.Subscribe(PostDelete, failingHook)
-	err := r.HandleChange(t.Context(), store.Change{Type: store.EventDelete, Tenant: store.Tenant{ID: "t1"}, Version: 5}, true)
+	// An update: a delete's failures are forgotten once it has run
+	// (TestDeleteForgetsFailures).
+	r.Subscribe(PostUpdate, failingHook)
+	err := r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: "t1"}, Version: 5}, true)
 	if !errors.Is(err, errBoom) {
 		t.Fatalf("HandleChange = %v, want the hook's error", err)
 	}
-	if fs := r.Failures("t1"); len(fs) != 1 || fs[0].Kind != PostDelete || fs[0].Version != 5 {
+	if fs := r.Failures("t1"); len(fs) != 1 || fs[0].Kind != PostUpdate || fs[0].Version != 5 {
 		t.Errorf("Failures = %+v", fs)
 	}
 }
