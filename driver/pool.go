@@ -425,6 +425,10 @@ func (b *budget) removeLocked(pc *physConn) {
 // only moves the shortage to their tenant, which then dials in turn.
 const coldAfter = time.Second
 
+// minRecheck is the shortest interval at which a waiter looks for a
+// connection to evict, whatever the eviction delay.
+const minRecheck = 5 * time.Millisecond
+
 // victimLocked picks the idle connection to close to make room, or nil.
 // The coldest (least recently used) goes first. A caller whose tenant has
 // connections of its own (bare is false) only takes a cold one; a caller
@@ -530,9 +534,16 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 					continue // the grant follows once victim is gone
 				}
 			}
+			// Check again when the oldest idle connection turns cold. A
+			// waiter at its tenant's cap can use no slot, cold or not:
+			// a release or a freed slot reaches it through w.ch, and the
+			// timer is only a slow safety net (its tenant may drop below
+			// the cap by handing a slot to another tenant). Re-arming at
+			// once there, with WithEvictionDelay(0) and a cold connection
+			// in the budget, made the waiter spin on b.mu.
 			next := coldAfter
-			if back := b.idle.back; back != nil {
-				next = max(b.evictionDelay, coldAfter-now.Sub(back.idleAt))
+			if back := b.idle.back; back != nil && w.p.open < w.p.max {
+				next = max(b.evictionDelay, coldAfter-now.Sub(back.idleAt), minRecheck)
 			}
 			b.mu.Unlock()
 			timer.Reset(next)
