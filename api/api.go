@@ -18,15 +18,16 @@ import (
 
 // handler is the http.Handler New returns.
 type handler struct {
-	store       store.Store
-	noAuth      bool
-	tokenSum    [sha256.Size]byte
-	maxBody     int64
-	allow       *allowList // nil: any host
-	health      *healthConfig
-	healthQuery string // SELECT max(version_id) FROM <quoted table>
-	stats       func(context.Context) any
-	log         *slog.Logger
+	store             store.Store
+	noAuth            bool
+	tokenSum          [sha256.Size]byte
+	maxBody           int64
+	allow             *allowList // nil: any host
+	health            *healthConfig
+	healthQuery       string // SELECT max(version_id) FROM <quoted table>
+	stats             func(context.Context) any
+	log               *slog.Logger
+	serverCredentials bool // WithServerCredentials
 
 	collection, item, healthRoute, statsRoute route
 }
@@ -43,12 +44,13 @@ func New(s store.Store, opts ...Option) (http.Handler, error) {
 		return nil, err
 	}
 	h := &handler{
-		store:   s,
-		noAuth:  c.noAuth,
-		maxBody: c.maxBodyBytes,
-		health:  c.health,
-		stats:   c.stats,
-		log:     c.log,
+		store:             s,
+		noAuth:            c.noAuth,
+		serverCredentials: c.serverCredentials,
+		maxBody:           c.maxBodyBytes,
+		health:            c.health,
+		stats:             c.stats,
+		log:               c.log,
 	}
 	if !c.noAuth {
 		h.tokenSum = tokenDigest(c.token)

@@ -66,7 +66,7 @@
 //     without. A page can send a POST with no Content-Type, or a form or
 //     text/plain one, without asking the browser first; application/json
 //     needs a CORS preflight, which the API never grants (it sends no
-//     Access-Control-* header). DELETE and PUT always need one.
+//     Access-Control-* header). A page's PUT or DELETE always needs one.
 //   - With WithoutAuth, a request is refused with 403 if its
 //     Sec-Fetch-Site header is there and is neither same-origin nor none,
 //     or if its Origin header is there and does not name the request's
@@ -86,7 +86,8 @@
 //
 //	400  malformed JSON (with line and column), an unknown or repeated
 //	     field, an empty body, data after the object, a missing or invalid
-//	     tenant_id, a missing or unusable POSTGRES_URL, a refused option or host
+//	     tenant_id, a missing or unusable POSTGRES_URL, a refused option or
+//	     host, a credential of the server (see Security)
 //	401  no token, or a wrong one
 //	403  WithoutAuth only: a browser request from another origin
 //	404  unknown tenant, unknown route
@@ -114,10 +115,31 @@
 //
 // POSTGRES_URL is checked beyond what the store checks. It must start
 // with postgres:// or postgresql:// (pgx reads anything else as a
-// key=value string). Options that make the client read a file of the
+// key=value string). Options by which the URL would name a file of the
 // server are refused in any case: sslkey, sslcert, sslrootcert, sslcrl,
 // sslcrldir, sslkeylogfile, passfile, servicefile and service. The URL
 // must parse with pgx.
+//
+// That does not stop pgx from reading this machine's own defaults, as it
+// does for every program: the PG* environment variables (PGHOST, PGUSER,
+// PGPASSWORD, PGSSLMODE, PGSERVICE, ...), the password file (PGPASSFILE
+// or ~/.pgpass), the service file, the client certificate and key
+// (PGSSLCERT and PGSSLKEY, or ~/.postgresql/postgresql.crt and .key) and
+// the root certificates (PGSSLROOTCERT or ~/.postgresql/root.crt). What
+// they fill in is judged on the result: unless WithServerCredentials is
+// given, a URL is refused when pgx would connect with a credential it did
+// not bring, that is with a password that is not the URL's own, with a
+// client certificate (the URL cannot name one), or over a Unix socket,
+// where the database may know the program by its operating-system user
+// (peer authentication); a URL with no host means the local socket when
+// one exists. See WithServerCredentials for why that is the default.
+// Settings that are no credentials still come from the environment: a
+// user, database, host or port the URL leaves out, sslmode, root
+// certificates. WithAllowedHosts checks the hosts pgx settled on,
+// environment included. The API cannot see two other kinds of authority:
+// a Kerberos ticket, if the program registers a GSS provider with pgx,
+// and authentication the database grants by address (trust or ident in
+// pg_hba.conf); WithAllowedHosts is the guard against the latter.
 //
 // WithAllowedHosts limits the hosts a URL may point at, against server-side
 // request forgery: without it a client of the API can make the program

@@ -39,17 +39,18 @@ type Option func(*config)
 type HealthOption func(*healthConfig)
 
 type config struct {
-	token        string
-	tokenSet     bool
-	noAuth       bool
-	maxBodyBytes int64
-	allowed      []string // as given; parsed by New
-	allowedSet   bool
-	health       *healthConfig
-	stats        func(context.Context) any
-	statsSet     bool
-	log          *slog.Logger
-	resolver     *net.Resolver
+	token             string
+	tokenSet          bool
+	noAuth            bool
+	maxBodyBytes      int64
+	allowed           []string // as given; parsed by New
+	allowedSet        bool
+	serverCredentials bool
+	health            *healthConfig
+	stats             func(context.Context) any
+	statsSet          bool
+	log               *slog.Logger
+	resolver          *net.Resolver
 	// lookup resolves a host name. Tests replace it to avoid DNS; in
 	// production it is the resolver's LookupNetIP.
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
@@ -93,6 +94,31 @@ func WithAllowedHosts(hosts ...string) Option {
 		c.allowedSet = true
 	}
 }
+
+// WithServerCredentials accepts tenant URLs that connect with credentials
+// of this machine rather than their own: a URL without a password when
+// pgx would find one in PGPASSWORD, a password file (PGPASSFILE, or
+// ~/.pgpass) or a service (PGSERVICE); a URL for which pgx would present
+// a TLS client certificate (PGSSLCERT and PGSSLKEY, or
+// ~/.postgresql/postgresql.crt and .key); and a URL whose host is a Unix
+// socket, where the database may take the program for its
+// operating-system user (peer authentication). It does not make file
+// options (sslkey, passfile, ...) acceptable.
+//
+// Without it such URLs are refused with 400, and that is the default on
+// purpose. Keeping passwords in ~/.pgpass is sound for tenants an
+// operator writes into the store; but a URL that comes through the API is
+// chosen by its client, who is trusted to name a database, not to use the
+// program's credentials on any database of an allowed host. With a line
+// such as "*:*:*:app:secret" in ~/.pgpass, a client could otherwise create
+// a tenant for another application's database and reach it as app through
+// the program; under WithoutAuth, so could anyone who reaches the API. A
+// client that knows the password loses nothing: it puts it in the URL,
+// which the store keeps and the API never shows.
+//
+// Give it only when every client of the API may use those credentials, for
+// example when the API is for the operator alone.
+func WithServerCredentials() Option { return func(c *config) { c.serverCredentials = true } }
 
 // WithHealth makes GET /health-check/ check every tenant's database
 // through db, a tenantsql *sql.DB: a ping, then the highest migration

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -35,7 +36,8 @@ var fileOptions = []string{
 
 // checkTenant validates a tenant given to POST or PUT beyond what the store
 // checks: the URL must mean the same to pgx as to everyone else, name no
-// file, parse with pgx, and point only at allowed hosts.
+// file, parse with pgx, point only at allowed hosts, and, unless
+// WithServerCredentials, bring its own credentials.
 func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 	raw := t.PostgresURL()
 	// store.Validate first: it refuses URLs that pgx and net/url read
@@ -69,7 +71,69 @@ func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 			return e
 		}
 	}
+	if !h.serverCredentials {
+		if why := serverCredential(raw, cfg); why != "" {
+			return errorf(http.StatusBadRequest, "invalid %s %q: %s (this API lends no credentials of its server unless built with WithServerCredentials)", urlField, shown, why)
+		}
+	}
 	return nil
+}
+
+// serverCredential says which credential of this machine, not given in
+// raw, pgx would use to connect with cfg, the parse of raw; or "".
+//
+// It judges the outcome, not the sources: whatever pgx read (PGPASSWORD,
+// PGPASSFILE or ~/.pgpass, a service named by PGSERVICE, PGSSLCERT and
+// PGSSLKEY or ~/.postgresql/postgresql.crt and .key), a password that is
+// not the URL's own or a client certificate is refused. The URL cannot
+// name a certificate itself (sslcert and sslkey are file options), so any
+// certificate is the server's. A Unix socket is refused too: there the
+// database may take the program for its operating-system user (peer
+// authentication), and pgx uses a socket when the URL names no host.
+func serverCredential(raw string, cfg *pgx.ConnConfig) string {
+	hosts := []string{cfg.Host}
+	tlsConfigs := []*tls.Config{cfg.TLSConfig}
+	for _, fb := range cfg.Fallbacks {
+		hosts = append(hosts, fb.Host)
+		tlsConfigs = append(tlsConfigs, fb.TLSConfig)
+	}
+	for _, host := range hosts {
+		if strings.HasPrefix(host, "/") {
+			return fmt.Sprintf("host %q is a Unix socket, where the database may know this program by its operating-system user (a URL without a host uses the local socket too); name a TCP host", shorten(host))
+		}
+	}
+	if cfg.Password != "" && !ownPassword(raw, cfg.Password) {
+		return "it gives no password, and pgx would use one from this server's environment (PGPASSWORD, a password file such as ~/.pgpass, or a service); put the password in the URL"
+	}
+	for _, tc := range tlsConfigs {
+		if tc != nil && (len(tc.Certificates) > 0 || tc.GetClientCertificate != nil) {
+			return "pgx would present this server's TLS client certificate (PGSSLCERT and PGSSLKEY, or ~/.postgresql/postgresql.crt and .key); add sslcertmode=disable to connect without one"
+		}
+	}
+	return ""
+}
+
+// ownPassword reports whether pw, the password pgx settled on for raw, is
+// one raw gives: in its user info or in a password parameter, as pgx
+// decodes them (percent escapes, spaces around trimmed) or as written.
+// pgx takes a password from elsewhere only when the URL gives none, so a
+// match means the URL's own.
+func ownPassword(raw, pw string) bool {
+	candidates := secretsOf(raw)
+	// pgx splits the query at '&' only; secretsOf also at ';' and '#'.
+	if _, query, ok := strings.Cut(raw, "?"); ok {
+		for pair := range strings.SplitSeq(query, "&") {
+			if k, v, ok := strings.Cut(pair, "="); ok && strings.Contains(strings.ToLower(percentDecode(k)), "password") {
+				candidates = append(candidates, v)
+			}
+		}
+	}
+	for _, c := range candidates {
+		if c == pw || strings.Trim(c, " ") == pw || percentDecode(strings.Trim(c, " ")) == pw {
+			return true
+		}
+	}
+	return false
 }
 
 // showURL is raw as messages show it.

@@ -73,12 +73,21 @@ func TestAllowedHosts(t *testing.T) {
 		}
 	}
 
-	// Without an allow-list any host goes, a socket included.
+	// Without an allow-list any TCP host goes; a socket only with
+	// WithServerCredentials, as it may lend the program's own identity.
 	e := newEnv(t, nil)
-	for i, u := range []string{pgURL("127.0.0.1/one"), pgURL("169.254.169.254/one"), pgURL("10.0.0.1/one?host=/tmp")} {
+	for i, u := range []string{pgURL("127.0.0.1/one"), pgURL("169.254.169.254/one")} {
 		if w := e.do(request{method: "POST", path: "/tenant/", body: createBody("t"+string(rune('a'+i)), u)}); w.Code != http.StatusCreated {
 			t.Errorf("POST with %s and no allow-list: %d %s", u, w.Code, w.Body)
 		}
+	}
+	socket := pgURL("10.0.0.1/one?host=/tmp")
+	if w := e.do(request{method: "POST", path: "/tenant/", body: createBody("tc", socket)}); w.Code != http.StatusBadRequest || !strings.Contains(errorOf(t, w), `host "/tmp" is a Unix socket`) {
+		t.Errorf("POST with %s and no allow-list: %d %s, want 400", socket, w.Code, w.Body)
+	}
+	e = newEnv(t, nil, WithServerCredentials())
+	if w := e.do(request{method: "POST", path: "/tenant/", body: createBody("tc", socket)}); w.Code != http.StatusCreated {
+		t.Errorf("POST with %s, no allow-list and WithServerCredentials: %d %s", socket, w.Code, w.Body)
 	}
 }
 
