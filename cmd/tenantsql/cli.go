@@ -49,28 +49,52 @@ type cli struct {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("tenantsql", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() {} // parseError prints it, where it belongs
 	storeURL := fs.String("store", getenv("TENANTSQL_STORE"), "tenant store URL")
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return c.parseError(err, usage)
 	}
-	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, storeURL: *storeURL}
+	c.storeURL = *storeURL
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	switch rest[0] {
-	case "tenants":
+	switch {
+	case rest[0] == "tenants":
 		return c.tenants(ctx, rest[1:])
-	case "migrate":
+	case rest[0] == "migrate":
 		return c.migrate(ctx, rest[1:])
-	case "help", "-h", "--help":
+	case isHelp(rest[0]):
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "tenantsql: unknown command %q\n\n%s", rest[0], usage)
 	return exitUsage
+}
+
+// parseError ends a command whose flags did not parse. Asking for help
+// (-h, --help) is not an error: the usage text goes to stdout, where it
+// can be paged or searched, and the exit status is 0. Otherwise the flag
+// package has said what was wrong, and the usage follows on stderr.
+func (c *cli) parseError(err error, text string) int {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(c.stdout, text)
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "\n%s", text)
+	return exitUsage
+}
+
+// isHelp reports an argument that asks for help where a subcommand is
+// expected.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 func (c *cli) fail(err error) int {
@@ -114,14 +138,19 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 		return c.usageError("tenants: missing subcommand")
 	}
 	sub, args := args[0], args[1:]
+	if isHelp(sub) {
+		fmt.Fprint(c.stdout, usage)
+		return exitOK
+	}
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	fs.Usage = func() {}
 	asJSON := fs.Bool("json", false, "print JSON")
 	version := fs.Int64("version", 0, "update only if the tenant is at this version")
 	dryRun := fs.Bool("dry-run", false, "show what load would do without doing it")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return exitUsage
+		return c.parseError(err, usage)
 	}
 	want := map[string][2]int{"list": {0, 0}, "get": {1, 1}, "add": {2, -1}, "update": {2, -1}, "rm": {1, 1}, "load": {1, 1}, "resync": {0, 0}}
 	n, ok := want[sub]

@@ -259,6 +259,26 @@ func TestUsage(t *testing.T) {
 		{name: "unknown subcommand flag", args: []string{"tenants", "list", "--bogus"}, code: exitUsage, emptyOut: true, stderr: []string{"-bogus"}},
 		{name: "help", noFlag: true, args: []string{"help"}, code: exitOK, stdout: []string{usage}},
 	}
+	// Asking for help is not an error: the usage goes to stdout (to be
+	// paged or grepped) and the exit status is 0.
+	help := func(text string) func(t *testing.T, f *fixture, r result) {
+		return func(t *testing.T, f *fixture, r result) {
+			if r.stdout != text || r.stderr != "" {
+				t.Errorf("want exactly the usage on stdout and nothing on stderr\n%v", r)
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"-help"}, {"--store", "file:x.json", "--help"},
+		{"tenants", "--help"}, {"tenants", "-h"}, {"tenants", "list", "--help"}, {"tenants", "add", "-h"},
+	} {
+		cases = append(cases, cliCase{name: strings.Join(args, " "), noFlag: true, args: args, code: exitOK, check: help(usage)})
+	}
+	for _, args := range [][]string{
+		{"migrate", "--help"}, {"migrate", "-h"}, {"migrate", "up", "--help"}, {"migrate", "up-to", "--dir", "x", "-h"},
+	} {
+		cases = append(cases, cliCase{name: strings.Join(args, " "), noFlag: true, args: args, code: exitOK, check: help(migrateUsage)})
+	}
 	runCases(t, cases)
 }
 

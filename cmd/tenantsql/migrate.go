@@ -48,7 +48,7 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 func (c *cli) migrate(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.Usage = func() { fmt.Fprint(c.stderr, migrateUsage) }
+	fs.Usage = func() {}
 	dir := fs.String("dir", "", "")
 	conc := fs.Int("concurrency", 4, "")
 	var include, exclude stringsFlag
@@ -59,7 +59,7 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 	storeURL := fs.String("store", c.storeURL, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return exitUsage
+		return c.parseError(err, migrateUsage)
 	}
 	c.storeURL = *storeURL
 	if len(pos) == 0 {
