@@ -48,7 +48,7 @@ type Connector struct {
 
 	ready     atomic.Bool
 	readyCh   chan struct{}
-	ctx       context.Context // ends when the connector closes
+	ctx       context.Context // ends when the connector closes; waits select on it
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -208,6 +208,8 @@ func (c *Connector) awaitTenant(ctx context.Context, id string) (*tenant, error)
 		}
 		select {
 		case <-applied:
+		case <-c.ctx.Done(): // closed: no change will be applied any more
+			return nil, fmt.Errorf("%w: in the store but not yet here: %w", unknownTenant(id), ErrClosed)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: in the store but not yet here: %w", unknownTenant(id), ctx.Err())
 		case <-timeout.C:
@@ -228,10 +230,15 @@ func (c *Connector) release(pc *physConn) (dead bool) {
 	return pc.pool.t.b.release(pc)
 }
 
+// waitReady waits for the first snapshot of tenants. Close ends the wait
+// too: the snapshot will never come once the connector stops following the
+// store, and a caller with no deadline would otherwise wait for ever.
 func (c *Connector) waitReady(ctx context.Context) error {
 	select {
 	case <-c.readyCh:
 		return nil
+	case <-c.ctx.Done():
+		return fmt.Errorf("tenantsql: tenants not loaded from the store yet: %w", ErrClosed)
 	case <-ctx.Done():
 		return fmt.Errorf("tenantsql: tenants not loaded from the store yet: %w", ctx.Err())
 	}
