@@ -56,7 +56,8 @@ func (t Tenant) Clone() Tenant {
 
 // Redacted returns a copy of t that is safe to log or send: passwords in
 // URLs are replaced by "xxxxx", and values under keys that name a secret
-// (PASSWORD, SECRET, TOKEN, KEY) are replaced entirely.
+// (secretKeyWords: PASS, PWD, SECRET, TOKEN, KEY, AUTH, CREDENTIAL,
+// PRIVATE, in any case and anywhere in the key) are replaced entirely.
 func (t Tenant) Redacted() Tenant {
 	t = t.Clone()
 	for k, v := range t.DeployInfo {
@@ -90,9 +91,13 @@ func (t Tenant) LogValue() slog.Value {
 	)
 }
 
+// secretKeyWords mark a deploy_info key whose value is a secret. Broad on
+// purpose: hiding a harmless value costs little, showing a password a lot.
+var secretKeyWords = []string{"PASS", "PWD", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL", "PRIVATE"}
+
 func redactValue(key, v string) string {
 	k := strings.ToUpper(key)
-	for _, s := range []string{"PASSWORD", "SECRET", "TOKEN", "KEY"} {
+	for _, s := range secretKeyWords {
 		if strings.Contains(k, s) {
 			return redactedPassword
 		}
@@ -290,7 +295,9 @@ func validatePostgresURL(raw string) error {
 		value = ""
 	}
 	value = shorten(value)
-	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+	// net/url lowercases the scheme; pgx does not, and reads anything
+	// but these two prefixes as a key=value string.
+	if !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://") {
 		return &ValidationError{Field: field, Value: value, Reason: "scheme must be postgres:// or postgresql://"}
 	}
 	if u.Opaque != "" {
