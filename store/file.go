@@ -13,6 +13,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -38,10 +40,9 @@ import (
 //
 // The file holds database passwords: new files are created with mode 0600.
 type File struct {
-	path     string
-	lockPath string
-	log      *slog.Logger
-	poll     time.Duration
+	path string
+	log  *slog.Logger
+	poll time.Duration
 
 	writeMu sync.Mutex // serializes writers in this process before the file lock
 
@@ -106,16 +107,14 @@ func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
+	if _, err := filepath.Abs(path); err != nil {
 		return nil, fmt.Errorf("store: file %s: %w", path, err)
 	}
 	f := &File{
-		path:     path,
-		lockPath: filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".lock"),
-		log:      o.log,
-		poll:     o.poll,
-		done:     make(chan struct{}),
+		path: path,
+		log:  o.log,
+		poll: o.poll,
+		done: make(chan struct{}),
 	}
 	data, fi, err := f.load()
 	switch {
@@ -180,7 +179,7 @@ func decodeFile(data []byte) (state, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return state{}, errors.New(`file is empty (want {"tenants": {...}})`)
 	}
-	if err := checkDuplicateTenants(data); err != nil {
+	if err := checkDuplicateKeys(data); err != nil {
 		return state{}, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -213,47 +212,70 @@ func decodeFile(data []byte) (state, error) {
 	return st, nil
 }
 
-// checkDuplicateTenants rejects a "tenants" object that names one id twice,
-// which encoding/json would silently resolve to the last one.
-func checkDuplicateTenants(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil // not an object: the strict decode reports it properly
+// checkDuplicateKeys rejects an object that names a key twice, anywhere in
+// the file (a tenant, a deploy_info key, "tenants" itself), which
+// encoding/json would silently resolve to the last one. Syntax errors are
+// left to the strict decode, which reports them with a position.
+func checkDuplicateKeys(data []byte) error {
+	err := walkDuplicates(json.NewDecoder(bytes.NewReader(data)), nil)
+	if errors.Is(err, errJSONSyntax) {
+		return nil
 	}
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		if key != "tenants" {
-			var skip json.RawMessage
-			if dec.Decode(&skip) != nil {
-				return nil
+	return err
+}
+
+var errJSONSyntax = errors.New("syntax error")
+
+func walkDuplicates(dec *json.Decoder, path []string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errJSONSyntax
+	}
+	switch tok {
+	case json.Delim('['):
+		for dec.More() {
+			if err := walkDuplicates(dec, path); err != nil {
+				return err
 			}
-			continue
 		}
-		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-			return nil
-		}
+	case json.Delim('{'):
 		seen := make(map[string]bool)
 		for dec.More() {
 			tok, err := dec.Token()
 			if err != nil {
-				return nil
+				return errJSONSyntax
 			}
-			id, _ := tok.(string)
-			if seen[id] {
-				return fmt.Errorf("tenant %q appears twice in \"tenants\"", shorten(id))
+			key, _ := tok.(string)
+			if seen[key] {
+				return duplicateKeyError(path, key)
 			}
-			seen[id] = true
-			var skip json.RawMessage
-			if dec.Decode(&skip) != nil {
-				return nil
+			seen[key] = true
+			if err := walkDuplicates(dec, append(path, key)); err != nil {
+				return err
 			}
 		}
+	default:
 		return nil
 	}
+	if _, err := dec.Token(); err != nil { // the closing bracket
+		return errJSONSyntax
+	}
 	return nil
+}
+
+func duplicateKeyError(path []string, key string) error {
+	if len(path) == 1 && path[0] == "tenants" {
+		return fmt.Errorf("tenant %q appears twice in \"tenants\"", shorten(key))
+	}
+	where := "the top-level object"
+	if len(path) > 0 {
+		q := make([]string, len(path))
+		for i, p := range path {
+			q[i] = strconv.Quote(shorten(p))
+		}
+		where = strings.Join(q, ".")
+	}
+	return fmt.Errorf("%s names %q twice", where, shorten(key))
 }
 
 // describeJSONError adds the line and column to errors that carry an offset.
@@ -319,7 +341,8 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 	if f.known != nil {
 		mode = f.known.Mode().Perm()
 	}
-	dir, base := filepath.Split(f.path)
+	target := f.target()
+	dir, base := filepath.Split(target)
 	if dir == "" {
 		dir = "."
 	}
@@ -347,16 +370,32 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 	if err := tmp.Close(); err != nil {
 		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
-	if err := os.Rename(tmpName, f.path); err != nil {
+	if err := os.Rename(tmpName, target); err != nil {
 		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	committed = true
 	syncDir(dir)
-	fi, err := os.Stat(f.path)
+	fi, err := os.Stat(target)
 	if err != nil {
 		return nil, none, f.errorf("%w", unwrapPathError(err))
 	}
 	return fi, sha256.Sum256(data), nil
+}
+
+// target is the file that writes replace: the store's path with symbolic
+// links resolved, so that a linked file is updated rather than replaced by
+// a copy (the link kept), and two links to one file share its lock. It is
+// resolved at each write, as a link may be pointed elsewhere.
+func (f *File) target() string {
+	p, err := filepath.EvalSymlinks(f.path)
+	if err != nil {
+		p = f.path // not there yet: created as a plain file
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
 }
 
 // syncDir makes the rename durable. It is best effort: some file systems
@@ -447,7 +486,9 @@ func (f *File) pollLoop() {
 func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error)) error {
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
-	unlock, err := lockFile(ctx, f.lockPath)
+	target := f.target()
+	lockPath := filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".lock")
+	unlock, err := lockFile(ctx, lockPath)
 	if err != nil {
 		return f.errorf("lock: %w", err)
 	}

@@ -193,6 +193,8 @@ func TestFileMalformed(t *testing.T) {
 		{"missing tenants", `{"version": 3}`, []string{`"tenants"`}},
 		{"tenants null", `{"tenants": null}`, []string{`"tenants"`}},
 		{"duplicate id", `{"tenants": {"a": {"deploy_info": {"POSTGRES_URL": ` + url + `}}, "b": {"deploy_info": {"POSTGRES_URL": ` + url + `}}, "a": {"deploy_info": {"POSTGRES_URL": "postgres://db/other"}}}}`, []string{`"a"`, "twice"}},
+		{"duplicate tenants", `{"tenants": {"a": {"deploy_info": {"POSTGRES_URL": ` + url + `}}}, "tenants": {}}`, []string{"top-level object", `"tenants" twice`}},
+		{"duplicate deploy_info key", `{"tenants": {"a": {"deploy_info": {"POSTGRES_URL": ` + url + `, "POSTGRES_URL": "postgres://db/other"}}}}`, []string{`"tenants"."a"."deploy_info" names "POSTGRES_URL" twice`}},
 		{"invalid id", `{"tenants": {"Tenant-A": {"deploy_info": {"POSTGRES_URL": ` + url + `}}}}`, []string{`"Tenant-A"`, "tenant_id"}},
 		{"empty id", `{"tenants": {"": {"deploy_info": {"POSTGRES_URL": ` + url + `}}}}`, []string{"tenant_id"}},
 		{"missing POSTGRES_URL", `{"tenants": {"a": {"deploy_info": {"PG_URL": ` + url + `}}}}`, []string{`"a"`, "POSTGRES_URL"}},

@@ -135,3 +135,36 @@ func TestFileLockWaitsForContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A store opened through a symbolic link updates the file it points to,
+// keeps the link, and shares the lock with a store opened on the file.
+func TestFileSymlink(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	real := writeFile(t, filepath.Join(dir, "data"), "tenants.json", handWritten)
+	link := filepath.Join(dir, "current.json")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	viaLink := openFile(t, link)
+	if _, err := viaLink.Create(ctx, newTenant("t3", "three")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced by a file (%v, %v)", fi, err)
+	}
+	data, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`"t3"`)) {
+		t.Errorf("the linked file lacks the new tenant:\n%s", data)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", ".tenants.json.lock")); err != nil {
+		t.Errorf("no lock next to the linked file: %v", err)
+	}
+}
