@@ -22,7 +22,8 @@
 //
 // Redis URLs take the store's own options prefix= (key prefix, default
 // "tenantsql"), check= (how often a follower compares versions, default
-// 5s) and stream_length= (events kept, default 10000), and any of
+// 5s), resync= (how often it rereads every tenant, default 5m) and
+// stream_length= (events kept, default 10000), and any of
 // go-redis's (dial_timeout=3s, ...). See Redis for how changes reach every
 // process and what happens when Redis restarts or loses its data.
 //
@@ -30,8 +31,10 @@
 // the file atomically (a temporary file in the same directory, fsync,
 // rename), so a crash or a concurrent reader sees the old file or the new
 // one, never a torn one. Writers in several processes are serialized by an
-// advisory lock on a sidecar file, ".NAME.lock", and each write starts from
-// what is on disk, so no process undoes another's change. A process learns
+// advisory lock on a sidecar file, ".NAME.lock" (flock, on Unix systems;
+// elsewhere only writers within one process are serialized), and each
+// write starts from what is on disk, so no process undoes another's
+// change. A path that is a symbolic link updates the file it points to. A process learns
 // of changes made by others by reading the file every poll interval
 // (default 1s, poll=0 turns it off). A file that breaks while the program
 // runs, say by a bad hand edit, is logged once and the tenants read before
@@ -88,9 +91,8 @@
 // when it sees a change made by another process, and the Redis store after
 // every reconnect or gap. So a consumer that treats an EventSync as "this
 // is the whole set now" and applies the other events one by one always
-// converges on the store's state. The exception is a partial sync
-// (Event.Partial), sent when Redis came back without data it had: add and
-// update what it lists, remove nothing. A Tracker does all of this and
+// converges on the store's state; after a loss of data in Redis the state
+// includes the tenants it lost (Event.DataLoss). A Tracker does all of this and
 // reports each tenant's change. The channel is closed when the context
 // given to Watch ends or the store is closed.
 //

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 //	                   WithStreamLength entries; no deploy info, so no
 //	                   password, travels in it
 //	{PREFIX}:epoch     random id written with the first data
+//	{PREFIX}:accepted  version of the operator's last AcceptLoss
 //	{PREFIX}:changes   pub/sub channel: a wake-up carrying the version
 //
 // Every mutation is one Lua script: the change, the version bump and the
@@ -43,8 +45,12 @@ import (
 // back without the data the follower had seen (restarted without
 // persistence, flushed: the epoch changed or the version went back) is
 // not taken to mean that every tenant was deleted: the follower logs an
-// error, reports it in Status, and sends a partial sync that adds and
-// updates but removes nothing, then follows the new data. Tenants go away
+// error, reports it in Status, keeps the tenants it knew that Redis no
+// longer lists (with their last known records, in every sync it sends,
+// marked Event.DataLoss), and follows the new data. The same holds
+// for a Redis that lost only its last writes (a failover to a replica that
+// had not received them, a restore from an older snapshot): the stream
+// entry the follower applied last is gone or holds another version. Tenants go away
 // only by explicit deletes, or by a resync an operator asks for
 // (AcceptLoss).
 type Redis struct {
@@ -62,7 +68,8 @@ type Redis struct {
 	done      chan struct{}
 
 	mu     sync.Mutex
-	st     state // the last state followed, for new watchers
+	st     state             // the last state followed, for new watchers
+	kept   map[string]Tenant // in st although Redis lost them (data-loss mode)
 	synced bool
 	status Status
 	closed bool
@@ -72,12 +79,13 @@ type Redis struct {
 var _ Store = (*Redis)(nil)
 
 type redisKeys struct {
-	tenants, version, events, epoch, channel string
+	tenants, version, events, epoch, channel, accepted string
 }
 
 func newRedisKeys(prefix string) redisKeys {
 	p := "{" + prefix + "}:"
-	return redisKeys{tenants: p + "tenants", version: p + "version", events: p + "events", epoch: p + "epoch", channel: p + "changes"}
+	return redisKeys{tenants: p + "tenants", version: p + "version", events: p + "events", epoch: p + "epoch",
+		channel: p + "changes", accepted: p + "accepted"}
 }
 
 // Status describes how a store that follows a remote source is doing.
@@ -93,8 +101,9 @@ type Status struct {
 	// last success.
 	LastError string
 	// DataLoss reports that the source came back without data the
-	// follower had seen. Tenants it no longer lists are kept; an
-	// operator's resync (AcceptLoss) clears it.
+	// follower had seen. Tenants it no longer lists are kept until deleted
+	// or written again; an operator's resync (AcceptLoss) drops them and
+	// clears DataLoss.
 	DataLoss bool
 }
 
@@ -164,7 +173,9 @@ func OpenRedis(ctx context.Context, rawURL string, opts ...RedisOption) (*Redis,
 	name := RedactURL(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("store: redis URL %s: %w", name, unwrapURLError(err))
+		// Not %w: url.Error quotes the part it could not read, which may
+		// be the password.
+		return nil, fmt.Errorf("store: redis URL %s: %s", name, urlErrorReason(err))
 	}
 	q := u.Query()
 	o := defaultRedisOptions()
@@ -258,14 +269,6 @@ func redisURLError(name string, err error) error {
 	return fmt.Errorf("store: redis URL %s: %v", name, strings.TrimPrefix(err.Error(), "redis: "))
 }
 
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 func (r *Redis) errorf(format string, args ...any) error {
 	return fmt.Errorf("store: redis %s: "+format, append([]any{r.name}, args...)...)
 }
@@ -300,9 +303,12 @@ func decodeRecord(id, raw string) (Tenant, error) {
 	return t, nil
 }
 
-// The mutation scripts. KEYS: tenants, version, events, epoch, channel.
-// Each bumps the version, appends to the stream and publishes in the same
-// atomic step as the change; the epoch is (re)created if the data is new.
+// The mutation scripts. KEYS: tenants, version, events, epoch, channel,
+// accepted. Each bumps the version, appends to the stream and publishes in
+// the same atomic step as the change; the epoch is (re)created if the data
+// is new. The resync marker also records its version under accepted, so a
+// follower that misses the marker in the stream (it resynced past it)
+// still learns that the operator accepted the loss.
 var (
 	createScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
@@ -333,13 +339,14 @@ return v`)
 redis.call('SET', KEYS[4], ARGV[2], 'NX')
 local v = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'v', v, 't', 'resync', 'id', '')
+redis.call('SET', KEYS[6], v)
 redis.call('PUBLISH', KEYS[5], v)
 return v`)
 )
 
 func (r *Redis) scriptKeys() []string {
 	k := r.keys
-	return []string{k.tenants, k.version, k.events, k.epoch, k.channel}
+	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted}
 }
 
 func (r *Redis) checkOpen() error {
@@ -382,23 +389,40 @@ func (r *Redis) List(ctx context.Context) ([]Tenant, error) {
 	if err != nil {
 		return nil, r.errorf("list tenants: %w", err)
 	}
-	st, err := r.decodeAll(all, 0)
-	if err != nil {
-		return nil, err
-	}
+	st := r.decodeAll(all, 0, nil)
 	return st.list(), nil
 }
 
-func (r *Redis) decodeAll(all map[string]string, version int64) (state, error) {
+// decodeAll decodes the tenants hash. A record that does not decode or is
+// not a valid tenant (edited by hand, or by a newer tenantsql) is logged
+// and left out, or kept as prev knew it: one bad record must neither stop
+// every process from following the others nor make them drop a tenant
+// nobody deleted.
+func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]Tenant) state {
 	st := state{version: version, tenants: make(map[string]Tenant, len(all))}
 	for id, raw := range all {
-		t, err := decodeRecord(id, raw)
+		t, err := decodeValidRecord(id, raw)
 		if err != nil {
-			return state{}, r.errorf("%w", err)
+			r.log.Error("tenantsql: skipping a malformed tenant record", "store", r.name, "err", err)
+			if old, ok := prev[id]; ok {
+				st.tenants[id] = old
+			}
+			continue
 		}
 		st.tenants[id] = t
 	}
-	return st, nil
+	return st
+}
+
+func decodeValidRecord(id, raw string) (Tenant, error) {
+	t, err := decodeRecord(id, raw)
+	if err != nil {
+		return Tenant{}, err
+	}
+	if err := Validate(t); err != nil {
+		return Tenant{}, fmt.Errorf("tenant %q: invalid record: %w", shorten(id), err)
+	}
+	return t, nil
 }
 
 // Create implements Store.
@@ -532,7 +556,7 @@ func (r *Redis) Watch(ctx context.Context) (<-chan Event, error) {
 	var initial *Event
 	if r.synced {
 		ev := r.st.sync()
-		ev.Partial = r.status.DataLoss
+		ev.DataLoss = r.status.DataLoss
 		initial = &ev
 	}
 	return r.hub.add(ctx, initial, r.snapshot)
@@ -542,7 +566,7 @@ func (r *Redis) snapshot() Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ev := r.st.sync()
-	ev.Partial = r.status.DataLoss
+	ev.DataLoss = r.status.DataLoss
 	return ev
 }
 
@@ -585,8 +609,10 @@ type follower struct {
 	synced  bool
 	epoch   string
 	version int64
-	lastID  string // stream position of version
+	lastID  string // stream position of version; "0-0" when the stream was empty
+	lossAt  int64  // version at which DataLoss was detected
 
+	subErr        error // why subscribing fails, while it does
 	lastErrLogged string
 }
 
@@ -594,6 +620,10 @@ func (f *follower) run(ctx context.Context) {
 	r := f.r
 	ps := r.c.Subscribe(ctx, r.keys.channel)
 	defer ps.Close()
+	// ReceiveTimeout only sets a read deadline and does not watch ctx:
+	// closing the subscription is what makes Close prompt.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	backoff := 100 * time.Millisecond
 	lastCheck := time.Now()
 	for {
@@ -601,7 +631,12 @@ func (f *follower) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && !isTimeout(err) {
+		switch {
+		case err != nil && !isTimeout(err):
+			// Possibly for good (an ACL user without channel
+			// permission): the periodic check below keeps the
+			// follower right by polling meanwhile.
+			f.subErr = err
 			f.failed(err)
 			select {
 			case <-ctx.Done():
@@ -609,21 +644,26 @@ func (f *follower) run(ctx context.Context) {
 			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, 2*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			// Subscribed, or subscribed again after a reconnect: whatever
-			// was published meanwhile is lost, so read everything.
-			if m.Kind == "subscribe" {
-				f.step(ctx, f.resync)
+		case err == nil:
+			f.subErr = nil
+			backoff = 100 * time.Millisecond
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				// Subscribed, or subscribed again after a reconnect:
+				// whatever was published meanwhile is lost, so read
+				// everything.
+				if m.Kind == "subscribe" {
+					f.step(ctx, f.resync)
+					lastCheck = time.Now()
+				}
+			case *redis.Message:
+				// A wake-up for a version already applied is stale. A
+				// Redis that rolled back reuses versions; the periodic
+				// check finds that.
+				if v, err := strconv.ParseInt(m.Payload, 10, 64); err != nil || !f.synced || v > f.version {
+					f.step(ctx, f.catchUp)
+				}
 			}
-		case *redis.Message:
-			if v, err := strconv.ParseInt(m.Payload, 10, 64); err == nil && f.synced && v <= f.version {
-				continue
-			}
-			f.step(ctx, f.catchUp)
 		}
 		if time.Since(lastCheck) >= r.check {
 			lastCheck = time.Now()
@@ -649,8 +689,15 @@ func (f *follower) step(ctx context.Context, fn func(context.Context) error) {
 	f.r.mu.Lock()
 	f.r.status.Connected = true
 	f.r.status.LastError = ""
+	if f.subErr != nil {
+		// Reads work, so the follower polls; still say why it cannot
+		// subscribe, and log it once rather than at every poll.
+		f.r.status.LastError = f.subErr.Error()
+	}
 	f.r.mu.Unlock()
-	f.lastErrLogged = ""
+	if f.subErr == nil {
+		f.lastErrLogged = ""
+	}
 }
 
 func (f *follower) failed(err error) {
@@ -665,20 +712,36 @@ func (f *follower) failed(err error) {
 	}
 }
 
-// checkVersion compares the version counter and epoch with what was
-// applied: a difference means pub/sub lost something.
+// checkVersion compares the version counter, the epoch and the stream
+// entry applied last with what was applied: a difference means pub/sub
+// lost something, or Redis lost data.
 func (f *follower) checkVersion(ctx context.Context) error {
 	if !f.synced {
 		return f.resync(ctx)
 	}
 	r := f.r
-	vals, err := r.c.MGet(ctx, r.keys.version, r.keys.epoch).Result()
+	var (
+		vals *redis.SliceCmd
+		last *redis.XMessageSliceCmd
+	)
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		vals = p.MGet(ctx, r.keys.version, r.keys.epoch)
+		if f.lastID != noEntry {
+			last = p.XRange(ctx, r.keys.events, f.lastID, f.lastID)
+		}
+		return nil
+	})
 	if err != nil {
 		return r.errorf("check version: %w", err)
 	}
-	v, _ := strconv.ParseInt(str(vals[0]), 10, 64)
-	if str(vals[1]) != f.epoch || v < f.version {
+	v, _ := strconv.ParseInt(str(vals.Val()[0]), 10, 64)
+	if str(vals.Val()[1]) != f.epoch || v < f.version {
 		return f.resync(ctx)
+	}
+	if last != nil {
+		if ents := last.Val(); len(ents) == 0 || parseEntry(ents[0]).v != f.version {
+			return f.resync(ctx) // trimmed, or rolled back: resync tells which
+		}
 	}
 	if v > f.version {
 		return f.catchUp(ctx)
@@ -691,72 +754,153 @@ func str(v any) string {
 	return s
 }
 
+// noEntry is the stream position of a follower that has applied no entry.
+const noEntry = "0-0"
+
 // resync reads the whole tenant set, its version, epoch and stream
 // position in one transaction, and publishes it as a sync.
 func (f *follower) resync(ctx context.Context) error {
 	r := f.r
 	var (
-		all     *redis.MapStringStringCmd
-		ver     *redis.StringCmd
-		epoch   *redis.StringCmd
-		lastEnt *redis.XMessageSliceCmd
+		all      *redis.MapStringStringCmd
+		ver      *redis.StringCmd
+		epoch    *redis.StringCmd
+		accepted *redis.StringCmd
+		lastEnt  *redis.XMessageSliceCmd
+		firstEnt *redis.XMessageSliceCmd
+		applied  *redis.XMessageSliceCmd
 	)
+	checkStream := f.synced && f.lastID != noEntry
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		all = p.HGetAll(ctx, r.keys.tenants)
 		ver = p.Get(ctx, r.keys.version)
 		epoch = p.Get(ctx, r.keys.epoch)
+		accepted = p.Get(ctx, r.keys.accepted)
 		lastEnt = p.XRevRangeN(ctx, r.keys.events, "+", "-", 1)
+		if checkStream {
+			firstEnt = p.XRangeN(ctx, r.keys.events, "-", "+", 1)
+			applied = p.XRange(ctx, r.keys.events, f.lastID, f.lastID)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return r.errorf("resync: %w", err)
 	}
 	v, _ := strconv.ParseInt(ver.Val(), 10, 64)
-	st, err := r.decodeAll(all.Val(), v)
-	if err != nil {
-		return err
-	}
-	lastID := "0-0"
+	acc, _ := strconv.ParseInt(accepted.Val(), 10, 64)
+	lastID := noEntry
 	if ents := lastEnt.Val(); len(ents) > 0 {
 		lastID = ents[0].ID
 	}
 	e := epoch.Val()
 
 	lost := f.synced && f.epoch != "" && (e != f.epoch || v < f.version)
+	if checkStream && !lost {
+		lost = rolledBack(f.lastID, f.version, applied.Val(), firstEnt.Val())
+	}
+	// Only this goroutine changes r.st and r.kept: reading them without
+	// r.mu is safe here, and decoding 10,000 records is better done
+	// without holding it.
+	prev, kept := r.st.tenants, maps.Clone(r.kept)
+	st := r.decodeAll(all.Val(), v, prev)
+	accept := false
+	switch {
+	case lost:
+		f.lossAt = v
+		if kept == nil {
+			kept = make(map[string]Tenant)
+		}
+		for id, t := range prev {
+			if _, ok := st.tenants[id]; !ok {
+				kept[id] = t
+			}
+		}
+	case kept != nil && acc > f.lossAt:
+		kept, accept = nil, true
+	}
+	for id, t := range kept {
+		if _, ok := st.tenants[id]; ok {
+			delete(kept, id) // written again: Redis has it
+		} else {
+			st.tenants[id] = t
+		}
+	}
 	r.mu.Lock()
 	if lost {
 		r.status.DataLoss = true
+	} else if accept {
+		r.status.DataLoss = false
 	}
-	partial := r.status.DataLoss
-	r.st, r.synced = st, true
+	r.st, r.kept, r.synced = st, kept, true
 	r.status.Version, r.status.LastSync = v, time.Now()
 	ev := r.st.sync()
-	ev.Partial = partial
+	ev.DataLoss = r.status.DataLoss
 	r.hub.publish(ev)
 	r.mu.Unlock()
-	if lost {
-		r.log.Error("tenantsql: the tenant store lost data it had (Redis restarted without persistence or was flushed); "+
+	switch {
+	case lost:
+		r.log.Error("tenantsql: the tenant store lost data it had (Redis restarted without persistence, was flushed, or failed over to a replica that lacked the last writes); "+
 			"keeping every tenant known in this process, and following the store from here; restore the tenants (tenantsql tenants load) "+
 			"or accept the loss (tenantsql tenants resync)",
 			"store", r.name, "tenants_in_store", len(st.tenants), "version_before", f.version, "version_now", v)
+	case accept:
+		r.log.Info("tenantsql: the loss of tenant store data was accepted; following the store as it is", "store", r.name, "tenants", len(st.tenants))
 	}
 	f.synced, f.epoch, f.version, f.lastID = true, e, v, lastID
 	return nil
 }
 
-// catchUp reads the stream after the last applied entry and publishes
-// each change. A gap in the versions (the stream was trimmed past us, or
-// Redis lost it) or an operator's resync marker means a resync.
+// rolledBack reports whether the stream no longer holds the entry the
+// follower applied last (at id, with version) although it was not trimmed
+// away: Redis lost writes, and versions after it may be reused.
+func rolledBack(id string, version int64, applied, first []redis.XMessage) bool {
+	if len(applied) > 0 {
+		return parseEntry(applied[0]).v != version
+	}
+	if len(first) == 0 {
+		return true // the stream is gone, never trimmed to nothing
+	}
+	return !streamIDLess(id, first[0].ID)
+}
+
+// streamIDLess compares two stream ids ("ms-seq").
+func streamIDLess(a, b string) bool {
+	am, as := splitStreamID(a)
+	bm, bs := splitStreamID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func splitStreamID(id string) (ms, seq uint64) {
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
+}
+
+// catchUp reads the stream from the last applied entry and publishes each
+// change. That entry missing or changed (trimmed, or Redis rolled back), a
+// gap in the versions, or an operator's resync marker means a resync.
 func (f *follower) catchUp(ctx context.Context) error {
 	if !f.synced {
 		return f.resync(ctx)
 	}
 	r := f.r
 	const page = 256
+	start, verify := "-", false
+	if f.lastID != noEntry {
+		start, verify = f.lastID, true
+	}
 	for {
-		ents, err := r.c.XRangeN(ctx, r.keys.events, "("+f.lastID, "+", page).Result()
+		ents, err := r.c.XRangeN(ctx, r.keys.events, start, "+", page).Result()
 		if err != nil {
 			return r.errorf("read events: %w", err)
+		}
+		n := len(ents)
+		if verify {
+			if n == 0 || ents[0].ID != f.lastID || parseEntry(ents[0]).v != f.version {
+				return f.resync(ctx)
+			}
+			ents, verify = ents[1:], false
 		}
 		expect := f.version + 1
 		var batch []streamEntry
@@ -772,12 +916,6 @@ func (f *follower) catchUp(ctx context.Context) error {
 				if err := f.apply(ctx, batch); err != nil {
 					return err
 				}
-				if e.typ == "resync" && e.v == expect {
-					r.mu.Lock()
-					r.status.DataLoss = false
-					r.mu.Unlock()
-					r.log.Info("tenantsql: resyncing with the tenant store on request", "store", r.name)
-				}
 				return f.resync(ctx)
 			}
 			batch = append(batch, e)
@@ -786,9 +924,10 @@ func (f *follower) catchUp(ctx context.Context) error {
 		if err := f.apply(ctx, batch); err != nil {
 			return err
 		}
-		if len(ents) < page {
+		if n < page {
 			return nil
 		}
+		start = "(" + f.lastID
 	}
 }
 
@@ -841,17 +980,19 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 			if !ok {
 				break
 			}
-			t, err := decodeRecord(e.id, raw)
+			t, err := decodeValidRecord(e.id, raw)
 			if err != nil {
 				r.log.Error("tenantsql: skipping a malformed tenant record", "store", r.name, "err", err)
 				break
 			}
+			delete(r.kept, t.ID)
 			ev.Type, ev.Tenant = EventUpdate, t
 			if _, known := r.st.tenants[t.ID]; !known {
 				ev.Type = EventCreate
 			}
 			r.st.tenants[t.ID] = t
 		case "delete":
+			delete(r.kept, e.id)
 			if t, known := r.st.tenants[e.id]; known {
 				delete(r.st.tenants, e.id)
 				ev.Type, ev.Tenant = EventDelete, t

@@ -311,6 +311,11 @@ func TestRedisDataLoss(t *testing.T) {
 	var logs syncBuffer
 	a := openRedis(t, srv.URL(), prefix)
 	b := openRedis(t, srv.URL(), prefix, WithRedisLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the follower's log:\n%s", logs.String())
+		}
+	})
 	ctx := context.Background()
 	for _, id := range []string{"t1", "t2"} {
 		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {

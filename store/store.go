@@ -84,13 +84,15 @@ type Event struct {
 	Version int64
 	Tenant  Tenant   // EventCreate, EventUpdate, EventDelete
 	Tenants []Tenant // EventSync, sorted by id
-	// Partial marks an EventSync sent after the store lost data it had
-	// (a Redis that came back empty, or was flushed): Tenants is what the
-	// store holds now and Version starts again from there, but tenants
-	// missing from it may still exist. Apply it as additions and updates
-	// only; nothing goes away except by an explicit delete, or a later
-	// EventSync that is not Partial (an operator's resync).
-	Partial bool
+	// DataLoss marks an EventSync sent while the store is in data-loss
+	// mode: its source came back without data it had (a Redis restarted
+	// without persistence, flushed, or failed over to a replica that
+	// lacked the last writes). Version may have gone back. Tenants is still
+	// the whole set: what the source holds now, plus the tenants this
+	// process knew that the source lost, kept with their last known
+	// records until they are deleted, written again, or an operator
+	// accepts the loss (a later sync without DataLoss drops them).
+	DataLoss bool
 }
 
 // LogValue makes slog print the event without secrets: encoding/json,
@@ -100,8 +102,8 @@ func (e Event) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("type", e.Type.String()), slog.Int64("version", e.Version)}
 	if e.Type == EventSync {
 		attrs = append(attrs, slog.Int("tenants", len(e.Tenants)))
-		if e.Partial {
-			attrs = append(attrs, slog.Bool("partial", true))
+		if e.DataLoss {
+			attrs = append(attrs, slog.Bool("data_loss", true))
 		}
 	} else {
 		attrs = append(attrs, slog.Attr{Key: "tenant", Value: e.Tenant.LogValue()})

@@ -69,12 +69,10 @@ func (tr *Tracker) Apply(ev Event) []Change {
 				out = append(out, c)
 			}
 		}
-		if !ev.Partial {
-			for id, t := range tr.tenants {
-				if _, ok := seen[id]; !ok {
-					delete(tr.tenants, id)
-					out = append(out, Change{Type: EventDelete, Tenant: t, Version: ev.Version})
-				}
+		for id, t := range tr.tenants {
+			if _, ok := seen[id]; !ok {
+				delete(tr.tenants, id)
+				out = append(out, Change{Type: EventDelete, Tenant: t, Version: ev.Version})
 			}
 		}
 		return out

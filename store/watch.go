@@ -111,9 +111,9 @@ func (w *watcher) pump(ctx context.Context) {
 		sent      bool
 	)
 	send := func(ev Event) bool {
-		// A partial sync starts versions again (the store lost its data);
+		// A sync in data-loss mode may start versions again;
 		// anything else older than what was sent is stale.
-		if sent && !ev.Partial && (ev.Version < delivered || ev.Version == delivered && ev.Type != EventSync) {
+		if sent && !ev.DataLoss && (ev.Version < delivered || ev.Version == delivered && ev.Type != EventSync) {
 			return true
 		}
 		select {
