@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -93,6 +95,36 @@ func TestMaxConnsPerTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.check(f.tenants[1], got)
+}
+
+// Without WithMaxConnsPerTenant a tenant may use its own server's whole
+// budget, WithServerBudget included, not just the WithMaxConns default.
+func TestPerTenantDefaultIsServerBudget(t *testing.T) {
+	cc, err := pgx.ParseConfig(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
+	const budget = 4
+	f := newFixture(t, "pertenantdef", 1, driver.WithMaxConns(2), driver.WithServerBudget(server, budget))
+	ti := f.tenants[0]
+	ctx, cancel := context.WithTimeout(ti.ctx(context.Background()), 5*time.Second)
+	defer cancel()
+	for i := range budget {
+		tx, err := f.db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatalf("transaction %d of one tenant, server budget %d: %v", i+1, budget, err)
+		}
+		defer tx.Rollback()
+		var got answer
+		if err := tx.QueryRowContext(ctx, whereAmI).Scan(&got.DB, &got.App); err != nil {
+			t.Fatal(err)
+		}
+		f.check(ti, got)
+	}
+	if n := f.serverSessionsOf(ti); n != budget {
+		t.Errorf("the server has %d sessions of the tenant, want %d", n, budget)
+	}
 }
 
 func TestIdleTimeout(t *testing.T) {

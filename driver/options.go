@@ -41,7 +41,7 @@ type Option func(*config)
 type config struct {
 	maxConns          int
 	serverBudgets     map[string]int
-	maxConnsPerTenant int
+	maxConnsPerTenant int // 0: the tenant's server budget
 	idleTimeout       time.Duration
 	maxConnLifetime   time.Duration
 	connectTimeout    time.Duration
@@ -90,9 +90,6 @@ func (c *config) validate() error {
 			return fmt.Errorf("tenantsql: WithServerBudget(%q, %d): must be at least 1", server, n)
 		}
 	}
-	if c.maxConnsPerTenant == 0 {
-		c.maxConnsPerTenant = c.maxConns
-	}
 	return nil
 }
 
@@ -121,9 +118,10 @@ func WithServerBudget(server string, n int) Option {
 }
 
 // WithMaxConnsPerTenant caps the physical connections of one tenant. The
-// default is the WithMaxConns cap, so one busy tenant can use all of it
-// (pgxpool's own default of max(4, NumCPU) starves a busy tenant that
-// database/sql would give more).
+// default is the budget of the tenant's server (WithServerBudget, else
+// WithMaxConns), so one busy tenant can use all of it (pgxpool's own
+// default of max(4, NumCPU) starves a busy tenant that database/sql would
+// give more). A cap above a server's budget is that budget.
 func WithMaxConnsPerTenant(n int) Option { return func(c *config) { c.maxConnsPerTenant = n } }
 
 // WithIdleTimeout sets how long a physical connection may sit unused before

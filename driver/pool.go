@@ -88,10 +88,14 @@ func newBudget(cfg *config, server string) *budget {
 	if n, ok := cfg.serverBudgets[server]; ok {
 		max = n
 	}
+	perTenant := max
+	if cfg.maxConnsPerTenant > 0 {
+		perTenant = min(cfg.maxConnsPerTenant, max)
+	}
 	return &budget{
 		server:         server,
 		max:            max,
-		perTenant:      min(cfg.maxConnsPerTenant, max),
+		perTenant:      perTenant,
 		lifetime:       cfg.maxConnLifetime,
 		connectTimeout: cfg.connectTimeout,
 		evictionDelay:  cfg.evictionDelay,
