@@ -94,7 +94,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 
 	var opts []api.Option
 	if cfg.noAuth {
-		log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth)")
+		// run says so, with the address, once it listens.
 		opts = append(opts, api.WithoutAuth())
 	} else {
 		opts = append(opts, api.WithToken(cfg.token))

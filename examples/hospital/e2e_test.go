@@ -55,16 +55,30 @@ type server struct {
 	t    *testing.T
 	url  string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *lockedBuffer
+}
+
+// log returns what the process wrote to its standard error so far.
+func (s *server) log() string {
+	s.logs.mu.Lock()
+	defer s.logs.mu.Unlock()
+	return s.logs.b.String()
 }
 
 func start(t *testing.T, storeURL string, extra ...string) *server {
 	t.Helper()
+	return startWith(t, nil, append([]string{"--store", storeURL, "--addr", "127.0.0.1:0"}, extra...)...)
+}
+
+// startWith starts the example with exactly args, and env added to the
+// environment.
+func startWith(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
 	bin := build(t)
-	cmd := exec.Command(bin, append([]string{"--store", storeURL, "--addr", "127.0.0.1:0"}, extra...)...)
-	cmd.Env = append(os.Environ(), "TENANTSQL_ADMIN_TOKEN="+token)
-	logs := &bytes.Buffer{}
-	cmd.Stderr = &lockedBuffer{b: logs}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "TENANTSQL_ADMIN_TOKEN="+token), env...)
+	logs := &lockedBuffer{b: &bytes.Buffer{}}
+	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +97,7 @@ func start(t *testing.T, storeURL string, extra ...string) *server {
 			cmd.Process.Kill()
 		}
 		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
+			t.Logf("server log:\n%s", s.log())
 		}
 	})
 	lines := make(chan string, 1)
@@ -98,7 +112,7 @@ func start(t *testing.T, storeURL string, extra ...string) *server {
 	select {
 	case s.url = <-lines:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the example did not start:\n%s", logs.String())
+		t.Fatalf("the example did not start:\n%s", s.log())
 	}
 	return s
 }

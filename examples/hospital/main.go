@@ -17,6 +17,10 @@
 // --create-databases (the default) a tenant's database is created if it
 // does not exist yet. --store redis://... runs several instances that
 // share their tenants.
+//
+// --insecure-no-auth serves the admin API without a token, for local
+// development; without --addr it then listens on 127.0.0.1:8000 only, so
+// that other machines cannot reach an API that lets anyone change tenants.
 package main
 
 import (
@@ -48,6 +52,13 @@ var defaultConfig []byte
 
 const defaultStore = "file:tenant_config.json"
 
+// Where to listen without --addr: every interface with a token, only the
+// loopback interface without one.
+const (
+	defaultAddr       = ":8000"
+	defaultNoAuthAddr = "127.0.0.1:8000"
+)
+
 func migrations() fs.FS {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -68,11 +79,14 @@ type config struct {
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.store, "store", defaultStore, "tenant store URL (file:PATH, redis://HOST:PORT/DB?prefix=NAME)")
-	flag.StringVar(&cfg.addr, "addr", ":8000", "address to listen on")
-	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token (local development only)")
+	flag.StringVar(&cfg.addr, "addr", "", "address to listen on (default "+defaultAddr+", or "+defaultNoAuthAddr+" with --insecure-no-auth)")
+	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token, for local development only; listens on "+defaultNoAuthAddr+" unless --addr is given")
 	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
+	addrSet := false
+	flag.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
+	cfg.addr = listenAddr(cfg.addr, addrSet, cfg.noAuth)
 	if *allowed != "" {
 		cfg.allowedHosts = strings.Split(*allowed, ",")
 	}
@@ -115,6 +129,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.noAuth {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+			log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth); listening on a loopback address, so only this machine can reach it ("+defaultNoAuthAddr+" unless --addr is given)", "addr", ln.Addr().String())
+		} else {
+			log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth), and --addr makes it reachable from other machines: anyone who reaches it can change tenants", "addr", ln.Addr().String())
+		}
+	}
 	fmt.Fprintf(out, "listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -127,6 +148,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// listenAddr is the address to listen on: addr if --addr was given (set),
+// else the default, which is the loopback interface alone when the admin
+// API has no token.
+func listenAddr(addr string, set, noAuth bool) string {
+	switch {
+	case set:
+		return addr
+	case noAuth:
+		return defaultNoAuthAddr
+	}
+	return defaultAddr
 }
 
 // writeDefaultConfig writes the tutorial's tenant file at path unless a
