@@ -46,7 +46,7 @@ func checkContentType(r *http.Request) *apiError {
 	ct := values[0]
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q", shorten(ct))
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q: send the header Content-Type: application/json", shorten(ct))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return errorf(http.StatusUnsupportedMediaType, "Content-Type charset must be utf-8, got %q", shorten(cs))
