@@ -151,11 +151,15 @@ func (vc *Conn) Begin() (driver.Tx, error) {
 }
 
 // Ping implements driver.Pinger. With a tenant in ctx it pings that
-// tenant's database. Without one it reports whether the tenant store is
-// usable and touches no tenant database: start-up code and ORMs (GORM's
-// Open) ping before any request exists.
+// tenant's database. Without one, on a Conn not bound to a tenant (what
+// (*sql.DB).Ping gets), it reports whether the tenant store is usable and
+// touches no tenant database: start-up code and ORMs (GORM's Open) ping
+// before any request exists. A Conn bound to a tenant (a *sql.Conn already
+// used) fails closed without one, as its other operations do: its caller
+// asks about that tenant's session, which the store's health says nothing
+// about.
 func (vc *Conn) Ping(ctx context.Context) error {
-	if _, ok := tenantctx.TenantFrom(ctx); !ok {
+	if _, ok := tenantctx.TenantFrom(ctx); !ok && vc.pc == nil {
 		return vc.c.pingStore(ctx)
 	}
 	sc, err := vc.bind(ctx)

@@ -96,6 +96,17 @@ func TestSQLConnPinned(t *testing.T) {
 	if err := conn.QueryRowContext(bg, "SELECT 1").Scan(new(int)); !errors.Is(err, driver.ErrNoTenant) {
 		t.Fatalf("conn bound to %s used without tenant: err = %v, want ErrNoTenant", a.ID, err)
 	}
+	// Ping too: a bound conn answers only for its own tenant's session,
+	// not for the store, as an unbound one would.
+	if err := conn.PingContext(bg); !errors.Is(err, driver.ErrNoTenant) {
+		t.Fatalf("conn bound to %s pinged without tenant: err = %v, want ErrNoTenant", a.ID, err)
+	}
+	if err := conn.PingContext(b.ctx(bg)); !errors.Is(err, driver.ErrTenantMismatch) {
+		t.Fatalf("conn bound to %s pinged with %s: err = %v, want ErrTenantMismatch", a.ID, b.ID, err)
+	}
+	if err := conn.PingContext(a.ctx(bg)); err != nil {
+		t.Fatalf("conn bound to %s pinged with its tenant: %v", a.ID, err)
+	}
 	if err := conn.QueryRowContext(a.ctx(bg), "SELECT pg_backend_pid()").Scan(&pid2); err != nil {
 		t.Fatal(err)
 	}
