@@ -31,9 +31,10 @@
 // the store does not know is ErrUnknownTenant, and a Tx or *sql.Conn used
 // with another tenant's context is ErrTenantMismatch. None of them is
 // driver.ErrBadConn, so database/sql never retries them, and there is no
-// default database. The exception is Ping without a tenant, which start-up
-// code and ORMs call: it reports whether the tenant store is usable and
-// touches no tenant database.
+// default database. The exception is (*sql.DB).Ping without a tenant,
+// which start-up code and ORMs call: it reports whether the tenant store is
+// usable and touches no tenant database. (A *sql.Conn already bound to a
+// tenant fails closed there too.)
 //
 // # Connections
 //
@@ -47,9 +48,14 @@
 // the slot of another tenant's cold idle connection, the least recently
 // used first; a tenant with none takes the coldest at once. Waiting callers
 // are served first come, first served across tenants, so none starves
-// behind a busy one, and a slot is reused only once the server has closed
-// the old session, so the server never sees more sessions than the budget.
-// A tenant may be capped too (WithMaxConnsPerTenant).
+// behind a busy one. A slot is reused only once the server has closed the
+// old session, so the server does not see more sessions than the budget,
+// with three exceptions, each brief: a session closed while still busy
+// (pgx closes those without waiting for the server), a server that does
+// not confirm the end within 5 seconds (the slot is freed anyway), and a
+// session whose network path broke, which the server keeps until it
+// notices. A tenant may be capped too (WithMaxConnsPerTenant; by default
+// it may use its server's whole budget).
 // (*sql.DB).SetMaxOpenConns still caps the connections in use; set
 // SetMaxIdleConns to the same value, since database/sql's default of 2 makes
 // it discard virtual connections (cheap) and with them the session each

@@ -24,8 +24,7 @@ const (
 	// DefaultMaxConnLifetime bounds the age of a physical connection, as
 	// pgxpool does, so server-side memory and changed settings are renewed.
 	DefaultMaxConnLifetime = time.Hour
-	// DefaultConnectTimeout bounds a dial when neither the caller's context
-	// nor the tenant's connect_timeout does.
+	// DefaultConnectTimeout bounds a dial (see WithConnectTimeout).
 	DefaultConnectTimeout = 10 * time.Second
 	// DefaultEvictionDelay is how long a caller waits for a connection of its
 	// own tenant when all connections are taken, before it closes an idle
@@ -135,8 +134,15 @@ func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTi
 func WithMaxConnLifetime(d time.Duration) Option { return func(c *config) { c.maxConnLifetime = d } }
 
 // WithConnectTimeout bounds each dial (default DefaultConnectTimeout); a
-// shorter deadline on the caller's context or a connect_timeout in the
-// tenant's URL wins.
+// connect_timeout in the tenant's URL bounds, within it, the attempt on
+// each host the URL names. The caller's context does not bound the dial: a
+// caller whose context ends first returns at once with its error, while
+// the dial keeps its slot in the budget for up to this timeout and, if it
+// succeeds, its connection joins the tenant's pool for the next caller.
+// Cutting the dial short would leave a session half set up on the server
+// after its slot had been given to someone else. WithBeforeConnect and
+// WithAfterConnect run with the dial's context: the caller's values, this
+// deadline.
 func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
 
 // WithEvictionDelay sets how long a caller waits for its own tenant's
