@@ -5,16 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
@@ -87,45 +84,18 @@ func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, err
 		return nil, err
 	}
 	m := &Migrator{db: db, tenants: tenants, fsys: fsys, cfg: cfg}
-	// Build one provider now to check the migrations themselves, so a bad
-	// directory fails here rather than once per tenant.
-	p, err := m.provider()
+	// Check the migrations themselves now, so a bad directory fails here
+	// rather than once per tenant.
+	sources, err := m.checkSources()
 	if err != nil {
 		return nil, err
 	}
-	m.sources = p.ListSources()
+	m.sources = sources
 	return m, nil
 }
 
 // Sources lists the migrations.
 func (m *Migrator) Sources() []*goose.Source { return slices.Clone(m.sources) }
-
-func (m *Migrator) provider() (*goose.Provider, error) {
-	// A locker per provider: it looks stateless, but its retry budget
-	// (go-retry's WithMaxRetries) counts attempts for its whole life, so a
-	// shared one would run out after enough waits across tenants.
-	locker, err := lock.NewPostgresSessionLocker(
-		// Check every second instead of goose's five, for up to the timeout.
-		lock.WithLockTimeout(1, uint64(max(m.cfg.lockTimeout/time.Second, 1))),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	opts := []goose.ProviderOption{
-		goose.WithSessionLocker(locker),
-		goose.WithDisableGlobalRegistry(true),
-		goose.WithSlog(slog.New(slog.NewTextHandler(io.Discard, nil))),
-	}
-	if m.cfg.table != "" {
-		opts = append(opts, goose.WithTableName(m.cfg.table))
-	}
-	opts = append(opts, m.cfg.gooseOpts...)
-	p, err := goose.NewProvider(goose.DialectPostgres, m.db, m.fsys, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	return p, nil
-}
 
 // Run applies op to the selected tenants (WithTenants, WithExclude), at
 // most WithConcurrency at once, and reports on each. version is the target
