@@ -19,12 +19,20 @@
 // run lists what would be applied. When the context ends, no new tenant
 // starts and the started ones finish.
 //
+// What is pending is what goose would do: the Migrator reads each
+// tenant's version table (without creating it) and applies, as goose's Up
+// does, the migrations not applied, including older ones merged late when
+// goose.WithAllowOutofOrder allows them; Down and DownTo roll back in the
+// reverse of the order migrations were applied.
+//
 // It is safe to run from several places at once. Each tenant gets its own
 // goose Provider and takes goose's PostgreSQL session lock (an advisory
-// lock, scoped to the tenant's database) while it applies migrations, so a
+// lock, scoped to the tenant's database) for each migration it applies,
+// and goose checks under the lock that the migration is still to do, so a
 // migration is applied once even when two runs, or a run and a create hook
 // in several processes, reach the same tenant together. A tenant with
-// nothing pending is checked without taking the lock.
+// nothing pending costs two small queries and no lock, and a dry run or a
+// status changes nothing, not even by creating goose's version table.
 //
 // For new tenants, hooks.Migrate wraps a Migrator as a create hook, so a
 // tenant's first query runs after its migrations; the tenantsql command

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/pressly/goose/v3"
 	"github.com/tenantsql/tenantsql/store"
-	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
 // Op is what a run does to each tenant.
@@ -57,6 +57,7 @@ type Migrator struct {
 	tenants Lister
 	fsys    fs.FS
 	cfg     config
+	table   string // goose's version table, as goose names it in SQL
 	sources []*goose.Source
 }
 
@@ -67,10 +68,10 @@ type Migrator struct {
 //
 // Each tenant gets its own goose Provider for each run (a Provider creates
 // its version table once and would fail on the second database), and each
-// takes goose's PostgreSQL session lock on its tenant's database for the
-// migrations it applies, so concurrent runs, from several processes or a
+// takes goose's PostgreSQL session lock on its tenant's database for each
+// migration it applies, so concurrent runs, from several processes or a
 // create hook racing a CLI run, apply each migration once: the later one
-// waits for the lock and then finds nothing to do. The lock is scoped to
+// waits for the lock and then finds it applied. The lock is scoped to
 // the database, so tenants do not wait for each other.
 func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, error) {
 	if db == nil || fsys == nil {
@@ -83,7 +84,7 @@ func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, err
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := &Migrator{db: db, tenants: tenants, fsys: fsys, cfg: cfg}
+	m := &Migrator{db: db, tenants: tenants, fsys: fsys, cfg: cfg, table: cmp.Or(cfg.table, goose.DefaultTablename)}
 	// Check the migrations themselves now, so a bad directory fails here
 	// rather than once per tenant.
 	sources, err := m.checkSources()
@@ -214,148 +215,4 @@ func (m *Migrator) selectTenants(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
-}
-
-// Tenant runs op for one tenant, whatever WithTenants and WithExclude say.
-// The create hook (hooks.Migrate) uses it.
-func (m *Migrator) Tenant(ctx context.Context, id string, op Op, version int64) TenantResult {
-	return m.runTenant(ctx, id, op, version)
-}
-
-func (m *Migrator) runTenant(ctx context.Context, id string, op Op, version int64) (res TenantResult) {
-	start := time.Now()
-	res = TenantResult{Tenant: id, Before: -1, After: -1}
-	defer func() {
-		res.Duration = time.Since(start)
-		if res.Err != nil {
-			res.Err = &TenantError{Tenant: id, Op: op, Err: res.Err}
-		}
-	}()
-	ctx = tenantctx.WithTenant(ctx, id)
-	p, err := m.provider()
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	// Reading the version takes no lock: a tenant with nothing to do
-	// costs this and nothing more.
-	cur, _, err := p.GetVersions(ctx)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	res.Before, res.After = cur, cur
-
-	switch op {
-	case Status:
-		st, err := p.Status(ctx)
-		if err != nil {
-			res.Err = err
-			return res
-		}
-		for _, s := range st {
-			res.Migrations = append(res.Migrations, MigrationState{Version: s.Source.Version, Path: s.Source.Path, Applied: s.State == goose.StateApplied, AppliedAt: s.AppliedAt})
-			if s.State == goose.StatePending {
-				res.Pending = append(res.Pending, s.Source.Version)
-			}
-		}
-		return res
-	case Up, UpTo:
-		target := int64(-1)
-		if op == UpTo {
-			target = version
-		}
-		res.Pending = m.pendingUp(cur, target)
-		if op == Up {
-			pending, err := p.HasPending(ctx)
-			if err != nil {
-				res.Err = err
-				return res
-			}
-			if !pending {
-				res.Pending = nil
-				return res
-			}
-		}
-		if len(res.Pending) == 0 || m.cfg.dryRun {
-			return res
-		}
-		var results []*goose.MigrationResult
-		if op == Up {
-			results, err = p.Up(ctx)
-		} else {
-			results, err = p.UpTo(ctx, version)
-		}
-		res.record(results, err)
-	case Down, DownTo:
-		res.Pending = m.pendingDown(cur, op, version)
-		if len(res.Pending) == 0 || m.cfg.dryRun {
-			return res
-		}
-		var results []*goose.MigrationResult
-		if op == Down {
-			var r *goose.MigrationResult
-			r, err = p.Down(ctx)
-			if r != nil {
-				results = []*goose.MigrationResult{r}
-			}
-		} else {
-			results, err = p.DownTo(ctx, version)
-		}
-		res.record(results, err)
-	}
-	if after, _, err := p.GetVersions(ctx); err == nil {
-		res.After = after
-	}
-	return res
-}
-
-// pendingUp lists the versions above cur, up to target (-1: all).
-func (m *Migrator) pendingUp(cur, target int64) []int64 {
-	var out []int64
-	for _, s := range m.sources {
-		if s.Version > cur && (target < 0 || s.Version <= target) {
-			out = append(out, s.Version)
-		}
-	}
-	return out
-}
-
-// pendingDown lists the versions a rollback would undo, newest first.
-func (m *Migrator) pendingDown(cur int64, op Op, version int64) []int64 {
-	var out []int64
-	for i := len(m.sources) - 1; i >= 0; i-- {
-		v := m.sources[i].Version
-		if v > cur {
-			continue
-		}
-		if op == Down {
-			return []int64{v}
-		}
-		if v > version {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func (res *TenantResult) record(results []*goose.MigrationResult, err error) {
-	var pe *goose.PartialError
-	if errors.As(err, &pe) {
-		results = pe.Applied
-	}
-	for _, r := range results {
-		res.Applied = append(res.Applied, Applied{Version: r.Source.Version, Path: r.Source.Path, Direction: r.Direction, Duration: r.Duration})
-	}
-	if errors.Is(err, goose.ErrNoNextVersion) || errors.Is(err, goose.ErrNoCurrentVersion) {
-		err = nil
-	}
-	res.Err = err
-	if err == nil {
-		res.Pending = nil
-	} else if pe != nil {
-		res.Pending = slices.DeleteFunc(res.Pending, func(v int64) bool {
-			return slices.ContainsFunc(res.Applied, func(a Applied) bool { return a.Version == v })
-		})
-	}
 }

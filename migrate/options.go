@@ -58,8 +58,9 @@ func WithExclude(ids ...string) Option {
 }
 
 // WithDryRun makes a run report what it would apply or roll back for each
-// tenant (TenantResult.Pending) without changing anything. It takes no
-// lock.
+// tenant (TenantResult.Pending), as goose would, without changing
+// anything: it takes no lock and creates nothing, not even goose's
+// version table on a tenant that has none (its version is then 0).
 func WithDryRun(on bool) Option { return func(c *config) { c.dryRun = on } }
 
 // WithProgress calls f after each tenant finishes, from the goroutine that
@@ -76,6 +77,14 @@ func WithLockTimeout(d time.Duration) Option { return func(c *config) { c.lockTi
 // WithGooseOptions passes options to every goose Provider (for example
 // goose.WithGoMigrations, goose.WithAllowOutofOrder). The session locker,
 // the global registry (disabled) and the logger are set by the Migrator.
+// Name the version table with WithTableName, not goose.WithTableName: the
+// Migrator reads the table itself, to see what is pending without taking
+// the lock or creating the table.
+//
+// With goose.WithAllowOutofOrder, migrations older than a tenant's version
+// that it has not applied (merged late from a branch) are applied by Up,
+// and UpTo a version at or above them, first, as goose does; without it,
+// Up and UpTo fail on them with goose's error, as does a dry run.
 func WithGooseOptions(opts ...goose.ProviderOption) Option {
 	return func(c *config) { c.gooseOpts = append(c.gooseOpts, opts...) }
 }

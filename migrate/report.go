@@ -25,7 +25,8 @@ type TenantResult struct {
 	// failure, those that ran before it (they stay committed).
 	Applied []Applied
 	// Pending lists the versions still to apply (or, for Down and DownTo,
-	// to roll back): what a dry run would do, or what a failure left.
+	// to roll back), in the order goose would: what a dry run would do,
+	// or what a failure left. For Status, the migrations not applied.
 	Pending []int64
 	// Migrations is the state of every migration, for Status.
 	Migrations []MigrationState
