@@ -17,7 +17,10 @@
 // *PartialError, which says what did apply before the failure). By default
 // no new tenant starts after a failure; WithContinueOnError goes on. A dry
 // run lists what would be applied. When the context ends, no new tenant
-// starts and the started ones finish.
+// starts, and the started ones finish the migration in flight, stop
+// waiting for another run's lock, and start no other migration: they are
+// reported as interrupted (an error wrapping context.Canceled), with what
+// they applied.
 //
 // What is pending is what goose would do: the Migrator reads each
 // tenant's version table (without creating it) and applies, as goose's Up

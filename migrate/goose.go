@@ -1,6 +1,8 @@
 package migrate
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -22,18 +24,8 @@ func (m *Migrator) provider() (*goose.Provider, error) {
 }
 
 func (m *Migrator) newProvider(fsys fs.FS) (*goose.Provider, error) {
-	// A locker per provider: it looks stateless, but its retry budget
-	// (go-retry's WithMaxRetries) counts attempts for its whole life, so a
-	// shared one would run out after enough waits across tenants.
-	locker, err := lock.NewPostgresSessionLocker(
-		// Check every second instead of goose's five, for up to the timeout.
-		lock.WithLockTimeout(1, uint64(max(m.cfg.lockTimeout/time.Second, 1))),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
 	opts := []goose.ProviderOption{
-		goose.WithSessionLocker(locker),
+		goose.WithSessionLocker(sessionLocker{timeout: m.cfg.lockTimeout}),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSlog(slog.New(slog.DiscardHandler)),
 	}
@@ -117,4 +109,75 @@ func (f goFilesHidden) Glob(pattern string) ([]string, error) {
 func (f goFilesHidden) ReadDir(name string) ([]fs.DirEntry, error) {
 	entries, err := fs.ReadDir(f.FS, name)
 	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return isGoFile(e.Name()) }), err
+}
+
+// waitKey holds, in the context goose runs a migration with (detached),
+// the run's own context, which ends the wait for the lock.
+type waitKey struct{}
+
+// detach returns a context with ctx's values that is never canceled, for
+// goose to apply one migration with: a migration cut in the middle is
+// rolled back by its transaction, but one without a transaction is not.
+// Waiting for the lock, which can take minutes, still ends with ctx.
+func detach(ctx context.Context) context.Context {
+	return context.WithValue(context.WithoutCancel(ctx), waitKey{}, ctx)
+}
+
+// lockPoll is how often a tenant asks again for a lock another run holds
+// (goose's own locker asks every five seconds).
+const lockPoll = time.Second
+
+// sessionLocker is goose's PostgreSQL session lock (the same advisory
+// lock, so it also excludes goose run by other tools), except for how it
+// waits: on the run's context rather than the detached one goose passes
+// (see detach), and for at most timeout per wait, where goose's locker
+// counts its attempts over its whole life.
+type sessionLocker struct {
+	timeout time.Duration
+}
+
+var _ lock.SessionLocker = sessionLocker{}
+
+func (l sessionLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	wait, ok := ctx.Value(waitKey{}).(context.Context)
+	if !ok {
+		wait = ctx
+	}
+	deadline := time.Now().Add(l.timeout)
+	for {
+		// On the detached context: pg_try_advisory_lock does not block,
+		// and a query cut short might leave the lock taken without us
+		// knowing.
+		var locked bool
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", lock.DefaultLockID).Scan(&locked); err != nil {
+			return fmt.Errorf("take the migration lock: %w", err)
+		}
+		if locked {
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("another run has held the migration lock on this database for %v (WithLockTimeout)", l.timeout)
+		}
+		t := time.NewTimer(min(lockPoll, left))
+		select {
+		case <-wait.Done():
+			t.Stop()
+			return fmt.Errorf("interrupted waiting for another run's migration lock: %w", wait.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (l sessionLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	// goose's, which retries: a lock left on a pooled session would hold
+	// up every later run on this database.
+	gl, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return err
+	}
+	if err := gl.SessionUnlock(ctx, conn); err != nil {
+		return fmt.Errorf("release the migration lock: %w", err)
+	}
+	return nil
 }

@@ -105,9 +105,12 @@ func (m *Migrator) Sources() []*goose.Source { return slices.Clone(m.sources) }
 // The tenant list is taken once, at the start; a tenant created during the
 // run is migrated by its create hook. When a tenant fails, the others go
 // on (WithContinueOnError) or no new tenant starts (the default). When ctx
-// ends no new tenant starts either, but tenants already started finish
-// their current run, so none is left between two migrations. The error
-// joins every tenant's; the report is complete either way.
+// ends, no new tenant starts either, and each started tenant finishes the
+// migration it is running, if any, then stops: it is reported with an
+// error wrapping ctx.Err() (context.Canceled for Ctrl-C) and what it did
+// apply, so none is left in the middle of a migration. The error joins
+// every tenant's, and says how many were not started; the report is
+// complete either way.
 func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, error) {
 	if op < Up || op > Status {
 		return nil, fmt.Errorf("migrate: unknown operation %v", op)
@@ -132,10 +135,6 @@ func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, erro
 		wg      sync.WaitGroup
 		slots   = make(chan struct{}, m.cfg.concurrency)
 	)
-	// Tenants already started run to the end of their current operation
-	// even if ctx ends: a migration cut in the middle is rolled back by its
-	// transaction, but one without a transaction is not.
-	runCtx := context.WithoutCancel(ctx)
 loop:
 	for i, id := range ids {
 		select {
@@ -154,7 +153,9 @@ loop:
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			res := m.runTenant(runCtx, id, op, version)
+			// ctx itself: runTenant protects the migration in flight
+			// from its end, and nothing else.
+			res := m.runTenant(ctx, id, op, version)
 			mu.Lock()
 			rep.Results[i] = res
 			done++
@@ -170,13 +171,11 @@ loop:
 	}
 	wg.Wait()
 	rep.Duration = time.Since(start)
-	if err := rep.Err(); err != nil {
-		return rep, err
-	}
+	errs := []error{rep.Err()}
 	if err := ctx.Err(); err != nil && rep.skipped() > 0 {
-		return rep, fmt.Errorf("migrate: stopped with %d tenants not started: %w", rep.skipped(), err)
+		errs = append(errs, fmt.Errorf("migrate: stopped with %d tenants not started: %w", rep.skipped(), err))
 	}
-	return rep, nil
+	return rep, errors.Join(errs...)
 }
 
 // selectTenants lists the tenants, keeps the included ones and drops the

@@ -363,8 +363,9 @@ func TestSelectTenants(t *testing.T) {
 	}
 }
 
-// Cancelling a run starts no new tenant, lets the running ones finish, and
-// says how many were not started.
+// Cancelling a run starts no new tenant; the running ones finish the
+// migration in flight and stop there, reported as interrupted with what
+// they applied; the error says how many were not started.
 func TestCancelStopsStarting(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -375,17 +376,33 @@ func TestCancelStopsStarting(t *testing.T) {
 		}
 	}))
 	rep, err := m.Run(ctx, migrate.Up, 0)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || !contains(err.Error(), "not started") {
+		t.Fatalf("err = %v, want context.Canceled, saying how many were not started", err)
 	}
 	changed, _, failed, skipped := rep.Counts()
-	if failed != 0 || changed < 4 || skipped == 0 || changed+skipped != tenantCount {
+	if changed < 4 || skipped == 0 || changed+failed+skipped != tenantCount {
 		t.Fatalf("changed %d failed %d skipped %d", changed, failed, skipped)
 	}
 	for _, r := range rep.Results {
 		got := e.serverVersions(r.Tenant)
-		if r.Skipped && len(got) != 0 || !r.Skipped && len(got) != 5 {
-			t.Errorf("%s (skipped %v): database records %v; a started tenant must finish", r.Tenant, r.Skipped, got)
+		var applied []int64
+		for _, a := range r.Applied {
+			applied = append(applied, a.Version)
+		}
+		switch {
+		case r.Skipped:
+			if len(got) != 0 {
+				t.Errorf("%s was not started, yet its database records %v", r.Tenant, got)
+			}
+		case r.Err != nil:
+			// Interrupted: no migration half done, the rest pending
+			// (unknown when it ended before reading the version,
+			// Before -1).
+			if !errors.Is(r.Err, context.Canceled) || !slices.Equal(got, applied) || r.Before >= 0 && len(applied)+len(r.Pending) != 5 {
+				t.Errorf("%s: err %v, applied %v, pending %v, database records %v", r.Tenant, r.Err, applied, r.Pending, got)
+			}
+		case len(got) != 5:
+			t.Errorf("%s finished, yet its database records %v", r.Tenant, got)
 		}
 	}
 }

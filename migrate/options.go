@@ -71,7 +71,9 @@ func WithProgress(f func(Progress)) Option { return func(c *config) { c.progress
 func WithTableName(name string) Option { return func(c *config) { c.table = name } }
 
 // WithLockTimeout bounds how long a tenant waits for another run's lock on
-// its database before it fails (default 5 minutes).
+// its database, each time it needs it (once per migration), before it
+// fails (default 5 minutes). The end of the run's context ends the wait
+// too.
 func WithLockTimeout(d time.Duration) Option { return func(c *config) { c.lockTimeout = d } }
 
 // WithGooseOptions passes options to every goose Provider (for example

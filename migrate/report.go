@@ -35,7 +35,9 @@ type TenantResult struct {
 	// without WithContinueOnError, or when its context ended.
 	Skipped bool
 	// Err is why the tenant failed, a *TenantError; for a failed
-	// migration it wraps goose's *PartialError.
+	// migration it wraps goose's *PartialError. A tenant interrupted by
+	// the end of the run's context, between two migrations or waiting
+	// for the lock, has an error wrapping ctx.Err() (context.Canceled).
 	Err error
 }
 
@@ -91,7 +93,8 @@ func (r *Report) Err() error {
 }
 
 // Counts returns how many tenants changed (had migrations applied or rolled
-// back), were already up to date, failed and were not started.
+// back), were already up to date, failed (or were interrupted) and were
+// not started.
 func (r *Report) Counts() (changed, unchanged, failed, skipped int) {
 	for _, res := range r.Results {
 		switch {

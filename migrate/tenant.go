@@ -14,7 +14,8 @@ import (
 )
 
 // Tenant runs op for one tenant, whatever WithTenants and WithExclude say.
-// The create hook (hooks.Migrate) uses it.
+// The create hook (hooks.Migrate) uses it. When ctx ends, the migration in
+// flight runs to its end and the tenant stops there, as in Run.
 func (m *Migrator) Tenant(ctx context.Context, id string, op Op, version int64) TenantResult {
 	return m.runTenant(ctx, id, op, version)
 }
@@ -88,13 +89,19 @@ func (m *Migrator) runTenant(ctx context.Context, id string, op Op, version int6
 }
 
 // apply runs the migrations of res.Pending in order, one at a time, each
-// under the lock, and records what it did in res.
+// under the lock, and records what it did in res. Between two migrations
+// it checks ctx; the migration itself runs to its end whatever ctx does.
 func (m *Migrator) apply(ctx context.Context, p *goose.Provider, vs versions, up bool, res *TenantResult) {
 	plan := res.Pending
 	applied := maps.Clone(vs.at)
 	var done []*goose.MigrationResult
 	for i, v := range plan {
-		r, err := p.ApplyVersion(ctx, v, up)
+		if err := ctx.Err(); err != nil {
+			res.Err = fmt.Errorf("interrupted before version %d: %w", v, err)
+			res.Pending = plan[i:]
+			break
+		}
+		r, err := p.ApplyVersion(detach(ctx), v, up)
 		var pe *goose.PartialError
 		switch {
 		case errors.Is(err, goose.ErrAlreadyApplied), errors.Is(err, goose.ErrNotApplied):

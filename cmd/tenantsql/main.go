@@ -17,7 +17,8 @@
 // migrate runs goose migrations for every tenant (or those named with
 // --tenant, less those named with --exclude), a few at a time, and prints a
 // summary; see "tenantsql migrate --help". The first Ctrl-C starts no more
-// tenants and lets those running finish; a second one aborts.
+// tenants or migrations and lets the migrations in flight finish (the
+// exit status is then 1); a second one aborts.
 package main
 
 import (
@@ -34,7 +35,7 @@ func main() {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sig
-		fmt.Fprintln(os.Stderr, "\ntenantsql: interrupted: starting nothing new, letting running work finish (Ctrl-C again to abort)")
+		fmt.Fprintln(os.Stderr, "\ntenantsql: interrupted: starting nothing new, letting the work in flight finish (Ctrl-C again to abort)")
 		cancel()
 		signal.Stop(sig) // the next Ctrl-C kills the process
 	}()

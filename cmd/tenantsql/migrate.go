@@ -36,8 +36,9 @@ Flags:
   --dry-run              show what would be applied, change nothing
   --store URL            tenant store (default $TENANTSQL_STORE)
 
-Ctrl-C starts no more tenants and lets running ones finish; a second Ctrl-C aborts.
-The exit status is 1 if any tenant failed.
+Ctrl-C starts no more tenants and no more migrations, and lets the migrations in
+flight finish; a second Ctrl-C aborts. The exit status is 1 if any tenant failed or
+the run was interrupted.
 `
 
 type stringsFlag []string
@@ -138,13 +139,33 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 		return c.fail(runErr)
 	}
 	c.summary(rep)
+	if ctx.Err() != nil {
+		// Interrupted, even if every tenant got to the end: the operator
+		// stopped the run, and a script must not carry on as if it were
+		// complete.
+		_, _, _, skipped := rep.Counts()
+		fmt.Fprintf(c.stderr, "tenantsql: interrupted: %d tenants stopped before the end, each after its migration in flight; %d not started (listed as skipped)\n", interrupted(rep), skipped)
+		return exitError
+	}
 	if runErr != nil {
-		if errors.Is(runErr, context.Canceled) && rep.Err() == nil {
-			fmt.Fprintln(c.stderr, "tenantsql: interrupted: the tenants not started are listed as skipped")
-		}
 		return exitError
 	}
 	return exitOK
+}
+
+// isInterrupted reports a tenant stopped by the end of the run's context.
+func isInterrupted(r migrate.TenantResult) bool {
+	return r.Err != nil && (errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded))
+}
+
+func interrupted(rep *migrate.Report) int {
+	n := 0
+	for _, r := range rep.Results {
+		if isInterrupted(r) {
+			n++
+		}
+	}
+	return n
 }
 
 // summary prints a table of the tenants that changed, failed or were
@@ -182,7 +203,10 @@ func (c *cli) summary(rep *migrate.Report) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped\n", r.Tenant)
 		case r.Err != nil || len(r.Applied) > 0 || all:
 			result := "ok"
-			if r.Err != nil {
+			switch {
+			case isInterrupted(r):
+				result = "INTERRUPTED: " + errText
+			case r.Err != nil:
 				result = "FAILED: " + errText
 			}
 			var applied []int64
@@ -204,8 +228,13 @@ func (c *cli) summary(rep *migrate.Report) {
 		changed += unchanged
 		unchanged = 0
 	}
-	fmt.Fprintf(c.stderr, "migrate %s: %s: %d %s, %d already up to date, %d failed, %d skipped (%v)\n",
-		rep.Op, plural(len(rep.Results), "tenant"), changed, verb, unchanged, failed, skipped, rep.Duration.Round(time.Millisecond))
+	stopped := ""
+	if n := interrupted(rep); n > 0 {
+		failed -= n
+		stopped = fmt.Sprintf(", %d interrupted", n)
+	}
+	fmt.Fprintf(c.stderr, "migrate %s: %s: %d %s, %d already up to date, %d failed%s, %d skipped (%v)\n",
+		rep.Op, plural(len(rep.Results), "tenant"), changed, verb, unchanged, failed, stopped, skipped, rep.Duration.Round(time.Millisecond))
 }
 
 func ver(v int64) string {
@@ -249,6 +278,8 @@ func (p *progress) update(pr migrate.Progress) {
 	if !p.tty {
 		status := "ok"
 		switch {
+		case isInterrupted(pr.Result):
+			status = "INTERRUPTED: " + oneLine(r.Err)
 		case r.Err != nil:
 			status = "FAILED: " + oneLine(r.Err)
 		case len(r.Applied) > 0:

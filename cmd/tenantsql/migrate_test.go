@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pressly/goose/v3/lock"
 	"github.com/tenantsql/tenantsql/internal/testenv"
 )
 
@@ -125,5 +127,74 @@ func TestMigrateUsage(t *testing.T) {
 				t.Errorf("exit %d (want %d), output does not say %q:\n%s%s", code, tt.code, tt.want, out, errOut)
 			}
 		})
+	}
+}
+
+// Ctrl-C while a tenant waits for another run's lock on its database: the
+// tenant stops waiting at once, is listed as interrupted, and the exit
+// status is 1, so a script does not carry on as if the run had completed.
+func TestMigrateInterrupted(t *testing.T) {
+	const db, id = "tsql_cli_lock", "cli-lock.test"
+	testenv.EnsureDatabases(t, db)
+	testenv.ResetSchema(t, db)
+	storeURL := "file:" + filepath.Join(t.TempDir(), "tenants.json") + "?create=true"
+	if code, _, errOut := migrateCLI(t, storeURL, "tenants", "add", id, testenv.DatabaseURL(t, db, "application_name", id)); code != 0 {
+		t.Fatal(errOut)
+	}
+	// Another run holds goose's lock on the tenant's database.
+	other, err := sql.Open("pgx", testenv.DatabaseURL(t, db, "application_name", "other-run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "SELECT pg_advisory_lock($1)", lock.DefaultLockID); err != nil {
+		t.Fatal(err)
+	}
+	// Released however the test ends, so a run still waiting finishes.
+	defer conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", lock.DefaultLockID)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"--store", storeURL, "migrate", "up", "--dir", filepath.Join("..", "..", "testdata", "migrations")}, strings.NewReader(""), &out, &errOut, func(string) string { return "" })
+		done <- result{code, out.String(), errOut.String()}
+	}()
+	// Ctrl-C once the tenant waits for the lock: its session has asked.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := other.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_try_advisory_lock%'", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never asked for the lock on the tenant's database")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != 1 || !strings.Contains(r.errOut, "interrupted") || !strings.Contains(r.out, "INTERRUPTED") || !strings.Contains(r.errOut, "1 interrupted") {
+			t.Errorf("exit %d; want 1, the tenant listed as interrupted\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.errOut)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("10 s after Ctrl-C the run is still waiting for the lock")
+	}
+	if v := serverVersion(t, db); v > 0 {
+		t.Errorf("the interrupted tenant is at version %d, want nothing applied", v)
 	}
 }
