@@ -174,20 +174,24 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) *apiError
 // request from a legitimate one: with a token, a page cannot make the
 // browser send it.
 //
-// A request is refused if Sec-Fetch-Site is there and is neither
-// "same-origin" nor "none" (typed by the user), or if an Origin header is
-// there and does not name the request's own host and port. Browsers send
-// at least one of them on every request a page makes that could change
-// something; curl and other programs send neither, and pass. "same-site"
-// is refused too: for a browser, every port of localhost is the same
-// site, so a page of any local development server would pass otherwise.
-// As in net/http's CrossOriginProtection, the Origin's host is compared
-// with the Host header, not its scheme, which a proxy in front may change.
+// As net/http's CrossOriginProtection does, it trusts Sec-Fetch-Site when
+// the browser sends it: only "same-origin" and "none" (typed by the user)
+// pass. "same-site" is refused: for a browser, every port of localhost is
+// the same site, so a page of any local development server would pass
+// otherwise. Without Sec-Fetch-Site (older browsers), an Origin header
+// must name the request's own host and port; its scheme is not compared,
+// since a proxy in front may change it. Sec-Fetch-Site comes first
+// because a same-origin UI behind a proxy that rewrites Host (a
+// development server's) sends an Origin that does not match the Host the
+// API sees. curl and other programs send neither header, and pass.
 func crossOrigin(r *http.Request) *apiError {
-	for _, site := range r.Header.Values("Sec-Fetch-Site") {
-		if site != "same-origin" && site != "none" {
-			return errorf(http.StatusForbidden, "cross-origin request refused: Sec-Fetch-Site is %q; without authentication (WithoutAuth) only same-origin browser requests are accepted", shorten(site))
+	if sites := r.Header.Values("Sec-Fetch-Site"); len(sites) > 0 {
+		for _, site := range sites {
+			if site != "same-origin" && site != "none" {
+				return errorf(http.StatusForbidden, "cross-origin request refused: Sec-Fetch-Site is %q; without authentication (WithoutAuth) only same-origin browser requests are accepted", shorten(site))
+			}
 		}
+		return nil
 	}
 	for _, origin := range r.Header.Values("Origin") {
 		if !sameOrigin(origin, r.Host) {

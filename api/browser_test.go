@@ -164,6 +164,7 @@ func TestCrossOriginOverHTTP(t *testing.T) {
 		{name: "same origin over https", method: "POST", header: map[string]string{"Origin": "https://admin.test:8000"}, want: 201},
 		{name: "typed by the user", method: "GET", header: map[string]string{"Sec-Fetch-Site": "none"}, want: 200},
 		{name: "cross-site", method: "POST", header: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: 403, wantErr: `cross-origin request refused: Sec-Fetch-Site is "cross-site"`},
+		{name: "same origin behind a proxy that rewrites Host", method: "POST", header: map[string]string{"Origin": "https://ui.example", "Sec-Fetch-Site": "same-origin"}, want: 201},
 		{name: "cross-site with a same Origin", method: "POST", header: map[string]string{"Origin": "http://admin.test:8000", "Sec-Fetch-Site": "cross-site"}, want: 403, wantErr: "Sec-Fetch-Site"},
 		{name: "same-site", method: "POST", header: map[string]string{"Sec-Fetch-Site": "same-site"}, want: 403, wantErr: `Sec-Fetch-Site is "same-site"`},
 		{name: "cross-site GET", method: "GET", header: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: 403, wantErr: "cross-origin"},

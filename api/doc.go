@@ -69,9 +69,9 @@
 //     Access-Control-* header). A page's PUT or DELETE always needs one.
 //   - With WithoutAuth, a request is refused with 403 if its
 //     Sec-Fetch-Site header is there and is neither same-origin nor none,
-//     or if its Origin header is there and does not name the request's
-//     Host (host and port; the scheme is not compared, as a proxy in front
-//     may change it). same-site is refused too: to a browser every port of
+//     or, without Sec-Fetch-Site (older browsers), if its Origin header is
+//     there and does not name the request's Host (host and port; the
+//     scheme is not compared, as a proxy in front may change it). same-site is refused too: to a browser every port of
 //     localhost is the same site. Programs such as curl send neither
 //     header and are not affected.
 //
