@@ -22,9 +22,9 @@ import (
 // goose's session lock on the tenant's database makes one apply the
 // migrations while the others wait and find nothing to do. A failure is
 // the hook's error, with the migrations that did apply (*goose.PartialError
-// inside a *migrate.TenantError). Closing db ends the hook's context: the
-// migration in flight runs to its end, and the hook returns an error
-// wrapping context.Canceled without starting the next. It returns an
+// inside a *migrate.TenantError). Closing db ends the hook's context: a
+// hook waiting for the lock returns an error wrapping context.Canceled,
+// and one migrating runs its migrations to their end. It returns an
 // error if fsys holds no valid migrations.
 func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
 	m, err := migrate.New(db, nil, fsys, opts...)

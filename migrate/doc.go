@@ -17,10 +17,11 @@
 // *PartialError, which says what did apply before the failure). By default
 // no new tenant starts after a failure; WithContinueOnError goes on. A dry
 // run lists what would be applied. When the context ends, no new tenant
-// starts, and the started ones finish the migration in flight, stop
-// waiting for another run's lock, and start no other migration: they are
-// reported as interrupted (an error wrapping context.Canceled), with what
-// they applied.
+// starts; a started tenant that waits for another run's lock stops
+// waiting and is reported as interrupted (an error wrapping
+// context.Canceled), and one that holds the lock finishes its migrations,
+// since a migration cut in the middle would not be rolled back without a
+// transaction.
 //
 // What is pending is what goose would do: the Migrator reads each
 // tenant's version table (without creating it) and applies, as goose's Up

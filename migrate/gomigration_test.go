@@ -85,3 +85,24 @@ func TestGoMigrationsSharedAcrossTenants(t *testing.T) {
 		t.Error("New accepted a .go migration file with no Go migration registered for it")
 	}
 }
+
+// Migrators built at the same time on shared Go migrations (a create hook
+// and a rollout starting together) do not race either (run with -race).
+func TestGoMigrationsSharedAcrossNew(t *testing.T) {
+	fsys := fstest.MapFS{"00001_a.sql": table("a"), "00002_b.go": {Data: []byte("package migrations\n")}}
+	noop := &goose.GoFunc{RunTx: func(context.Context, *sql.Tx) error { return nil }}
+	goMigrations := migrate.WithGooseOptions(goose.WithGoMigrations(goose.NewGoMigration(2, noop, noop)))
+	env := tenanttest.New(t, 1)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := migrate.New(env.DB, env.Store, fsys, goMigrations)
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

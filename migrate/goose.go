@@ -20,6 +20,8 @@ import (
 // tenant's run. It reads the migrations through goFilesHidden, so that it
 // writes nothing shared (see checkSources).
 func (m *Migrator) provider() (*goose.Provider, error) {
+	sourcePaths.RLock()
+	defer sourcePaths.RUnlock()
 	return m.newProvider(goFilesHidden{m.fsys})
 }
 
@@ -33,6 +35,10 @@ func (m *Migrator) newProvider(fsys fs.FS) (*goose.Provider, error) {
 		opts = append(opts, goose.WithTableName(m.cfg.table))
 	}
 	opts = append(opts, m.cfg.gooseOpts...)
+	// Last, so that it wins over a goose.WithTableName among the goose
+	// options: the Migrator reads the version table itself, and must read
+	// the one goose writes.
+	opts = append(opts, goose.WithTableName(m.table))
 	p, err := goose.NewProvider(goose.DialectPostgres, m.db, fsys, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -40,9 +46,10 @@ func (m *Migrator) newProvider(fsys fs.FS) (*goose.Provider, error) {
 	return p, nil
 }
 
-// sourcePaths serializes the goose.NewProvider calls that may record .go
-// files' paths in shared *goose.Migration values (see checkSources).
-var sourcePaths sync.Mutex
+// sourcePaths guards the *goose.Migration values shared by Providers:
+// goose.NewProvider reads them, and may record a .go file's path in them
+// (see checkSources), which it does only under the write lock.
+var sourcePaths sync.RWMutex
 
 // checkSources checks the migrations and lists them.
 //
@@ -56,7 +63,9 @@ var sourcePaths sync.Mutex
 // all when an earlier New has recorded them already, as a second
 // Migrator on the same migrations would find.
 func (m *Migrator) checkSources() ([]*goose.Source, error) {
-	p, err := m.provider()
+	sourcePaths.Lock()
+	defer sourcePaths.Unlock()
+	p, err := m.newProvider(goFilesHidden{m.fsys})
 	if err == nil {
 		var unchecked bool
 		if unchecked, err = m.goFilesUnchecked(p.ListSources()); err == nil && !unchecked {
@@ -65,8 +74,6 @@ func (m *Migrator) checkSources() ([]*goose.Source, error) {
 	}
 	// Let goose check the .go files, or say in its own words what is
 	// wrong with the migrations.
-	sourcePaths.Lock()
-	defer sourcePaths.Unlock()
 	p, err = m.newProvider(m.fsys)
 	if err != nil {
 		return nil, err
@@ -116,7 +123,7 @@ func (f goFilesHidden) ReadDir(name string) ([]fs.DirEntry, error) {
 type waitKey struct{}
 
 // detach returns a context with ctx's values that is never canceled, for
-// goose to apply one migration with: a migration cut in the middle is
+// goose to apply the tenant's migrations with: a migration cut in the middle is
 // rolled back by its transaction, but one without a transaction is not.
 // Waiting for the lock, which can take minutes, still ends with ctx.
 func detach(ctx context.Context) context.Context {

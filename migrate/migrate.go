@@ -153,8 +153,8 @@ loop:
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			// ctx itself: runTenant protects the migration in flight
-			// from its end, and nothing else.
+			// ctx itself: runTenant protects the migrations of a
+			// tenant that holds the lock from its end, and nothing else.
 			res := m.runTenant(ctx, id, op, version)
 			mu.Lock()
 			rep.Results[i] = res

@@ -79,9 +79,10 @@ func WithLockTimeout(d time.Duration) Option { return func(c *config) { c.lockTi
 // WithGooseOptions passes options to every goose Provider (for example
 // goose.WithGoMigrations, goose.WithAllowOutofOrder). The session locker,
 // the global registry (disabled) and the logger are set by the Migrator.
-// Name the version table with WithTableName, not goose.WithTableName: the
-// Migrator reads the table itself, to see what is pending without taking
-// the lock or creating the table.
+// Name the version table with WithTableName: a goose.WithTableName here is
+// overridden by it (default goose_db_version), since the Migrator reads
+// the table itself, to see what is pending without taking the lock or
+// creating the table, and must read the one goose writes.
 //
 // With goose.WithAllowOutofOrder, migrations older than a tenant's version
 // that it has not applied (merged late from a branch) are applied by Up,

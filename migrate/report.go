@@ -36,7 +36,7 @@ type TenantResult struct {
 	Skipped bool
 	// Err is why the tenant failed, a *TenantError; for a failed
 	// migration it wraps goose's *PartialError. A tenant interrupted by
-	// the end of the run's context, between two migrations or waiting
+	// the end of the run's context, before it started or while waiting
 	// for the lock, has an error wrapping ctx.Err() (context.Canceled).
 	Err error
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"time"
@@ -84,53 +83,72 @@ func (m *Migrator) runTenant(ctx context.Context, id string, op Op, version int6
 			return res
 		}
 	}
-	m.apply(ctx, p, vs, op == Up || op == UpTo, &res)
+	m.apply(ctx, p, op, version, &res)
 	return res
 }
 
-// apply runs the migrations of res.Pending in order, one at a time, each
-// under the lock, and records what it did in res. Between two migrations
-// it checks ctx; the migration itself runs to its end whatever ctx does.
-func (m *Migrator) apply(ctx context.Context, p *goose.Provider, vs versions, up bool, res *TenantResult) {
-	plan := res.Pending
-	applied := maps.Clone(vs.at)
-	var done []*goose.MigrationResult
-	for i, v := range plan {
-		if err := ctx.Err(); err != nil {
-			res.Err = fmt.Errorf("interrupted before version %d: %w", v, err)
-			res.Pending = plan[i:]
-			break
-		}
-		r, err := p.ApplyVersion(detach(ctx), v, up)
-		var pe *goose.PartialError
-		switch {
-		case errors.Is(err, goose.ErrAlreadyApplied), errors.Is(err, goose.ErrNotApplied):
-			// Another run got there first; goose checked under the lock.
-		case errors.As(err, &pe):
-			// The documented PartialError says what this run applied
-			// before the failure, not just this step.
-			pe.Applied = append(done, pe.Applied...)
-			res.Err = err
-		case err != nil:
-			res.Err = err
-		default:
-			done = append(done, r)
-			res.Applied = append(res.Applied, Applied{Version: v, Path: r.Source.Path, Direction: r.Direction, Duration: r.Duration})
-		}
-		if res.Err != nil {
-			res.Pending = plan[i:]
-			break
-		}
-		if up {
-			applied[v] = time.Time{}
-		} else {
-			delete(applied, v)
-		}
+// apply runs op for the tenant with one goose call, under goose's lock,
+// and records what it did in res. goose plans again once it holds the
+// lock, so a run that planned before another one finished does only what
+// is still to do, and an up racing a down cannot roll back or apply on
+// top of a plan that went stale (applying res.Pending version by version
+// could: a down planned at {1} rolled back 1 under the 2 that an up had
+// just applied). The wait for the lock ends with ctx; once the lock is
+// held, the tenant's migrations run to their end whatever ctx does: one
+// cut in the middle would not be rolled back without a transaction.
+func (m *Migrator) apply(ctx context.Context, p *goose.Provider, op Op, version int64, res *TenantResult) {
+	if err := ctx.Err(); err != nil {
+		res.Err = fmt.Errorf("interrupted before migrating: %w", err)
+		return
 	}
-	if res.Err == nil {
+	dctx := detach(ctx)
+	var (
+		results []*goose.MigrationResult
+		err     error
+	)
+	switch op {
+	case Up:
+		results, err = p.Up(dctx)
+	case UpTo:
+		results, err = p.UpTo(dctx, version)
+	case Down:
+		var r *goose.MigrationResult
+		if r, err = p.Down(dctx); r != nil {
+			results = []*goose.MigrationResult{r}
+		}
+	case DownTo:
+		results, err = p.DownTo(dctx, version)
+	}
+	res.record(results, err)
+	// The version table as the run left it, even after a failure or an
+	// end of ctx: the report must say where the tenant stands.
+	if vs, err := m.readVersions(context.WithoutCancel(ctx)); err == nil {
+		res.After = vs.current()
+	}
+}
+
+// record keeps goose's results and error in res: what applied (with a
+// *goose.PartialError, what applied before the failure) and what is left.
+func (res *TenantResult) record(results []*goose.MigrationResult, err error) {
+	var pe *goose.PartialError
+	if errors.As(err, &pe) {
+		results = pe.Applied
+	}
+	for _, r := range results {
+		res.Applied = append(res.Applied, Applied{Version: r.Source.Version, Path: r.Source.Path, Direction: r.Direction, Duration: r.Duration})
+	}
+	// Nothing left to do once goose held the lock: another run did it.
+	if errors.Is(err, goose.ErrNoNextVersion) || errors.Is(err, goose.ErrNoCurrentVersion) {
+		err = nil
+	}
+	res.Err = err
+	if err == nil {
 		res.Pending = nil
+		return
 	}
-	res.After = versions{at: applied}.current()
+	res.Pending = slices.DeleteFunc(res.Pending, func(v int64) bool {
+		return slices.ContainsFunc(res.Applied, func(a Applied) bool { return a.Version == v })
+	})
 }
 
 // upPlan lists, in goose's order (ascending), the versions goose's Up, or

@@ -17,8 +17,8 @@
 // migrate runs goose migrations for every tenant (or those named with
 // --tenant, less those named with --exclude), a few at a time, and prints a
 // summary; see "tenantsql migrate --help". The first Ctrl-C starts no more
-// tenants or migrations and lets the migrations in flight finish (the
-// exit status is then 1); a second one aborts.
+// tenants, stops those waiting for a lock, and lets those migrating finish
+// (the exit status is then 1); a second one aborts.
 package main
 
 import (

@@ -144,7 +144,7 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 		// stopped the run, and a script must not carry on as if it were
 		// complete.
 		_, _, _, skipped := rep.Counts()
-		fmt.Fprintf(c.stderr, "tenantsql: interrupted: %d tenants stopped before the end, each after its migration in flight; %d not started (listed as skipped)\n", interrupted(rep), skipped)
+		fmt.Fprintf(c.stderr, "tenantsql: interrupted: %d tenants stopped waiting for a lock; %d not started (listed as skipped)\n", interrupted(rep), skipped)
 		return exitError
 	}
 	if runErr != nil {
