@@ -217,7 +217,7 @@ func decodeFile(data []byte) (state, error) {
 // encoding/json would silently resolve to the last one. Syntax errors are
 // left to the strict decode, which reports them with a position.
 func checkDuplicateKeys(data []byte) error {
-	err := walkDuplicates(json.NewDecoder(bytes.NewReader(data)), nil)
+	err := walkDuplicates(json.NewDecoder(bytes.NewReader(data)), nil, 0)
 	if errors.Is(err, errJSONSyntax) {
 		return nil
 	}
@@ -226,7 +226,14 @@ func checkDuplicateKeys(data []byte) error {
 
 var errJSONSyntax = errors.New("syntax error")
 
-func walkDuplicates(dec *json.Decoder, path []string) error {
+// maxJSONDepth bounds the recursion of walkDuplicates; encoding/json
+// refuses deeper documents itself.
+const maxJSONDepth = 10000
+
+func walkDuplicates(dec *json.Decoder, path []string, depth int) error {
+	if depth > maxJSONDepth {
+		return errJSONSyntax
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return errJSONSyntax
@@ -234,7 +241,7 @@ func walkDuplicates(dec *json.Decoder, path []string) error {
 	switch tok {
 	case json.Delim('['):
 		for dec.More() {
-			if err := walkDuplicates(dec, path); err != nil {
+			if err := walkDuplicates(dec, path, depth+1); err != nil {
 				return err
 			}
 		}
@@ -250,7 +257,7 @@ func walkDuplicates(dec *json.Decoder, path []string) error {
 				return duplicateKeyError(path, key)
 			}
 			seen[key] = true
-			if err := walkDuplicates(dec, append(path, key)); err != nil {
+			if err := walkDuplicates(dec, append(path, key), depth+1); err != nil {
 				return err
 			}
 		}
@@ -387,9 +394,18 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 // a copy (the link kept), and two links to one file share its lock. It is
 // resolved at each write, as a link may be pointed elsewhere.
 func (f *File) target() string {
-	p, err := filepath.EvalSymlinks(f.path)
-	if err != nil {
-		p = f.path // not there yet: created as a plain file
+	// Link by link rather than filepath.EvalSymlinks, which fails on a
+	// link to a file not created yet (WithCreate).
+	p := f.path
+	for range 40 {
+		dest, err := os.Readlink(p)
+		if err != nil {
+			break // not a link, or not there
+		}
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(p), dest)
+		}
+		p = dest
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
@@ -599,10 +615,10 @@ func (f *File) Watch(ctx context.Context) (<-chan Event, error) {
 	return f.hub.add(ctx, &ev, f.snapshot)
 }
 
-func (f *File) snapshot() Event {
+func (f *File) snapshot() (Event, uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.st.sync()
+	return f.st.sync(), f.hub.published()
 }
 
 // Ping implements Store: the file must still be there and readable.

@@ -760,3 +760,14 @@ func TestFileTwoStoresOneFile(t *testing.T) {
 		t.Errorf("file holds %d tenants, want 98", len(got))
 	}
 }
+
+// A file nested deeper than encoding/json accepts is an error, not a
+// stack overflow in the duplicate-key check that runs first.
+func TestFileDeepNesting(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "tenants.json", `{"tenants": {"a": {"deploy_info": `+strings.Repeat("[", 3_000_000)+`}}}`)
+	if _, err := OpenFile(context.Background(), path, WithPollInterval(0)); err == nil {
+		t.Fatal("OpenFile succeeded")
+	} else if !strings.Contains(err.Error(), path) {
+		t.Errorf("error %v does not name the file", err)
+	}
+}

@@ -168,3 +168,59 @@ func TestFileSymlink(t *testing.T) {
 		t.Errorf("no lock next to the linked file: %v", err)
 	}
 }
+
+// A link to a file not created yet, opened with WithCreate: the first
+// write creates the file it points to and keeps the link.
+func TestFileDanglingLinkCreate(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "data", "tenants.json")
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "tenants.json")
+	if err := os.Symlink("data/tenants.json", link); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenFile(context.Background(), link, WithCreate(true), WithPollInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(context.Background(), newTenant("t1", "db")); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Lstat(link)
+	if fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link %s was replaced by a plain file", link)
+	}
+	if _, err := os.Stat(real); err != nil {
+		t.Errorf("link target not written: %v", err)
+	}
+}
+
+// A relative link in another directory, opened by a relative path.
+func TestFileRelativeLink(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a"), 0o700)
+	os.MkdirAll(filepath.Join(dir, "b"), 0o700)
+	os.WriteFile(filepath.Join(dir, "b", "real.json"), []byte(`{"tenants":{}}`), 0o600)
+	os.Symlink("../b/real.json", filepath.Join(dir, "a", "t.json"))
+	t.Chdir(dir)
+	s, err := OpenFile(context.Background(), "a/t.json", WithPollInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(context.Background(), newTenant("t1", "db")); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Lstat("a/t.json")
+	if fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("link replaced")
+	}
+	if _, err := os.Stat("b/.real.json.lock"); err != nil {
+		t.Errorf("lock not next to target: %v", err)
+	}
+	b, _ := os.ReadFile("b/real.json")
+	t.Logf("%s", b)
+}

@@ -97,10 +97,10 @@ func (m *Memory) Watch(ctx context.Context) (<-chan Event, error) {
 	return m.hub.add(ctx, &ev, m.snapshot)
 }
 
-func (m *Memory) snapshot() Event {
+func (m *Memory) snapshot() (Event, uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.st.sync()
+	return m.st.sync(), m.hub.published()
 }
 
 // Ping implements Store.

@@ -31,6 +31,7 @@ import (
 //	                   password, travels in it
 //	{PREFIX}:epoch     random id written with the first data
 //	{PREFIX}:accepted  version of the operator's last AcceptLoss
+//	{PREFIX}:lost      set while some process keeps tenants Redis lost
 //	{PREFIX}:changes   pub/sub channel: a wake-up carrying the version
 //
 // Every mutation is one Lua script: the change, the version bump and the
@@ -79,13 +80,13 @@ type Redis struct {
 var _ Store = (*Redis)(nil)
 
 type redisKeys struct {
-	tenants, version, events, epoch, channel, accepted string
+	tenants, version, events, epoch, channel, accepted, lost string
 }
 
 func newRedisKeys(prefix string) redisKeys {
 	p := "{" + prefix + "}:"
 	return redisKeys{tenants: p + "tenants", version: p + "version", events: p + "events", epoch: p + "epoch",
-		channel: p + "changes", accepted: p + "accepted"}
+		channel: p + "changes", accepted: p + "accepted", lost: p + "lost"}
 }
 
 // Status describes how a store that follows a remote source is doing.
@@ -328,25 +329,38 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'v', v, 't', 'update', 'id', ARGV[1])
 redis.call('PUBLISH', KEYS[5], v)
 return v`)
+	// While some process keeps tenants Redis lost (KEYS[7] set), a delete
+	// of a tenant the hash lacks is recorded too, so that they drop it;
+	// it answers -version then.
 	deleteScript = redis.NewScript(`
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+if n == 0 and redis.call('EXISTS', KEYS[7]) == 0 then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'NX')
 local v = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'v', v, 't', 'delete', 'id', ARGV[1])
 redis.call('PUBLISH', KEYS[5], v)
+if n == 0 then return -v end
 return v`)
 	resyncScript = redis.NewScript(`
 redis.call('SET', KEYS[4], ARGV[2], 'NX')
 local v = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'v', v, 't', 'resync', 'id', '')
 redis.call('SET', KEYS[6], v)
+redis.call('DEL', KEYS[7])
 redis.call('PUBLISH', KEYS[5], v)
 return v`)
 )
 
+// markLostScript sets the lost mark, unless an AcceptLoss came after the
+// loss (at version ARGV[1]) that made the caller keep tenants.
+var markLostScript = redis.NewScript(`
+if tonumber(redis.call('GET', KEYS[6]) or '0') > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[7], '1')
+return 1`)
+
 func (r *Redis) scriptKeys() []string {
 	k := r.keys
-	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted}
+	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted, k.lost}
 }
 
 func (r *Redis) checkOpen() error {
@@ -506,7 +520,9 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 	}
 }
 
-// Delete implements Store.
+// Delete implements Store. While a process keeps tenants that Redis lost
+// (see Status.DataLoss), deleting one of them reports false, as Redis
+// does not hold it, and every process that kept it drops it.
 func (r *Redis) Delete(ctx context.Context, id string) (bool, error) {
 	if err := ValidateID(id); err != nil {
 		return false, err
@@ -572,12 +588,12 @@ func (r *Redis) Watch(ctx context.Context) (<-chan Event, error) {
 	return r.hub.add(ctx, initial, r.snapshot)
 }
 
-func (r *Redis) snapshot() Event {
+func (r *Redis) snapshot() (Event, uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ev := r.st.sync()
 	ev.DataLoss = r.status.DataLoss
-	return ev
+	return ev, r.hub.published()
 }
 
 // Close implements Store: it stops following and closes watch channels,
@@ -828,6 +844,7 @@ func (f *follower) resync(ctx context.Context) error {
 	case kept != nil && acc > f.lossAt:
 		kept, accept = nil, true
 	}
+	inStore := len(st.tenants)
 	for id, t := range kept {
 		if _, ok := st.tenants[id]; ok {
 			delete(kept, id) // written again: Redis has it
@@ -847,12 +864,20 @@ func (f *follower) resync(ctx context.Context) error {
 	ev.DataLoss = r.status.DataLoss
 	r.hub.publish(ev)
 	r.mu.Unlock()
+	if len(kept) > 0 {
+		// So that deleting a kept tenant reaches this process although
+		// Redis lacks it (see deleteScript); at every resync, in case
+		// the mark itself was lost.
+		if err := markLostScript.Run(ctx, r.c, r.scriptKeys(), f.lossAt).Err(); err != nil {
+			r.log.Warn("tenantsql: cannot mark the tenant store as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
+		}
+	}
 	switch {
 	case lost:
 		r.log.Error("tenantsql: the tenant store lost data it had (Redis restarted without persistence, was flushed, or failed over to a replica that lacked the last writes); "+
 			"keeping every tenant known in this process, and following the store from here; restore the tenants (tenantsql tenants load) "+
 			"or accept the loss (tenantsql tenants resync)",
-			"store", r.name, "tenants_in_store", len(st.tenants), "version_before", f.version, "version_now", v)
+			"store", r.name, "tenants_in_store", inStore, "tenants_kept", len(kept), "version_before", f.version, "version_now", v)
 	case accept:
 		r.log.Info("tenantsql: the loss of tenant store data was accepted; following the store as it is", "store", r.name, "tenants", len(st.tenants))
 	}

@@ -214,3 +214,45 @@ func TestOpenRedisBadURLHidesPassword(t *testing.T) {
 		}
 	}
 }
+
+// A tenant kept after a data loss (Redis no longer has it) goes away when
+// it is deleted: Delete reports that Redis had nothing, but every process
+// that kept it drops it.
+func TestRedisKeptTenantDeleted(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	a := openRedis(t, u, prefix)
+	b := openRedis(t, u, prefix, WithResyncInterval(300*time.Millisecond))
+	ctx := context.Background()
+	for _, id := range []string{"t1", "t2", "t3"} {
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fb := startFollow(t, b)
+	waitFor(t, 5*time.Second, "t1..t3", func() bool { return fb.has("t1", "t2", "t3") })
+	raw := rawRedis(t, u)
+	k := newRedisKeys(prefix)
+	last := raw.XRevRangeN(ctx, k.events, "+", "-", 1).Val()[0]
+	if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, k.tenants, "t3")
+		p.XDel(ctx, k.events, last.ID)
+		p.Set(ctx, k.version, 2, 0)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the loss noticed", func() bool { return b.Status().DataLoss })
+	if !fb.has("t3") {
+		t.Fatal("t3 was dropped by the loss")
+	}
+	deleted, err := a.Delete(ctx, "t3")
+	if err != nil || deleted {
+		t.Errorf("Delete(t3) = %v, %v; want false (Redis lacks it), nil", deleted, err)
+	}
+	waitFor(t, 5*time.Second, "t3 deleted", func() bool { return fb.has("t1", "t2") && !fb.has("t3") })
+	time.Sleep(700 * time.Millisecond) // full resyncs must not bring it back
+	if fb.has("t3") {
+		t.Error("t3 came back after its delete")
+	}
+}

@@ -18,26 +18,39 @@ type hub struct {
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
 	closed   bool
+	seq      uint64 // events published so far
 }
+
+// snapshotFunc builds a current EventSync and returns it with the number
+// of events published when it was built (hub.published, read under the
+// store's lock, so that the two agree).
+type snapshotFunc func() (Event, uint64)
 
 type watcher struct {
 	h        *hub
 	out      chan Event
-	snapshot func() Event
+	snapshot snapshotFunc
 	wake     chan struct{}
 	done     chan struct{}
 	stop     sync.Once
 
 	mu    sync.Mutex
-	queue []Event
+	queue []queued
 	stale bool // queue overflowed: send a fresh snapshot next
+}
+
+// queued is an event waiting for its watcher, with its place in the order
+// of publication.
+type queued struct {
+	ev  Event
+	seq uint64
 }
 
 // add registers a watcher whose first event is initial, or, if initial is
 // nil (the store has not read its state yet), the first event published.
-// snapshot builds a current EventSync; it is called without any hub lock
-// held.
-func (h *hub) add(ctx context.Context, initial *Event, snapshot func() Event) (<-chan Event, error) {
+// The store holds its lock, so initial reflects every event published so
+// far. snapshot is called without any hub lock held.
+func (h *hub) add(ctx context.Context, initial *Event, snapshot snapshotFunc) (<-chan Event, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -54,7 +67,7 @@ func (h *hub) add(ctx context.Context, initial *Event, snapshot func() Event) (<
 		done:     make(chan struct{}),
 	}
 	if initial != nil {
-		w.queue = []Event{*initial}
+		w.queue = []queued{{*initial, h.seq}}
 		w.wake <- struct{}{}
 	}
 	h.watchers[w] = struct{}{}
@@ -65,9 +78,17 @@ func (h *hub) add(ctx context.Context, initial *Event, snapshot func() Event) (<
 func (h *hub) publish(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.seq++
 	for w := range h.watchers {
-		w.push(ev)
+		w.push(queued{ev, h.seq})
 	}
+}
+
+// published returns how many events were published so far.
+func (h *hub) published() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq
 }
 
 func (h *hub) close() {
@@ -88,13 +109,13 @@ func (h *hub) remove(w *watcher) {
 	w.stop.Do(func() { close(w.done) })
 }
 
-func (w *watcher) push(ev Event) {
+func (w *watcher) push(q queued) {
 	w.mu.Lock()
 	if len(w.queue) >= maxQueued {
 		w.queue = nil
 		w.stale = true
 	} else {
-		w.queue = append(w.queue, ev)
+		w.queue = append(w.queue, q)
 	}
 	w.mu.Unlock()
 	select {
@@ -109,6 +130,12 @@ func (w *watcher) pump(ctx context.Context) {
 	var (
 		delivered int64 // highest version sent; older events are skipped
 		sent      bool
+		// Events published before the last snapshot sent: it holds them
+		// already. Versions cannot tell, as a sync in data-loss mode may
+		// start them again, and such a sync sent after a newer snapshot
+		// would remove the tenants created in between.
+		covered  uint64
+		snapshot bool // one was sent, so covered means something
 	)
 	send := func(ev Event) bool {
 		// A sync in data-loss mode may start versions again;
@@ -138,13 +165,17 @@ func (w *watcher) pump(ctx context.Context) {
 		w.queue, w.stale = nil, false
 		w.mu.Unlock()
 		if stale {
-			snap := w.snapshot()
+			snap, seq := w.snapshot()
 			if !send(snap) {
 				return
 			}
+			covered, snapshot = seq, true
 		}
-		for _, ev := range q {
-			if !send(ev) {
+		for _, e := range q {
+			if snapshot && e.seq <= covered {
+				continue
+			}
+			if !send(e.ev) {
 				return
 			}
 		}
