@@ -852,6 +852,26 @@ func (f *follower) resync(ctx context.Context) error {
 			st.tenants[id] = t
 		}
 	}
+	// Logged and marked before anyone can see the new state: whoever
+	// reads Status().DataLoss finds the error in the log, and can delete
+	// a kept tenant.
+	switch {
+	case lost:
+		r.log.Error("tenantsql: the tenant store lost data it had (Redis restarted without persistence, was flushed, or failed over to a replica that lacked the last writes); "+
+			"keeping every tenant known in this process, and following the store from here; restore the tenants (tenantsql tenants load) "+
+			"or accept the loss (tenantsql tenants resync)",
+			"store", r.name, "tenants_in_store", inStore, "tenants_kept", len(kept), "version_before", f.version, "version_now", v)
+	case accept:
+		r.log.Info("tenantsql: the loss of tenant store data was accepted; following the store as it is", "store", r.name, "tenants", len(st.tenants))
+	}
+	if len(kept) > 0 {
+		// So that deleting a kept tenant reaches this process although
+		// Redis lacks it (see deleteScript); at every resync, in case
+		// the mark itself was lost.
+		if err := markLostScript.Run(ctx, r.c, r.scriptKeys(), f.lossAt).Err(); err != nil {
+			r.log.Warn("tenantsql: cannot mark the tenant store as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
+		}
+	}
 	r.mu.Lock()
 	if lost {
 		r.status.DataLoss = true
@@ -864,23 +884,6 @@ func (f *follower) resync(ctx context.Context) error {
 	ev.DataLoss = r.status.DataLoss
 	r.hub.publish(ev)
 	r.mu.Unlock()
-	if len(kept) > 0 {
-		// So that deleting a kept tenant reaches this process although
-		// Redis lacks it (see deleteScript); at every resync, in case
-		// the mark itself was lost.
-		if err := markLostScript.Run(ctx, r.c, r.scriptKeys(), f.lossAt).Err(); err != nil {
-			r.log.Warn("tenantsql: cannot mark the tenant store as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
-		}
-	}
-	switch {
-	case lost:
-		r.log.Error("tenantsql: the tenant store lost data it had (Redis restarted without persistence, was flushed, or failed over to a replica that lacked the last writes); "+
-			"keeping every tenant known in this process, and following the store from here; restore the tenants (tenantsql tenants load) "+
-			"or accept the loss (tenantsql tenants resync)",
-			"store", r.name, "tenants_in_store", inStore, "tenants_kept", len(kept), "version_before", f.version, "version_now", v)
-	case accept:
-		r.log.Info("tenantsql: the loss of tenant store data was accepted; following the store as it is", "store", r.name, "tenants", len(st.tenants))
-	}
 	f.synced, f.epoch, f.version, f.lastID = true, e, v, lastID
 	return nil
 }
