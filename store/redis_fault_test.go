@@ -56,26 +56,22 @@ func TestRedisAcceptLossMissedMarker(t *testing.T) {
 	waitFor(t, 10*time.Second, "the accepted resync", func() bool { return !b.Status().DataLoss && fb.count() == 1 && fb.has("t3") })
 }
 
-// A Redis that loses its last writes but keeps its epoch (a failover to a
-// replica that had not received them) then reuses their versions. The
-// follower must see the new writes and report the loss, not skip them as
-// applied, nor later read the lost tenant as deleted.
-func TestRedisRollbackDetected(t *testing.T) {
-	u := testenv.RedisURL(t)
-	prefix := testenv.RedisPrefix(t)
-	a := openRedis(t, u, prefix)
-	// Wake-ups for reused versions look stale; the periodic check (every
-	// 100ms here) is what must notice.
-	b := openRedis(t, u, prefix, WithResyncInterval(500*time.Millisecond))
+// rollBack creates t1, t2 and t3 through a, has b (resyncing every
+// resync) follow them, then makes Redis lose the last write, the create
+// of t3, as a failover to a replica that lacked it would: the record, its
+// stream entry and its version go, the epoch stays.
+func rollBack(t *testing.T, u, prefix string, resync time.Duration) (a, b *Redis, fb *follow) {
+	t.Helper()
+	a = openRedis(t, u, prefix)
+	b = openRedis(t, u, prefix, WithResyncInterval(resync))
 	ctx := context.Background()
 	for _, id := range []string{"t1", "t2", "t3"} {
 		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fb := startFollow(t, b)
+	fb = startFollow(t, b)
 	waitFor(t, 5*time.Second, "t1..t3", func() bool { return fb.has("t1", "t2", "t3") })
-
 	raw := rawRedis(t, u)
 	k := newRedisKeys(prefix)
 	last := raw.XRevRangeN(ctx, k.events, "+", "-", 1).Val()[0]
@@ -87,6 +83,20 @@ func TestRedisRollbackDetected(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return a, b, fb
+}
+
+// A Redis that loses its last writes but keeps its epoch (a failover to a
+// replica that had not received them) then reuses their versions. The
+// follower must see the new writes and report the loss, not skip them as
+// applied, nor later read the lost tenant as deleted.
+func TestRedisRollbackDetected(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	// Wake-ups for reused versions look stale; the periodic check (every
+	// 100ms here) is what must notice.
+	a, b, fb := rollBack(t, u, prefix, 500*time.Millisecond)
+	ctx := context.Background()
 	if _, err := a.Create(ctx, newTenant("x", "db")); err != nil { // reuses version 3
 		t.Fatal(err)
 	}
@@ -221,27 +231,8 @@ func TestOpenRedisBadURLHidesPassword(t *testing.T) {
 func TestRedisKeptTenantDeleted(t *testing.T) {
 	u := testenv.RedisURL(t)
 	prefix := testenv.RedisPrefix(t)
-	a := openRedis(t, u, prefix)
-	b := openRedis(t, u, prefix, WithResyncInterval(300*time.Millisecond))
+	a, b, fb := rollBack(t, u, prefix, 300*time.Millisecond)
 	ctx := context.Background()
-	for _, id := range []string{"t1", "t2", "t3"} {
-		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fb := startFollow(t, b)
-	waitFor(t, 5*time.Second, "t1..t3", func() bool { return fb.has("t1", "t2", "t3") })
-	raw := rawRedis(t, u)
-	k := newRedisKeys(prefix)
-	last := raw.XRevRangeN(ctx, k.events, "+", "-", 1).Val()[0]
-	if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, k.tenants, "t3")
-		p.XDel(ctx, k.events, last.ID)
-		p.Set(ctx, k.version, 2, 0)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, 5*time.Second, "the loss noticed", func() bool { return b.Status().DataLoss })
 	if !fb.has("t3") {
 		t.Fatal("t3 was dropped by the loss")
