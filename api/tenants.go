@@ -3,7 +3,6 @@ package api
 import (
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/tenantsql/tenantsql/store"
 )
@@ -57,12 +56,6 @@ func (h *handler) getTenant(w http.ResponseWriter, r *http.Request, id string) {
 // that pgx and net/url would read differently, which other tools may have
 // stored, and masks password= values wherever they are.)
 func shown(t store.Tenant) store.Tenant { return t.Redacted() }
-
-// isPostgresURL reports whether v looks like a URL pgx would read as one.
-func isPostgresURL(v string) bool {
-	l := strings.ToLower(v)
-	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
-}
 
 // createTenant answers POST /tenant/.
 func (h *handler) createTenant(w http.ResponseWriter, r *http.Request, _ string) {

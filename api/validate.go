@@ -48,12 +48,9 @@ func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 		}
 		return errorf(http.StatusBadRequest, "invalid tenant")
 	}
+	// store.Validate has also checked the scheme as pgx reads it
+	// (lowercase postgres:// or postgresql://).
 	shown := showURL(raw)
-	if !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://") {
-		// pgx reads anything else, "POSTGRES://..." included, as a
-		// key=value string, where every word is an option.
-		return errorf(http.StatusBadRequest, "invalid %s %q: must start with postgres:// or postgresql:// in lowercase", urlField, shown)
-	}
 	if k := fileOption(raw); k != "" {
 		return errorf(http.StatusBadRequest, "invalid %s %q: option %q reads a file on the server and is not accepted through the API", urlField, shown, k)
 	}

@@ -439,7 +439,7 @@ func decodeValidRecord(id, raw string) (Tenant, error) {
 	}
 	err = ValidateID(id)
 	if err == nil {
-		if u := t.PostgresURL(); !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		if !isPostgresURL(t.PostgresURL()) {
 			err = &ValidationError{Field: "deploy_info." + KeyPostgresURL, Reason: "missing, or not a postgres:// URL"}
 		}
 	}

@@ -295,15 +295,20 @@ func validatePostgresURL(raw string) error {
 		value = ""
 	}
 	value = shorten(value)
-	// net/url lowercases the scheme; pgx does not, and reads anything
-	// but these two prefixes as a key=value string.
-	if !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://") {
+	if !isPostgresURL(raw) {
 		return &ValidationError{Field: field, Value: value, Reason: "scheme must be postgres:// or postgresql://"}
 	}
 	if u.Opaque != "" {
 		return &ValidationError{Field: field, Value: value, Reason: "must be of the form postgres://[user[:password]@]host[:port]/dbname"}
 	}
 	return nil
+}
+
+// isPostgresURL reports whether pgx reads raw as a URL. net/url lowercases
+// the scheme; pgx does not, and reads anything but these two prefixes as a
+// key=value string.
+func isPostgresURL(raw string) bool {
+	return strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
 }
 
 // urlErrorReason says why url.Parse failed without repeating the input. The
