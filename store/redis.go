@@ -873,11 +873,7 @@ func (f *follower) resync(ctx context.Context) error {
 		}
 	}
 	r.mu.Lock()
-	if lost {
-		r.status.DataLoss = true
-	} else if accept {
-		r.status.DataLoss = false
-	}
+	r.status.DataLoss = kept != nil // data-loss mode is keeping tenants
 	r.st, r.kept, r.synced = st, kept, true
 	r.status.Version, r.status.LastSync = v, time.Now()
 	ev := r.st.sync()
