@@ -465,13 +465,7 @@ func (b *syncBuffer) String() string {
 // eventually polls cond until it holds or the wait is over.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, wait)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, wait, what, cond)
 }
 
 // nextSync waits for a sync event whose tenants satisfy ok.

@@ -215,3 +215,16 @@ func ResetSchema(t testing.TB, name string) {
 		t.Fatalf("reset schema of %s: %v", name, err)
 	}
 }
+
+// Eventually polls cond every few milliseconds until it holds, and fails
+// the test if it still does not after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
