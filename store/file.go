@@ -57,7 +57,10 @@ type File struct {
 	wg      sync.WaitGroup
 }
 
-var _ Store = (*File)(nil)
+var (
+	_ Store     = (*File)(nil)
+	_ Sequencer = (*File)(nil)
+)
 
 // FileOption configures OpenFile.
 type FileOption func(*fileOptions)
@@ -620,6 +623,9 @@ func (f *File) snapshot() (Event, uint64) {
 	defer f.mu.Unlock()
 	return f.st.sync(), f.hub.published()
 }
+
+// Published implements Sequencer.
+func (f *File) Published() uint64 { return f.hub.published() }
 
 // Ping implements Store: the file must still be there and readable.
 func (f *File) Ping(ctx context.Context) error {

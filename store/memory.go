@@ -14,7 +14,10 @@ type Memory struct {
 	hub    hub
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store     = (*Memory)(nil)
+	_ Sequencer = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory { return &Memory{st: newState()} }
@@ -102,6 +105,9 @@ func (m *Memory) snapshot() (Event, uint64) {
 	defer m.mu.Unlock()
 	return m.st.sync(), m.hub.published()
 }
+
+// Published implements Sequencer.
+func (m *Memory) Published() uint64 { return m.hub.published() }
 
 // Ping implements Store.
 func (m *Memory) Ping(ctx context.Context) error {

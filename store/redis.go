@@ -75,9 +75,17 @@ type Redis struct {
 	status Status
 	closed bool
 	hub    hub
+	// followed is closed and replaced whenever the follower has applied
+	// something, waking the writes that wait to be read back
+	// (awaitFollowed); losses counts the data losses it found.
+	followed chan struct{}
+	losses   int
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store     = (*Redis)(nil)
+	_ Sequencer = (*Redis)(nil)
+)
 
 type redisKeys struct {
 	tenants, version, events, epoch, channel, accepted, lost string
@@ -257,7 +265,7 @@ func newRedis(ctx context.Context, c redis.UniversalClient, name string, o redis
 	if o.check <= 0 || o.resyncAll <= 0 || o.maxLen < 1 {
 		return nil, fmt.Errorf("store: redis %s: check and resync intervals must be positive, stream length at least 1", name)
 	}
-	r := &Redis{c: c, keys: newRedisKeys(o.prefix), log: o.log, check: o.check, resyncAll: o.resyncAll, maxLen: o.maxLen, name: name, st: newState()}
+	r := &Redis{c: c, keys: newRedisKeys(o.prefix), log: o.log, check: o.check, resyncAll: o.resyncAll, maxLen: o.maxLen, name: name, st: newState(), followed: make(chan struct{})}
 	// Reach Redis once, so a wrong address or password fails here, and
 	// mark the data with an epoch if it has none.
 	if err := c.SetNX(ctx, r.keys.epoch, newEpoch(), 0).Err(); err != nil {
@@ -471,6 +479,7 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if v < 0 {
 		return Tenant{}, exists(t.ID)
 	}
+	r.awaitFollowed(ctx, v)
 	return t, nil
 }
 
@@ -516,6 +525,7 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 			}
 			continue // changed under us: start from the new value
 		}
+		r.awaitFollowed(ctx, v)
 		return next, nil
 	}
 }
@@ -534,8 +544,69 @@ func (r *Redis) Delete(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, r.errorf("delete tenant %q: %w", id, err)
 	}
+	if v != 0 {
+		r.awaitFollowed(ctx, max(v, -v))
+	}
 	return v > 0, nil
 }
+
+// followWait bounds how long a write waits for this process's follower to
+// read it back. The follower hears of the write by pub/sub at once; past
+// this, Redis became unreachable right after the write, or pub/sub is
+// denied and the follower polls, every check interval.
+const followWait = 2 * time.Second
+
+// awaitFollowed returns once this process's follower has published the
+// store at version v or later (or found that Redis lost data), so that its
+// watchers, the tenantsql driver's registry among them, see the write
+// before the call that made it returns (Sequencer). Without watchers in
+// this process there is nothing to wait for. The write is done either way:
+// if ctx ends or the follower is not there within followWait, the caller
+// still gets success, and the change takes effect here when the follower
+// reads it, as it does in other processes.
+func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
+	r.mu.Lock()
+	if r.cancel == nil || r.closed {
+		r.mu.Unlock()
+		return
+	}
+	// A loss found meanwhile may have taken the write with it, and
+	// versions may start again: then there is nothing left to wait for.
+	done, losses := r.done, r.losses
+	var timeout <-chan time.Time
+	for !(r.synced && r.st.version >= v) && r.losses == losses {
+		ch := r.followed
+		r.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(followWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-timeout:
+			r.log.Warn("tenantsql: a write to the tenant store was not read back by this process in time; it takes effect here once it is",
+				"store", r.name, "version", v, "wait", followWait)
+			return
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+}
+
+// wakeWritersLocked wakes the writes waiting to be read back. r.mu is
+// held.
+func (r *Redis) wakeWritersLocked() {
+	close(r.followed)
+	r.followed = make(chan struct{})
+}
+
+// Published implements Sequencer.
+func (r *Redis) Published() uint64 { return r.hub.published() }
 
 // AcceptLoss asks every process following this store to resync from what
 // Redis holds now, dropping tenants it no longer lists: the operator's
@@ -879,6 +950,10 @@ func (f *follower) resync(ctx context.Context) error {
 	ev := r.st.sync()
 	ev.DataLoss = r.status.DataLoss
 	r.hub.publish(ev)
+	if lost {
+		r.losses++
+	}
+	r.wakeWritersLocked()
 	r.mu.Unlock()
 	f.synced, f.epoch, f.version, f.lastID = true, e, v, lastID
 	return nil
@@ -1039,5 +1114,6 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 		f.version, f.lastID = e.v, e.sid
 	}
 	r.status.Version = f.version
+	r.wakeWritersLocked()
 	return nil
 }

@@ -93,6 +93,29 @@ type Event struct {
 	// records until they are deleted, written again, or an operator
 	// accepts the loss (a later sync without DataLoss drops them).
 	DataLoss bool
+	// Seq is the event's place in the order in which this Store value
+	// published its events, counting from 1 (0: nothing had been published
+	// yet when the first sync was taken). A sync sent to a watcher that
+	// fell behind carries the Seq of the last event it covers. Unlike
+	// Version it is local to this process and never goes back: a watcher
+	// that has applied an event whose Seq is at least what Published
+	// returned has seen every change that store value published until
+	// then (see Sequencer).
+	Seq uint64
+}
+
+// A Sequencer is a Store whose watchers can tell whether they have seen
+// every change made through it, which is what gives read-your-writes
+// within a process: the tenantsql driver compares Published with the Seq
+// of the last event it applied before every checkout, and waits for the
+// rest when it is behind. Every store of this package is a Sequencer.
+type Sequencer interface {
+	// Published returns the Seq of the last event published to watchers.
+	// When Create, Update or Delete has returned, it covers that change;
+	// for a store fed from another process (Redis), also once this
+	// process has read the change back, which the write waits for (see
+	// Redis).
+	Published() uint64
 }
 
 // LogValue makes slog print the event without secrets: encoding/json,

@@ -57,6 +57,11 @@ func (tr *Tracker) Get(id string) (Tenant, bool) {
 func (tr *Tracker) Apply(ev Event) []Change {
 	switch ev.Type {
 	case EventSync:
+		// A sync older than the view is stale, unless it comes from a
+		// source that lost data, whose versions may start again.
+		if tr.synced && !ev.DataLoss && ev.Version < tr.version {
+			return nil
+		}
 		initial := !tr.synced
 		tr.synced = true
 		tr.version = ev.Version

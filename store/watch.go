@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // maxQueued is how many undelivered events a watcher may hold. Past it the
@@ -15,10 +16,14 @@ const maxQueued = 4096
 // own lock, so events reach every queue in version order; publish never
 // blocks on a consumer.
 type hub struct {
+	// seq counts the events published so far. It changes under mu but is
+	// read without it: every query of the driver compares it with what its
+	// watcher has applied (Sequencer).
+	seq atomic.Uint64
+
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
 	closed   bool
-	seq      uint64 // events published so far
 }
 
 // snapshotFunc builds a current EventSync and returns it with the number
@@ -67,7 +72,9 @@ func (h *hub) add(ctx context.Context, initial *Event, snapshot snapshotFunc) (<
 		done:     make(chan struct{}),
 	}
 	if initial != nil {
-		w.queue = []queued{{*initial, h.seq}}
+		ev := *initial
+		ev.Seq = h.seq.Load()
+		w.queue = []queued{{ev, ev.Seq}}
 		w.wake <- struct{}{}
 	}
 	h.watchers[w] = struct{}{}
@@ -78,18 +85,14 @@ func (h *hub) add(ctx context.Context, initial *Event, snapshot snapshotFunc) (<
 func (h *hub) publish(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.seq++
+	ev.Seq = h.seq.Add(1)
 	for w := range h.watchers {
-		w.push(queued{ev, h.seq})
+		w.push(queued{ev, ev.Seq})
 	}
 }
 
 // published returns how many events were published so far.
-func (h *hub) published() uint64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.seq
-}
+func (h *hub) published() uint64 { return h.seq.Load() }
 
 func (h *hub) close() {
 	h.mu.Lock()
@@ -127,25 +130,20 @@ func (w *watcher) push(q queued) {
 func (w *watcher) pump(ctx context.Context) {
 	defer close(w.out)
 	defer w.h.remove(w)
+	// Events published before the last snapshot sent are skipped: it holds
+	// them already. Versions cannot tell, as a sync in data-loss mode may
+	// start them again, and such a sync sent after a newer snapshot would
+	// remove the tenants created in between. Nothing else is skipped: an
+	// event the consumer must not apply (older than its view) is still
+	// delivered, so that its Seq arrives and Published can be reached;
+	// Tracker ignores it.
 	var (
-		delivered int64 // highest version sent; older events are skipped
-		sent      bool
-		// Events published before the last snapshot sent: it holds them
-		// already. Versions cannot tell, as a sync in data-loss mode may
-		// start them again, and such a sync sent after a newer snapshot
-		// would remove the tenants created in between.
 		covered  uint64
 		snapshot bool // one was sent, so covered means something
 	)
 	send := func(ev Event) bool {
-		// A sync in data-loss mode may start versions again;
-		// anything else older than what was sent is stale.
-		if sent && !ev.DataLoss && (ev.Version < delivered || ev.Version == delivered && ev.Type != EventSync) {
-			return true
-		}
 		select {
 		case w.out <- ev:
-			delivered, sent = ev.Version, true
 			return true
 		case <-ctx.Done():
 		case <-w.done:
@@ -166,6 +164,7 @@ func (w *watcher) pump(ctx context.Context) {
 		w.mu.Unlock()
 		if stale {
 			snap, seq := w.snapshot()
+			snap.Seq = seq
 			if !send(snap) {
 				return
 			}
