@@ -44,6 +44,19 @@ type Connector struct {
 	appliedMu sync.Mutex
 	applied   chan struct{} // closed after each batch of changes is applied
 
+	// Read-your-writes: published reports how far the store has published
+	// (nil if it is not a store.Sequencer), appliedSeq how far the
+	// registry has applied; a checkout that finds the registry behind
+	// waits for it (fence). followDone is closed when follow stops, after
+	// which nothing more will be applied.
+	published  func() uint64
+	appliedSeq atomic.Uint64
+	followDone chan struct{}
+
+	// hookJobs counts the hook jobs running, so that a checkout looks for
+	// a hook's context only while one may exist.
+	hookJobs atomic.Int64
+
 	started time.Time // when NewConnector ran
 
 	ready     atomic.Bool
@@ -81,18 +94,22 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		return nil, fmt.Errorf("tenantsql: watch tenant store: %w", err)
 	}
 	c := &Connector{
-		store:     s,
-		cfg:       cfg,
-		log:       cfg.log,
-		budgets:   make(map[string]*budget),
-		readyCh:   make(chan struct{}),
-		applied:   make(chan struct{}),
-		started:   time.Now(),
-		ctx:       ctx,
-		cancel:    cancel,
-		hooks:     cfg.hooks,
-		hookSlots: make(chan struct{}, cfg.hookConcurrency),
-		tails:     make(map[string]chan struct{}),
+		store:      s,
+		cfg:        cfg,
+		log:        cfg.log,
+		budgets:    make(map[string]*budget),
+		readyCh:    make(chan struct{}),
+		applied:    make(chan struct{}),
+		started:    time.Now(),
+		ctx:        ctx,
+		cancel:     cancel,
+		hooks:      cfg.hooks,
+		hookSlots:  make(chan struct{}, cfg.hookConcurrency),
+		tails:      make(map[string]chan struct{}),
+		followDone: make(chan struct{}),
+	}
+	if sq, ok := s.(store.Sequencer); ok {
+		c.published = sq.Published
 	}
 	if !cfg.hooksSet {
 		if h := lifecycle.Default(); h != nil {
@@ -147,10 +164,18 @@ func (c *Connector) Store() store.Store { return c.store }
 
 // acquire checks out a physical connection for tenant id.
 func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*physConn, error) {
+	if c.hookJobs.Load() > 0 {
+		if hs := c.hookScopeOf(ctx, id); hs != nil {
+			return hs.acquire(ctx, hint)
+		}
+	}
 	if !c.ready.Load() {
 		if err := c.waitReady(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := c.fence(ctx); err != nil {
+		return nil, err
 	}
 	for {
 		t := c.reg.get(id)
@@ -161,7 +186,7 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 			}
 		}
 		if g := t.gate.Load(); !g.ok.Load() {
-			if err := c.waitGate(ctx, t, g); err != nil {
+			if err := waitGate(ctx, t, g); err != nil {
 				return nil, err
 			}
 			if c.reg.get(id) != t {
@@ -218,7 +243,44 @@ func (c *Connector) awaitTenant(ctx context.Context, id string) (*tenant, error)
 	}
 }
 
-// notifyApplied wakes the queries waiting in awaitTenant.
+// fence makes a checkout see every change the store had published when it
+// began, the ones made by this process among them: once Create, Update or
+// Delete has returned, no query started afterwards runs on the
+// configuration it replaced. On the hot path it costs two atomic loads;
+// it waits only in the moment between a store's publishing a change and
+// follow's applying it.
+func (c *Connector) fence(ctx context.Context) error {
+	if c.published == nil {
+		return nil
+	}
+	want := c.published()
+	if c.appliedSeq.Load() >= want {
+		return nil
+	}
+	for {
+		c.appliedMu.Lock()
+		applied := c.applied
+		c.appliedMu.Unlock()
+		if c.appliedSeq.Load() >= want {
+			return nil
+		}
+		select {
+		case <-applied:
+		case <-c.followDone:
+			if c.appliedSeq.Load() >= want {
+				return nil
+			}
+			if c.closed.Load() {
+				return ErrClosed
+			}
+			return errors.New("tenantsql: the tenant store stopped sending changes; its latest ones are not applied here")
+		case <-ctx.Done():
+			return fmt.Errorf("tenantsql: waiting for the latest tenant changes to be applied: %w", ctx.Err())
+		}
+	}
+}
+
+// notifyApplied wakes the queries waiting in awaitTenant and fence.
 func (c *Connector) notifyApplied() {
 	c.appliedMu.Lock()
 	close(c.applied)
@@ -261,6 +323,7 @@ func (c *Connector) pingStore(ctx context.Context) error {
 // tenant. It is the only writer of the registry.
 func (c *Connector) follow(ctx context.Context, events <-chan store.Event) {
 	defer c.wg.Done()
+	defer close(c.followDone)
 	tr := store.NewTracker()
 	for {
 		var batch []store.Event
@@ -289,10 +352,14 @@ func (c *Connector) follow(ctx context.Context, events <-chan store.Event) {
 			}
 		}
 		var changes []store.Change
+		var seq uint64
 		for _, ev := range batch {
 			changes = append(changes, tr.Apply(ev)...)
+			seq = max(seq, ev.Seq)
 		}
 		c.apply(changes)
+		// After the registry: a checkout that sees seq sees its changes.
+		c.appliedSeq.Store(max(c.appliedSeq.Load(), seq))
 		c.notifyApplied()
 		if !c.ready.Load() && tr.Synced() {
 			c.ready.Store(true)
@@ -333,12 +400,19 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL(), cfg: &c.cfg}
 	t.version.Store(ch.Tenant.Version)
 	switch {
+	case c.hooks == nil:
+		t.gate.Store(openGate)
 	case old != nil:
-		t.gate.Store(old.gate.Load()) // readiness is the tenant's, not the URL's
-	case c.hooks == nil || !c.isNew(ch):
+		// A move. Until this update's hooks (typically: create the new
+		// database and migrate it) have succeeded, the new database may
+		// lack tables; and the old one must not be served either, since
+		// the change has been made: writes landing there after the move
+		// returned would be lost when it is retired. So its queries wait.
+		t.gate.Store(newGate(store.EventUpdate, ch.Old))
+	case !c.isNew(ch):
 		t.gate.Store(openGate)
 	default:
-		t.gate.Store(newGate()) // opened by its create hooks
+		t.gate.Store(newGate(store.EventCreate, store.Tenant{})) // opened by its create hooks
 	}
 	// Report a bad URL now, in the log, not only at the first query.
 	cc, err := parseDSN(t.id, t.dsn)
@@ -383,6 +457,11 @@ func (c *Connector) reapLoop(ctx context.Context) {
 // here or in another process, is found. The tenant may still be getting
 // ready; its queries wait for that.
 func (c *Connector) LookupTenant(ctx context.Context, id string) (bool, error) {
+	if c.ready.Load() {
+		if err := c.fence(ctx); err != nil {
+			return false, err
+		}
+	}
 	if c.reg.get(id) != nil {
 		return true, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
@@ -17,41 +18,114 @@ type Hooks interface {
 	HandleChange(ctx context.Context, c store.Change, post bool) error
 }
 
-// hookKey marks the context hooks run with: their own queries for the
-// tenant must not wait for the tenant to be ready, since it becomes ready
-// when they return.
+// hookKey is the context key of a hookScope.
 type hookKey struct{}
 
-type hookMark struct {
-	c  *Connector
-	id string
+// A hookScope is what the context of one change's hooks carries: the
+// tenant at the configuration of that change. Queries the hooks make for
+// that tenant run on it, whatever happened since: not on the registry's
+// current configuration, which a later change may already have replaced
+// (a delete hook's cleanup must not reach the database of a tenant
+// created again under the same id), and without waiting for its gate,
+// which these very hooks open.
+type hookScope struct {
+	c *Connector
+	t *tenant // the change's configuration; for a delete, the one deleted
+
+	mu      sync.Mutex
+	private *tenant // guarded by mu: t's configuration, once t is retired
 }
 
-func (c *Connector) hookContext(id string) context.Context {
-	return tenantctx.WithTenant(context.WithValue(c.ctx, hookKey{}, hookMark{c, id}), id)
+// hookScopeOf returns the scope of the hooks whose context ctx is, if they
+// run for tenant id in this connector.
+func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
+	if hs, ok := ctx.Value(hookKey{}).(*hookScope); ok && hs.c == c && hs.t.id == id {
+		return hs
+	}
+	return nil
+}
+
+// acquire checks out a connection at the scope's configuration. Once that
+// configuration has been retired (the tenant was deleted, or changed again
+// while its hooks ran), the scope goes on with a private copy of it, which
+// no other query sees and which is closed when the hooks return.
+func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, error) {
+	t := hs.t
+	for {
+		pc, err := t.b.acquire(ctx, t, hint)
+		switch {
+		case err == nil:
+			return pc, nil
+		case errors.Is(err, errRetired):
+			t, hint = hs.detach(), nil
+			continue
+		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed):
+			return nil, err
+		}
+		return nil, fmt.Errorf("tenantsql: tenant %q: %w", t.id, err)
+	}
+}
+
+func (hs *hookScope) detach() *tenant {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.private == nil {
+		o := hs.t
+		p := &tenant{id: o.id, dsn: o.dsn, cfg: o.cfg, b: o.b}
+		p.version.Store(o.version.Load())
+		p.gate.Store(openGate)
+		hs.private = p
+	}
+	return hs.private
+}
+
+// end closes the private copy, if the hooks made one.
+func (hs *hookScope) end() {
+	hs.mu.Lock()
+	p := hs.private
+	hs.mu.Unlock()
+	if p != nil {
+		p.b.removeTenant(p)
+	}
 }
 
 // scheduleHooks queues the hooks of one change. The changes of one tenant
 // run one after another, in order; different tenants' run side by side, up
-// to WithHookConcurrency at once. A create's hooks open the tenant's gate
-// when they return: until then queries wait, and if a hook failed they
-// get ErrTenantNotReady. An update of a tenant whose create hooks failed
-// runs the create hooks again.
+// to WithHookConcurrency at once. The hooks of a create, and of an update
+// that moves the tenant to another database, open the gate of the
+// configuration they made when they return: until then its queries wait,
+// and if a hook failed they get ErrTenantNotReady. An update that keeps
+// the database of a configuration whose hooks failed runs those hooks
+// again.
 func (c *Connector) scheduleHooks(sw swap) {
 	ch := sw.change
 	if c.hooks == nil || ch.Type == store.EventCreate && !c.isNew(ch) {
 		return
 	}
 	var g *gate
+	t := sw.new
 	switch ch.Type {
 	case store.EventCreate:
 		g = sw.new.gate.Load()
 	case store.EventUpdate:
-		if cur := sw.new.gate.Load(); cur.failed() {
-			g = newGate()
+		cur := sw.new.gate.Load()
+		switch {
+		case sw.old != nil: // moved: a new configuration, gated
+			g = cur
+		case cur.failed():
+			// Retry what failed, as it was: a create, or the move from
+			// the database the tenant was on before (a hook that acts
+			// only when the URL changed must see that it did).
+			g = newGate(cur.kind, cur.from)
 			sw.new.gate.Store(g)
-			ch = store.Change{Type: store.EventCreate, Tenant: ch.Tenant, Version: ch.Version}
+			ch = store.Change{Type: cur.kind, Tenant: ch.Tenant, Old: cur.from, Version: ch.Version}
 		}
+	case store.EventDelete:
+		t = sw.old
+	}
+	var hs *hookScope
+	if t != nil {
+		hs = &hookScope{c: c, t: t}
 	}
 	c.enqueue(ch.Tenant.ID, func(ctx context.Context) {
 		resolved := false
@@ -62,9 +136,14 @@ func (c *Connector) scheduleHooks(sw swap) {
 				c.log.Error("tenantsql: lifecycle hooks panicked", "tenant", ch.Tenant.ID, "panic", p)
 			}
 			if g != nil && !resolved {
-				g.resolve(fmt.Errorf("tenantsql: tenant %q: its create hooks did not return", ch.Tenant.ID))
+				g.resolve(fmt.Errorf("tenantsql: tenant %q: its %s hooks did not return", ch.Tenant.ID, ch.Type))
 			}
 		}()
+		if hs != nil {
+			ctx = context.WithValue(ctx, hookKey{}, hs)
+			defer hs.end()
+		}
+		ctx = tenantctx.WithTenant(ctx, ch.Tenant.ID)
 		on := c.hooks.HandleChange(ctx, ch, false)
 		post := c.hooks.HandleChange(ctx, ch, true)
 		if g != nil {
@@ -78,17 +157,10 @@ func (c *Connector) scheduleHooks(sw swap) {
 	})
 }
 
-func (g *gate) failed() bool {
-	select {
-	case <-g.done:
-		return g.err != nil
-	default:
-		return false
-	}
-}
-
 // enqueue runs fn after the jobs queued before for the same tenant, or
-// abandon if the connector closes first.
+// abandon if the connector closes first. fn's context ends when it
+// returns: a hook's context names one configuration of its tenant, and
+// must not be used to reach the tenant after the hook (see hookScope).
 func (c *Connector) enqueue(id string, fn func(context.Context), abandon func()) {
 	c.jobsMu.Lock()
 	prev := c.tails[id]
@@ -125,23 +197,30 @@ func (c *Connector) enqueue(id string, fn func(context.Context), abandon func())
 			abandon()
 			return
 		}
-		fn(c.hookContext(id))
+		ctx, cancel := context.WithCancel(c.ctx)
+		c.hookJobs.Add(1)
+		defer func() {
+			cancel()
+			c.hookJobs.Add(-1)
+		}()
+		fn(ctx)
 	}()
 }
 
-// waitGate waits until t's create hooks have succeeded in this process.
-// Queries made by those hooks themselves go through.
-func (c *Connector) waitGate(ctx context.Context, t *tenant, g *gate) error {
-	if m, ok := ctx.Value(hookKey{}).(hookMark); ok && m.c == c && m.id == t.id {
-		return nil
+// waitGate waits until the hooks that opened t's configuration have
+// succeeded in this process.
+func waitGate(ctx context.Context, t *tenant, g *gate) error {
+	what := "create"
+	if g.kind == store.EventUpdate {
+		what = "update (a move to another database)"
 	}
 	select {
 	case <-g.done:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: tenant %q: waiting for its create hooks: %w", ErrTenantNotReady, t.id, ctx.Err())
+		return fmt.Errorf("%w: tenant %q: waiting for the hooks of its %s: %w", ErrTenantNotReady, t.id, what, ctx.Err())
 	}
 	if g.err != nil {
-		return fmt.Errorf("%w: tenant %q: its create hooks failed: %w", ErrTenantNotReady, t.id, g.err)
+		return fmt.Errorf("%w: tenant %q: the hooks of its %s failed: %w", ErrTenantNotReady, t.id, what, g.err)
 	}
 	return nil
 }

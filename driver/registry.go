@@ -154,11 +154,14 @@ func (r *registry) apply(changes []store.Change, mk func(store.Change, *tenant) 
 	return out
 }
 
-// gate is a tenant's readiness in this process: open once its create hooks
-// have succeeded here. Tenants created well before the connector started
-// (see isNew), and all tenants when there are no hooks, are open from the
-// start.
+// gate is a tenant's readiness at one configuration in this process: open
+// once the hooks of the change that made it (a create, or an update that
+// moved the tenant to another database) have succeeded here. Tenants
+// created well before the connector started (see isNew), and all tenants
+// when there are no hooks, are open from the start.
 type gate struct {
+	kind store.EventType // the change whose hooks open it
+	from store.Tenant    // for a move: the tenant before it
 	done chan struct{}
 	ok   atomic.Bool
 	err  error // set before done closes
@@ -171,10 +174,21 @@ var openGate = func() *gate {
 	return g
 }()
 
-func newGate() *gate { return &gate{done: make(chan struct{})} }
+func newGate(kind store.EventType, from store.Tenant) *gate {
+	return &gate{kind: kind, from: from, done: make(chan struct{})}
+}
 
 func (g *gate) resolve(err error) {
 	g.err = err
 	g.ok.Store(err == nil)
 	close(g.done)
+}
+
+func (g *gate) failed() bool {
+	select {
+	case <-g.done:
+		return g.err != nil
+	default:
+		return false
+	}
 }
