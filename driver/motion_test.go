@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,4 +346,237 @@ func TestMoveIsGated(t *testing.T) {
 	if got, err := ranOn(ctx, db, id); err != nil || !cfgs[2].is(got) {
 		t.Fatalf("after the retried hooks: ran on %v (%v), want %v", got, err, cfgs[2])
 	}
+}
+
+// TestLifecycleStress queries a few tenants from several goroutines while
+// others update, delete and re-create them on a few databases, on the
+// memory and the Redis store. Every answer is the server's, and must come
+// from a configuration no older than the last change that had returned
+// when the query started, and no newer than the last one started when it
+// ended; a transaction's statements all run on one configuration; every
+// hook query runs on its own change's configuration. The work is fixed (a
+// number of changes per tenant, each followed by a query that started
+// after it); the deadline only catches a hang.
+func TestLifecycleStress(t *testing.T) {
+	for _, name := range []string{"memory", "redis"} {
+		t.Run(name, func(t *testing.T) { lifecycleStress(t, motionStores(t)[name](t)) })
+	}
+}
+
+// churned is one tenant under change: every configuration it was given,
+// in order (a nil entry is a delete), and how far its changes went.
+type churned struct {
+	id      string
+	mu      sync.Mutex
+	states  []*config      // guarded by mu
+	byApp   map[string]int // guarded by mu: application_name -> index in states
+	begun   atomic.Int64   // index of the last change started
+	done    atomic.Int64   // index of the last change returned
+	checked chan int64     // the change after which a checked query started
+}
+
+func (c *churned) begin(cfg *config) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.states = append(c.states, cfg)
+	if cfg != nil {
+		c.byApp[cfg.app] = len(c.states) - 1
+	}
+	c.begun.Store(int64(len(c.states) - 1))
+	return len(c.states) - 1
+}
+
+// judge says what is wrong with an answer (or error) to a query that
+// started when change lo had returned and ended when change hi had begun.
+func (c *churned) judge(lo, hi int64, got answer, err error) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case errors.Is(err, driver.ErrUnknownTenant):
+		for i := lo; i <= hi; i++ {
+			if c.states[i] == nil {
+				return ""
+			}
+		}
+		return fmt.Sprintf("unknown tenant, but it existed throughout changes %d..%d", lo, hi)
+	case err != nil:
+		return err.Error()
+	}
+	j, ok := c.byApp[got.App]
+	switch {
+	case !ok:
+		return fmt.Sprintf("ran as %q, none of its configurations", got.App)
+	case c.states[j].db != got.DB:
+		return fmt.Sprintf("ran as %q on database %s, want %s", got.App, got.DB, c.states[j].db)
+	case int64(j) < lo || int64(j) > hi:
+		return fmt.Sprintf("ran on configuration %d (%v), want one of %d..%d", j, c.states[j], lo, hi)
+	}
+	return ""
+}
+
+func lifecycleStress(t *testing.T, s store.Store) {
+	const (
+		tenants = 4
+		changes = 40 // per tenant
+		readers = 6
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	var (
+		hookMu   sync.Mutex
+		hookURLs = map[string]config{} // POSTGRES_URL -> configuration
+		hookRuns atomic.Int64
+		failures = make(chan string, 100)
+	)
+	fail := func(format string, args ...any) {
+		select {
+		case failures <- fmt.Sprintf(format, args...):
+		default:
+		}
+	}
+	var db *sql.DB
+	reg := hooks.New(quietLog)
+	for _, k := range []hooks.Kind{hooks.OnCreate, hooks.PostCreate, hooks.OnUpdate, hooks.PostUpdate, hooks.OnDelete, hooks.PostDelete} {
+		reg.Subscribe(k, func(hctx context.Context, ev hooks.Event) error {
+			hookMu.Lock()
+			want, ok := hookURLs[ev.Tenant.PostgresURL()]
+			hookMu.Unlock()
+			var got answer
+			err := db.QueryRowContext(hctx, whereAmI).Scan(&got.DB, &got.App)
+			switch {
+			case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			case err != nil:
+				fail("%v hook of %s (%v): %v", ev.Kind, ev.Tenant.ID, want, err)
+			case !ok || !want.is(got):
+				fail("%v hook of %s for %v ran on %v", ev.Kind, ev.Tenant.ID, want, got)
+			}
+			hookRuns.Add(1)
+			return nil
+		})
+	}
+	db = openOn(t, s, reg, driver.WithMaxConns(24))
+	db.SetMaxOpenConns(readers * 2)
+
+	tag := motionTag("churn")
+	ts := make([]*churned, tenants)
+	for i := range ts {
+		c := &churned{id: fmt.Sprintf("%s-%d.test", tag, i), byApp: map[string]int{}, checked: make(chan int64, 1)}
+		cfgs := configs(t, c.id, changes+1)
+		hookMu.Lock()
+		for _, cfg := range cfgs {
+			hookURLs[cfg.url] = cfg
+		}
+		hookMu.Unlock()
+		c.begin(&cfgs[0])
+		if _, err := s.Create(ctx, cfgs[0].tenant(c.id)); err != nil {
+			t.Fatal(err)
+		}
+		ts[i] = c
+	}
+
+	var writers, readersWG sync.WaitGroup
+	stop := make(chan struct{})
+	for _, c := range ts {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			cfgs := configs(t, c.id, changes+1)
+			exists := true
+			for k := 1; k <= changes; k++ {
+				var err error
+				switch {
+				case !exists:
+					c.begin(&cfgs[k])
+					_, err = s.Create(ctx, cfgs[k].tenant(c.id))
+					exists = true
+				case k%5 == 0:
+					c.begin(nil)
+					_, err = s.Delete(ctx, c.id)
+					exists = false
+				default:
+					c.begin(&cfgs[k])
+					_, err = s.Update(ctx, cfgs[k].tenant(c.id))
+				}
+				if err != nil {
+					fail("change %d of %s: %v", k, c.id, err)
+					return
+				}
+				c.done.Store(c.begun.Load())
+				// Wait until a query that started after this change was
+				// checked, so every change is tried, however slow.
+				for after := int64(-1); after < c.done.Load(); {
+					select {
+					case after = <-c.checked:
+					case <-ctx.Done():
+						fail("%s: no query checked after change %d before the deadline", c.id, k)
+						return
+					}
+				}
+			}
+		}()
+	}
+	var queries, inTx atomic.Int64
+	for r := range readers {
+		readersWG.Add(1)
+		go func() {
+			defer readersWG.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c := ts[(r+n)%len(ts)]
+				lo := c.done.Load()
+				got, err := ranOn(ctx, db, c.id)
+				if n%7 == 0 && err == nil {
+					// A transaction stays on the configuration it began on.
+					tx, err2 := db.BeginTx(tenantctx.WithTenant(ctx, c.id), nil)
+					if err2 == nil {
+						var a, b answer
+						err2 = tx.QueryRowContext(tenantctx.WithTenant(ctx, c.id), whereAmI).Scan(&a.DB, &a.App)
+						if err2 == nil {
+							err2 = tx.QueryRowContext(tenantctx.WithTenant(ctx, c.id), whereAmI).Scan(&b.DB, &b.App)
+						}
+						tx.Rollback()
+						if err2 == nil && a != b {
+							fail("%s: one transaction ran on %v, then on %v", c.id, a, b)
+						}
+						inTx.Add(1)
+					}
+					if err2 != nil && !errors.Is(err2, driver.ErrUnknownTenant) {
+						fail("%s: transaction: %v", c.id, err2)
+					}
+				}
+				hi := c.begun.Load()
+				if ctx.Err() != nil {
+					return
+				}
+				if why := c.judge(lo, hi, got, err); why != "" {
+					fail("%s: query after change %d: %s", c.id, lo, why)
+				}
+				queries.Add(1)
+				select {
+				case c.checked <- lo:
+				default:
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	readersWG.Wait()
+	close(failures)
+	n := 0
+	for f := range failures {
+		t.Error(f)
+		if n++; n == 20 {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("did not finish before the deadline: %d queries checked", queries.Load())
+	}
+	t.Logf("%d changes, %d queries checked (%d with a transaction), %d hook queries", tenants*changes, queries.Load(), inTx.Load(), hookRuns.Load())
 }
