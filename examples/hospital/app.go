@@ -73,9 +73,8 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	reg.Subscribe(hooks.PostCreate, migrateHook)
-	// A tenant moved to another database gets the schema there too.
-	// Queries that arrive before this hook is done can meet the new
-	// database without its tables.
+	// A tenant moved to another database gets it created and migrated
+	// there too; its queries wait for this hook, as for a create's.
 	reg.Subscribe(hooks.PostUpdate, func(ctx context.Context, ev hooks.Event) error {
 		if ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
 			return nil

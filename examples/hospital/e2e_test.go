@@ -211,6 +211,21 @@ func serverTables(t *testing.T, db string) []string {
 	return out
 }
 
+// countRows runs a count query on a database of the test server.
+func countRows(t *testing.T, db, query string) int {
+	t.Helper()
+	c, err := sql.Open("pgx", testenv.DatabaseURL(t, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var n int
+	if err := c.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s on %s: %v", query, db, err)
+	}
+	return n
+}
+
 // The tutorial, part 3, on the file store: add tenant-2 over HTTP with a
 // database that does not exist yet; the next request for it is answered
 // from its own, already migrated, database.
@@ -255,6 +270,30 @@ func TestTutorial(t *testing.T) {
 	_, body = s.do("GET", "/hospital/", "tenant-1.test.com", nil, false)
 	if data, _ := body["data"].([]any); len(data) != 1 {
 		t.Fatalf("tenant-1 sees %d hospitals after tenant-2 added one", len(data))
+	}
+
+	// The tutorial's move: PUT tenant-2 to a database that does not exist
+	// yet; the very next request is answered from it, created and
+	// migrated, not from the old one and not before its tables exist.
+	testenv.DropDatabase(t, "tsql_hosp_2b")
+	code, body = s.do("PUT", "/api/tenant/tenant-2.test.com/", "", map[string]any{
+		"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, "tsql_hosp_2b")},
+	}, true)
+	if code != http.StatusOK || body["lifecycle_event"] != "tenant_update" {
+		t.Fatalf("PUT /api/tenant/tenant-2.test.com/: %d %v", code, body)
+	}
+	code, body = s.do("GET", "/hospital/", "tenant-2.test.com", nil, false)
+	if code != http.StatusOK || fmt.Sprint(body["data"]) != "[]" {
+		t.Fatalf(`GET /hospital/ for tenant-2 right after its move: %d %v; want {"data": [], ...} from the new database`, code, body)
+	}
+	if code, body := s.do("POST", "/hospital/", "tenant-2.test.com", map[string]string{"name": "Moved"}, false); code != http.StatusCreated {
+		t.Fatalf("POST for tenant-2 after its move: %d %v", code, body)
+	}
+	if n := countRows(t, "tsql_hosp_2b", "SELECT count(*) FROM hospital WHERE name = 'Moved'"); n != 1 {
+		t.Fatalf("the row written after the move is not in the new database (%d rows there)", n)
+	}
+	if n := countRows(t, "tsql_hosp_2", "SELECT count(*) FROM hospital WHERE name = 'Moved'"); n != 0 {
+		t.Fatalf("the row written after the move is in the old database")
 	}
 
 	// The edges of the tutorial.
