@@ -67,8 +67,22 @@
 // hooks (package hooks, WithHooks) a tenant created while the process
 // runs is ready once its create hooks have succeeded here: until then its
 // queries wait, bounded by their context, and if a hook failed they get
-// ErrTenantNotReady. A query for a tenant the store has but this process
-// has not received yet waits for the change rather than failing.
+// ErrTenantNotReady. An update that moves a tenant to another database is
+// gated the same way by its update hooks. A query for a tenant the store has
+// but this process has not received yet waits for the change rather than
+// failing.
+//
+// Within a process, routing is linearizable: once a Create, Update or
+// Delete on the store the connector follows has returned, every query
+// started afterwards uses what it wrote or a later change (the stores of
+// package store are store.Sequencers; the connector waits, before a
+// checkout, for the changes they have published). Work in flight (a Tx,
+// Rows, a *sql.Conn) finishes on the configuration it began on. Other
+// processes see a change within the store's propagation delay.
+//
+// A hook's queries made with its context run on the configuration of the
+// hook's own change, even when a later change has replaced it, and do not
+// wait for the tenant to be ready.
 //
 // Stats (per server and per tenant), TenantStats, StoreStatus and
 // ConnectorOf expose the pools and the store; (*sql.Conn).Raw

@@ -41,17 +41,26 @@
 // context allows; they fail with driver.ErrTenantNotReady if the context
 // ends first or if one of those hooks failed (the error wraps why). The
 // next update of the tenant runs its create hooks again, instead of its
-// update hooks, and the tenant is ready once they succeed.
+// update hooks, and the tenant is ready once they succeed. An update that
+// changes POSTGRES_URL (a move) is gated the same way by its own update
+// hooks: the tenant is served on the new database once they have
+// succeeded; if one failed, the next update runs them again, with Old the
+// tenant as it was before the move.
 //
 // The hooks of one tenant run one after another, in subscription order
 // and in the order of its changes. Different tenants' hooks run side by
 // side, up to driver.WithHookConcurrency tenants at a time (default 4).
 //
-// A hook's context carries the tenant (tenantctx.TenantFrom) and is
-// canceled when the *sql.DB is closed; Close waits for running hooks to
-// return. With that context, or one derived from it, the hook may query
-// its own tenant through the tenantsql *sql.DB before the tenant is ready;
-// a query with another context would wait for the hook itself.
+// A hook's context carries the tenant (tenantctx.TenantFrom) at the
+// configuration of the hook's own change. With that context, or one
+// derived from it, the hook's queries through the tenantsql *sql.DB run on
+// that configuration's database: a delete hook reaches the database being
+// deleted, even when the tenant was created again elsewhere meanwhile, and
+// an update hook the database of its update, even when a later update
+// moved the tenant on. They do not wait for the tenant to be ready (a
+// query with another context would wait for the hook itself). The context
+// is canceled when the hook's change is done (all its hooks have returned)
+// and when the *sql.DB is closed; Close waits for running hooks to return.
 //
 // # Failures
 //

@@ -82,7 +82,9 @@ type Event struct {
 
 // A Func is a hook. Its context carries the tenant (tenantctx.TenantFrom),
 // so it can query the tenant's database through a tenantsql *sql.DB at
-// once, and it ends when the *sql.DB is closed.
+// once, on the configuration of the change it is called for (see the
+// package documentation), and it ends when the change's hooks have all
+// returned, or when the *sql.DB is closed.
 type Func func(ctx context.Context, ev Event) error
 
 // A Failure is a hook that returned an error or panicked.

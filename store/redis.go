@@ -54,6 +54,11 @@ import (
 // entry the follower applied last is gone or holds another version. Tenants go away
 // only by explicit deletes, or by a resync an operator asks for
 // (AcceptLoss).
+//
+// A write made while this process watches the store returns once the
+// follower has read it back (within a moment, pub/sub wakes it; at most
+// 2 s), so the process's watchers, and the tenantsql driver's routing,
+// have it before the call returns (Sequencer).
 type Redis struct {
 	c         redis.UniversalClient
 	ownClient bool
