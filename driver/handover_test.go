@@ -112,8 +112,8 @@ func (p *pauseProxy) resume() {
 // its registry and pools (the ON phase follows that work).
 type changeHooks chan store.Change
 
-func (h changeHooks) HandleChange(ctx context.Context, c store.Change, post bool) error {
-	if !post {
+func (h changeHooks) HandleChange(ctx context.Context, c store.Change, p store.Phase) error {
+	if p == store.PhaseOn {
 		h <- c
 	}
 	return nil

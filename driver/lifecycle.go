@@ -12,11 +12,9 @@ import (
 
 // Hooks runs the lifecycle hooks of tenant changes; *hooks.Registry
 // implements it. For every change the connector applies it calls
-// HandleChange twice: post false (the ON phase, right after the
-// connector's own work on its registry and pools), then post true.
-type Hooks interface {
-	HandleChange(ctx context.Context, c store.Change, post bool) error
-}
+// HandleChange twice: store.PhaseOn (right after the connector's own work
+// on its registry and pools), then store.PhasePost.
+type Hooks = store.ChangeHandler
 
 // hookKey is the context key of a hookScope.
 type hookKey struct{}
@@ -144,8 +142,8 @@ func (c *Connector) scheduleHooks(sw swap) {
 			defer hs.end()
 		}
 		ctx = tenantctx.WithTenant(ctx, ch.Tenant.ID)
-		on := c.hooks.HandleChange(ctx, ch, false)
-		post := c.hooks.HandleChange(ctx, ch, true)
+		on := c.hooks.HandleChange(ctx, ch, store.PhaseOn)
+		post := c.hooks.HandleChange(ctx, ch, store.PhasePost)
 		if g != nil {
 			g.resolve(errors.Join(on, post))
 			resolved = true

@@ -20,7 +20,7 @@
 // in this process: the tenant is in the driver's tenant registry, and its
 // pools are set up, replaced or retired. The POST phase runs after the ON
 // phase, whether or not an ON hook failed. KindOf maps a store change and a
-// phase to its Kind. Migrate builds a PostCreate hook that applies goose
+// phase (store.PhaseOn, store.PhasePost) to its Kind. Migrate builds a PostCreate hook that applies goose
 // migrations to the new tenant's database.
 //
 // # When hooks run

@@ -120,10 +120,10 @@ func ExampleKind_String() {
 }
 
 func ExampleKindOf() {
-	fmt.Println(hooks.KindOf(store.EventCreate, false))
-	fmt.Println(hooks.KindOf(store.EventCreate, true))
-	fmt.Println(hooks.KindOf(store.EventDelete, true))
-	fmt.Println(hooks.KindOf(store.EventSync, false) == 0) // a sync is no change of its own
+	fmt.Println(hooks.KindOf(store.EventCreate, store.PhaseOn))
+	fmt.Println(hooks.KindOf(store.EventCreate, store.PhasePost))
+	fmt.Println(hooks.KindOf(store.EventDelete, store.PhasePost))
+	fmt.Println(hooks.KindOf(store.EventSync, store.PhaseOn) == 0) // a sync is no change of its own
 	// Output:
 	// on_tenant_create
 	// post_tenant_create

@@ -50,8 +50,9 @@ func (k Kind) String() string {
 // Post reports whether k is a POST-phase kind.
 func (k Kind) Post() bool { return k == PostCreate || k == PostUpdate || k == PostDelete }
 
-// KindOf returns the kind of a store change in a phase.
-func KindOf(c store.EventType, post bool) Kind {
+// KindOf returns the kind of a store change in a phase, or 0 for what is
+// no change of a tenant (a sync) or no phase.
+func KindOf(c store.EventType, p store.Phase) Kind {
 	var k Kind
 	switch c {
 	case store.EventCreate:
@@ -63,10 +64,13 @@ func KindOf(c store.EventType, post bool) Kind {
 	default:
 		return 0
 	}
-	if post {
-		k++
+	switch p {
+	case store.PhaseOn:
+		return k
+	case store.PhasePost:
+		return k + 1
 	}
-	return k
+	return 0
 }
 
 // An Event is what a hook is told.
@@ -240,8 +244,8 @@ func (r *Registry) ClearFailures(tenant string) {
 // tenantsql driver calls it for every change it applies; it is exported
 // for other code that follows a store (store.Tracker) and wants the same
 // hooks run.
-func (r *Registry) HandleChange(ctx context.Context, c store.Change, post bool) error {
-	k := KindOf(c.Type, post)
+func (r *Registry) HandleChange(ctx context.Context, c store.Change, p store.Phase) error {
+	k := KindOf(c.Type, p)
 	if k == 0 {
 		return nil
 	}

@@ -71,29 +71,31 @@ func TestKindPost(t *testing.T) {
 
 func TestKindOf(t *testing.T) {
 	tests := []struct {
-		typ  store.EventType
-		post bool
-		want Kind
+		typ   store.EventType
+		phase store.Phase
+		want  Kind
 	}{
-		{store.EventCreate, false, OnCreate},
-		{store.EventCreate, true, PostCreate},
-		{store.EventUpdate, false, OnUpdate},
-		{store.EventUpdate, true, PostUpdate},
-		{store.EventDelete, false, OnDelete},
-		{store.EventDelete, true, PostDelete},
-		{store.EventSync, false, 0},
-		{store.EventSync, true, 0},
-		{0, false, 0},
-		{0, true, 0},
-		{store.EventDelete + 1, true, 0},
+		{store.EventCreate, store.PhaseOn, OnCreate},
+		{store.EventCreate, store.PhasePost, PostCreate},
+		{store.EventUpdate, store.PhaseOn, OnUpdate},
+		{store.EventUpdate, store.PhasePost, PostUpdate},
+		{store.EventDelete, store.PhaseOn, OnDelete},
+		{store.EventDelete, store.PhasePost, PostDelete},
+		{store.EventSync, store.PhaseOn, 0},
+		{store.EventSync, store.PhasePost, 0},
+		{0, store.PhaseOn, 0},
+		{0, store.PhasePost, 0},
+		{store.EventDelete + 1, store.PhasePost, 0},
+		{store.EventCreate, 0, 0},
+		{store.EventCreate, store.PhasePost + 1, 0},
 	}
 	for _, tt := range tests {
-		got := KindOf(tt.typ, tt.post)
+		got := KindOf(tt.typ, tt.phase)
 		if got != tt.want {
-			t.Errorf("KindOf(%v, %v) = %v, want %v", tt.typ, tt.post, got, tt.want)
+			t.Errorf("KindOf(%v, %v) = %v, want %v", tt.typ, tt.phase, got, tt.want)
 		}
-		if got != 0 && got.Post() != tt.post {
-			t.Errorf("KindOf(%v, %v).Post() = %v", tt.typ, tt.post, got.Post())
+		if got != 0 && got.Post() != (tt.phase == store.PhasePost) {
+			t.Errorf("KindOf(%v, %v).Post() = %v", tt.typ, tt.phase, got.Post())
 		}
 	}
 }
@@ -367,8 +369,8 @@ func TestDeleteForgetsFailures(t *testing.T) {
 	}{
 		{"both phases through HandleChange", func(r *Registry, id string) {
 			ch := store.Change{Type: store.EventDelete, Tenant: store.Tenant{ID: id}, Version: 3}
-			r.HandleChange(t.Context(), ch, false)
-			r.HandleChange(t.Context(), ch, true)
+			r.HandleChange(t.Context(), ch, store.PhaseOn)
+			r.HandleChange(t.Context(), ch, store.PhasePost)
 		}, 0},
 		{"both phases through Run", func(r *Registry, id string) {
 			r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3})
@@ -428,19 +430,19 @@ func TestHandleChange(t *testing.T) {
 	old := store.Tenant{ID: "t1", Version: 1, DeployInfo: map[string]string{store.KeyPostgresURL: "postgres://db/a"}}
 	cur := store.Tenant{ID: "t1", Version: 2, DeployInfo: map[string]string{store.KeyPostgresURL: "postgres://db/b"}}
 	tests := []struct {
-		typ  store.EventType
-		post bool
-		want Kind
+		typ   store.EventType
+		phase store.Phase
+		want  Kind
 	}{
-		{store.EventCreate, false, OnCreate},
-		{store.EventCreate, true, PostCreate},
-		{store.EventUpdate, false, OnUpdate},
-		{store.EventUpdate, true, PostUpdate},
-		{store.EventDelete, false, OnDelete},
-		{store.EventDelete, true, PostDelete},
+		{store.EventCreate, store.PhaseOn, OnCreate},
+		{store.EventCreate, store.PhasePost, PostCreate},
+		{store.EventUpdate, store.PhaseOn, OnUpdate},
+		{store.EventUpdate, store.PhasePost, PostUpdate},
+		{store.EventDelete, store.PhaseOn, OnDelete},
+		{store.EventDelete, store.PhasePost, PostDelete},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%v/post=%v", tt.typ, tt.post), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/%v", tt.typ, tt.phase), func(t *testing.T) {
 			r := New(quiet)
 			var got []Event
 			for _, k := range allKinds {
@@ -450,7 +452,7 @@ func TestHandleChange(t *testing.T) {
 				})
 			}
 			c := store.Change{Type: tt.typ, Tenant: cur, Old: old, Version: 17}
-			if err := r.HandleChange(t.Context(), c, tt.post); err != nil {
+			if err := r.HandleChange(t.Context(), c, tt.phase); err != nil {
 				t.Fatal(err)
 			}
 			if len(got) != 1 {
@@ -472,7 +474,7 @@ func TestHandleChangeReturnsHookErrors(t *testing.T) {
 	// An update: a delete's failures are forgotten once it has run
 	// (TestDeleteForgetsFailures).
 	r.Subscribe(PostUpdate, failingHook)
-	err := r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: "t1"}, Version: 5}, true)
+	err := r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: "t1"}, Version: 5}, store.PhasePost)
 	if !errors.Is(err, errBoom) {
 		t.Fatalf("HandleChange = %v, want the hook's error", err)
 	}
@@ -488,10 +490,10 @@ func TestHandleChangeIgnoresSync(t *testing.T) {
 		r.Subscribe(k, func(context.Context, Event) error { ran++; return errBoom })
 	}
 	for _, typ := range []store.EventType{store.EventSync, 0, store.EventDelete + 1} {
-		for _, post := range []bool{false, true} {
+		for _, p := range []store.Phase{store.PhaseOn, store.PhasePost} {
 			c := store.Change{Type: typ, Tenant: store.Tenant{ID: "t1"}}
-			if err := r.HandleChange(t.Context(), c, post); err != nil {
-				t.Errorf("HandleChange(%v, %v) = %v", typ, post, err)
+			if err := r.HandleChange(t.Context(), c, p); err != nil {
+				t.Errorf("HandleChange(%v, %v) = %v", typ, p, err)
 			}
 		}
 	}
@@ -504,7 +506,7 @@ func TestHandleChangeIgnoresSync(t *testing.T) {
 }
 
 // Registry implements the interface the driver finds it through.
-var _ lifecycle.Handler = (*Registry)(nil)
+var _ store.ChangeHandler = (*Registry)(nil)
 
 func TestConcurrentUse(t *testing.T) {
 	r := New(quiet)
@@ -526,7 +528,7 @@ func TestConcurrentUse(t *testing.T) {
 			for i := range rounds {
 				k := allKinds[i%len(allKinds)]
 				r.Run(t.Context(), Event{Kind: k, Tenant: store.Tenant{ID: id}, Version: int64(i)})
-				r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: id}}, i%2 == 0)
+				r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: id}}, store.Phase(1+i%2))
 				if fs := r.Failures(id); len(fs) > maxFailures {
 					t.Errorf("Failures(%s) holds %d", id, len(fs))
 				}
@@ -712,7 +714,7 @@ func TestDefaultRegistry(t *testing.T) {
 		}
 		return nil
 	})
-	if err := h.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: id}}, true); err != nil {
+	if err := h.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: id}}, store.PhasePost); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, []Kind{PostUpdate}) {

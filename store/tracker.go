@@ -1,6 +1,10 @@
 package store
 
-import "maps"
+import (
+	"context"
+	"fmt"
+	"maps"
+)
 
 // A Change is what an Event did to one tenant, as a Tracker sees it.
 type Change struct {
@@ -15,6 +19,35 @@ type Change struct {
 	// Initial marks the creates of the first sync: tenants that existed
 	// before the tracker started following the store.
 	Initial bool
+}
+
+// A Phase is a step of applying a change in a process. PhaseOn comes
+// first: the library's own work (the tenantsql driver's registry and
+// pools), then the ON hooks; PhasePost follows, for the POST hooks (such
+// as migrations).
+type Phase uint8
+
+// The phases of a change, in the order they run.
+const (
+	PhaseOn Phase = iota + 1
+	PhasePost
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseOn:
+		return "on"
+	case PhasePost:
+		return "post"
+	}
+	return fmt.Sprintf("Phase(%d)", uint8(p))
+}
+
+// A ChangeHandler reacts to one phase of a change: *hooks.Registry runs
+// the hooks subscribed to it, and the tenantsql driver calls it for every
+// change it applies (driver.WithHooks), PhaseOn then PhasePost.
+type ChangeHandler interface {
+	HandleChange(ctx context.Context, c Change, p Phase) error
 }
 
 // URLChanged reports whether an update changed the tenant's POSTGRES_URL.
