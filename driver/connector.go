@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -418,20 +416,19 @@ func (c *Connector) allBudgets() []*budget {
 }
 
 // serverKey names the server a tenant's connections go to: host:port as
-// pgx parsed them, with any fallback hosts, so tenants sharing a server
-// share its budget. An unusable URL gets a budget of its own, whose queries
-// all fail anyway.
+// pgx parsed them, with any fallback hosts, each in canonical form
+// (canonicalHost), so tenants sharing a server share its budget however
+// their URLs spell it. An unusable URL gets a budget of its own, whose
+// queries all fail anyway.
 func serverKey(cc *pgx.ConnConfig) string {
 	if cc == nil {
 		return "(unusable URL)"
 	}
-	key := net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
+	addrs := []string{serverAddr(cc.Host, cc.Port)}
 	for _, fb := range cc.Fallbacks {
-		if fb.Host != cc.Host || fb.Port != cc.Port {
-			key += "," + net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port)))
-		}
+		addrs = append(addrs, serverAddr(fb.Host, fb.Port))
 	}
-	return key
+	return joinServerAddrs(addrs)
 }
 
 // startupSkew is how far before this connector started a tenant may have
