@@ -120,9 +120,13 @@ func (c *Connector) Connect(context.Context) (driver.Conn, error) {
 func (c *Connector) Driver() driver.Driver { return c.drv }
 
 // Close stops following the store and closes every idle physical
-// connection; connections in use are closed when they are released. The
-// store is closed too if the connector opened it (sql.Open). database/sql
-// calls Close from (*sql.DB).Close.
+// connection; connections in use are closed when they are released, by
+// the goroutine that releases them. It returns once everything the
+// connector started has ended: dials in flight (each bounded by
+// WithConnectTimeout; the sessions they open are closed) and connections
+// being closed, so no goroutine of the connector outlives it. The store is
+// closed too if the connector opened it (sql.Open). database/sql calls
+// Close from (*sql.DB).Close.
 func (c *Connector) Close() error {
 	var err error
 	c.closeOnce.Do(func() {

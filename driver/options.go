@@ -171,9 +171,10 @@ func WithMaxConnLifetime(d time.Duration) Option { return func(c *config) { c.ma
 // the dial keeps its slot in the budget for up to this timeout and, if it
 // succeeds, its connection joins the tenant's pool for the next caller.
 // Cutting the dial short would leave a session half set up on the server
-// after its slot had been given to someone else. WithBeforeConnect and
-// WithAfterConnect run with the dial's context: the caller's values, this
-// deadline.
+// after its slot had been given to someone else. Closing the connector
+// waits for dials in flight, so this bounds Close too. WithBeforeConnect
+// and WithAfterConnect run with the dial's context: the caller's values,
+// this deadline.
 func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
 
 // WithEvictionDelay sets how long a caller waits for its own tenant's
