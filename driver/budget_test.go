@@ -5,13 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/store"
@@ -192,4 +197,141 @@ func TestNoTenantStarves(t *testing.T) {
 	cancel()
 	wg.Wait()
 	t.Logf("cold tenants: 30 queries served beside a hot tenant (%d queries), the slowest in %v", hotServed.Load(), worst)
+}
+
+// Tenants whose URLs spell one server differently share its budget: with
+// their hosts written "localhost", "LOCALHOST" and "Localhost.", and
+// WithMaxConns(2), the server never sees more than 2 of their sessions.
+// (Budgets were keyed by the host as written: each spelling had one, and
+// the server saw up to 6.)
+func TestBudgetSharedAcrossSpellings(t *testing.T) {
+	base, err := url.Parse(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spellings []string
+	switch host := base.Hostname(); {
+	case host == "localhost" || net.ParseIP(host).IsLoopback():
+		spellings = []string{"localhost", "LOCALHOST", "Localhost."}
+	case net.ParseIP(host) == nil:
+		spellings = []string{strings.ToLower(host), strings.ToUpper(host), host + "."}
+	default:
+		t.Skipf("the test server is at %s, an address with no other spelling to use", host)
+	}
+	const budget = 2
+	dbs := testenv.Names("tsql_t", len(spellings))
+	testenv.EnsureDatabases(t, dbs...)
+	s := store.NewMemory()
+	ctx := context.Background()
+	tag := "spell-" + runID
+	var tenants []tenantInfo
+	for i, host := range spellings {
+		ti := tenantInfo{ID: fmt.Sprintf("%s-%d.test", tag, i), DB: dbs[i]}
+		u, err := url.Parse(testenv.DatabaseURL(t, ti.DB, "application_name", ti.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Host = net.JoinHostPort(host, base.Port())
+		ti.URL = u.String()
+		if _, err := s.Create(ctx, store.Tenant{ID: ti.ID, DeployInfo: map[string]string{store.KeyPostgresURL: ti.URL}}); err != nil {
+			t.Fatal(err)
+		}
+		tenants = append(tenants, ti)
+	}
+	// Go's resolver finds a name with a trailing dot in /etc/hosts only if
+	// it has another dot too, so "localhost." would go to DNS. The dial
+	// drops the dot; the URL, and with it the budget, keeps it.
+	lookup := driver.WithBeforeConnect(func(_ context.Context, _ string, cc *pgx.ConnConfig) error {
+		cc.LookupFunc = func(ctx context.Context, host string) ([]string, error) {
+			return net.DefaultResolver.LookupHost(ctx, strings.TrimSuffix(host, "."))
+		}
+		return nil
+	})
+	c, err := driver.NewConnector(s, driver.WithMaxConns(budget), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqlOpenDB(t, c)
+	admin := testenv.Admin(t)
+	sessions := func() int {
+		t.Helper()
+		var n int
+		if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", tag+"-%").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	where := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}, ti tenantInfo) {
+		t.Helper()
+		var got answer
+		if err := q.QueryRowContext(ti.ctx(ctx), whereAmI).Scan(&got.DB, &got.App); err != nil {
+			t.Fatalf("tenant %s: %v", ti.ID, err)
+		}
+		if got.DB != ti.DB || got.App != ti.ID {
+			t.Fatalf("tenant %s: ran on %q as %q, want %q as %q", ti.ID, got.DB, got.App, ti.DB, ti.ID)
+		}
+	}
+
+	// Two transactions hold the whole budget: the third spelling's tenant
+	// must wait for a slot, not open a third session.
+	var txs []*sql.Tx
+	for _, ti := range tenants[:budget] {
+		tx, err := db.BeginTx(ti.ctx(ctx), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		txs = append(txs, tx)
+		where(tx, ti)
+	}
+	if n := sessions(); n != budget {
+		t.Fatalf("the server has %d sessions of the tenants, want %d", n, budget)
+	}
+	qctx, cancel := context.WithTimeout(tenants[budget].ctx(ctx), 500*time.Millisecond)
+	_, err = db.ExecContext(qctx, "SELECT 1")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("tenant on %q while the tenants on %q hold the budget of %d: %v, want to wait and time out; the server has %d sessions of them",
+			spellings[budget], spellings[:budget], budget, err, sessions())
+	}
+	if n := sessions(); n > budget {
+		t.Fatalf("the server has %d sessions of the tenants, over the budget of %d", n, budget)
+	}
+	t.Logf("with %q holding the budget of %d, a query on %q waited: one budget for the three", spellings[:budget], budget, spellings[budget])
+	for _, tx := range txs {
+		tx.Rollback()
+	}
+	where(db, tenants[budget])
+
+	// Load on all three: the server never sees more than the budget.
+	stop := peakOn(t, testenv.PostgresURL(t), tag+"-%")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 30 {
+				ti := tenants[(g+i)%len(tenants)]
+				var got answer
+				if err := db.QueryRowContext(ti.ctx(ctx), whereAmI+" FROM pg_sleep(0.002)").Scan(&got.DB, &got.App); err != nil {
+					t.Error(err)
+					return
+				}
+				if got.DB != ti.DB || got.App != ti.ID {
+					t.Errorf("tenant %s: ran on %q as %q", ti.ID, got.DB, got.App)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	peak := stop()
+	t.Logf("240 queries over 3 spellings of one server: peak of %d sessions (budget %d); servers in Stats: %v", peak, budget, slices.Collect(maps.Keys(c.Stats().Servers)))
+	if peak > budget {
+		t.Errorf("the server saw %d sessions of the tenants at once, over the budget of %d", peak, budget)
+	}
+	if n := sessions(); n > budget {
+		t.Errorf("the server has %d sessions of the tenants after the load, over the budget of %d", n, budget)
+	}
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/store"
 )
@@ -62,4 +66,136 @@ func TestCloseWakesCallsWaitingForTheStore(t *testing.T) {
 			t.Errorf("%s still blocked 5s after db.Close", name)
 		}
 	}
+}
+
+// Closing the DB returns only once everything the connector started has
+// ended: dials in flight (among them dials whose callers gave up),
+// sessions being closed in the background, hand-overs of a slot from one
+// tenant to another. At the moment Close returns no goroutine of the
+// driver is left, so none can open or keep a session afterwards; and the
+// server is left with none of the tenants' sessions.
+func TestCloseWaitsForWhatItStarted(t *testing.T) {
+	before := driverGoroutines() // other tests', if any are left
+	const (
+		budget  = 3
+		loaded  = 6 // tenants under load
+		stalled = 2 // tenants whose dial is in flight when the DB closes
+	)
+	// A dial for a caller whose context carries giveUp cancels that
+	// caller, which returns at once and leaves the dial running, and goes
+	// on only when the test closes the DB: a server session is set up
+	// while Close runs.
+	type giveUp struct{}
+	closing := make(chan struct{})
+	var closeOnce sync.Once
+	startClosing := func() { closeOnce.Do(func() { close(closing) }) }
+	beforeConnect := func(ctx context.Context, _ string, _ *pgx.ConnConfig) error {
+		cancel, ok := ctx.Value(giveUp{}).(context.CancelFunc)
+		if !ok {
+			return nil
+		}
+		cancel()
+		select {
+		case <-closing:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f := newFixture(t, "closewait", loaded+stalled,
+		driver.WithMaxConns(budget), driver.WithEvictionDelay(0), driver.WithBeforeConnect(beforeConnect))
+	t.Cleanup(startClosing) // before the fixture closes the DB, if the test stops early
+	bg := context.Background()
+
+	// Callers that give up while their dial is in flight: the dials keep
+	// two of the three slots until the DB closes.
+	for _, ti := range f.tenants[loaded:] {
+		ctx, cancel := context.WithCancel(ti.ctx(bg))
+		_, err := f.db.ExecContext(context.WithValue(ctx, giveUp{}, cancel), "SELECT 1")
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("tenant %s, whose caller was cancelled during the dial: %v, want context.Canceled", ti.ID, err)
+		}
+	}
+
+	// Six tenants share the last slot: each switch evicts the idle
+	// connection of another tenant and hands its slot over. Some callers
+	// give up after a millisecond or so, while waiting for a hand-over,
+	// during a dial or in their query.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 24 {
+				ti := f.tenants[(g+i)%loaded]
+				ctx, cancel := ti.ctx(bg), context.CancelFunc(func() {})
+				if i%3 == 0 {
+					ctx, cancel = context.WithTimeout(ctx, time.Duration(1+i%4)*time.Millisecond)
+				}
+				got, err := f.where(ctx, f.db)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					t.Errorf("tenant %s: %v", ti.ID, err)
+				case err == nil:
+					f.check(ti, got)
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	var evictions int64
+	for _, ss := range f.conn.Stats().Servers {
+		evictions += ss.Evictions
+	}
+	if evictions == 0 {
+		t.Fatal("the load evicted no connection: the test would not cover hand-overs")
+	}
+
+	startClosing()
+	start := time.Now()
+	if err := f.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	// At once, not polled: a goroutine still running now may open or keep
+	// a session after the caller was told the DB is closed.
+	for id, stack := range driverGoroutines() {
+		if _, ok := before[id]; !ok {
+			t.Errorf("a goroutine of the driver is still running after Close returned:\n%s", stack)
+		}
+	}
+	t.Logf("%d evictions; Close took %v", evictions, took)
+	// The server may list a terminated backend for a moment more.
+	eventually(t, 30*time.Second, "the server to have none of the tenants' sessions", func() bool {
+		return f.serverSessions() == 0
+	})
+}
+
+// driverGoroutines returns, by goroutine id, the stacks of the goroutines
+// with a frame of package driver: running its code or blocked in it. A
+// goroutine that has returned from the driver's function and is only
+// exiting (its WaitGroup told already) still names the driver in its
+// "created by" line; it can do nothing more, so that line does not count.
+func driverGoroutines() map[string]string {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	found := make(map[string]string)
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		for line := range strings.SplitSeq(g, "\n") {
+			// driver_test's frames do not match: "driver_test." is not "driver.".
+			if strings.HasPrefix(line, "github.com/tenantsql/tenantsql/driver.") {
+				id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
+				found[id] = g
+				break
+			}
+		}
+	}
+	return found
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,9 +137,13 @@ func (c *Connector) Connect(context.Context) (driver.Conn, error) {
 func (c *Connector) Driver() driver.Driver { return c.drv }
 
 // Close stops following the store and closes every idle physical
-// connection; connections in use are closed when they are released. The
-// store is closed too if the connector opened it (sql.Open). database/sql
-// calls Close from (*sql.DB).Close.
+// connection; connections in use are closed when they are released, by
+// the goroutine that releases them. It returns once everything the
+// connector started has ended: dials in flight (each bounded by
+// WithConnectTimeout; the sessions they open are closed) and connections
+// being closed, so no goroutine of the connector outlives it. The store is
+// closed too if the connector opened it (sql.Open). database/sql calls
+// Close from (*sql.DB).Close.
 func (c *Connector) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
@@ -497,20 +499,19 @@ func (c *Connector) allBudgets() []*budget {
 }
 
 // serverKey names the server a tenant's connections go to: host:port as
-// pgx parsed them, with any fallback hosts, so tenants sharing a server
-// share its budget. An unusable URL gets a budget of its own, whose queries
-// all fail anyway.
+// pgx parsed them, with any fallback hosts, each in canonical form
+// (canonicalHost), so tenants sharing a server share its budget however
+// their URLs spell it. An unusable URL gets a budget of its own, whose
+// queries all fail anyway.
 func serverKey(cc *pgx.ConnConfig) string {
 	if cc == nil {
 		return "(unusable URL)"
 	}
-	key := net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
+	addrs := []string{serverAddr(cc.Host, cc.Port)}
 	for _, fb := range cc.Fallbacks {
-		if fb.Host != cc.Host || fb.Port != cc.Port {
-			key += "," + net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port)))
-		}
+		addrs = append(addrs, serverAddr(fb.Host, fb.Port))
 	}
-	return key
+	return joinServerAddrs(addrs)
 }
 
 // startupSkew is how far before this connector started a tenant may have

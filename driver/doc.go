@@ -43,7 +43,13 @@
 // PostgreSQL server (same host and port in their URLs) share that server's
 // budget of open connections (WithMaxConns, default 50, half of
 // PostgreSQL's default max_connections; WithServerBudget for one server);
-// tenants on other servers do not compete for it. When a budget is full, a
+// tenants on other servers do not compete for it. Host names are compared
+// without regard to case or a trailing dot, and IP addresses as addresses,
+// but names are not resolved (that would make every tenant change wait on
+// DNS, for an answer that can change): "localhost" and "127.0.0.1", or a
+// CNAME and its target, are two servers, with a budget each. Spell each
+// server one way in the URLs, or give each alias its own budget (see
+// WithMaxConns). When a budget is full, a
 // caller waits briefly for a connection of its own tenant and then takes
 // the slot of another tenant's cold idle connection, the least recently
 // used first; a tenant with none takes the coldest at once. Waiting callers

@@ -39,8 +39,9 @@ type Option func(*config)
 
 type config struct {
 	maxConns          int
-	serverBudgets     map[string]int
-	maxConnsPerTenant int // 0: the tenant's server budget
+	serverBudgetOpts  []serverBudget // as given, in order
+	serverBudgets     map[string]int // by server key; set by validate
+	maxConnsPerTenant int            // 0: the tenant's server budget
 	idleTimeout       time.Duration
 	maxConnLifetime   time.Duration
 	connectTimeout    time.Duration
@@ -51,6 +52,11 @@ type config struct {
 	hookConcurrency   int
 	beforeConnect     func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error
 	afterConnect      func(ctx context.Context, tenant string, conn *pgx.Conn) error
+}
+
+type serverBudget struct {
+	server string
+	n      int
 }
 
 func defaultConfig() config {
@@ -84,10 +90,19 @@ func (c *config) validate() error {
 	case c.log == nil:
 		return fmt.Errorf("tenantsql: WithLogger(nil)")
 	}
-	for server, n := range c.serverBudgets {
-		if n < 1 {
-			return fmt.Errorf("tenantsql: WithServerBudget(%q, %d): must be at least 1", server, n)
+	// Key the budgets as serverKey keys servers, so a budget applies
+	// however its server is spelled here and in the URLs. Of two budgets
+	// for one server, the later wins, as with any option given twice.
+	c.serverBudgets = make(map[string]int, len(c.serverBudgetOpts))
+	for _, sb := range c.serverBudgetOpts {
+		if sb.n < 1 {
+			return fmt.Errorf("tenantsql: WithServerBudget(%q, %d): must be at least 1", sb.server, sb.n)
 		}
+		key, err := parseServerKey(sb.server)
+		if err != nil {
+			return fmt.Errorf("tenantsql: WithServerBudget(%q, %d): %w", sb.server, sb.n, err)
+		}
+		c.serverBudgets[key] = sb.n
 	}
 	return nil
 }
@@ -99,20 +114,36 @@ func (c *config) validate() error {
 // not compete for it. (*sql.DB).SetMaxOpenConns still caps how many are in
 // use; this caps how many exist.
 //
-// Servers are told apart by the host and port as written in the URLs
-// (after pgx's parsing): "localhost" and "127.0.0.1" are two servers to the
-// driver even if they are one machine.
+// A server is the host and port the URLs name (after pgx's parsing, so
+// with its defaults), compared in a canonical form: host names without
+// regard to case or a trailing dot ("DB1.Internal." is "db1.internal"),
+// IP addresses as addresses ("0:0::1" is "::1", "::ffff:10.0.0.1" is
+// "10.0.0.1"). A URL that lists fallback hosts names them all, in order.
+//
+// Names are not resolved, so aliases are different servers, each with a
+// budget of its own: "localhost" and "127.0.0.1", two DNS names of one
+// address, a CNAME and its target. Tenants spread over the aliases of one
+// machine can open a budget's worth of sessions through each. The driver
+// does not resolve names when it registers a tenant: that would block the
+// goroutine following the tenant store, and with it every tenant change,
+// on DNS, and the answer can change afterwards. Spell each server one way
+// in all tenant URLs, or give each alias a budget of its own
+// (WithServerBudget) so that together they stay within the server's
+// max_connections.
 func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
 
-// WithServerBudget sets the budget of one server, named "host:port" as in
-// its tenants' URLs (for example "db1.internal:5432"), overriding
-// WithMaxConns for it.
+// WithServerBudget sets the budget of one server, overriding WithMaxConns
+// for it. server is "host:port" (an IPv6 address in brackets,
+// "[fd00::1]:5432"), compared as WithMaxConns describes: "DB1.internal.:5432"
+// names the server of "postgres://db1.internal/app". For tenants whose URLs
+// list fallback hosts, give them all, comma-separated, in the URLs' order
+// ("db1:5432,db2:5432"), as Stats names the server. It does not cover the
+// server's aliases (see WithMaxConns). NewConnector reports a server that
+// is not host:port; of two budgets given for one server, the later
+// applies.
 func WithServerBudget(server string, n int) Option {
 	return func(c *config) {
-		if c.serverBudgets == nil {
-			c.serverBudgets = make(map[string]int)
-		}
-		c.serverBudgets[server] = n
+		c.serverBudgetOpts = append(c.serverBudgetOpts, serverBudget{server, n})
 	}
 }
 
@@ -140,9 +171,10 @@ func WithMaxConnLifetime(d time.Duration) Option { return func(c *config) { c.ma
 // the dial keeps its slot in the budget for up to this timeout and, if it
 // succeeds, its connection joins the tenant's pool for the next caller.
 // Cutting the dial short would leave a session half set up on the server
-// after its slot had been given to someone else. WithBeforeConnect and
-// WithAfterConnect run with the dial's context: the caller's values, this
-// deadline.
+// after its slot had been given to someone else. Closing the connector
+// waits for dials in flight, so this bounds Close too. WithBeforeConnect
+// and WithAfterConnect run with the dial's context: the caller's values,
+// this deadline.
 func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
 
 // WithEvictionDelay sets how long a caller waits for its own tenant's

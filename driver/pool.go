@@ -51,10 +51,11 @@ type waiter struct {
 	since time.Time
 
 	// guarded by budget.mu
-	queued bool
-	eager  bool // its tenant has no connection: it takes the next one released
-	all    waitLinks
-	own    waitLinks
+	queued    bool
+	eager     bool // its tenant has no connection: it takes the next one released
+	abandoned bool // gave up waiting while a hand-over was on its way to it
+	all       waitLinks
+	own       waitLinks
 }
 
 type grant struct {
@@ -81,6 +82,14 @@ type budget struct {
 	pools   map[*pool]struct{}
 	closed  bool
 	stats   counters // the server's, summed over its tenants
+
+	// wg tracks the goroutines the budget starts (dials, terminations,
+	// hand-overs), so that close can wait for them and nothing of the
+	// connector runs after Close has returned. Add (wg.Go) only with mu
+	// held and closed false: then every Add happens before close's Wait.
+	// Once the budget is closed, work that would have gone to a goroutine
+	// is done by the caller itself.
+	wg sync.WaitGroup
 }
 
 func newBudget(cfg *config, server string) *budget {
@@ -163,8 +172,9 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 			b.open++
 			t.stats.acquires++
 			b.stats.acquires++
+			d := b.dialLocked(ctx, p)
 			b.mu.Unlock()
-			return b.dial(ctx, p)
+			return d.wait(ctx)
 		}
 
 		// Full. A tenant with no connection at all has nothing to wait
@@ -206,6 +216,10 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 			b.stats.acquires++
 		}
 		closed := b.closed
+		var d *dial
+		if g.dial && !gone {
+			d = b.dialLocked(ctx, p)
+		}
 		b.mu.Unlock()
 		switch {
 		case gone:
@@ -216,8 +230,8 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 			return nil, errRetired
 		case g.err != nil:
 			return nil, g.err
-		case g.dial:
-			return b.dial(ctx, p)
+		case d != nil:
+			return d.wait(ctx)
 		case b.reusable(ctx, g.pc):
 			return g.pc, nil
 		}
@@ -240,32 +254,49 @@ func (b *budget) reusable(ctx context.Context, pc *physConn) bool {
 	return true
 }
 
-// dial opens a physical connection for p in a slot already reserved. The
-// dial is not cut short when ctx ends: a session half set up on the server
-// would linger after the client hung up, its slot already given to someone
-// else. The caller returns at once, and the connection, when it is up, goes
-// to p's pool as if it had been used and released (pgxpool does the same).
-func (b *budget) dial(ctx context.Context, p *pool) (*physConn, error) {
-	type result struct {
-		pc  *physConn
-		err error
-	}
-	done := make(chan result, 1)
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.connectTimeout)
-	go func() {
+// A dial is a physical connection being opened for a caller.
+type dial struct {
+	done      chan dialResult // unbuffered: a result goes only to a caller that takes it
+	abandoned chan struct{}   // closed when the caller stops waiting
+}
+
+type dialResult struct {
+	pc  *physConn
+	err error
+}
+
+// dialLocked starts opening a physical connection for p in a slot already
+// reserved; the caller holds b.mu, has found the budget open, and then
+// waits for the result with wait. The dial is not cut short when ctx ends:
+// a session half set up on the server would linger after the client hung
+// up, its slot already given to someone else. The caller returns at once,
+// and the connection, when it is up, goes to p's pool as if it had been
+// used and released (pgxpool does the same). The connect timeout bounds
+// the dial, and close waits for it.
+func (b *budget) dialLocked(ctx context.Context, p *pool) *dial {
+	d := &dial{done: make(chan dialResult), abandoned: make(chan struct{})}
+	b.wg.Go(func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.connectTimeout)
 		defer cancel()
 		pc, err := b.connect(dctx, p)
-		done <- result{pc, err}
-	}()
+		select {
+		case d.done <- dialResult{pc, err}:
+		case <-d.abandoned:
+			if err == nil {
+				b.release(pc)
+			}
+		}
+	})
+	return d
+}
+
+// wait returns the dial's connection, or ctx's error if ctx ends first.
+func (d *dial) wait(ctx context.Context) (*physConn, error) {
 	select {
-	case r := <-done:
+	case r := <-d.done:
 		return r.pc, r.err
 	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.err == nil {
-				b.release(r.pc)
-			}
-		}()
+		close(d.abandoned)
 		return nil, ctx.Err()
 	}
 }
@@ -381,28 +412,61 @@ func (b *budget) destroy(pc *physConn) {
 	b.closeLater(pc)
 }
 
-// closeLater terminates pc in the background and frees its slot when the
-// server has seen the session end.
+// closeLater terminates pc, already taken out of its pool, and frees its
+// slot when the server has seen the session end. It does so in the
+// background, except once the budget is closed: then nothing may be left
+// running, and database/sql closes the connections still in use after
+// (*sql.DB).Close has returned, so the caller terminates pc itself.
 func (b *budget) closeLater(pc *physConn) {
-	go func() {
-		pc.terminate()
-		b.mu.Lock()
-		b.open--
-		b.grantSlotsLocked()
-		b.mu.Unlock()
-	}()
+	b.mu.Lock()
+	closed := b.closed
+	if !closed {
+		b.wg.Go(func() { b.closeNow(pc) })
+	}
+	b.mu.Unlock()
+	if closed {
+		b.closeNow(pc)
+	}
+}
+
+// closeNow terminates pc, already taken out of its pool, and frees its
+// slot.
+func (b *budget) closeNow(pc *physConn) {
+	pc.terminate()
+	b.mu.Lock()
+	b.open--
+	b.grantSlotsLocked()
+	b.mu.Unlock()
 }
 
 // handOverLocked gives the slot of victim, already taken out of its pool,
 // to w, which is not queued: w is granted a dial once the server has seen
-// victim's session end.
+// victim's session end, or, if w has given up meanwhile, the slot is
+// freed. The caller has found the budget open.
 func (b *budget) handOverLocked(victim *physConn, w *waiter) {
 	w.p.open++
 	w.p.inUse++
-	go func() {
+	b.wg.Go(func() {
 		victim.terminate()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if w.abandoned {
+			b.unreserveLocked(w.p)
+			return
+		}
+		// Under b.mu, so that wait can tell a grant sent from one on its
+		// way. w.ch has room: w is in no queue, so nothing else sends.
 		w.ch <- grant{dial: true}
-	}()
+	})
+}
+
+// unreserveLocked frees a slot reserved for a dial of p that will not
+// happen.
+func (b *budget) unreserveLocked(p *pool) {
+	p.open--
+	p.inUse--
+	b.open--
+	b.grantSlotsLocked()
 }
 
 func (b *budget) takeIdleLocked(pc *physConn) {
@@ -518,16 +582,28 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 				b.mu.Unlock()
 				return grant{}, ctx.Err()
 			}
+			// Granted meanwhile, or a hand-over is on its way (every
+			// grant is sent under b.mu, so an empty w.ch means the
+			// latter): give back the grant now, or let the hand-over
+			// free the slot, without making the caller wait for it.
+			var g grant
+			select {
+			case g = <-w.ch:
+			default:
+				w.abandoned = true
+			}
 			b.mu.Unlock()
-			// Granted meanwhile, or a slot is on its way: give it back
-			// when it comes, without making the caller wait for it.
-			go func() { b.giveBack(w, <-w.ch) }()
+			b.giveBack(w, g)
 			return grant{}, ctx.Err()
 		case <-timer.C:
 			b.mu.Lock()
 			if !w.queued {
+				// Granted meanwhile, or a hand-over is on its way: it
+				// comes through w.ch. (Once the budget is closed no
+				// waiter is queued, so the eviction below never runs
+				// on a closed budget.)
 				b.mu.Unlock()
-				continue // granted meanwhile: it is in w.ch
+				continue
 			}
 			now := time.Now()
 			if w.p.open < w.p.max {
@@ -562,10 +638,7 @@ func (b *budget) giveBack(w *waiter, g grant) {
 		b.release(g.pc)
 	case g.dial:
 		b.mu.Lock()
-		w.p.open--
-		w.p.inUse--
-		b.open--
-		b.grantSlotsLocked()
+		b.unreserveLocked(w.p)
 		b.mu.Unlock()
 	}
 }
@@ -634,7 +707,12 @@ func (b *budget) reap(now time.Time, idleTimeout time.Duration) {
 	b.closeAll(closing)
 }
 
-// close shuts every pool: idle connections now, the rest when released.
+// close shuts every pool: idle connections now, the rest when released,
+// by the goroutine that releases them. It returns once the idle sessions
+// have ended and every goroutine the budget started has returned: dials in
+// flight (each bounded by the connect timeout; the session one opens is
+// terminated, the budget being closed), terminations and hand-overs (each
+// bounded by terminateTimeout).
 func (b *budget) close() {
 	b.mu.Lock()
 	b.closed = true
@@ -652,16 +730,16 @@ func (b *budget) close() {
 	// are released.
 	var wg sync.WaitGroup
 	for _, pc := range closing {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pc.terminate()
-			b.mu.Lock()
-			b.open--
-			b.mu.Unlock()
-		}()
+		wg.Go(func() { b.closeNow(pc) })
 	}
 	wg.Wait()
+	// No goroutine starts any more (b.closed), and those running finish:
+	// they wait for the server (a dial for up to the connect timeout,
+	// WithBeforeConnect and WithAfterConnect included; a termination for
+	// up to terminateTimeout), for b.mu, which no one holds across a
+	// wait, and a dial for its caller, who takes the result or gives up
+	// at once.
+	b.wg.Wait()
 }
 
 func (b *budget) closeAll(conns []*physConn) {

@@ -14,8 +14,10 @@ type Stats struct {
 	Idle    int
 	InUse   int
 	Waiting int // callers waiting for a connection
-	// Servers has an entry per PostgreSQL server ("host:port") the
-	// registered tenants use.
+	// Servers has an entry per PostgreSQL server the registered tenants
+	// use, named "host:port" in the canonical form WithMaxConns describes
+	// (lower case, an IPv6 address in brackets, fallback hosts after a
+	// comma), which is how WithServerBudget matches it.
 	Servers map[string]ServerStats
 	// Tenants has an entry for every registered tenant.
 	Tenants map[string]TenantStats
