@@ -1,8 +1,6 @@
 package driver
 
 import (
-	"context"
-	"database/sql/driver"
 	"fmt"
 	"maps"
 	"strings"
@@ -10,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -24,6 +21,7 @@ type tenant struct {
 	b       *budget
 	cfg     *config
 	gate    atomic.Pointer[gate]
+	dial    dialFunc // nil: pgDialer; the budget's tests set a fake
 
 	// guarded by b.mu
 	pool    *pool
@@ -49,26 +47,12 @@ func (c *counters) add(o counters) {
 	c.connectErrors += o.connectErrors
 }
 
-// newConnector parses the tenant's URL and builds the pgx stdlib connector
-// its pool dials with. It runs when a pool is created, not when the tenant
-// is registered, so ten thousand registered tenants hold only their URLs.
-func (t *tenant) newConnector() (driver.Connector, error) {
-	cc, err := parseDSN(t.id, t.dsn)
-	if err != nil {
-		return nil, err
+// dialer returns the dial function of a new pool for t.
+func (t *tenant) dialer() (dialFunc, error) {
+	if t.dial != nil {
+		return t.dial, nil
 	}
-	var opts []stdlib.OptionOpenDB
-	if f := t.cfg.beforeConnect; f != nil {
-		id := t.id
-		opts = append(opts, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
-			return f(ctx, id, cc)
-		}))
-	}
-	// WithAfterConnect is not passed to pgx: pgx's stdlib connector returns
-	// an AfterConnect error without closing the new connection, leaving a
-	// live session outside the budget until the garbage collector finds it.
-	// budget.connect runs the hook itself and terminates the session.
-	return stdlib.GetConnector(*cc, opts...), nil
+	return t.pgDialer()
 }
 
 // parseDSN parses a tenant URL. pgx's parse errors redact passwords only
