@@ -33,27 +33,19 @@ type Connector struct {
 	budgetsMu sync.Mutex
 	budgets   map[string]*budget // per server: host:port
 
-	hooks     Hooks
-	hookSlots chan struct{}
-	jobsMu    sync.Mutex
-	tails     map[string]chan struct{} // last hook job queued per tenant
-	jobs      sync.WaitGroup
-
-	appliedMu sync.Mutex
-	applied   chan struct{} // closed after each batch of changes is applied
+	hooks Hooks
+	hookq *hookQueue
 
 	// Read-your-writes: published reports how far the store has published
 	// (nil if it is not a store.Sequencer), appliedSeq how far the
 	// registry has applied; a checkout that finds the registry behind
-	// waits for it (fence). followDone is closed when follow stops, after
-	// which nothing more will be applied.
+	// waits for it (fence). applied is notified after each batch of
+	// changes is applied; followDone is closed when follow stops, after
+	// which nothing more will be.
 	published  func() uint64
 	appliedSeq atomic.Uint64
+	applied    *broadcast
 	followDone chan struct{}
-
-	// hookJobs counts the hook jobs running, so that a checkout looks for
-	// a hook's context only while one may exist.
-	hookJobs atomic.Int64
 
 	started time.Time // when NewConnector ran
 
@@ -97,13 +89,12 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		log:        cfg.log,
 		budgets:    make(map[string]*budget),
 		readyCh:    make(chan struct{}),
-		applied:    make(chan struct{}),
+		applied:    newBroadcast(),
 		started:    time.Now(),
 		ctx:        ctx,
 		cancel:     cancel,
 		hooks:      cfg.hooks,
-		hookSlots:  make(chan struct{}, cfg.hookConcurrency),
-		tails:      make(map[string]chan struct{}),
+		hookq:      newHookQueue(ctx, cfg.hookConcurrency),
 		followDone: make(chan struct{}),
 	}
 	if sq, ok := s.(store.Sequencer); ok {
@@ -150,7 +141,7 @@ func (c *Connector) Close() error {
 		c.closed.Store(true)
 		c.cancel()
 		c.wg.Wait()
-		c.jobs.Wait()
+		c.hookq.wait()
 		for _, b := range c.allBudgets() {
 			b.close()
 		}
@@ -166,7 +157,7 @@ func (c *Connector) Store() store.Store { return c.store }
 
 // acquire checks out a physical connection for tenant id.
 func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*physConn, error) {
-	if c.hookJobs.Load() > 0 {
+	if c.hookq.running.Load() > 0 {
 		if hs := c.hookScopeOf(ctx, id); hs != nil {
 			return hs.acquire(ctx, hint)
 		}
@@ -227,9 +218,7 @@ func (c *Connector) awaitTenant(ctx context.Context, id string) (*tenant, error)
 	timeout := time.NewTimer(propagationWait)
 	defer timeout.Stop()
 	for {
-		c.appliedMu.Lock()
-		applied := c.applied
-		c.appliedMu.Unlock()
+		applied := c.applied.next()
 		if t := c.reg.get(id); t != nil {
 			return t, nil
 		}
@@ -260,9 +249,7 @@ func (c *Connector) fence(ctx context.Context) error {
 		return nil
 	}
 	for {
-		c.appliedMu.Lock()
-		applied := c.applied
-		c.appliedMu.Unlock()
+		applied := c.applied.next()
 		if c.appliedSeq.Load() >= want {
 			return nil
 		}
@@ -280,14 +267,6 @@ func (c *Connector) fence(ctx context.Context) error {
 			return fmt.Errorf("tenantsql: waiting for the latest tenant changes to be applied: %w", ctx.Err())
 		}
 	}
-}
-
-// notifyApplied wakes the queries waiting in awaitTenant and fence.
-func (c *Connector) notifyApplied() {
-	c.appliedMu.Lock()
-	close(c.applied)
-	c.applied = make(chan struct{})
-	c.appliedMu.Unlock()
 }
 
 func (c *Connector) release(pc *physConn) (dead bool) {
@@ -362,7 +341,7 @@ func (c *Connector) follow(ctx context.Context, events <-chan store.Event) {
 		c.apply(changes)
 		// After the registry: a checkout that sees seq sees its changes.
 		c.appliedSeq.Store(max(c.appliedSeq.Load(), seq))
-		c.notifyApplied()
+		c.applied.notify() // wakes awaitTenant and fence
 		if !c.ready.Load() && tr.Synced() {
 			c.ready.Store(true)
 			close(c.readyCh)

@@ -125,7 +125,7 @@ func (c *Connector) scheduleHooks(sw swap) {
 	if t != nil {
 		hs = &hookScope{c: c, t: t}
 	}
-	c.enqueue(ch.Tenant.ID, func(ctx context.Context) {
+	c.hookq.enqueue(ch.Tenant.ID, func(ctx context.Context) {
 		resolved := false
 		defer func() {
 			// A Hooks that panics, or a hook that calls runtime.Goexit,
@@ -153,56 +153,6 @@ func (c *Connector) scheduleHooks(sw swap) {
 			g.resolve(ErrClosed)
 		}
 	})
-}
-
-// enqueue runs fn after the jobs queued before for the same tenant, or
-// abandon if the connector closes first. fn's context ends when it
-// returns: a hook's context names one configuration of its tenant, and
-// must not be used to reach the tenant after the hook (see hookScope).
-func (c *Connector) enqueue(id string, fn func(context.Context), abandon func()) {
-	c.jobsMu.Lock()
-	prev := c.tails[id]
-	done := make(chan struct{})
-	c.tails[id] = done
-	c.jobsMu.Unlock()
-	c.jobs.Add(1)
-	go func() {
-		defer c.jobs.Done()
-		defer func() {
-			close(done)
-			c.jobsMu.Lock()
-			if c.tails[id] == done {
-				delete(c.tails, id)
-			}
-			c.jobsMu.Unlock()
-		}()
-		if prev != nil {
-			select {
-			case <-prev:
-			case <-c.ctx.Done():
-				abandon()
-				return
-			}
-		}
-		select {
-		case c.hookSlots <- struct{}{}:
-		case <-c.ctx.Done():
-			abandon()
-			return
-		}
-		defer func() { <-c.hookSlots }()
-		if c.ctx.Err() != nil { // select picks at random when both were ready
-			abandon()
-			return
-		}
-		ctx, cancel := context.WithCancel(c.ctx)
-		c.hookJobs.Add(1)
-		defer func() {
-			cancel()
-			c.hookJobs.Add(-1)
-		}()
-		fn(ctx)
-	}()
 }
 
 // waitGate waits until the hooks that opened t's configuration have

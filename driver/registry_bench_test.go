@@ -33,7 +33,7 @@ func BenchmarkApplySync(b *testing.B) {
 		if err := cfg.validate(); err != nil {
 			b.Fatal(err)
 		}
-		c := &Connector{cfg: cfg, log: cfg.log, budgets: make(map[string]*budget), applied: make(chan struct{})}
+		c := &Connector{cfg: cfg, log: cfg.log, budgets: make(map[string]*budget), applied: newBroadcast()}
 		c.reg.init()
 		return c
 	}
