@@ -234,11 +234,11 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("encode tenant %q: %w", t.ID, err)
 	}
-	v, err := createScript.Run(ctx, r.c, r.scriptKeys(), t.ID, rec, r.maxLen, newEpoch()).Int64()
+	res, v, err := r.runCreate(ctx, t.ID, rec)
 	if err != nil {
 		return Tenant{}, r.errorf("create tenant %q: %w", t.ID, err)
 	}
-	if v < 0 {
+	if res == scriptExists {
 		return Tenant{}, exists(t.ID)
 	}
 	r.awaitFollowed(ctx, v)
@@ -274,14 +274,14 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		if err != nil {
 			return Tenant{}, r.errorf("encode tenant %q: %w", t.ID, err)
 		}
-		v, err := updateScript.Run(ctx, r.c, r.scriptKeys(), t.ID, raw, rec, r.maxLen, newEpoch()).Int64()
+		res, v, err := r.runUpdate(ctx, t.ID, raw, rec)
 		if err != nil {
 			return Tenant{}, r.errorf("update tenant %q: %w", t.ID, err)
 		}
-		switch v {
-		case -2:
+		switch res {
+		case scriptNotFound:
 			return Tenant{}, notFound(t.ID)
-		case -3:
+		case scriptChanged:
 			if err := ctx.Err(); err != nil {
 				return Tenant{}, err
 			}
@@ -302,14 +302,15 @@ func (r *Redis) Delete(ctx context.Context, id string) (bool, error) {
 	if err := r.checkOpen(); err != nil {
 		return false, err
 	}
-	v, err := deleteScript.Run(ctx, r.c, r.scriptKeys(), id, r.maxLen, newEpoch()).Int64()
+	res, v, err := r.runDelete(ctx, id)
 	if err != nil {
 		return false, r.errorf("delete tenant %q: %w", id, err)
 	}
-	if v != 0 {
-		r.awaitFollowed(ctx, max(v, -v))
+	if res == scriptNotFound {
+		return false, nil
 	}
-	return v > 0, nil
+	r.awaitFollowed(ctx, v)
+	return res == scriptWrote, nil
 }
 
 // Published implements Sequencer.
@@ -324,7 +325,7 @@ func (r *Redis) AcceptLoss(ctx context.Context) error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	if err := resyncScript.Run(ctx, r.c, r.scriptKeys(), r.maxLen, newEpoch()).Err(); err != nil {
+	if err := r.runResync(ctx); err != nil {
 		return r.errorf("resync: %w", err)
 	}
 	return nil

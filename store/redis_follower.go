@@ -312,7 +312,7 @@ func (f *follower) resync(ctx context.Context) error {
 		// So that deleting a kept tenant reaches this process although
 		// Redis lacks it (see deleteScript); at every resync, in case
 		// the mark itself was lost.
-		if err := markLostScript.Run(ctx, r.c, r.scriptKeys(), f.lossAt).Err(); err != nil {
+		if err := r.runMarkLost(ctx, f.lossAt); err != nil {
 			r.log.Warn("tenantsql: cannot mark the tenant store as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
 		}
 	}

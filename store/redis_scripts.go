@@ -1,73 +1,160 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 
 	"github.com/redis/go-redis/v9"
 )
 
+// The Lua scripts that change the store. Each makes its change, bumps the
+// version, appends an event to the stream and publishes the new version
+// in one atomic step, so that create-if-absent cannot succeed twice and no
+// follower can see a change without its event; each (re)creates the epoch
+// if the data is new.
+//
+// Every script is given the same KEYS, which scriptPrelude names in the
+// order scriptKeys lists them, and its arguments as named by its first
+// line. The mutations answer {result, version}: a scriptResult, and the
+// version written, if any. Each script is run through a method below that
+// passes the arguments in order and returns the answer typed.
+
+// A scriptResult says what a mutation script did.
+type scriptResult int64
+
+const (
+	// scriptWrote: the change is made, at the version returned.
+	scriptWrote scriptResult = iota + 1
+	// scriptExists: create found the id taken; nothing is written.
+	scriptExists
+	// scriptNotFound: update or delete found no such tenant; nothing is
+	// written.
+	scriptNotFound
+	// scriptChanged: update found another record than the one it read;
+	// nothing is written.
+	scriptChanged
+	// scriptRecorded: delete found no such tenant, but some process keeps
+	// tenants Redis lost; the delete is recorded at the version returned,
+	// so that they drop it.
+	scriptRecorded
+)
+
+// scriptPrelude starts every script: the KEYS by name, in the order of
+// scriptKeys, and the results by name.
+var scriptPrelude = fmt.Sprintf(`
+local tenants, version, events, epoch, channel, accepted, lost = unpack(KEYS)
+local WROTE, EXISTS, NOT_FOUND, CHANGED, RECORDED = %d, %d, %d, %d, %d
+`, scriptWrote, scriptExists, scriptNotFound, scriptChanged, scriptRecorded)
+
+// scriptKeys returns the KEYS of every script.
+func (r *Redis) scriptKeys() []string {
+	k := r.keys
+	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted, k.lost}
+}
+
+var createScript = redis.NewScript(scriptPrelude + `
+local id, record, maxlen, newepoch = unpack(ARGV)
+if redis.call('HEXISTS', tenants, id) == 1 then return {EXISTS, 0} end
+redis.call('SET', epoch, newepoch, 'NX')
+local v = redis.call('INCR', version)
+redis.call('HSET', tenants, id, record)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', 'create', 'id', id)
+redis.call('PUBLISH', channel, v)
+return {WROTE, v}`)
+
+// runCreate stores record as tenant id's, unless id exists.
+func (r *Redis) runCreate(ctx context.Context, id, record string) (scriptResult, int64, error) {
+	return r.runMutation(ctx, createScript, id, record, r.maxLen, newEpoch())
+}
+
+var updateScript = redis.NewScript(scriptPrelude + `
+local id, old, record, maxlen, newepoch = unpack(ARGV)
+local cur = redis.call('HGET', tenants, id)
+if not cur then return {NOT_FOUND, 0} end
+if cur ~= old then return {CHANGED, 0} end
+redis.call('SET', epoch, newepoch, 'NX')
+local v = redis.call('INCR', version)
+redis.call('HSET', tenants, id, record)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', 'update', 'id', id)
+redis.call('PUBLISH', channel, v)
+return {WROTE, v}`)
+
+// runUpdate replaces tenant id's record with record, if it is still old:
+// a compare-and-swap, so that the version check of Update is exact.
+func (r *Redis) runUpdate(ctx context.Context, id, old, record string) (scriptResult, int64, error) {
+	return r.runMutation(ctx, updateScript, id, old, record, r.maxLen, newEpoch())
+}
+
+// While some process keeps tenants Redis lost (lost is set), a delete of
+// a tenant the hash lacks is recorded too, so that they drop it.
+var deleteScript = redis.NewScript(scriptPrelude + `
+local id, maxlen, newepoch = unpack(ARGV)
+local n = redis.call('HDEL', tenants, id)
+if n == 0 and redis.call('EXISTS', lost) == 0 then return {NOT_FOUND, 0} end
+redis.call('SET', epoch, newepoch, 'NX')
+local v = redis.call('INCR', version)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', 'delete', 'id', id)
+redis.call('PUBLISH', channel, v)
+if n == 0 then return {RECORDED, v} end
+return {WROTE, v}`)
+
+// runDelete deletes tenant id.
+func (r *Redis) runDelete(ctx context.Context, id string) (scriptResult, int64, error) {
+	return r.runMutation(ctx, deleteScript, id, r.maxLen, newEpoch())
+}
+
+// The resync marker also records its version under accepted, so that a
+// follower that misses the marker in the stream (it resynced past it)
+// still learns that the operator accepted the loss.
+var resyncScript = redis.NewScript(scriptPrelude + `
+local maxlen, newepoch = unpack(ARGV)
+redis.call('SET', epoch, newepoch, 'NX')
+local v = redis.call('INCR', version)
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', 'resync', 'id', '')
+redis.call('SET', accepted, v)
+redis.call('DEL', lost)
+redis.call('PUBLISH', channel, v)
+return {WROTE, v}`)
+
+// runResync appends the resync marker that AcceptLoss sends to every
+// follower, and clears the lost mark.
+func (r *Redis) runResync(ctx context.Context) error {
+	_, _, err := r.runMutation(ctx, resyncScript, r.maxLen, newEpoch())
+	return err
+}
+
+var markLostScript = redis.NewScript(scriptPrelude + `
+local lossat = ARGV[1]
+if tonumber(redis.call('GET', accepted) or '0') > tonumber(lossat) then return 0 end
+redis.call('SET', lost, '1')
+return 1`)
+
+// runMarkLost sets the lost mark, which makes deletes of tenants the hash
+// lacks reach the processes that keep them, unless an AcceptLoss came
+// after the loss, found at version lossAt, that made the caller keep
+// tenants.
+func (r *Redis) runMarkLost(ctx context.Context, lossAt int64) error {
+	return markLostScript.Run(ctx, r.c, r.scriptKeys(), lossAt).Err()
+}
+
+// runMutation runs one of the mutation scripts and reads its answer.
+func (r *Redis) runMutation(ctx context.Context, s *redis.Script, args ...any) (scriptResult, int64, error) {
+	a, err := s.Run(ctx, r.c, r.scriptKeys(), args...).Int64Slice()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(a) != 2 || scriptResult(a[0]) < scriptWrote || scriptResult(a[0]) > scriptRecorded {
+		return 0, 0, fmt.Errorf("unexpected script answer %v", a)
+	}
+	return scriptResult(a[0]), a[1], nil
+}
+
+// newEpoch returns a random id for the data: a follower that finds
+// another epoch than it read knows Redis lost the data it had.
 func newEpoch() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// The mutation scripts. KEYS: tenants, version, events, epoch, channel,
-// accepted. Each bumps the version, appends to the stream and publishes in
-// the same atomic step as the change; the epoch is (re)created if the data
-// is new. The resync marker also records its version under accepted, so a
-// follower that misses the marker in the stream (it resynced past it)
-// still learns that the operator accepted the loss.
-var (
-	createScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
-redis.call('SET', KEYS[4], ARGV[4], 'NX')
-local v = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'v', v, 't', 'create', 'id', ARGV[1])
-redis.call('PUBLISH', KEYS[5], v)
-return v`)
-	updateScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return -2 end
-if cur ~= ARGV[2] then return -3 end
-redis.call('SET', KEYS[4], ARGV[5], 'NX')
-local v = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'v', v, 't', 'update', 'id', ARGV[1])
-redis.call('PUBLISH', KEYS[5], v)
-return v`)
-	// While some process keeps tenants Redis lost (KEYS[7] set), a delete
-	// of a tenant the hash lacks is recorded too, so that they drop it;
-	// it answers -version then.
-	deleteScript = redis.NewScript(`
-local n = redis.call('HDEL', KEYS[1], ARGV[1])
-if n == 0 and redis.call('EXISTS', KEYS[7]) == 0 then return 0 end
-redis.call('SET', KEYS[4], ARGV[3], 'NX')
-local v = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'v', v, 't', 'delete', 'id', ARGV[1])
-redis.call('PUBLISH', KEYS[5], v)
-if n == 0 then return -v end
-return v`)
-	resyncScript = redis.NewScript(`
-redis.call('SET', KEYS[4], ARGV[2], 'NX')
-local v = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'v', v, 't', 'resync', 'id', '')
-redis.call('SET', KEYS[6], v)
-redis.call('DEL', KEYS[7])
-redis.call('PUBLISH', KEYS[5], v)
-return v`)
-)
-
-// markLostScript sets the lost mark, unless an AcceptLoss came after the
-// loss (at version ARGV[1]) that made the caller keep tenants.
-var markLostScript = redis.NewScript(`
-if tonumber(redis.call('GET', KEYS[6]) or '0') > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[7], '1')
-return 1`)
-
-func (r *Redis) scriptKeys() []string {
-	k := r.keys
-	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted, k.lost}
 }
