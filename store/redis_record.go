@@ -4,16 +4,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// redisRecord is a tenant as stored in the hash.
-type redisRecord = fileTenant
+// redisRecord is a tenant as stored in the tenants hash, under its id.
+//
+// It encodes as a tenant of the file format does, but is a type of its
+// own: records are read by every process that shares the Redis, whatever
+// tenantsql version it runs, so their encoding must not change as a side
+// effect of a change to the file format. Unknown fields are ignored when
+// decoding, so that a newer tenantsql may add some.
+type redisRecord struct {
+	DeployInfo map[string]string `json:"deploy_info"`
+	Version    int64             `json:"version,omitempty"`
+	CreatedAt  time.Time         `json:"created_at,omitzero"`
+	UpdatedAt  time.Time         `json:"updated_at,omitzero"`
+}
 
 func encodeRecord(t Tenant) (string, error) {
-	rec := redisRecord{DeployInfo: t.DeployInfo, Version: t.Version, CreatedAt: &t.CreatedAt, UpdatedAt: &t.UpdatedAt}
-	b, err := json.Marshal(rec)
+	b, err := json.Marshal(redisRecord{DeployInfo: t.DeployInfo, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt})
 	return string(b), err
 }
 
@@ -22,14 +33,7 @@ func decodeRecord(id, raw string) (Tenant, error) {
 	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
 		return Tenant{}, fmt.Errorf("tenant %q: malformed record: %w", shorten(id), err)
 	}
-	t := Tenant{ID: id, DeployInfo: rec.DeployInfo, Version: rec.Version}
-	if rec.CreatedAt != nil {
-		t.CreatedAt = rec.CreatedAt.UTC()
-	}
-	if rec.UpdatedAt != nil {
-		t.UpdatedAt = rec.UpdatedAt.UTC()
-	}
-	return t, nil
+	return Tenant{ID: id, DeployInfo: rec.DeployInfo, Version: rec.Version, CreatedAt: rec.CreatedAt.UTC(), UpdatedAt: rec.UpdatedAt.UTC()}, nil
 }
 
 // decodeAll decodes the tenants hash. A record that does not decode or is
