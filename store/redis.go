@@ -52,8 +52,9 @@ import (
 // 2 s), so the process's watchers, and the tenantsql driver's routing,
 // have it before the call returns (Sequencer).
 type Redis struct {
+	// Set by the constructor, then only read.
 	c         redis.UniversalClient
-	ownClient bool
+	ownClient bool // Close closes c: OpenRedis made it
 	keys      redisKeys
 	log       *slog.Logger
 	check     time.Duration
@@ -61,22 +62,28 @@ type Redis struct {
 	maxLen    int64
 	name      string // redacted URL, for messages
 
-	startOnce sync.Once
-	cancel    context.CancelFunc
-	done      chan struct{}
+	startOnce sync.Once // starts the follower, at the first Watch
 
+	// mu guards the fields below it, with one exception: the follower
+	// goroutine is the only one that changes st and kept, so it reads
+	// them without mu.
 	mu     sync.Mutex
-	st     state             // the last state followed, for new watchers
-	kept   map[string]Tenant // in st although Redis lost them (data-loss mode)
-	synced bool
+	cancel context.CancelFunc // stops the follower; nil until it starts
+	done   chan struct{}      // closed when the follower has stopped
+	st     state              // the last state followed, for new watchers
+	kept   map[string]Tenant  // in st although Redis lost them (data-loss mode)
+	synced bool               // st was read from Redis
 	status Status
 	closed bool
-	hub    hub
 	// followed is closed and replaced whenever the follower has applied
 	// something, waking the writes that wait to be read back
 	// (awaitFollowed); losses counts the data losses it found.
 	followed chan struct{}
 	losses   int
+
+	// hub has a lock of its own; events are published with mu held, so
+	// that they reach watchers in the order they were applied.
+	hub hub
 }
 
 var (

@@ -12,73 +12,21 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// followWait bounds how long a write waits for this process's follower to
-// read it back. The follower hears of the write by pub/sub at once; past
-// this, Redis became unreachable right after the write, or pub/sub is
-// denied and the follower polls, every check interval.
-const followWait = 2 * time.Second
-
-// awaitFollowed returns once this process's follower has published the
-// store at version v or later (or found that Redis lost data), so that its
-// watchers, the tenantsql driver's registry among them, see the write
-// before the call that made it returns (Sequencer). Without watchers in
-// this process there is nothing to wait for. The write is done either way:
-// if ctx ends or the follower is not there within followWait, the caller
-// still gets success, and the change takes effect here when the follower
-// reads it, as it does in other processes.
-func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
-	r.mu.Lock()
-	if r.cancel == nil || r.closed {
-		r.mu.Unlock()
-		return
-	}
-	// A loss found meanwhile may have taken the write with it, and
-	// versions may start again: then there is nothing left to wait for.
-	done, losses := r.done, r.losses
-	var timeout <-chan time.Time
-	for !(r.synced && r.st.version >= v) && r.losses == losses {
-		ch := r.followed
-		r.mu.Unlock()
-		if timeout == nil {
-			t := time.NewTimer(followWait)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		case <-done:
-			return
-		case <-timeout:
-			r.log.Warn("tenantsql: a write to the tenant store was not read back by this process in time; it takes effect here once it is",
-				"store", r.name, "version", v, "wait", followWait)
-			return
-		}
-		r.mu.Lock()
-	}
-	r.mu.Unlock()
-}
-
-// wakeWritersLocked wakes the writes waiting to be read back. r.mu is
-// held.
-func (r *Redis) wakeWritersLocked() {
-	close(r.followed)
-	r.followed = make(chan struct{})
-}
-
+// startFollowing starts the follower. r.mu is held.
 func (r *Redis) startFollowing() {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.done = cancel, make(chan struct{})
+	done := make(chan struct{})
+	r.cancel, r.done = cancel, done
 	f := &follower{r: r}
 	go func() {
-		defer close(r.done)
+		defer close(done)
 		f.run(ctx)
 	}()
 }
 
 // follower keeps r's followed state in step with Redis and publishes every
-// change to r's watchers. It runs in one goroutine.
+// change to r's watchers. It runs in one goroutine, the only one to use
+// its fields.
 type follower struct {
 	r       *Redis
 	synced  bool
@@ -476,4 +424,59 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 	r.status.Version = f.version
 	r.wakeWritersLocked()
 	return nil
+}
+
+// followWait bounds how long a write waits for this process's follower to
+// read it back. The follower hears of the write by pub/sub at once; past
+// this, Redis became unreachable right after the write, or pub/sub is
+// denied and the follower polls, every check interval.
+const followWait = 2 * time.Second
+
+// awaitFollowed returns once this process's follower has published the
+// store at version v or later (or found that Redis lost data), so that its
+// watchers, the tenantsql driver's registry among them, see the write
+// before the call that made it returns (Sequencer). Without watchers in
+// this process there is nothing to wait for. The write is done either way:
+// if ctx ends or the follower is not there within followWait, the caller
+// still gets success, and the change takes effect here when the follower
+// reads it, as it does in other processes.
+func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
+	r.mu.Lock()
+	if r.cancel == nil || r.closed {
+		r.mu.Unlock()
+		return
+	}
+	// A loss found meanwhile may have taken the write with it, and
+	// versions may start again: then there is nothing left to wait for.
+	done, losses := r.done, r.losses
+	var timeout <-chan time.Time
+	for !(r.synced && r.st.version >= v) && r.losses == losses {
+		ch := r.followed
+		r.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(followWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-timeout:
+			r.log.Warn("tenantsql: a write to the tenant store was not read back by this process in time; it takes effect here once it is",
+				"store", r.name, "version", v, "wait", followWait)
+			return
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+}
+
+// wakeWritersLocked wakes the writes waiting to be read back. r.mu is
+// held.
+func (r *Redis) wakeWritersLocked() {
+	close(r.followed)
+	r.followed = make(chan struct{})
 }
