@@ -36,7 +36,8 @@ import (
 // sidecar file (".NAME.lock"), and each write starts from what is on disk,
 // so no process overwrites another's change. Changes made by other
 // processes are picked up by polling the file (WithPollInterval) and
-// delivered to watchers as an EventSync.
+// delivered to watchers as an EventSync; Get and List answer from memory,
+// so they see such a change after the next poll.
 //
 // The file holds database passwords: new files are created with mode 0600.
 type File struct {
@@ -46,15 +47,14 @@ type File struct {
 
 	writeMu sync.Mutex // serializes writers in this process before the file lock
 
-	mu      sync.Mutex
-	st      state
+	localStore
+	// Guarded by mu, in localStore.
 	known   os.FileInfo       // the file st was read from or written to
 	sum     [sha256.Size]byte // and a hash of its content
 	lastErr string            // last reload error logged, to log each once
-	closed  bool
-	hub     hub
-	done    chan struct{}
-	wg      sync.WaitGroup
+
+	done chan struct{}  // closed by Close, to stop pollLoop
+	wg   sync.WaitGroup // pollLoop
 }
 
 var (
@@ -535,34 +535,6 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 	return nil
 }
 
-func (f *File) rlock() error {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return ErrClosed
-	}
-	return nil
-}
-
-// Get implements Store. It answers from memory: changes by other processes
-// are seen after the next poll.
-func (f *File) Get(ctx context.Context, id string) (Tenant, error) {
-	if err := f.rlock(); err != nil {
-		return Tenant{}, err
-	}
-	defer f.mu.Unlock()
-	return f.st.get(id)
-}
-
-// List implements Store.
-func (f *File) List(ctx context.Context) ([]Tenant, error) {
-	if err := f.rlock(); err != nil {
-		return nil, err
-	}
-	defer f.mu.Unlock()
-	return f.st.list(), nil
-}
-
 // Create implements Store.
 func (f *File) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	var out Tenant
@@ -608,28 +580,9 @@ func (f *File) Delete(ctx context.Context, id string) (bool, error) {
 	return deleted && err == nil, err
 }
 
-// Watch implements Store.
-func (f *File) Watch(ctx context.Context) (<-chan Event, error) {
-	if err := f.rlock(); err != nil {
-		return nil, err
-	}
-	defer f.mu.Unlock()
-	ev := f.st.sync()
-	return f.hub.add(ctx, &ev, f.snapshot)
-}
-
-func (f *File) snapshot() (Event, uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st.sync(), f.hub.published()
-}
-
-// Published implements Sequencer.
-func (f *File) Published() uint64 { return f.hub.published() }
-
 // Ping implements Store: the file must still be there and readable.
 func (f *File) Ping(ctx context.Context) error {
-	if err := f.rlock(); err != nil {
+	if err := f.lock(); err != nil {
 		return err
 	}
 	known := f.known
