@@ -35,7 +35,7 @@ import (
 // Writers in several processes are serialized by an advisory lock on a
 // sidecar file (".NAME.lock"), and each write starts from what is on disk,
 // so no process overwrites another's change. Changes made by other
-// processes are picked up by polling the file (WithPollInterval) and
+// processes are picked up by polling the file (WithFilePollInterval) and
 // delivered to watchers as an EventSync; Get and List answer from memory,
 // so they see such a change after the next poll.
 //
@@ -71,20 +71,32 @@ type fileOptions struct {
 	log    *slog.Logger
 }
 
-// WithCreate makes OpenFile treat a missing file as an empty store; the file
-// is created by the first write. Without it a missing file is an error, so
-// a mistyped path fails at start-up instead of serving no tenants.
-func WithCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
+// WithFileCreate makes OpenFile treat a missing file as an empty store;
+// the file is created by the first write. Without it a missing file is an
+// error, so a mistyped path fails at start-up instead of serving no
+// tenants.
+func WithFileCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
 
-// WithPollInterval sets how often the file is checked for changes written by
-// other processes (default 1s). Zero or less turns checking off. Each check
-// reads the whole file: its size and modification time may stay the same
-// across a change.
-func WithPollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
+// WithFilePollInterval sets how often the file is checked for changes
+// written by other processes (default 1s). Zero or less turns checking
+// off. Each check reads the whole file: its size and modification time may
+// stay the same across a change.
+func WithFilePollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
 
 // WithFileLogger sets the logger for problems found while polling (default
 // slog.Default()).
 func WithFileLogger(l *slog.Logger) FileOption { return func(o *fileOptions) { o.log = l } }
+
+// WithCreate is the former name of WithFileCreate.
+//
+// Deprecated: Use WithFileCreate, which names the store it configures.
+func WithCreate(create bool) FileOption { return WithFileCreate(create) }
+
+// WithPollInterval is the former name of WithFilePollInterval.
+//
+// Deprecated: Use WithFilePollInterval, which names the store it
+// configures.
+func WithPollInterval(d time.Duration) FileOption { return WithFilePollInterval(d) }
 
 // fileDoc is the file's format.
 type fileDoc struct {
@@ -398,7 +410,7 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 // resolved at each write, as a link may be pointed elsewhere.
 func (f *File) target() string {
 	// Link by link rather than filepath.EvalSymlinks, which fails on a
-	// link to a file not created yet (WithCreate).
+	// link to a file not created yet (WithFileCreate).
 	p := f.path
 	for range 40 {
 		dest, err := os.Readlink(p)
@@ -437,7 +449,7 @@ func syncDir(dir string) {
 func (f *File) refreshLocked() error {
 	data, fi, err := f.load()
 	if errors.Is(err, fs.ErrNotExist) && f.known == nil {
-		return nil // created with WithCreate and not written yet
+		return nil // created with WithFileCreate and not written yet
 	}
 	if err != nil {
 		return err
@@ -588,7 +600,7 @@ func (f *File) Ping(ctx context.Context) error {
 	known := f.known
 	f.mu.Unlock()
 	if known == nil {
-		return nil // WithCreate and nothing written yet
+		return nil // WithFileCreate and nothing written yet
 	}
 	fh, err := os.Open(f.path)
 	if err != nil {

@@ -43,7 +43,7 @@ func replaceFile(t *testing.T, path, data string) {
 
 func openFile(t *testing.T, path string, opts ...FileOption) *File {
 	t.Helper()
-	f, err := OpenFile(context.Background(), path, append([]FileOption{WithPollInterval(0)}, opts...)...)
+	f, err := OpenFile(context.Background(), path, append([]FileOption{WithFilePollInterval(0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestFileMissing(t *testing.T) {
 		t.Fatalf("OpenFile of a missing file = %v, want fs.ErrNotExist naming %s", err, path)
 	}
 
-	f := openFile(t, path, WithCreate(true))
+	f := openFile(t, path, WithFileCreate(true))
 	if err := f.Ping(ctx); err != nil {
 		t.Errorf("Ping before the first write: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestFileMalformed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), "tenants.json", tc.data)
-			f, err := OpenFile(context.Background(), path, WithPollInterval(0))
+			f, err := OpenFile(context.Background(), path, WithFilePollInterval(0))
 			if err == nil {
 				f.Close()
 				t.Fatalf("OpenFile succeeded, want an error")
@@ -230,7 +230,7 @@ func TestFileWrites(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tenants.json")
-	f := openFile(t, path, WithCreate(true))
+	f := openFile(t, path, WithFileCreate(true))
 
 	check := func(step string) {
 		t.Helper()
@@ -494,7 +494,7 @@ func TestFilePolling(t *testing.T) {
 	dir := t.TempDir()
 	path := writeFile(t, dir, "tenants.json", handWritten)
 	logs := new(syncBuffer)
-	f, err := OpenFile(ctx, path, WithPollInterval(20*time.Millisecond), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	f, err := OpenFile(ctx, path, WithFilePollInterval(20*time.Millisecond), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +574,7 @@ func TestFileChangeWithSameStat(t *testing.T) {
 	ctx := context.Background()
 	path := writeFile(t, t.TempDir(), "tenants.json", handWritten)
 	logs := new(syncBuffer)
-	f, err := OpenFile(ctx, path, WithPollInterval(10*time.Millisecond), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	f, err := OpenFile(ctx, path, WithFilePollInterval(10*time.Millisecond), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,7 +653,7 @@ func TestFilePollCreatedLater(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tenants.json")
-	f, err := OpenFile(ctx, path, WithCreate(true), WithPollInterval(20*time.Millisecond))
+	f, err := OpenFile(ctx, path, WithFileCreate(true), WithFilePollInterval(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -692,7 +692,7 @@ func TestFilePing(t *testing.T) {
 func TestFileCloseStopsPolling(t *testing.T) {
 	t.Parallel()
 	path := writeFile(t, t.TempDir(), "tenants.json", handWritten)
-	f, err := OpenFile(context.Background(), path, WithPollInterval(time.Millisecond))
+	f, err := OpenFile(context.Background(), path, WithFilePollInterval(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -759,7 +759,7 @@ func TestFileTwoStoresOneFile(t *testing.T) {
 // stack overflow in the duplicate-key check that runs first.
 func TestFileDeepNesting(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "tenants.json", `{"tenants": {"a": {"deploy_info": `+strings.Repeat("[", 3_000_000)+`}}}`)
-	if _, err := OpenFile(context.Background(), path, WithPollInterval(0)); err == nil {
+	if _, err := OpenFile(context.Background(), path, WithFilePollInterval(0)); err == nil {
 		t.Fatal("OpenFile succeeded")
 	} else if !strings.Contains(err.Error(), path) {
 		t.Errorf("error %v does not name the file", err)

@@ -19,7 +19,7 @@ import (
 //	{PREFIX}:tenants   hash, tenant id -> JSON record
 //	{PREFIX}:version   counter, bumped by every mutation
 //	{PREFIX}:events    stream of (version, type, id), trimmed to about
-//	                   WithStreamLength entries; no deploy info, so no
+//	                   WithRedisStreamLength entries; no deploy info, so no
 //	                   password, travels in it
 //	{PREFIX}:epoch     random id written with the first data
 //	{PREFIX}:accepted  version of the operator's last AcceptLoss
@@ -33,9 +33,9 @@ import (
 // subscribes to the channel, then reads a consistent snapshot, then reads
 // the stream from where the snapshot stood whenever a wake-up arrives.
 // Pub/sub loses messages across a reconnect, so every (re)subscription,
-// every gap in the versions (a trimmed stream) and a periodic check of the
-// version counter (WithCheckInterval) lead to a resync. A Redis that comes
-// back without the data the follower had seen (restarted without
+// every gap in the versions (a trimmed stream) and a periodic check of
+// the version counter (WithRedisCheckInterval) lead to a resync. A Redis
+// that comes back without the data the follower had seen (restarted without
 // persistence, flushed: the epoch changed or the version went back) is
 // not taken to mean that every tenant was deleted: the follower logs an
 // error, reports it in Status, keeps the tenants it knew that Redis no

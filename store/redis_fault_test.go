@@ -63,7 +63,7 @@ func TestRedisAcceptLossMissedMarker(t *testing.T) {
 func rollBack(t *testing.T, u, prefix string, resync time.Duration) (a, b *Redis, fb *follow) {
 	t.Helper()
 	a = openRedis(t, u, prefix)
-	b = openRedis(t, u, prefix, WithResyncInterval(resync))
+	b = openRedis(t, u, prefix, WithRedisResyncInterval(resync))
 	ctx := context.Background()
 	for _, id := range []string{"t1", "t2", "t3"} {
 		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
@@ -118,7 +118,7 @@ func TestRedisMalformedRecord(t *testing.T) {
 	prefix := testenv.RedisPrefix(t)
 	var logs syncBuffer
 	a := openRedis(t, u, prefix)
-	b := openRedis(t, u, prefix, WithRedisLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithResyncInterval(300*time.Millisecond))
+	b := openRedis(t, u, prefix, WithRedisLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithRedisResyncInterval(300*time.Millisecond))
 	ctx := context.Background()
 	for _, id := range []string{"good", "known"} {
 		if _, err := a.Create(ctx, newTenant(id, "db_"+id)); err != nil {
@@ -190,7 +190,7 @@ func TestRedisFollowsWithoutSubscribe(t *testing.T) {
 
 // Close does not wait for the follower's next check.
 func TestRedisCloseDoesNotWaitForCheck(t *testing.T) {
-	s, err := OpenRedis(context.Background(), testenv.RedisURL(t), WithPrefix(testenv.RedisPrefix(t)), WithCheckInterval(time.Hour))
+	s, err := OpenRedis(context.Background(), testenv.RedisURL(t), WithRedisPrefix(testenv.RedisPrefix(t)), WithRedisCheckInterval(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

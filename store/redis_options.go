@@ -22,30 +22,55 @@ type redisOptions struct {
 	log       *slog.Logger
 }
 
-// WithPrefix sets the key prefix (default "tenantsql"), so several
+// WithRedisPrefix sets the key prefix (default "tenantsql"), so several
 // applications can share one Redis.
-func WithPrefix(p string) RedisOption { return func(o *redisOptions) { o.prefix = p } }
+func WithRedisPrefix(p string) RedisOption { return func(o *redisOptions) { o.prefix = p } }
 
-// WithCheckInterval sets how often the follower compares the version
+// WithRedisCheckInterval sets how often the follower compares the version
 // counter with what it has applied, to catch anything pub/sub lost
 // (default 5s).
-func WithCheckInterval(d time.Duration) RedisOption { return func(o *redisOptions) { o.check = d } }
+func WithRedisCheckInterval(d time.Duration) RedisOption {
+	return func(o *redisOptions) { o.check = d }
+}
 
-// WithResyncInterval sets how often the follower rereads the whole tenant
-// set even when nothing seems to be missing (default 5m): the last line of
-// defence, at about 90 ms for 10,000 tenants (BENCHMARKS.md).
-func WithResyncInterval(d time.Duration) RedisOption {
+// WithRedisResyncInterval sets how often the follower rereads the whole
+// tenant set even when nothing seems to be missing (default 5m): the last
+// line of defence, at about 90 ms for 10,000 tenants (BENCHMARKS.md).
+func WithRedisResyncInterval(d time.Duration) RedisOption {
 	return func(o *redisOptions) { o.resyncAll = d }
 }
 
-// WithStreamLength sets about how many events the stream keeps (default
-// 10000). A follower that falls further behind resyncs.
-func WithStreamLength(n int64) RedisOption { return func(o *redisOptions) { o.maxLen = n } }
+// WithRedisStreamLength sets about how many events the stream keeps
+// (default 10000). A follower that falls further behind resyncs.
+func WithRedisStreamLength(n int64) RedisOption { return func(o *redisOptions) { o.maxLen = n } }
 
 // WithRedisLogger sets the logger (default slog.Default()).
 func WithRedisLogger(l *slog.Logger) RedisOption { return func(o *redisOptions) { o.log = l } }
 
-var validPrefix = func(p string) bool {
+// WithPrefix is the former name of WithRedisPrefix.
+//
+// Deprecated: Use WithRedisPrefix, which names the store it configures.
+func WithPrefix(p string) RedisOption { return WithRedisPrefix(p) }
+
+// WithCheckInterval is the former name of WithRedisCheckInterval.
+//
+// Deprecated: Use WithRedisCheckInterval, which names the store it
+// configures.
+func WithCheckInterval(d time.Duration) RedisOption { return WithRedisCheckInterval(d) }
+
+// WithResyncInterval is the former name of WithRedisResyncInterval.
+//
+// Deprecated: Use WithRedisResyncInterval, which names the store it
+// configures.
+func WithResyncInterval(d time.Duration) RedisOption { return WithRedisResyncInterval(d) }
+
+// WithStreamLength is the former name of WithRedisStreamLength.
+//
+// Deprecated: Use WithRedisStreamLength, which names the store it
+// configures.
+func WithStreamLength(n int64) RedisOption { return WithRedisStreamLength(n) }
+
+func validPrefix(p string) bool {
 	if p == "" || len(p) > 64 {
 		return false
 	}

@@ -22,7 +22,7 @@ func openRedis(t *testing.T, url, prefix string, opts ...RedisOption) *Redis {
 	if prefix == "" {
 		prefix = testenv.RedisPrefix(t)
 	}
-	opts = append([]RedisOption{WithPrefix(prefix), WithCheckInterval(100 * time.Millisecond)}, opts...)
+	opts = append([]RedisOption{WithRedisPrefix(prefix), WithRedisCheckInterval(100 * time.Millisecond)}, opts...)
 	s, err := OpenRedis(context.Background(), url, opts...)
 	if err != nil {
 		t.Fatal(err)
