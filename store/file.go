@@ -506,7 +506,7 @@ func (f *File) pollLoop() {
 		f.mu.Unlock()
 		if err != nil && logIt {
 			// The last good state stays in use until the file is fixed.
-			f.log.Warn("tenant store file unreadable; keeping the tenants read before", "err", err)
+			f.log.Warn("tenantsql: store: the tenant file is unreadable; keeping the tenants read before", "err", err)
 		}
 	}
 }

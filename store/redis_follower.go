@@ -131,7 +131,7 @@ func (f *follower) failed(err error) {
 	f.r.mu.Unlock()
 	if msg != f.lastErrLogged {
 		f.lastErrLogged = msg
-		f.r.log.Warn("tenantsql: cannot follow the tenant store; known tenants stay as they are", "store", f.r.name, "err", err)
+		f.r.log.Warn("tenantsql: store: cannot follow Redis; the tenants known stay as they are", "store", f.r.name, "err", err)
 	}
 }
 
@@ -249,19 +249,19 @@ func (f *follower) resync(ctx context.Context) error {
 	// a kept tenant.
 	switch {
 	case lost:
-		r.log.Error("tenantsql: the tenant store lost data it had (Redis restarted without persistence, was flushed, or failed over to a replica that lacked the last writes); "+
-			"keeping every tenant known in this process, and following the store from here; restore the tenants (tenantsql tenants load) "+
+		r.log.Error("tenantsql: store: Redis lost data it had (restarted without persistence, flushed, or failed over to a replica that lacked the last writes); "+
+			"keeping every tenant known in this process, and following Redis from here; restore the tenants (tenantsql tenants load) "+
 			"or accept the loss (tenantsql tenants resync)",
 			"store", r.name, "tenants_in_store", inStore, "tenants_kept", len(kept), "version_before", f.version, "version_now", v)
 	case accept:
-		r.log.Info("tenantsql: the loss of tenant store data was accepted; following the store as it is", "store", r.name, "tenants", len(st.tenants))
+		r.log.Info("tenantsql: store: the loss of data in Redis was accepted; following Redis as it is", "store", r.name, "tenants", len(st.tenants))
 	}
 	if len(kept) > 0 {
 		// So that deleting a kept tenant reaches this process although
 		// Redis lacks it (see deleteScript); at every resync, in case
 		// the mark itself was lost.
 		if err := r.runMarkLost(ctx, f.lossAt); err != nil {
-			r.log.Warn("tenantsql: cannot mark the tenant store as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
+			r.log.Warn("tenantsql: store: cannot mark Redis as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
 		}
 	}
 	r.mu.Lock()
@@ -399,7 +399,7 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 			}
 			t, err := decodeValidRecord(e.id, raw)
 			if err != nil {
-				r.log.Error("tenantsql: skipping a malformed tenant record", "store", r.name, "err", err)
+				r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
 				break
 			}
 			delete(r.kept, t.ID)
@@ -465,7 +465,7 @@ func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
 		case <-done:
 			return
 		case <-timeout:
-			r.log.Warn("tenantsql: a write to the tenant store was not read back by this process in time; it takes effect here once it is",
+			r.log.Warn("tenantsql: store: a write was not read back from Redis by this process in time; it takes effect here once it is",
 				"store", r.name, "version", v, "wait", followWait)
 			return
 		}

@@ -46,7 +46,7 @@ func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]
 	for id, raw := range all {
 		t, err := decodeValidRecord(id, raw)
 		if err != nil {
-			r.log.Error("tenantsql: skipping a malformed tenant record", "store", r.name, "err", err)
+			r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
 			if old, ok := prev[id]; ok {
 				st.tenants[id] = old
 			}
