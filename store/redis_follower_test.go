@@ -136,35 +136,44 @@ func TestRedisRestart(t *testing.T) {
 	}
 }
 
-// Redis restarted empty: processes keep the tenants they know, say so
-// loudly, keep applying new changes, and drop tenants only when an
-// operator accepts the loss.
-func TestRedisDataLoss(t *testing.T) {
-	srv := testenv.StartRedis(t, false)
-	prefix := "loss"
-	var logs syncBuffer
-	a := openRedis(t, srv.URL(), prefix)
-	b := openRedis(t, srv.URL(), prefix, WithRedisLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the follower's log:\n%s", logs.String())
-		}
-	})
+// loseData creates t1 and t2 through a, has b (made with opts) follow
+// them, then restarts Redis empty, as one without persistence comes back,
+// and creates t3 through a. It returns once b has t3; b should keep t1
+// and t2, which Redis no longer lists.
+func loseData(t *testing.T, opts ...RedisOption) (srv *testenv.RedisServer, a, b *Redis, fb *follow) {
+	t.Helper()
+	srv = testenv.StartRedis(t, false)
+	a = openRedis(t, srv.URL(), "loss")
+	b = openRedis(t, srv.URL(), "loss", opts...)
 	ctx := context.Background()
 	for _, id := range []string{"t1", "t2"} {
 		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fb := startFollow(t, b)
+	fb = startFollow(t, b)
 	waitFor(t, 5*time.Second, "t1 and t2", func() bool { return fb.has("t1", "t2") })
-
 	srv.Kill()
 	srv.Start() // empty
 	if _, err := a.Create(ctx, newTenant("t3", "db")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "t3 after the loss", func() bool { return fb.has("t3") })
+	return srv, a, b, fb
+}
+
+// Redis restarted empty: processes keep the tenants they know, say so
+// loudly, keep applying new changes, and drop tenants only when an
+// operator accepts the loss.
+func TestRedisDataLoss(t *testing.T) {
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the follower's log:\n%s", logs.String())
+		}
+	})
+	_, a, b, fb := loseData(t, WithRedisLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx := context.Background()
 	if !fb.has("t1", "t2", "t3") {
 		t.Fatal("tenants the empty Redis no longer lists were dropped")
 	}
@@ -196,22 +205,8 @@ func TestRedisDataLoss(t *testing.T) {
 // marker instead of reading it (here: its subscription dropped at that
 // moment), not leave it in data-loss mode for good.
 func TestRedisAcceptLossMissedMarker(t *testing.T) {
-	srv := testenv.StartRedis(t, false)
-	a := openRedis(t, srv.URL(), "loss")
-	b := openRedis(t, srv.URL(), "loss")
+	srv, a, b, fb := loseData(t)
 	ctx := context.Background()
-	for _, id := range []string{"t1", "t2"} {
-		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fb := startFollow(t, b)
-	waitFor(t, 5*time.Second, "t1 and t2", func() bool { return fb.has("t1", "t2") })
-	srv.Kill()
-	srv.Start() // empty
-	if _, err := a.Create(ctx, newTenant("t3", "db")); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, 10*time.Second, "the loss noticed", func() bool { return fb.has("t1", "t2", "t3") && b.Status().DataLoss })
 
 	raw := rawRedis(t, srv.URL())
