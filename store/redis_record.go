@@ -23,11 +23,13 @@ type redisRecord struct {
 	UpdatedAt  time.Time         `json:"updated_at,omitzero"`
 }
 
+// encodeRecord returns t's record.
 func encodeRecord(t Tenant) (string, error) {
 	b, err := json.Marshal(redisRecord{DeployInfo: t.DeployInfo, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt})
 	return string(b), err
 }
 
+// decodeRecord returns the tenant whose record raw is, its times in UTC.
 func decodeRecord(id, raw string) (Tenant, error) {
 	var rec redisRecord
 	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
@@ -78,12 +80,12 @@ func decodeValidRecord(id, raw string) (Tenant, error) {
 	return t, nil
 }
 
-// streamEntry is one event read from the stream.
+// streamEntry is one event read from the stream, as bump writes it.
 type streamEntry struct {
-	v   int64
-	typ string
-	id  string
-	sid string
+	v   int64  // the version it made ("v")
+	typ string // "create", "update", "delete" or "resync" ("t")
+	id  string // the tenant's id, empty for a resync ("id")
+	sid string // the entry's stream id ("ms-seq")
 }
 
 func parseEntry(m redis.XMessage) streamEntry {
