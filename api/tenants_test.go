@@ -372,7 +372,7 @@ func TestFileStoreWriteFailure(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s, err := store.OpenFile(context.Background(), filepath.Join(dir, "tenants.json"), store.WithCreate(true), store.WithPollInterval(0))
+	s, err := store.OpenFile(context.Background(), filepath.Join(dir, "tenants.json"), store.WithFileCreate(true), store.WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func TestOldTenantsRunNoHooks(t *testing.T) {
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := store.OpenFile(context.Background(), path, store.WithPollInterval(0))
+	s, err := store.OpenFile(context.Background(), path, store.WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}

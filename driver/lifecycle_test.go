@@ -152,7 +152,7 @@ func TestSQLOpenFileStore(t *testing.T) {
 	}
 
 	// Another process (here: another store on the same file) adds b.
-	other, err := store.OpenFile(bg, path, store.WithPollInterval(0))
+	other, err := store.OpenFile(bg, path, store.WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func motionStores(t *testing.T) map[string]func(t *testing.T) store.Store {
 	return map[string]func(t *testing.T) store.Store{
 		"memory": func(t *testing.T) store.Store { return store.NewMemory() },
 		"file": func(t *testing.T) store.Store {
-			s, err := store.OpenFile(context.Background(), filepath.Join(t.TempDir(), "tenants.json"), store.WithCreate(true))
+			s, err := store.OpenFile(context.Background(), filepath.Join(t.TempDir(), "tenants.json"), store.WithFileCreate(true))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +40,7 @@ func motionStores(t *testing.T) map[string]func(t *testing.T) store.Store {
 			return s
 		},
 		"redis": func(t *testing.T) store.Store {
-			s, err := store.OpenRedis(context.Background(), testenv.RedisURL(t), store.WithPrefix(testenv.RedisPrefix(t)))
+			s, err := store.OpenRedis(context.Background(), testenv.RedisURL(t), store.WithRedisPrefix(testenv.RedisPrefix(t)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -40,6 +40,14 @@ func (e *ValidationError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *ValidationError) Unwrap() error { return ErrInvalid }
 
+// Errors this package returns begin with "store: ", and the messages it
+// logs with "tenantsql: store: ". An error reaches a caller that adds its
+// own context, as Go errors do; a log line lands among the application's,
+// where the module's name says whose it is. The sentinels above are
+// wrapped with the tenant's id behind that prefix (notFound, exists,
+// conflict), except ErrClosed, which is returned as it is. A
+// ValidationError has no prefix: its text is meant for whoever supplied
+// the tenant, such as a client of the admin API.
 func notFound(id string) error { return fmt.Errorf("store: tenant %q: %w", id, ErrNotFound) }
 func exists(id string) error   { return fmt.Errorf("store: tenant %q: %w", id, ErrExists) }
 func conflict(id string, want, have int64) error {

@@ -81,7 +81,7 @@ func ExampleOpenFile() {
 	}
 
 	ctx := context.Background()
-	s, err := store.OpenFile(ctx, path, store.WithPollInterval(0))
+	s, err := store.OpenFile(ctx, path, store.WithFilePollInterval(0))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -35,8 +35,9 @@ import (
 // Writers in several processes are serialized by an advisory lock on a
 // sidecar file (".NAME.lock"), and each write starts from what is on disk,
 // so no process overwrites another's change. Changes made by other
-// processes are picked up by polling the file (WithPollInterval) and
-// delivered to watchers as an EventSync.
+// processes are picked up by polling the file (WithFilePollInterval) and
+// delivered to watchers as an EventSync; Get and List answer from memory,
+// so they see such a change after the next poll.
 //
 // The file holds database passwords: new files are created with mode 0600.
 type File struct {
@@ -46,15 +47,14 @@ type File struct {
 
 	writeMu sync.Mutex // serializes writers in this process before the file lock
 
-	mu      sync.Mutex
-	st      state
+	localStore
+	// Guarded by mu, in localStore.
 	known   os.FileInfo       // the file st was read from or written to
 	sum     [sha256.Size]byte // and a hash of its content
 	lastErr string            // last reload error logged, to log each once
-	closed  bool
-	hub     hub
-	done    chan struct{}
-	wg      sync.WaitGroup
+
+	done chan struct{}  // closed by Close, to stop pollLoop
+	wg   sync.WaitGroup // pollLoop
 }
 
 var (
@@ -71,20 +71,32 @@ type fileOptions struct {
 	log    *slog.Logger
 }
 
-// WithCreate makes OpenFile treat a missing file as an empty store; the file
-// is created by the first write. Without it a missing file is an error, so
-// a mistyped path fails at start-up instead of serving no tenants.
-func WithCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
+// WithFileCreate makes OpenFile treat a missing file as an empty store;
+// the file is created by the first write. Without it a missing file is an
+// error, so a mistyped path fails at start-up instead of serving no
+// tenants.
+func WithFileCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
 
-// WithPollInterval sets how often the file is checked for changes written by
-// other processes (default 1s). Zero or less turns checking off. Each check
-// reads the whole file: its size and modification time may stay the same
-// across a change.
-func WithPollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
+// WithFilePollInterval sets how often the file is checked for changes
+// written by other processes (default 1s). Zero or less turns checking
+// off. Each check reads the whole file: its size and modification time may
+// stay the same across a change.
+func WithFilePollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
 
 // WithFileLogger sets the logger for problems found while polling (default
 // slog.Default()).
 func WithFileLogger(l *slog.Logger) FileOption { return func(o *fileOptions) { o.log = l } }
+
+// WithCreate is the former name of WithFileCreate.
+//
+// Deprecated: Use WithFileCreate, which names the store it configures.
+func WithCreate(create bool) FileOption { return WithFileCreate(create) }
+
+// WithPollInterval is the former name of WithFilePollInterval.
+//
+// Deprecated: Use WithFilePollInterval, which names the store it
+// configures.
+func WithPollInterval(d time.Duration) FileOption { return WithFilePollInterval(d) }
 
 // fileDoc is the file's format.
 type fileDoc struct {
@@ -398,7 +410,7 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 // resolved at each write, as a link may be pointed elsewhere.
 func (f *File) target() string {
 	// Link by link rather than filepath.EvalSymlinks, which fails on a
-	// link to a file not created yet (WithCreate).
+	// link to a file not created yet (WithFileCreate).
 	p := f.path
 	for range 40 {
 		dest, err := os.Readlink(p)
@@ -437,7 +449,7 @@ func syncDir(dir string) {
 func (f *File) refreshLocked() error {
 	data, fi, err := f.load()
 	if errors.Is(err, fs.ErrNotExist) && f.known == nil {
-		return nil // created with WithCreate and not written yet
+		return nil // created with WithFileCreate and not written yet
 	}
 	if err != nil {
 		return err
@@ -494,7 +506,7 @@ func (f *File) pollLoop() {
 		f.mu.Unlock()
 		if err != nil && logIt {
 			// The last good state stays in use until the file is fixed.
-			f.log.Warn("tenant store file unreadable; keeping the tenants read before", "err", err)
+			f.log.Warn("tenantsql: store: the tenant file is unreadable; keeping the tenants read before", "err", err)
 		}
 	}
 }
@@ -533,34 +545,6 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 	f.st, f.known, f.sum = next, fi, sum
 	f.hub.publish(ev)
 	return nil
-}
-
-func (f *File) rlock() error {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return ErrClosed
-	}
-	return nil
-}
-
-// Get implements Store. It answers from memory: changes by other processes
-// are seen after the next poll.
-func (f *File) Get(ctx context.Context, id string) (Tenant, error) {
-	if err := f.rlock(); err != nil {
-		return Tenant{}, err
-	}
-	defer f.mu.Unlock()
-	return f.st.get(id)
-}
-
-// List implements Store.
-func (f *File) List(ctx context.Context) ([]Tenant, error) {
-	if err := f.rlock(); err != nil {
-		return nil, err
-	}
-	defer f.mu.Unlock()
-	return f.st.list(), nil
 }
 
 // Create implements Store.
@@ -608,34 +592,15 @@ func (f *File) Delete(ctx context.Context, id string) (bool, error) {
 	return deleted && err == nil, err
 }
 
-// Watch implements Store.
-func (f *File) Watch(ctx context.Context) (<-chan Event, error) {
-	if err := f.rlock(); err != nil {
-		return nil, err
-	}
-	defer f.mu.Unlock()
-	ev := f.st.sync()
-	return f.hub.add(ctx, &ev, f.snapshot)
-}
-
-func (f *File) snapshot() (Event, uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st.sync(), f.hub.published()
-}
-
-// Published implements Sequencer.
-func (f *File) Published() uint64 { return f.hub.published() }
-
 // Ping implements Store: the file must still be there and readable.
 func (f *File) Ping(ctx context.Context) error {
-	if err := f.rlock(); err != nil {
+	if err := f.lock(); err != nil {
 		return err
 	}
 	known := f.known
 	f.mu.Unlock()
 	if known == nil {
-		return nil // WithCreate and nothing written yet
+		return nil // WithFileCreate and nothing written yet
 	}
 	fh, err := os.Open(f.path)
 	if err != nil {

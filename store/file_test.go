@@ -43,7 +43,7 @@ func replaceFile(t *testing.T, path, data string) {
 
 func openFile(t *testing.T, path string, opts ...FileOption) *File {
 	t.Helper()
-	f, err := OpenFile(context.Background(), path, append([]FileOption{WithPollInterval(0)}, opts...)...)
+	f, err := OpenFile(context.Background(), path, append([]FileOption{WithFilePollInterval(0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestFileMissing(t *testing.T) {
 		t.Fatalf("OpenFile of a missing file = %v, want fs.ErrNotExist naming %s", err, path)
 	}
 
-	f := openFile(t, path, WithCreate(true))
+	f := openFile(t, path, WithFileCreate(true))
 	if err := f.Ping(ctx); err != nil {
 		t.Errorf("Ping before the first write: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestFileMalformed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), "tenants.json", tc.data)
-			f, err := OpenFile(context.Background(), path, WithPollInterval(0))
+			f, err := OpenFile(context.Background(), path, WithFilePollInterval(0))
 			if err == nil {
 				f.Close()
 				t.Fatalf("OpenFile succeeded, want an error")
@@ -230,7 +230,7 @@ func TestFileWrites(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tenants.json")
-	f := openFile(t, path, WithCreate(true))
+	f := openFile(t, path, WithFileCreate(true))
 
 	check := func(step string) {
 		t.Helper()
@@ -468,6 +468,27 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	waitFor(t, wait, what, cond)
 }
 
+// watchFile opens the file at path, polling every poll and logging to the
+// buffer it returns, and watches it; the mirror has applied the first
+// sync.
+func watchFile(t *testing.T, path string, poll time.Duration, opts ...FileOption) (*File, <-chan Event, *mirror, *syncBuffer) {
+	t.Helper()
+	logs := new(syncBuffer)
+	opts = append([]FileOption{WithFilePollInterval(poll), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil)))}, opts...)
+	f, err := OpenFile(context.Background(), path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	ch, err := f.Watch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := new(mirror)
+	m.apply(t, next(t, ch))
+	return f, ch, m, logs
+}
+
 // nextSync waits for a sync event whose tenants satisfy ok.
 func nextSync(t *testing.T, ch <-chan Event, m *mirror, what string, ok func(map[string]Tenant) bool) {
 	t.Helper()
@@ -493,25 +514,14 @@ func TestFilePolling(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := writeFile(t, dir, "tenants.json", handWritten)
-	logs := new(syncBuffer)
-	f, err := OpenFile(ctx, path, WithPollInterval(20*time.Millisecond), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ch, err := f.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m mirror
-	m.apply(t, next(t, ch))
+	f, ch, m, logs := watchFile(t, path, 20*time.Millisecond)
 
 	// Another store on the same file (another process, in effect).
 	other := openFile(t, path)
 	if _, err := other.Create(ctx, newTenant("from-other", "x")); err != nil {
 		t.Fatal(err)
 	}
-	nextSync(t, ch, &m, "create by another store", func(ts map[string]Tenant) bool {
+	nextSync(t, ch, m, "create by another store", func(ts map[string]Tenant) bool {
 		_, ok := ts["from-other"]
 		return ok
 	})
@@ -523,7 +533,7 @@ func TestFilePolling(t *testing.T) {
 	edited := strings.Replace(handWritten, `"tenants": {`, `"tenants": {
     "by-hand": {"deploy_info": {"POSTGRES_URL": "postgres://db/hand"}},`, 1)
 	replaceFile(t, path, edited)
-	nextSync(t, ch, &m, "edit by hand", func(ts map[string]Tenant) bool {
+	nextSync(t, ch, m, "edit by hand", func(ts map[string]Tenant) bool {
 		_, hand := ts["by-hand"]
 		_, gone := ts["from-other"]
 		return hand && !gone
@@ -555,7 +565,7 @@ func TestFilePolling(t *testing.T) {
 	// Fixing the file is picked up.
 	fixed := strings.Replace(edited, "postgres://db/hand", "postgres://db/fixed", 1)
 	replaceFile(t, path, fixed)
-	nextSync(t, ch, &m, "fixed file", func(ts map[string]Tenant) bool {
+	nextSync(t, ch, m, "fixed file", func(ts map[string]Tenant) bool {
 		return ts["by-hand"].PostgresURL() == "postgres://db/fixed"
 	})
 	if n := strings.Count(logs.String(), path); n != 1 {
@@ -566,26 +576,12 @@ func TestFilePolling(t *testing.T) {
 	}
 }
 
-// The file may change without its size, inode or modification time
-// changing: an in-place edit on a file system with coarse timestamps, or a
-// rename that reuses a freed inode number. The store must still notice.
-func TestFileChangeWithSameStat(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	path := writeFile(t, t.TempDir(), "tenants.json", handWritten)
-	logs := new(syncBuffer)
-	f, err := OpenFile(ctx, path, WithPollInterval(10*time.Millisecond), WithFileLogger(slog.New(slog.NewTextHandler(logs, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ch, err := f.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m mirror
-	m.apply(t, next(t, ch))
-
+// editKeepingStat changes db/one to db/ONE in the file at path, which
+// holds handWritten, in place, and puts its modification time back: its
+// size, inode and times stay as they were, as they can across a real
+// change. It skips the test where the file system cannot keep them.
+func editKeepingStat(t *testing.T, path string) {
+	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -608,8 +604,18 @@ func TestFileChangeWithSameStat(t *testing.T) {
 	if fi2, err := os.Stat(path); err != nil || !os.SameFile(fi, fi2) || fi2.Size() != fi.Size() || !fi2.ModTime().Equal(fi.ModTime()) {
 		t.Skip("this file system cannot keep the file's size and times")
 	}
+}
 
-	nextSync(t, ch, &m, "in-place edit", func(ts map[string]Tenant) bool {
+// The file may change without its size, inode or modification time
+// changing: an in-place edit on a file system with coarse timestamps, or a
+// rename that reuses a freed inode number. The store must still notice.
+func TestFileChangeWithSameStat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := writeFile(t, t.TempDir(), "tenants.json", handWritten)
+	f, ch, m, _ := watchFile(t, path, 10*time.Millisecond)
+	editKeepingStat(t, path)
+	nextSync(t, ch, m, "in-place edit", func(ts map[string]Tenant) bool {
 		return ts["tenant-1.test.com"].PostgresURL() == "postgres://app:hunter2@db/ONE"
 	})
 	if _, err := f.Create(ctx, newTenant("t3", "three")); err != nil {
@@ -629,17 +635,7 @@ func TestFileWriteSeesSameStatChange(t *testing.T) {
 	ctx := context.Background()
 	path := writeFile(t, t.TempDir(), "tenants.json", handWritten)
 	f := openFile(t, path)
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := strings.Replace(handWritten, "db/one", "db/ONE", 1)
-	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
+	editKeepingStat(t, path)
 	if _, err := f.Create(ctx, newTenant("t3", "three")); err != nil {
 		t.Fatal(err)
 	}
@@ -651,21 +647,10 @@ func TestFileWriteSeesSameStatChange(t *testing.T) {
 
 func TestFilePollCreatedLater(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tenants.json")
-	f, err := OpenFile(ctx, path, WithCreate(true), WithPollInterval(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ch, err := f.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m mirror
-	m.apply(t, next(t, ch))
+	_, ch, m, _ := watchFile(t, path, 20*time.Millisecond, WithFileCreate(true))
 	replaceFile(t, path, handWritten)
-	nextSync(t, ch, &m, "file created by another", func(ts map[string]Tenant) bool { return len(ts) == 2 })
+	nextSync(t, ch, m, "file created by another", func(ts map[string]Tenant) bool { return len(ts) == 2 })
 }
 
 func TestFilePing(t *testing.T) {
@@ -692,7 +677,7 @@ func TestFilePing(t *testing.T) {
 func TestFileCloseStopsPolling(t *testing.T) {
 	t.Parallel()
 	path := writeFile(t, t.TempDir(), "tenants.json", handWritten)
-	f, err := OpenFile(context.Background(), path, WithPollInterval(time.Millisecond))
+	f, err := OpenFile(context.Background(), path, WithFilePollInterval(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -759,7 +744,7 @@ func TestFileTwoStoresOneFile(t *testing.T) {
 // stack overflow in the duplicate-key check that runs first.
 func TestFileDeepNesting(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "tenants.json", `{"tenants": {"a": {"deploy_info": `+strings.Repeat("[", 3_000_000)+`}}}`)
-	if _, err := OpenFile(context.Background(), path, WithPollInterval(0)); err == nil {
+	if _, err := OpenFile(context.Background(), path, WithFilePollInterval(0)); err == nil {
 		t.Fatal("OpenFile succeeded")
 	} else if !strings.Contains(err.Error(), path) {
 		t.Errorf("error %v does not name the file", err)

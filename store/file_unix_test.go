@@ -49,7 +49,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	prefix := os.Getenv(helperPrefixEnv)
 	ctx := context.Background()
-	f, err := OpenFile(ctx, path, WithPollInterval(0))
+	f, err := OpenFile(ctx, path, WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestFileSymlink(t *testing.T) {
 	}
 }
 
-// A link to a file not created yet, opened with WithCreate: the first
+// A link to a file not created yet, opened with WithFileCreate: the first
 // write creates the file it points to and keeps the link.
 func TestFileDanglingLinkCreate(t *testing.T) {
 	dir := t.TempDir()
@@ -181,7 +181,7 @@ func TestFileDanglingLinkCreate(t *testing.T) {
 	if err := os.Symlink("data/tenants.json", link); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenFile(context.Background(), link, WithCreate(true), WithPollInterval(0))
+	s, err := OpenFile(context.Background(), link, WithFileCreate(true), WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestFileRelativeLink(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "b", "real.json"), []byte(`{"tenants":{}}`), 0o600)
 	os.Symlink("../b/real.json", filepath.Join(dir, "a", "t.json"))
 	t.Chdir(dir)
-	s, err := OpenFile(context.Background(), "a/t.json", WithPollInterval(0))
+	s, err := OpenFile(context.Background(), "a/t.json", WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}

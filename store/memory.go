@@ -1,17 +1,11 @@
 package store
 
-import (
-	"context"
-	"sync"
-)
+import "context"
 
 // Memory is a Store that keeps tenants in this process only. It suits tests
 // and programs that load tenants from their own configuration.
 type Memory struct {
-	mu     sync.Mutex
-	st     state
-	closed bool
-	hub    hub
+	localStore
 }
 
 var (
@@ -20,33 +14,10 @@ var (
 )
 
 // NewMemory returns an empty in-memory store.
-func NewMemory() *Memory { return &Memory{st: newState()} }
-
-func (m *Memory) lock() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	return nil
-}
-
-// Get implements Store.
-func (m *Memory) Get(ctx context.Context, id string) (Tenant, error) {
-	if err := m.lock(); err != nil {
-		return Tenant{}, err
-	}
-	defer m.mu.Unlock()
-	return m.st.get(id)
-}
-
-// List implements Store.
-func (m *Memory) List(ctx context.Context) ([]Tenant, error) {
-	if err := m.lock(); err != nil {
-		return nil, err
-	}
-	defer m.mu.Unlock()
-	return m.st.list(), nil
+func NewMemory() *Memory {
+	m := new(Memory)
+	m.st = newState()
+	return m
 }
 
 // Create implements Store.
@@ -89,25 +60,6 @@ func (m *Memory) Delete(ctx context.Context, id string) (bool, error) {
 	}
 	return ok, err
 }
-
-// Watch implements Store.
-func (m *Memory) Watch(ctx context.Context) (<-chan Event, error) {
-	if err := m.lock(); err != nil {
-		return nil, err
-	}
-	defer m.mu.Unlock()
-	ev := m.st.sync()
-	return m.hub.add(ctx, &ev, m.snapshot)
-}
-
-func (m *Memory) snapshot() (Event, uint64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.st.sync(), m.hub.published()
-}
-
-// Published implements Sequencer.
-func (m *Memory) Published() uint64 { return m.hub.published() }
 
 // Ping implements Store.
 func (m *Memory) Ping(ctx context.Context) error {

@@ -20,7 +20,7 @@ func BenchmarkRedisResync(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			u := testenv.RedisURL(b)
 			prefix := testenv.RedisPrefix(b)
-			s, err := OpenRedis(context.Background(), u, WithPrefix(prefix))
+			s, err := OpenRedis(context.Background(), u, WithRedisPrefix(prefix))
 			if err != nil {
 				b.Fatal(err)
 			}

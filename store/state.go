@@ -1,13 +1,16 @@
 package store
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
-// state is the tenant set shared by the memory and file stores. Its methods
+// state is a tenant set at one version: what the memory and file stores
+// hold (localStore), and what the Redis store has followed. Its methods
 // validate, apply one mutation and describe it as an Event; callers hold
 // their store's lock. Tenant values in the map are never modified in
 // place, so a shallow clone of the map is a safe snapshot.
@@ -97,3 +100,64 @@ func (s *state) delete(id string) (Event, bool, error) {
 	s.version++
 	return Event{Type: EventDelete, Version: s.version, Tenant: cur.Clone()}, true, nil
 }
+
+// localStore is what the stores that hold their tenant set in this
+// process, Memory and File, share: the state, its lock, the watchers, and
+// the methods that only read the state.
+type localStore struct {
+	// mu guards st and closed, and the fields of the embedding store that
+	// say so.
+	mu     sync.Mutex
+	st     state
+	closed bool
+	// hub has a lock of its own; events are published with mu held, so
+	// that they reach watchers in the order of the changes.
+	hub hub
+}
+
+// lock locks mu, unless the store is closed.
+func (s *localStore) lock() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *localStore) Get(ctx context.Context, id string) (Tenant, error) {
+	if err := s.lock(); err != nil {
+		return Tenant{}, err
+	}
+	defer s.mu.Unlock()
+	return s.st.get(id)
+}
+
+// List implements Store.
+func (s *localStore) List(ctx context.Context) ([]Tenant, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	return s.st.list(), nil
+}
+
+// Watch implements Store.
+func (s *localStore) Watch(ctx context.Context) (<-chan Event, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	ev := s.st.sync()
+	return s.hub.add(ctx, &ev, s.snapshot)
+}
+
+func (s *localStore) snapshot() (Event, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.sync(), s.hub.published()
+}
+
+// Published implements Sequencer.
+func (s *localStore) Published() uint64 { return s.hub.published() }

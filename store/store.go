@@ -201,7 +201,7 @@ func parseFileURL(rest string) (string, []FileOption, error) {
 		case "create":
 			switch v {
 			case "true", "1":
-				opts = append(opts, WithCreate(true))
+				opts = append(opts, WithFileCreate(true))
 			case "false", "0":
 			default:
 				return "", nil, fmt.Errorf("store: file URL option create=%q: want true or false", v)
@@ -211,7 +211,7 @@ func parseFileURL(rest string) (string, []FileOption, error) {
 			if err != nil {
 				return "", nil, fmt.Errorf("store: file URL option poll=%q: %w", v, err)
 			}
-			opts = append(opts, WithPollInterval(d))
+			opts = append(opts, WithFilePollInterval(d))
 		default:
 			return "", nil, fmt.Errorf("store: unknown file URL option %q (known: create, poll)", k)
 		}

@@ -48,7 +48,7 @@ var backends = []struct {
 	}},
 	{"file", func(t *testing.T) Store {
 		path := filepath.Join(t.TempDir(), "tenants.json")
-		s, err := OpenFile(context.Background(), path, WithCreate(true), WithPollInterval(0))
+		s, err := OpenFile(context.Background(), path, WithFileCreate(true), WithFilePollInterval(0))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -313,7 +313,7 @@ func (c *cli) rm(ctx context.Context, s store.Store, id string) int {
 // updated where their deploy info differs. Tenants it does not list are
 // left alone.
 func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool) int {
-	src, err := store.OpenFile(ctx, path, store.WithPollInterval(0))
+	src, err := store.OpenFile(ctx, path, store.WithFilePollInterval(0))
 	if err != nil {
 		return c.fail(err)
 	}

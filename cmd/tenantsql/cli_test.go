@@ -86,7 +86,7 @@ func newFixture(t *testing.T, seed ...store.Tenant) *fixture {
 
 func (f *fixture) open(t *testing.T) *store.File {
 	t.Helper()
-	s, err := store.OpenFile(t.Context(), f.path, store.WithCreate(true), store.WithPollInterval(0))
+	s, err := store.OpenFile(t.Context(), f.path, store.WithFileCreate(true), store.WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}

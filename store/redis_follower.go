@@ -1,0 +1,482 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startFollowing starts the follower. r.mu is held.
+func (r *Redis) startFollowing() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	r.cancel, r.done = cancel, done
+	f := &follower{r: r}
+	go func() {
+		defer close(done)
+		f.run(ctx)
+	}()
+}
+
+// follower keeps r's followed state in step with Redis and publishes every
+// change to r's watchers. It runs in one goroutine, the only one to use
+// its fields.
+type follower struct {
+	r       *Redis
+	synced  bool
+	epoch   string
+	version int64
+	lastID  string // stream position of version; "0-0" when the stream was empty
+	lossAt  int64  // version at which DataLoss was detected
+
+	subErr        error // why subscribing fails, while it does
+	lastErrLogged string
+}
+
+func (f *follower) run(ctx context.Context) {
+	r := f.r
+	ps := r.c.Subscribe(ctx, r.keys.channel)
+	defer ps.Close()
+	// ReceiveTimeout only sets a read deadline and does not watch ctx:
+	// closing the subscription is what makes Close prompt.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	backoff := 100 * time.Millisecond
+	lastCheck := time.Now()
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, r.check)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil && !isTimeout(err):
+			// Possibly for good (an ACL user without channel
+			// permission): the periodic check below keeps the
+			// follower right by polling meanwhile.
+			f.subErr = err
+			f.failed(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+		case err == nil:
+			f.subErr = nil
+			backoff = 100 * time.Millisecond
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				// Subscribed, or subscribed again after a reconnect:
+				// whatever was published meanwhile is lost, so read
+				// everything.
+				if m.Kind == "subscribe" {
+					f.step(ctx, f.resync)
+					lastCheck = time.Now()
+				}
+			case *redis.Message:
+				// A wake-up for a version already applied is stale. A
+				// Redis that rolled back reuses versions; the periodic
+				// check finds that.
+				if v, err := strconv.ParseInt(m.Payload, 10, 64); err != nil || !f.synced || v > f.version {
+					f.step(ctx, f.catchUp)
+				}
+			}
+		}
+		if time.Since(lastCheck) >= r.check {
+			lastCheck = time.Now()
+			if time.Since(r.Status().LastSync) >= r.resyncAll {
+				f.step(ctx, f.resync)
+			} else {
+				f.step(ctx, f.checkVersion)
+			}
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (f *follower) step(ctx context.Context, fn func(context.Context) error) {
+	if err := fn(ctx); err != nil && ctx.Err() == nil {
+		f.failed(err)
+		return
+	}
+	f.r.mu.Lock()
+	f.r.status.Connected = true
+	f.r.status.LastError = ""
+	if f.subErr != nil {
+		// Reads work, so the follower polls; still say why it cannot
+		// subscribe, and log it once rather than at every poll.
+		f.r.status.LastError = f.subErr.Error()
+	}
+	f.r.mu.Unlock()
+	if f.subErr == nil {
+		f.lastErrLogged = ""
+	}
+}
+
+func (f *follower) failed(err error) {
+	msg := err.Error()
+	f.r.mu.Lock()
+	f.r.status.Connected = false
+	f.r.status.LastError = msg
+	f.r.mu.Unlock()
+	if msg != f.lastErrLogged {
+		f.lastErrLogged = msg
+		f.r.log.Warn("tenantsql: store: cannot follow Redis; the tenants known stay as they are", "store", f.r.name, "err", err)
+	}
+}
+
+// checkVersion compares the version counter, the epoch and the stream
+// entry applied last with what was applied: a difference means pub/sub
+// lost something, or Redis lost data.
+func (f *follower) checkVersion(ctx context.Context) error {
+	if !f.synced {
+		return f.resync(ctx)
+	}
+	r := f.r
+	var (
+		vals *redis.SliceCmd
+		last *redis.XMessageSliceCmd
+	)
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		vals = p.MGet(ctx, r.keys.version, r.keys.epoch)
+		if f.lastID != noEntry {
+			last = p.XRange(ctx, r.keys.events, f.lastID, f.lastID)
+		}
+		return nil
+	})
+	if err != nil {
+		return r.errorf("check version: %w", err)
+	}
+	v, _ := strconv.ParseInt(str(vals.Val()[0]), 10, 64)
+	if str(vals.Val()[1]) != f.epoch || v < f.version {
+		return f.resync(ctx)
+	}
+	if last != nil {
+		if ents := last.Val(); len(ents) == 0 || parseEntry(ents[0]).v != f.version {
+			return f.resync(ctx) // trimmed, or rolled back: resync tells which
+		}
+	}
+	if v > f.version {
+		return f.catchUp(ctx)
+	}
+	return nil
+}
+
+// noEntry is the stream position of a follower that has applied no entry.
+const noEntry = "0-0"
+
+// resync reads the whole tenant set, its version, epoch and stream
+// position in one transaction, and publishes it as a sync.
+func (f *follower) resync(ctx context.Context) error {
+	r := f.r
+	var (
+		all      *redis.MapStringStringCmd
+		ver      *redis.StringCmd
+		epoch    *redis.StringCmd
+		accepted *redis.StringCmd
+		lastEnt  *redis.XMessageSliceCmd
+		firstEnt *redis.XMessageSliceCmd
+		applied  *redis.XMessageSliceCmd
+	)
+	checkStream := f.synced && f.lastID != noEntry
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, r.keys.tenants)
+		ver = p.Get(ctx, r.keys.version)
+		epoch = p.Get(ctx, r.keys.epoch)
+		accepted = p.Get(ctx, r.keys.accepted)
+		lastEnt = p.XRevRangeN(ctx, r.keys.events, "+", "-", 1)
+		if checkStream {
+			firstEnt = p.XRangeN(ctx, r.keys.events, "-", "+", 1)
+			applied = p.XRange(ctx, r.keys.events, f.lastID, f.lastID)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return r.errorf("resync: %w", err)
+	}
+	v, _ := strconv.ParseInt(ver.Val(), 10, 64)
+	acc, _ := strconv.ParseInt(accepted.Val(), 10, 64)
+	lastID := noEntry
+	if ents := lastEnt.Val(); len(ents) > 0 {
+		lastID = ents[0].ID
+	}
+	e := epoch.Val()
+
+	lost := f.synced && f.epoch != "" && (e != f.epoch || v < f.version)
+	if checkStream && !lost {
+		lost = rolledBack(f.lastID, f.version, applied.Val(), firstEnt.Val())
+	}
+	// Only this goroutine changes r.st and r.kept: reading them without
+	// r.mu is safe here, and decoding 10,000 records is better done
+	// without holding it.
+	prev, kept := r.st.tenants, maps.Clone(r.kept)
+	st := r.decodeAll(all.Val(), v, prev)
+	accept := false
+	switch {
+	case lost:
+		f.lossAt = v
+		if kept == nil {
+			kept = make(map[string]Tenant)
+		}
+		for id, t := range prev {
+			if _, ok := st.tenants[id]; !ok {
+				kept[id] = t
+			}
+		}
+	case kept != nil && acc > f.lossAt:
+		kept, accept = nil, true
+	}
+	inStore := len(st.tenants)
+	for id, t := range kept {
+		if _, ok := st.tenants[id]; ok {
+			delete(kept, id) // written again: Redis has it
+		} else {
+			st.tenants[id] = t
+		}
+	}
+	// Logged and marked before anyone can see the new state: whoever
+	// reads Status().DataLoss finds the error in the log, and can delete
+	// a kept tenant.
+	switch {
+	case lost:
+		r.log.Error("tenantsql: store: Redis lost data it had (restarted without persistence, flushed, or failed over to a replica that lacked the last writes); "+
+			"keeping every tenant known in this process, and following Redis from here; restore the tenants (tenantsql tenants load) "+
+			"or accept the loss (tenantsql tenants resync)",
+			"store", r.name, "tenants_in_store", inStore, "tenants_kept", len(kept), "version_before", f.version, "version_now", v)
+	case accept:
+		r.log.Info("tenantsql: store: the loss of data in Redis was accepted; following Redis as it is", "store", r.name, "tenants", len(st.tenants))
+	}
+	if len(kept) > 0 {
+		// So that deleting a kept tenant reaches this process although
+		// Redis lacks it (see deleteScript); at every resync, in case
+		// the mark itself was lost.
+		if err := r.runMarkLost(ctx, f.lossAt); err != nil {
+			r.log.Warn("tenantsql: store: cannot mark Redis as having lost tenants; deleting one of them will not reach this process", "store", r.name, "err", err)
+		}
+	}
+	r.mu.Lock()
+	r.status.DataLoss = kept != nil // data-loss mode is keeping tenants
+	r.st, r.kept, r.synced = st, kept, true
+	r.status.Version, r.status.LastSync = v, time.Now()
+	ev := r.st.sync()
+	ev.DataLoss = r.status.DataLoss
+	r.hub.publish(ev)
+	if lost {
+		r.losses++
+	}
+	r.wakeWritersLocked()
+	r.mu.Unlock()
+	f.synced, f.epoch, f.version, f.lastID = true, e, v, lastID
+	return nil
+}
+
+// rolledBack reports whether the stream no longer holds the entry the
+// follower applied last (at id, with version) although it was not trimmed
+// away: Redis lost writes, and versions after it may be reused.
+func rolledBack(id string, version int64, applied, first []redis.XMessage) bool {
+	if len(applied) > 0 {
+		return parseEntry(applied[0]).v != version
+	}
+	if len(first) == 0 {
+		return true // the stream is gone, never trimmed to nothing
+	}
+	return !streamIDLess(id, first[0].ID)
+}
+
+// streamIDLess compares two stream ids ("ms-seq").
+func streamIDLess(a, b string) bool {
+	am, as := splitStreamID(a)
+	bm, bs := splitStreamID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func splitStreamID(id string) (ms, seq uint64) {
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
+}
+
+// catchUp reads the stream from the last applied entry and publishes each
+// change. That entry missing or changed (trimmed, or Redis rolled back), a
+// gap in the versions, or an operator's resync marker means a resync.
+func (f *follower) catchUp(ctx context.Context) error {
+	if !f.synced {
+		return f.resync(ctx)
+	}
+	r := f.r
+	const page = 256
+	start, verify := "-", false
+	if f.lastID != noEntry {
+		start, verify = f.lastID, true
+	}
+	for {
+		ents, err := r.c.XRangeN(ctx, r.keys.events, start, "+", page).Result()
+		if err != nil {
+			return r.errorf("read events: %w", err)
+		}
+		n := len(ents)
+		if verify {
+			if n == 0 || ents[0].ID != f.lastID || parseEntry(ents[0]).v != f.version {
+				return f.resync(ctx)
+			}
+			ents, verify = ents[1:], false
+		}
+		expect := f.version + 1
+		var batch []streamEntry
+		for _, m := range ents {
+			e := parseEntry(m)
+			if e.v < expect {
+				if len(batch) == 0 {
+					f.lastID = e.sid // applied already
+				}
+				continue
+			}
+			if e.v != expect || e.typ == "resync" {
+				if err := f.apply(ctx, batch); err != nil {
+					return err
+				}
+				return f.resync(ctx)
+			}
+			batch = append(batch, e)
+			expect++
+		}
+		if err := f.apply(ctx, batch); err != nil {
+			return err
+		}
+		if n < page {
+			return nil
+		}
+		start = "(" + f.lastID
+	}
+}
+
+// apply publishes consecutive stream entries, reading the current record
+// of each created or updated tenant in one round trip. A record deleted
+// since is skipped: its delete follows.
+func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	r := f.r
+	var ids []string
+	for _, e := range batch {
+		if e.typ == "create" || e.typ == "update" {
+			ids = append(ids, e.id)
+		}
+	}
+	records := make(map[string]string, len(ids))
+	if len(ids) > 0 {
+		vals, err := r.c.HMGet(ctx, r.keys.tenants, ids...).Result()
+		if err != nil {
+			return r.errorf("read tenants: %w", err)
+		}
+		for i, v := range vals {
+			if s, ok := v.(string); ok {
+				records[ids[i]] = s
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range batch {
+		ev := Event{Version: e.v}
+		switch e.typ {
+		case "create", "update":
+			raw, ok := records[e.id]
+			if !ok {
+				break
+			}
+			t, err := decodeValidRecord(e.id, raw)
+			if err != nil {
+				r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
+				break
+			}
+			delete(r.kept, t.ID)
+			ev.Type, ev.Tenant = EventUpdate, t
+			if _, known := r.st.tenants[t.ID]; !known {
+				ev.Type = EventCreate
+			}
+			r.st.tenants[t.ID] = t
+		case "delete":
+			delete(r.kept, e.id)
+			if t, known := r.st.tenants[e.id]; known {
+				delete(r.st.tenants, e.id)
+				ev.Type, ev.Tenant = EventDelete, t
+			}
+		}
+		r.st.version = e.v
+		if ev.Type != 0 {
+			r.hub.publish(ev)
+		}
+		f.version, f.lastID = e.v, e.sid
+	}
+	r.status.Version = f.version
+	r.wakeWritersLocked()
+	return nil
+}
+
+// followWait bounds how long a write waits for this process's follower to
+// read it back. The follower hears of the write by pub/sub at once; past
+// this, Redis became unreachable right after the write, or pub/sub is
+// denied and the follower polls, every check interval.
+const followWait = 2 * time.Second
+
+// awaitFollowed returns once this process's follower has published the
+// store at version v or later (or found that Redis lost data), so that its
+// watchers, the tenantsql driver's registry among them, see the write
+// before the call that made it returns (Sequencer). Without watchers in
+// this process there is nothing to wait for. The write is done either way:
+// if ctx ends or the follower is not there within followWait, the caller
+// still gets success, and the change takes effect here when the follower
+// reads it, as it does in other processes.
+func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
+	r.mu.Lock()
+	if r.cancel == nil || r.closed {
+		r.mu.Unlock()
+		return
+	}
+	// A loss found meanwhile may have taken the write with it, and
+	// versions may start again: then there is nothing left to wait for.
+	done, losses := r.done, r.losses
+	var timeout <-chan time.Time
+	for !(r.synced && r.st.version >= v) && r.losses == losses {
+		ch := r.followed
+		r.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(followWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-timeout:
+			r.log.Warn("tenantsql: store: a write was not read back from Redis by this process in time; it takes effect here once it is",
+				"store", r.name, "version", v, "wait", followWait)
+			return
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+}
+
+// wakeWritersLocked wakes the writes waiting to be read back. r.mu is
+// held.
+func (r *Redis) wakeWritersLocked() {
+	close(r.followed)
+	r.followed = make(chan struct{})
+}

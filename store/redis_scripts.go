@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Lua scripts that change the store. Each makes its change, then
+// bumps the version, appends an event to the stream and publishes the new
+// version (bump), in one atomic step: create-if-absent cannot succeed
+// twice, and no follower can see a change without its event. Each
+// (re)creates the epoch if the data is new.
+//
+// Every script is given the same KEYS and the same first two ARGV, which
+// scriptPrelude names, and then arguments of its own, which it names on
+// its first line; a method below runs each, passing its arguments in
+// order. The mutations answer {result, version}: a scriptResult, and the
+// version written, if any.
+
+// A scriptResult says what a mutation script did.
+type scriptResult int64
+
+const (
+	// scriptWrote: the change is made, at the version returned.
+	scriptWrote scriptResult = iota + 1
+	// scriptExists: create found the id taken; nothing is written.
+	scriptExists
+	// scriptNotFound: update or delete found no such tenant; nothing is
+	// written.
+	scriptNotFound
+	// scriptChanged: update found another record than the one it read;
+	// nothing is written.
+	scriptChanged
+	// scriptRecorded: delete found no such tenant, but some process keeps
+	// tenants Redis lost; the delete is recorded at the version returned,
+	// so that they drop it.
+	scriptRecorded
+)
+
+// scriptPrelude starts every script: the KEYS, in the order of
+// scriptKeys; the results; the ARGV every script is given first, by
+// run; and bump.
+var scriptPrelude = fmt.Sprintf(`
+local tenants, version, events, epoch, channel, accepted, lost = unpack(KEYS)
+local WROTE, EXISTS, NOT_FOUND, CHANGED, RECORDED = %d, %d, %d, %d, %d
+local maxlen, newepoch = ARGV[1], ARGV[2]
+local function bump(kind, id)
+	redis.call('SET', epoch, newepoch, 'NX')
+	local v = redis.call('INCR', version)
+	redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', kind, 'id', id)
+	redis.call('PUBLISH', channel, v)
+	return v
+end
+`, scriptWrote, scriptExists, scriptNotFound, scriptChanged, scriptRecorded)
+
+// scriptKeys returns the KEYS of every script.
+func (r *Redis) scriptKeys() []string {
+	k := r.keys
+	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted, k.lost}
+}
+
+// run runs s with the arguments every script is given first (the stream
+// length, and an epoch for data that has none), then args.
+func (r *Redis) run(ctx context.Context, s *redis.Script, args ...any) *redis.Cmd {
+	return s.Run(ctx, r.c, r.scriptKeys(), append([]any{r.maxLen, newEpoch()}, args...)...)
+}
+
+// runMutation runs a mutation script and reads its answer.
+func (r *Redis) runMutation(ctx context.Context, s *redis.Script, args ...any) (scriptResult, int64, error) {
+	a, err := r.run(ctx, s, args...).Int64Slice()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(a) != 2 || scriptResult(a[0]) < scriptWrote || scriptResult(a[0]) > scriptRecorded {
+		return 0, 0, fmt.Errorf("unexpected script answer %v", a)
+	}
+	return scriptResult(a[0]), a[1], nil
+}
+
+var createScript = redis.NewScript(scriptPrelude + `
+local id, record = unpack(ARGV, 3)
+if redis.call('HEXISTS', tenants, id) == 1 then return {EXISTS, 0} end
+redis.call('HSET', tenants, id, record)
+return {WROTE, bump('create', id)}`)
+
+// runCreate stores record as tenant id's, unless id exists.
+func (r *Redis) runCreate(ctx context.Context, id, record string) (scriptResult, int64, error) {
+	return r.runMutation(ctx, createScript, id, record)
+}
+
+var updateScript = redis.NewScript(scriptPrelude + `
+local id, old, record = unpack(ARGV, 3)
+local cur = redis.call('HGET', tenants, id)
+if not cur then return {NOT_FOUND, 0} end
+if cur ~= old then return {CHANGED, 0} end
+redis.call('HSET', tenants, id, record)
+return {WROTE, bump('update', id)}`)
+
+// runUpdate replaces tenant id's record with record, if it is still old:
+// a compare-and-swap, so that the version check of Update is exact.
+func (r *Redis) runUpdate(ctx context.Context, id, old, record string) (scriptResult, int64, error) {
+	return r.runMutation(ctx, updateScript, id, old, record)
+}
+
+// While some process keeps tenants Redis lost (lost is set), a delete of
+// a tenant the hash lacks is recorded too, so that they drop it.
+var deleteScript = redis.NewScript(scriptPrelude + `
+local id = unpack(ARGV, 3)
+local n = redis.call('HDEL', tenants, id)
+if n == 0 and redis.call('EXISTS', lost) == 0 then return {NOT_FOUND, 0} end
+local v = bump('delete', id)
+if n == 0 then return {RECORDED, v} end
+return {WROTE, v}`)
+
+// runDelete deletes tenant id.
+func (r *Redis) runDelete(ctx context.Context, id string) (scriptResult, int64, error) {
+	return r.runMutation(ctx, deleteScript, id)
+}
+
+// The resync marker also records its version under accepted, so that a
+// follower that misses the marker in the stream (it resynced past it)
+// still learns that the operator accepted the loss.
+var resyncScript = redis.NewScript(scriptPrelude + `
+local v = bump('resync', '')
+redis.call('SET', accepted, v)
+redis.call('DEL', lost)
+return {WROTE, v}`)
+
+// runResync appends the resync marker that AcceptLoss sends to every
+// follower, and clears the lost mark.
+func (r *Redis) runResync(ctx context.Context) error {
+	_, _, err := r.runMutation(ctx, resyncScript)
+	return err
+}
+
+var markLostScript = redis.NewScript(scriptPrelude + `
+local lossat = unpack(ARGV, 3)
+if tonumber(redis.call('GET', accepted) or '0') > tonumber(lossat) then return 0 end
+redis.call('SET', lost, '1')
+return 1`)
+
+// runMarkLost sets the lost mark, which makes deletes of tenants the hash
+// lacks reach the processes that keep them, unless an AcceptLoss came
+// after the loss, found at version lossAt, that made the caller keep
+// tenants.
+func (r *Redis) runMarkLost(ctx context.Context, lossAt int64) error {
+	return r.run(ctx, markLostScript, lossAt).Err()
+}
+
+// newEpoch returns a random id for the data: a follower that finds
+// another epoch than it read knows Redis lost the data it had.
+func newEpoch() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
