@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantsql/tenantsql/internal/clip"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -96,7 +97,7 @@ func serverCredential(raw string, cfg *pgx.ConnConfig) string {
 	}
 	for _, host := range hosts {
 		if strings.HasPrefix(host, "/") {
-			return fmt.Sprintf("host %q is a Unix socket, where the database may know this program by its operating-system user (a URL without a host uses the local socket too); name a TCP host", shorten(host))
+			return fmt.Sprintf("host %q is a Unix socket, where the database may know this program by its operating-system user (a URL without a host uses the local socket too); name a TCP host", clip.String(host))
 		}
 	}
 	if cfg.Password != "" && !ownPassword(raw, cfg.Password) {
@@ -209,7 +210,7 @@ func parseFailure(raw string) string {
 	if leaks(msg, secretsOf(raw)) {
 		return "it does not parse"
 	}
-	return shorten(msg)
+	return clip.String(msg)
 }
 
 // withoutSecrets returns raw without the password of its user info (as

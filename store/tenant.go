@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tenantsql/tenantsql/internal/clip"
 )
 
 // KeyPostgresURL is the deploy_info key that holds a tenant's database URL.
@@ -353,11 +355,5 @@ func validKey(k string) bool {
 
 func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
-// shorten keeps error messages bounded when the input is huge.
-func shorten(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
+// shorten is clip.String, under the name the store's files call it by.
+func shorten(s string) string { return clip.String(s) }
