@@ -32,11 +32,13 @@ bench-migrate: services ## Measure migrating 200 tenants x 5 migrations
 # report its own stop deadline as a failure ("context deadline exceeded", no
 # crasher written; golang/go#75804, fixed in Go 1.27). A count has no deadline.
 FUZZTIME ?= 100000x
-fuzz: ## Run each fuzz target briefly (FUZZTIME executions, default 100000x): request decoding, ids, redaction, middleware
+fuzz: ## Run each fuzz target briefly (FUZZTIME executions, default 100000x): request decoding, ids, URLs, middleware
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateTenant$$' -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzUpdateTenant$$' -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./store
-	$(GO) test -run '^$$' -fuzz '^FuzzRedactURL$$' -fuzztime $(FUZZTIME) ./store
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME) ./store
+	$(GO) test -run '^$$' -fuzz '^FuzzRedactURL$$' -fuzztime $(FUZZTIME) ./internal/pgurl
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFailure$$' -fuzztime $(FUZZTIME) ./internal/pgurl
 	$(GO) test -run '^$$' -fuzz '^FuzzMiddlewareHeader$$' -fuzztime $(FUZZTIME) ./tenantctx
 
 fmt-check: ## Fail if gofmt would change any file

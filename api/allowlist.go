@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tenantsql/tenantsql/internal/clip"
 )
 
 // allowList is the set of addresses a POSTGRES_URL may point at.
@@ -112,7 +114,7 @@ func (a *allowList) check(ctx context.Context, first string, fallbacks []*pgconn
 }
 
 func (a *allowList) checkHost(ctx context.Context, host string) *apiError {
-	shown := shorten(host)
+	shown := clip.String(host)
 	if strings.HasPrefix(host, "/") {
 		// A Unix socket usually means peer authentication: the server
 		// would take us for its own operating-system user.

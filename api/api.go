@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/tenantsql/tenantsql/internal/clip"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -102,7 +103,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e = crossOrigin(r)
 	}
 	if e != nil {
-		h.log.Warn("tenantsql admin API: request refused", "remote_addr", r.RemoteAddr, "method", shorten(r.Method), "path", shorten(r.URL.Path), "reason", e.msg)
+		h.log.Warn("tenantsql admin API: request refused", "remote_addr", r.RemoteAddr, "method", clip.String(r.Method), "path", clip.String(r.URL.Path), "reason", e.msg)
 		writeError(w, e)
 		return
 	}
@@ -112,13 +113,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h.stats != nil {
 			routes += ", /stats/"
 		}
-		writeError(w, errorf(http.StatusNotFound, "no such route: %s %s (routes: %s)", shorten(r.Method), shorten(r.URL.Path), routes))
+		writeError(w, errorf(http.StatusNotFound, "no such route: %s %s (routes: %s)", clip.String(r.Method), clip.String(r.URL.Path), routes))
 		return
 	}
 	fn, ok := rt.methods[r.Method]
 	if !ok {
 		w.Header().Set("Allow", rt.allow)
-		writeError(w, errorf(http.StatusMethodNotAllowed, "method %s is not allowed here; allowed: %s", shorten(r.Method), rt.allow))
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method %s is not allowed here; allowed: %s", clip.String(r.Method), rt.allow))
 		return
 	}
 	fn(w, r, id)
@@ -188,14 +189,14 @@ func crossOrigin(r *http.Request) *apiError {
 	if sites := r.Header.Values("Sec-Fetch-Site"); len(sites) > 0 {
 		for _, site := range sites {
 			if site != "same-origin" && site != "none" {
-				return errorf(http.StatusForbidden, "cross-origin request refused: Sec-Fetch-Site is %q; without authentication (WithoutAuth) only same-origin browser requests are accepted", shorten(site))
+				return errorf(http.StatusForbidden, "cross-origin request refused: Sec-Fetch-Site is %q; without authentication (WithoutAuth) only same-origin browser requests are accepted", clip.String(site))
 			}
 		}
 		return nil
 	}
 	for _, origin := range r.Header.Values("Origin") {
 		if !sameOrigin(origin, r.Host) {
-			return errorf(http.StatusForbidden, "cross-origin request refused: Origin %q is not this server (Host %q); without authentication (WithoutAuth) only same-origin browser requests are accepted", shorten(origin), shorten(r.Host))
+			return errorf(http.StatusForbidden, "cross-origin request refused: Origin %q is not this server (Host %q); without authentication (WithoutAuth) only same-origin browser requests are accepted", clip.String(origin), clip.String(r.Host))
 		}
 	}
 	return nil
@@ -234,7 +235,7 @@ func (h *handler) recoverPanic(w http.ResponseWriter, r *http.Request) {
 	if re, ok := v.(runtime.Error); ok {
 		what = re.Error()
 	}
-	h.log.Error("tenantsql admin API: panic", "remote_addr", r.RemoteAddr, "method", shorten(r.Method), "path", shorten(r.URL.Path), "panic", what, "stack", string(debug.Stack()))
+	h.log.Error("tenantsql admin API: panic", "remote_addr", r.RemoteAddr, "method", clip.String(r.Method), "path", clip.String(r.URL.Path), "panic", what, "stack", string(debug.Stack()))
 	writeError(w, errorf(http.StatusInternalServerError, "internal error"))
 }
 

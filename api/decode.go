@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tenantsql/tenantsql/internal/clip"
 )
 
 // tenantBody is the body of POST /tenant/ and PUT /tenant/{id}/.
@@ -39,17 +41,17 @@ func checkContentType(r *http.Request) *apiError {
 	values := r.Header.Values("Content-Type")
 	switch {
 	case len(values) == 0 || values[0] == "":
-		return errorf(http.StatusUnsupportedMediaType, "missing Content-Type: send the header Content-Type: application/json with a %s body", shorten(r.Method))
+		return errorf(http.StatusUnsupportedMediaType, "missing Content-Type: send the header Content-Type: application/json with a %s body", clip.String(r.Method))
 	case len(values) > 1:
 		return errorf(http.StatusUnsupportedMediaType, "Content-Type given %d times: send Content-Type: application/json once", len(values))
 	}
 	ct := values[0]
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q: send the header Content-Type: application/json", shorten(ct))
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q: send the header Content-Type: application/json", clip.String(ct))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return errorf(http.StatusUnsupportedMediaType, "Content-Type charset must be utf-8, got %q", shorten(cs))
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type charset must be utf-8, got %q", clip.String(cs))
 	}
 	return nil
 }
@@ -107,7 +109,7 @@ func decodeBody(body []byte, fields []string) (tenantBody, *apiError) {
 		key := tok.(string) // Token returns a string or an error in key position
 		at := d.tokenAt(start)
 		if !slices.Contains(fields, key) {
-			return tb, d.errorAt(at, "unknown field %q (known fields: %s; names are case-sensitive)", shorten(key), strings.Join(fields, ", "))
+			return tb, d.errorAt(at, "unknown field %q (known fields: %s; names are case-sensitive)", clip.String(key), strings.Join(fields, ", "))
 		}
 		if seen[key] {
 			return tb, d.errorAt(at, "field %q given twice", key)
@@ -171,7 +173,7 @@ func (d *bodyDecoder) version(field string) (int64, error) {
 	}
 	v, perr := strconv.ParseInt(string(n), 10, 64)
 	if perr != nil || v < 0 {
-		return 0, d.errorAt(at, "field %q must be a whole number from 0 to %d, got %s", field, int64(1<<63-1), shorten(string(n)))
+		return 0, d.errorAt(at, "field %q must be a whole number from 0 to %d, got %s", field, int64(1<<63-1), clip.String(string(n)))
 	}
 	return v, nil
 }
@@ -196,7 +198,7 @@ func (d *bodyDecoder) object(field string) (map[string]string, error) {
 			return m, nil
 		}
 		key := tok.(string)
-		name := field + "." + shorten(key)
+		name := field + "." + clip.String(key)
 		if _, dup := m[key]; dup {
 			return nil, d.errorAt(d.tokenAt(start), "field %q given twice", name)
 		}
@@ -278,13 +280,4 @@ func kind(tok json.Token) string {
 		return "an object"
 	}
 	return "something else"
-}
-
-// shorten keeps messages bounded when the input is huge.
-func shorten(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
@@ -130,7 +131,7 @@ func (h *handler) probeAll(ctx context.Context, list []store.Tenant) map[string]
 func (h *handler) probe(ctx context.Context, t store.Tenant) tenantHealth {
 	ctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, t.ID), h.health.timeout)
 	defer cancel()
-	secrets := secretsOf(t.PostgresURL())
+	secrets := pgurl.Secrets(t.PostgresURL())
 	db := h.health.db
 	if err := db.PingContext(ctx); err != nil {
 		return tenantHealth{Msg: h.failure(ctx, err, secrets)}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/tenantsql/tenantsql/internal/clip"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -104,7 +105,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, id string) (sto
 		return store.Tenant{}, e
 	}
 	if body.hasTenantID && body.tenantID != id {
-		return store.Tenant{}, errorf(http.StatusBadRequest, "tenant_id %q in the body differs from %q in the path; a tenant cannot be renamed", shorten(body.tenantID), id)
+		return store.Tenant{}, errorf(http.StatusBadRequest, "tenant_id %q in the body differs from %q in the path; a tenant cannot be renamed", clip.String(body.tenantID), id)
 	}
 	if !body.hasDeployInfo {
 		return store.Tenant{}, errorf(http.StatusBadRequest, `missing field "deploy_info" (an object holding %s)`, store.KeyPostgresURL)
@@ -175,7 +176,7 @@ func (h *handler) storeFailed(r *http.Request, action, id string, err error) {
 func (h *handler) finish(w http.ResponseWriter, r *http.Request, action, id string, status int, ok lifecycleAnswer, t store.Tenant, e *apiError) {
 	attrs := []slog.Attr{
 		slog.String("action", action),
-		slog.String("tenant_id", shorten(id)),
+		slog.String("tenant_id", clip.String(id)),
 		slog.String("remote_addr", r.RemoteAddr),
 	}
 	if e != nil {

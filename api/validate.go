@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantsql/tenantsql/internal/clip"
+	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -50,13 +51,13 @@ func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 	}
 	// store.Validate has also checked the scheme as pgx reads it
 	// (lowercase postgres:// or postgresql://).
-	shown := showURL(raw)
+	shown := store.RedactURL(raw)
 	if k := fileOption(raw); k != "" {
 		return errorf(http.StatusBadRequest, "invalid %s %q: option %q reads a file on the server and is not accepted through the API", urlField, shown, k)
 	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "invalid %s %q: pgx cannot use it: %s", urlField, shown, parseFailure(raw))
+		return errorf(http.StatusBadRequest, "invalid %s %q: pgx cannot use it: %s", urlField, shown, clip.String(pgurl.ParseFailure(raw, pgxParse)))
 	}
 	for k := range cfg.RuntimeParams {
 		if slices.Contains(fileOptions, strings.ToLower(k)) {
@@ -96,10 +97,10 @@ func serverCredential(raw string, cfg *pgx.ConnConfig) string {
 	}
 	for _, host := range hosts {
 		if strings.HasPrefix(host, "/") {
-			return fmt.Sprintf("host %q is a Unix socket, where the database may know this program by its operating-system user (a URL without a host uses the local socket too); name a TCP host", shorten(host))
+			return fmt.Sprintf("host %q is a Unix socket, where the database may know this program by its operating-system user (a URL without a host uses the local socket too); name a TCP host", clip.String(host))
 		}
 	}
-	if cfg.Password != "" && !ownPassword(raw, cfg.Password) {
+	if cfg.Password != "" && !pgurl.GivesPassword(raw, cfg.Password) {
 		return "it gives no password, and pgx would use one from this server's environment (PGPASSWORD, a password file such as ~/.pgpass, or a service); put the password in the URL"
 	}
 	for _, tc := range tlsConfigs {
@@ -110,171 +111,23 @@ func serverCredential(raw string, cfg *pgx.ConnConfig) string {
 	return ""
 }
 
-// ownPassword reports whether pw, the password pgx settled on for raw, is
-// one raw gives: in its user info or in a password parameter, as pgx
-// decodes them (percent escapes, spaces around trimmed) or as written.
-// pgx takes a password from elsewhere only when the URL gives none, so a
-// match means the URL's own.
-func ownPassword(raw, pw string) bool {
-	candidates := secretsOf(raw)
-	// pgx splits the query at '&' only; secretsOf also at ';' and '#'.
-	if _, query, ok := strings.Cut(raw, "?"); ok {
-		for pair := range strings.SplitSeq(query, "&") {
-			if k, v, ok := strings.Cut(pair, "="); ok && strings.Contains(strings.ToLower(percentDecode(k)), "password") {
-				candidates = append(candidates, v)
-			}
-		}
-	}
-	for _, c := range candidates {
-		if c == pw || strings.Trim(c, " ") == pw || percentDecode(strings.Trim(c, " ")) == pw {
-			return true
-		}
-	}
-	return false
-}
-
-// showURL is raw as messages show it.
-func showURL(raw string) string { return store.RedactURL(raw) }
-
 // fileOption returns the first of fileOptions among raw's query keys, or
-// "". It looks at every piece after a '?', '&', ';' or '#', so that it
-// sees every key pgx's own parser sees (which splits the query at '&'
-// only and knows no fragment), plus a few more: a refusal too many is
+// "". It looks at every key that any reader of the URL may see
+// (pgurl.Keys), more than pgx's own parser sees: a refusal too many is
 // better than a file read.
 func fileOption(raw string) string {
-	for i := 0; i < len(raw); i++ {
-		if !strings.ContainsRune("?&;#", rune(raw[i])) {
-			continue
-		}
-		seg := raw[i+1:]
-		if j := strings.IndexAny(seg, "?&;#"); j >= 0 {
-			seg = seg[:j]
-		}
-		key, _, _ := strings.Cut(seg, "=")
-		key = strings.ToLower(strings.Trim(percentDecode(key), " "))
-		if slices.Contains(fileOptions, key) {
-			return key
+	for k := range pgurl.Keys(raw) {
+		if k = strings.ToLower(k); slices.Contains(fileOptions, k) {
+			return k
 		}
 	}
 	return ""
 }
 
-// percentDecode decodes the valid %XX escapes of s and leaves the rest as
-// it is, as pgx does for keys.
-func percentDecode(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
-}
-
-// parseFailure says why pgx cannot parse raw, without the password. pgx
-// redacts passwords from its messages only "best effort", so the message
-// shown is that of parsing raw with its secrets taken out: it cannot
-// contain what is not there. If that copy parses, the password itself is
-// what is wrong.
-func parseFailure(raw string) string {
-	_, err := pgx.ParseConfig(withoutSecrets(raw))
-	if err == nil {
-		return "the password is malformed (percent-encode reserved characters, and do not use %00)"
-	}
-	msg := err.Error()
-	// Drop pgx's "cannot parse `<the URL>`: " prefix.
-	if rest, ok := strings.CutPrefix(msg, "cannot parse `"); ok {
-		if _, after, ok := strings.Cut(rest, "`: "); ok {
-			msg = after
-		}
-	}
-	if leaks(msg, secretsOf(raw)) {
-		return "it does not parse"
-	}
-	return shorten(msg)
-}
-
-// withoutSecrets returns raw without the password of its user info (as
-// pgx splits it) and with the values of query keys that name a password
-// replaced.
-func withoutSecrets(raw string) string {
-	scheme, p, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	if at := strings.IndexAny(p, "@/"); at >= 0 && p[at] == '@' {
-		user, _, _ := strings.Cut(p[:at], ":")
-		p = user + p[at:]
-	}
-	var b strings.Builder
-	b.WriteString(scheme + "://")
-	for p != "" {
-		i := strings.IndexAny(p, "?&")
-		if i < 0 {
-			b.WriteString(p)
-			break
-		}
-		b.WriteString(p[:i+1])
-		p = p[i+1:]
-		seg := p
-		if j := strings.IndexAny(p, "?&"); j >= 0 {
-			seg = p[:j]
-		}
-		if key, _, hasValue := strings.Cut(seg, "="); hasValue && strings.Contains(strings.ToLower(percentDecode(key)), "password") {
-			b.WriteString(key + "=x")
-			p = p[len(seg):]
-		}
-	}
-	return b.String()
-}
-
-// secretsOf returns the passwords raw may hold, raw and decoded, as pgx
-// and as net/url read them.
-func secretsOf(raw string) []string {
-	var out []string
-	add := func(s string) {
-		if s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	if _, p, ok := strings.Cut(raw, "://"); ok {
-		if at := strings.IndexAny(p, "@/"); at >= 0 && p[at] == '@' {
-			if _, pw, ok := strings.Cut(p[:at], ":"); ok {
-				add(pw)
-				add(percentDecode(pw))
-			}
-		}
-	}
-	if u, err := url.Parse(raw); err == nil {
-		if pw, ok := u.User.Password(); ok {
-			add(pw)
-		}
-	}
-	for seg := range strings.FieldsFuncSeq(raw, func(r rune) bool { return strings.ContainsRune("?&;#", r) }) {
-		if key, v, ok := strings.Cut(seg, "="); ok && strings.Contains(strings.ToLower(percentDecode(key)), "password") {
-			add(v)
-			add(percentDecode(v))
-		}
-	}
-	return out
+// pgxParse is pgx's reading of a URL, as pgurl.ParseFailure takes it.
+func pgxParse(raw string) error {
+	_, err := pgx.ParseConfig(raw)
+	return err
 }
 
 // leaks reports whether text holds one of secrets.

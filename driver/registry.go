@@ -3,11 +3,11 @@ package driver
 import (
 	"fmt"
 	"maps"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -55,38 +55,23 @@ func (t *tenant) dialer() (dialFunc, error) {
 	return t.pgDialer()
 }
 
-// parseDSN parses a tenant URL. pgx's parse errors redact passwords only
-// "best effort", so the password is also scrubbed from the message here,
-// and the original error (which may hold it) is not wrapped.
+// parseDSN parses a tenant URL. pgx's parse errors mask passwords only
+// "best effort", and what they give as the cause may quote any part of the
+// URL, so the error is written anew: the URL as store.RedactURL shows it,
+// and the cause as pgurl.ParseFailure gives it. pgx's error is not
+// wrapped.
 func parseDSN(id, dsn string) (*pgx.ConnConfig, error) {
 	cc, err := pgx.ParseConfig(dsn)
 	if err == nil {
 		return cc, nil
 	}
-	msg := err.Error()
-	if pw := passwordOf(dsn); pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	}
-	msg = strings.ReplaceAll(msg, dsn, store.RedactURL(dsn))
-	return nil, fmt.Errorf("%w: tenant %q: POSTGRES_URL: %s", ErrTenantConfig, id, msg)
+	return nil, fmt.Errorf("%w: tenant %q: POSTGRES_URL: cannot parse `%s`: %s", ErrTenantConfig, id, store.RedactURL(dsn), pgurl.ParseFailure(dsn, pgxParse))
 }
 
-func passwordOf(dsn string) string {
-	cc, err := pgx.ParseConfig(dsn)
-	if err == nil {
-		return cc.Password
-	}
-	// Unparsable: look for user:password@ by hand.
-	rest, ok := strings.CutPrefix(dsn, "postgres://")
-	if !ok {
-		rest, _ = strings.CutPrefix(dsn, "postgresql://")
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
-			return pw
-		}
-	}
-	return ""
+// pgxParse is pgx's reading of a URL, as pgurl.ParseFailure takes it.
+func pgxParse(dsn string) error {
+	_, err := pgx.ParseConfig(dsn)
+	return err
 }
 
 // registry maps tenant ids to tenants. Readers (every checkout) load an

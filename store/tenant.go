@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tenantsql/tenantsql/internal/clip"
+	"github.com/tenantsql/tenantsql/internal/pgurl"
 )
 
 // KeyPostgresURL is the deploy_info key that holds a tenant's database URL.
@@ -18,12 +21,10 @@ const KeyPostgresURL = "POSTGRES_URL"
 // Limits on what a tenant may hold. They keep one bad request from filling a
 // store, and keep ids usable as Redis keys, log labels and database names.
 const (
-	MaxIDLen         = 128
-	maxDeployKeys    = 64
-	maxDeployKeyLen  = 128
-	maxDeployValLen  = 8 << 10
-	redactedPassword = "xxxxx" // what url.URL.Redacted writes
-	unparsableURL    = "(unparsable URL)"
+	MaxIDLen        = 128
+	maxDeployKeys   = 64
+	maxDeployKeyLen = 128
+	maxDeployValLen = 8 << 10
 )
 
 // A Tenant is one customer and where its data lives.
@@ -99,7 +100,7 @@ func redactValue(key, v string) string {
 	k := strings.ToUpper(key)
 	for _, s := range secretKeyWords {
 		if strings.Contains(k, s) {
-			return redactedPassword
+			return pgurl.Mask
 		}
 	}
 	// A key=value DSN holds its password in plain sight too; RedactURL
@@ -115,118 +116,8 @@ func redactValue(key, v string) string {
 // A string that is not an absolute hierarchical URL (scheme://host/... or
 // scheme:/path) is not echoed at all: a password may sit anywhere in a
 // key=value DSN or in an opaque URL such as "postgres:user:pw@host".
-func RedactURL(rawURL string) string {
-	if rawURL == "" {
-		return ""
-	}
-	if readDifferently(rawURL) {
-		return ambiguousURL
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme == "" || u.Opaque != "" {
-		return unparsableURL
-	}
-	u.RawQuery = redactQuery(u.RawQuery)
-	return maskPasswordValues(u.Redacted())
-}
-
-// ambiguousURL stands for a URL that pgx and net/url would split
-// differently, so that no redaction by net/url's reading can be trusted.
-const ambiguousURL = "(ambiguous URL, not shown)"
-
-// readDifferently reports whether pgx and net/url would read a URL
-// differently in a way that matters for redaction: its user info (see
-// ambiguousUserinfo), or a '#', which pgx reads as part of the query
-// ("?a=b#&password=x" has a password) and net/url as the start of a
-// fragment that redaction leaves alone.
-func readDifferently(raw string) bool {
-	return ambiguousUserinfo(raw) || strings.Contains(raw, "#")
-}
-
-// ambiguousUserinfo reports whether pgx and net/url would split raw's user
-// info differently. pgx, like libpq, ends the user info at the first '@'
-// before any '/'; net/url ends the authority at the first '/', '?' or '#'
-// and takes the user info up to its last '@'. Where they differ, a
-// redacted URL could show what pgx sends as the password.
-func ambiguousUserinfo(raw string) bool {
-	_, p, ok := strings.Cut(raw, "://")
-	if !ok {
-		return false
-	}
-	authEnd := strings.IndexAny(p, "/?#")
-	if authEnd < 0 {
-		authEnd = len(p)
-	}
-	at := strings.IndexAny(p, "@/")
-	if at < 0 || p[at] != '@' {
-		return false // neither sees user info
-	}
-	return at > authEnd || strings.Contains(p[at+1:authEnd], "@")
-}
-
-// maskPasswordValues replaces whatever follows "password=", in any case,
-// up to the next '&', ';', '#', '?', '/' or space, by "xxxxx": a string
-// that is not quite a URL ("x:/password=...") may hold one outside the
-// query, where redactQuery does not look.
-func maskPasswordValues(s string) string {
-	const key = "password="
-	if !strings.Contains(asciiLower(s), key) {
-		return s
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(asciiLower(s), key)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		j := i + len(key)
-		end := len(s)
-		if k := strings.IndexAny(s[j:], "&;#?/ "); k >= 0 {
-			end = j + k
-		}
-		b.WriteString(s[:j])
-		b.WriteString(redactedPassword)
-		s = s[end:]
-	}
-}
-
-// asciiLower lowers ASCII letters only, byte by byte, so byte offsets stay
-// those of s. (strings.ToLower and strings.Map change the length of some
-// letters and of invalid UTF-8.)
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
-// redactQuery replaces the value of every query parameter whose name
-// mentions a password, or does not unescape. It works on the raw pairs, split
-// at '&' and ';', rather than on url.ParseQuery's result: that silently
-// drops a pair with a bad escape ("password=50%off") or a ';', which would
-// then be shown as it is. The order of the parameters is kept.
-func redactQuery(raw string) string {
-	var b strings.Builder
-	for raw != "" {
-		pair, rest, sep := raw, "", ""
-		if i := strings.IndexAny(raw, "&;"); i >= 0 {
-			pair, sep, rest = raw[:i], raw[i:i+1], raw[i+1:]
-		}
-		raw = rest
-		key, _, hasValue := strings.Cut(pair, "=")
-		name, err := url.QueryUnescape(key)
-		if hasValue && (err != nil || strings.Contains(strings.ToLower(name), "password")) {
-			pair = key + "=" + redactedPassword
-		}
-		b.WriteString(pair)
-		b.WriteString(sep)
-	}
-	return b.String()
-}
+// Nor is a URL that pgx and URL parsers split differently.
+func RedactURL(rawURL string) string { return pgurl.Redact(rawURL) }
 
 // ValidateID reports whether id is a valid tenant id; the error is a
 // *ValidationError.
@@ -279,7 +170,7 @@ func validatePostgresURL(raw string) error {
 	}
 	// Before anything echoes the URL: redaction relies on net/url's
 	// reading of it, and pgx reads these differently.
-	if ambiguousUserinfo(raw) {
+	if pgurl.AmbiguousUserinfo(raw) {
 		return &ValidationError{Field: field, Reason: "the user name or password holds a raw '@', '?' or '#', which pgx and URL parsers read differently; percent-encode them (%40, %3F, %23)"}
 	}
 	if strings.Contains(raw, "#") {
@@ -291,11 +182,11 @@ func validatePostgresURL(raw string) error {
 	}
 	// RedactURL shows only what it can make safe.
 	value := RedactURL(raw)
-	if value == unparsableURL {
+	if value == pgurl.UnparsableText {
 		value = ""
 	}
 	value = shorten(value)
-	if !isPostgresURL(raw) {
+	if !pgurl.IsURL(raw) {
 		return &ValidationError{Field: field, Value: value, Reason: "scheme must be postgres:// or postgresql://"}
 	}
 	if u.Opaque != "" {
@@ -304,12 +195,8 @@ func validatePostgresURL(raw string) error {
 	return nil
 }
 
-// isPostgresURL reports whether pgx reads raw as a URL. net/url lowercases
-// the scheme; pgx does not, and reads anything but these two prefixes as a
-// key=value string.
-func isPostgresURL(raw string) bool {
-	return strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
-}
+// isPostgresURL is pgurl.IsURL, under the name redis.go calls it by.
+func isPostgresURL(raw string) bool { return pgurl.IsURL(raw) }
 
 // urlErrorReason says why url.Parse failed without repeating the input. The
 // url.Error wrapper quotes all of it, and the cause may quote part of it:
@@ -353,11 +240,5 @@ func validKey(k string) bool {
 
 func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
-// shorten keeps error messages bounded when the input is huge.
-func shorten(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
+// shorten is clip.String, under the name the store's files call it by.
+func shorten(s string) string { return clip.String(s) }

@@ -197,6 +197,11 @@ func TestRedactURL(t *testing.T) {
 		// pair; the raw query must still not show it.
 		{"postgres://db/app?password=" + secret + "%off", "postgres://db/app?password=xxxxx"},
 		{"postgres://db/app?pass%zzword=" + secret, ""},
+		// pgx decodes keys: these name a password too.
+		{"postgres://u@h/db?pass%77ord=x", "postgres://u@h/db?pass%77ord=xxxxx"},
+		{"postgres://db/app?PASS%57ORD=" + secret + "&sslmode=disable", "postgres://db/app?PASS%57ORD=xxxxx&sslmode=disable"},
+		{"postgres://db/app?ssl%70assword=" + secret, "postgres://db/app?ssl%70assword=xxxxx"},
+		{"postgres://db/app?a=1;%70assword=" + secret, "postgres://db/app?a=1;%70assword=xxxxx"},
 		// Unparsable: not echoed at all.
 		{"postgres://app:" + secret + "/x@db/app", ""},
 		{"postgres://app:" + secret + "#x@db/app", ""},
