@@ -37,6 +37,7 @@ type budget struct {
 	lifetime       time.Duration
 	connectTimeout time.Duration
 	evictionDelay  time.Duration
+	now            func() time.Time // time.Now; the budget's tests move a clock of their own
 
 	// mu guards everything below, and the fields of pools, waiters and
 	// physConns marked as guarded by budget.mu. It is held only for list
@@ -90,6 +91,7 @@ func newBudget(cfg *config, server string) *budget {
 		lifetime:       cfg.maxConnLifetime,
 		connectTimeout: cfg.connectTimeout,
 		evictionDelay:  cfg.evictionDelay,
+		now:            time.Now,
 		idle:           connList{sel: lruLinks},
 		waiters:        waitList{sel: allLinks},
 		pools:          make(map[*pool]struct{}),
@@ -187,12 +189,12 @@ func (b *budget) checkoutLocked(ctx context.Context, p *pool, hint *physConn, st
 		return checkout{dial: b.dialLocked(ctx, p)}
 	}
 	if start.IsZero() {
-		*start = time.Now()
+		*start = b.now()
 	}
 	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, eager: p.open == 0}
 	var victim *physConn
 	if p.open == 0 {
-		victim = b.victimLocked(time.Now(), true)
+		victim = b.victimLocked(b.now(), true)
 	}
 	if victim != nil {
 		b.evictLocked(victim, w)
@@ -210,7 +212,7 @@ func (b *budget) afterWait(ctx context.Context, p *pool, w *waiter, start time.T
 	if err != nil {
 		return nil, err
 	}
-	waited := time.Since(start)
+	waited := b.now().Sub(start)
 	b.mu.Lock()
 	b.countLocked(p.t, counters{waits: 1, waitTime: waited})
 	// A caller handed an evicted connection's slot is in no queue, so
@@ -262,7 +264,7 @@ func (b *budget) reusable(ctx context.Context, pc *physConn) bool {
 // cancellation), as opposed to retired for age or configuration.
 func (b *budget) release(pc *physConn) (dead bool) {
 	dead, reusable := pc.sess.released()
-	now := time.Now()
+	now := b.now()
 
 	b.mu.Lock()
 	p := pc.pool
@@ -274,28 +276,28 @@ func (b *budget) release(pc *physConn) (dead bool) {
 		b.closeLater(pc)
 		return dead
 	}
-	// Who gets the connection: the oldest caller waiting for this
-	// tenant, unless a tenant with no connection at all has waited longer
-	// (first come, first served across tenants): then this one is closed
-	// to make room for it, so no tenant starves behind a busy one.
+	pc.state = stateIdle
+	pc.idleAt = now
+	p.idle.pushFront(pc)
+	b.idle.pushFront(pc)
+	// A tenant with no connection at all that has waited longer than
+	// this tenant's own oldest caller goes first (first come, first
+	// served across tenants, so no tenant starves behind a busy one): an
+	// idle connection is closed to make room for it, chosen as any
+	// eviction is (victimLocked), so a surplus one goes before this
+	// tenant's last. Then this tenant's oldest caller gets the connection
+	// if it is still there.
 	own := p.waiters.front
-	var bare *waiter
 	if b.open >= b.max {
-		bare = b.firstEagerLocked()
+		if bare := b.firstEagerLocked(); bare != nil && (own == nil || bare.since.Before(own.since)) {
+			b.dequeueLocked(bare)
+			b.evictLocked(b.victimLocked(now, true), bare)
+		}
 	}
-	switch {
-	case bare != nil && (own == nil || bare.since.Before(own.since)):
-		b.dequeueLocked(bare)
-		b.evictLocked(pc, bare)
-	case own != nil:
+	if own != nil && pc.state == stateIdle {
 		b.dequeueLocked(own)
-		p.inUse++
+		b.takeIdleLocked(pc)
 		own.ch <- grant{pc: pc}
-	default:
-		pc.state = stateIdle
-		pc.idleAt = now
-		p.idle.pushFront(pc)
-		b.idle.pushFront(pc)
 	}
 	b.mu.Unlock()
 	return false

@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"math/rand/v2"
-	"time"
 )
 
 // A dial is a physical connection being opened for a caller.
@@ -64,7 +63,7 @@ func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	}
 	pc := newPhysConn(s, p)
 	// Jitter spreads the reconnects of connections dialled together.
-	pc.expires = time.Now().Add(b.lifetime - rand.N(b.lifetime/10+1))
+	pc.expires = b.now().Add(b.lifetime - rand.N(b.lifetime/10+1))
 	b.mu.Lock()
 	b.countLocked(p.t, counters{newConns: 1})
 	// Retired during the dial: the caller must not run its query on the

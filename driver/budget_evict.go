@@ -12,28 +12,44 @@ const coldAfter = time.Second
 // connection to evict, whatever the eviction delay.
 const minRecheck = 5 * time.Millisecond
 
+// dormantAfter is how long a tenant's last connection must sit unused
+// before a tenant that already has connections may take its slot to grow:
+// long enough that its tenant is not merely slow to come back (a slow
+// server makes every connection cold for a while), short enough that a
+// busy tenant does not wait the idle timeout for room held by idle ones.
+const dormantAfter = 30 * time.Second
+
 // victimLocked picks the idle connection to close to make room, or nil.
-// The coldest (least recently used) goes first. A caller whose tenant has
-// connections of its own (bare is false) only takes a cold one; a caller
-// whose tenant has none must get one, and if nothing is cold it prefers a
-// connection whose tenant keeps another, so no tenant is left with none.
+//
+// A connection whose tenant keeps another (surplus) goes before any
+// tenant's last one, the coldest first. A caller whose tenant has no
+// connection (bare) must get one: failing a surplus one, it takes the
+// coldest connection there is. A caller whose tenant has connections of
+// its own wants one more: it takes a cold surplus connection, or the last
+// connection of a dormant tenant, never another. Taking the last
+// connection of a tenant in use leaves that tenant bare, and its next
+// query takes a connection from a third, and so on: a storm that fed
+// itself (issue 11). Once sessions start slowly every connection turns
+// cold, so coldness alone could not tell a dormant tenant from one that
+// is merely waiting its turn; growing tenants took the last connections
+// of others, and a budget large enough for every tenant ended with a few
+// tenants hoarding idle connections while every checkout of the others
+// dialled.
 func (b *budget) victimLocked(now time.Time, bare bool) *physConn {
-	back := b.idle.back
-	if back == nil {
-		return nil
-	}
-	if now.Sub(back.idleAt) >= coldAfter {
-		return back
-	}
-	if !bare {
-		return nil
-	}
-	for pc := back; pc != nil; pc = pc.lru.prev {
-		if pc.pool.open >= 2 {
+	for pc := b.idle.back; pc != nil; pc = pc.lru.prev {
+		if pc.pool.open < 2 {
+			continue
+		}
+		if bare || now.Sub(pc.idleAt) >= coldAfter {
 			return pc
 		}
+		break // the other surplus connections are warmer still
 	}
-	return back
+	back := b.idle.back
+	if back != nil && (bare || now.Sub(back.idleAt) >= dormantAfter) {
+		return back
+	}
+	return nil
 }
 
 // evictLocked closes victim, idle or just released, to give its slot to

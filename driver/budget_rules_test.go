@@ -282,32 +282,54 @@ func TestBudgetBareTenantEvictsAtOnce(t *testing.T) {
 	bn.release(c)
 }
 
-// A waiter whose tenant has connections takes a cold idle connection of
-// another tenant once the eviction delay has passed, and never a warm
-// one.
-func TestBudgetWaiterTakesOnlyCold(t *testing.T) {
-	bn := newBench(t, 2, 0, WithEvictionDelay(0))
+// A waiter whose tenant has connections takes, once the eviction delay
+// has passed, a cold surplus connection of another tenant (one whose
+// tenant keeps another), never a warm one, and another tenant's last
+// connection only once that tenant is dormant.
+func TestBudgetWaiterTakesOnlyColdSurplus(t *testing.T) {
+	bn := newBench(t, 3, 0, WithEvictionDelay(0))
 	a := bn.acquire("a")
-	b := bn.acquire("b")
-	bn.release(b)
+	b1, b2 := bn.acquire("b"), bn.acquire("b")
+	bn.release(b1)
+	bn.release(b2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := bn.acquireAsync(ctx, "a") // a has a connection in use: it waits
 	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
 	select {
 	case got := <-r:
-		t.Fatalf("a's waiter took %v (%v) while b's idle connection was warm", got.pc, got.err)
+		t.Fatalf("a's waiter took %v (%v) while b's idle connections were warm", got.pc, got.err)
 	default:
 	}
-	bn.makeCold(b)
-	got := <-r // the waiter's recheck finds it cold: at most coldAfter
+	bn.makeCold(b1) // b1 is the older: the surplus one taken
+	bn.makeCold(b2)
+	got := <-r // the waiter's recheck finds a cold one: at most coldAfter
 	if got.err != nil || got.pc.pool.t.id != "a" {
 		t.Fatalf("a's waiter: %v, %v", got.pc, got.err)
 	}
 	if ev := bn.srv.events(); !slices.Equal(ev[len(ev)-2:], []string{"end b", "dial a"}) {
-		t.Fatalf("events %v: want b's cold connection ended, then a dialled", ev)
+		t.Fatalf("events %v: want one of b's cold connections ended, then a dialled", ev)
 	}
 	bn.check()
+
+	// b's remaining connection is its last: cold is not enough.
+	r = bn.acquireAsync(ctx, "a")
+	bn.waitFor("a's third caller to queue", func() bool { return bn.waiters() == 1 })
+	bn.b.mu.Lock()
+	victim := bn.b.victimLocked(bn.b.now(), false)
+	bn.b.mu.Unlock()
+	if victim != nil {
+		t.Fatalf("a growing tenant may take b's last connection, cold but not dormant")
+	}
+	bn.b.mu.Lock()
+	last := bn.b.idle.back
+	last.idleAt = last.idleAt.Add(-dormantAfter)
+	bn.b.mu.Unlock()
+	got2 := <-r
+	if got2.err != nil || got2.pc.pool.t.id != "a" {
+		t.Fatalf("a's waiter once b was dormant: %v, %v", got2.pc, got2.err)
+	}
+	bn.release(got2.pc)
 	bn.release(got.pc)
 	bn.release(a)
 }

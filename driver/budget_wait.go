@@ -102,7 +102,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 				b.mu.Unlock()
 				continue
 			}
-			now := time.Now()
+			now := b.now()
 			if w.p.open < w.p.max {
 				if victim := b.victimLocked(now, w.p.open == 0); victim != nil {
 					b.dequeueLocked(w)
@@ -111,8 +111,9 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 					continue // the grant follows once victim is gone
 				}
 			}
-			// Check again when the oldest idle connection turns cold. A
-			// waiter at its tenant's cap can use no slot, cold or not:
+			// Check again when a surplus connection may have turned
+			// cold, or the oldest idle one dormant. A waiter at its
+			// tenant's cap can use no slot, cold or not:
 			// a release or a freed slot reaches it through w.ch, and the
 			// timer is only a slow safety net (its tenant may drop below
 			// the cap by handing a slot to another tenant). Re-arming at
@@ -120,7 +121,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			// in the budget, made the waiter spin on b.mu.
 			next := coldAfter
 			if back := b.idle.back; back != nil && w.p.open < w.p.max {
-				next = max(b.evictionDelay, coldAfter-now.Sub(back.idleAt), minRecheck)
+				next = max(b.evictionDelay, min(coldAfter, dormantAfter-now.Sub(back.idleAt)), minRecheck)
 			}
 			b.mu.Unlock()
 			timer.Reset(next)
