@@ -23,29 +23,62 @@ import (
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
-// peakOn samples how many sessions with an application_name matching
-// pattern a server reports at once.
-func peakOn(t testing.TB, adminURL, pattern string) (stop func() int64) {
+// peakSampler records the most sessions with an application_name matching
+// a pattern that a server reports at once, sampling pg_stat_activity for as
+// long as it runs. How many samples it takes in a given time depends on the
+// machine, so a test does not stop its load at a fixed time but keeps it on
+// until the sampler has enough samples: a slow machine samples the load as
+// many times as a fast one, and a breach is no easier to miss.
+type peakSampler struct {
+	peak, samples atomic.Int64
+	cancel        context.CancelFunc
+	done          chan struct{}
+}
+
+// minPeakSamples is how many samples a load must have been sampled with.
+const minPeakSamples = 200
+
+// peakOn starts sampling the sessions matching pattern on a server.
+func peakOn(t testing.TB, adminURL, pattern string) *peakSampler {
 	t.Helper()
 	admin, err := sql.Open("pgx", adminURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var peak atomic.Int64
-	done := make(chan struct{})
+	p := &peakSampler{cancel: cancel, done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(p.done)
 		defer admin.Close()
 		for ctx.Err() == nil {
 			var n int64
-			if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n); err == nil && n > peak.Load() {
-				peak.Store(n)
+			if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n); err == nil {
+				if n > p.peak.Load() {
+					p.peak.Store(n)
+				}
+				p.samples.Add(1)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	return func() int64 { cancel(); <-done; return peak.Load() }
+	t.Cleanup(p.stop)
+	return p
+}
+
+// enough reports whether the sampler has taken minPeakSamples samples.
+func (p *peakSampler) enough() bool { return p.samples.Load() >= minPeakSamples }
+
+// stop ends the sampling; it may be called more than once.
+func (p *peakSampler) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// result stops the sampling and returns the peak and how many samples it
+// is the most of.
+func (p *peakSampler) result() (peak, samples int64) {
+	p.stop()
+	return p.peak.Load(), p.samples.Load()
 }
 
 // Two PostgreSQL servers, each with its own budget: the server never sees
@@ -81,9 +114,11 @@ func TestServerBudgetsIndependent(t *testing.T) {
 		}
 		txs = append(txs, tx)
 	}
-	// Server B is not affected: its tenants are served at once.
+	// Server B is not affected: its tenants are served without waiting for
+	// A's transactions, which stay open until after this loop (a query
+	// waiting for them would wait until the generous limit, and fail).
 	for _, id := range b {
-		qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, id), 2*time.Second)
+		qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, id), 30*time.Second)
 		var app string
 		err := db.QueryRowContext(qctx, "SELECT current_setting('application_name')").Scan(&app)
 		cancel()
@@ -102,10 +137,13 @@ func TestServerBudgetsIndependent(t *testing.T) {
 		tx.Rollback()
 	}
 
-	// Random load on both: neither server ever sees more than its budget.
-	stopA := peakOn(t, testenv.PostgresURL(t), tag+"-a%")
-	stopB := peakOn(t, second.URL("postgres"), tag+"-b%")
-	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+	// Random load on both, a fixed number of queries each and until both
+	// samplers have sampled it enough: neither server ever sees more than
+	// its budget.
+	sa := peakOn(t, testenv.PostgresURL(t), tag+"-a%")
+	sb := peakOn(t, second.URL("postgres"), tag+"-b%")
+	hang := hangAfter(t)
+	lctx, lcancel := context.WithTimeout(ctx, hang)
 	defer lcancel()
 	var wg sync.WaitGroup
 	var served atomic.Int64
@@ -114,11 +152,11 @@ func TestServerBudgetsIndependent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for lctx.Err() == nil {
+			for i := 0; i < 10 || !sa.enough() || !sb.enough(); i++ {
 				id := all[rand.IntN(len(all))]
 				var app string
-				if err := db.QueryRowContext(tenantctx.WithTenant(ctx, id), "SELECT current_setting('application_name') FROM pg_sleep(0.002)").Scan(&app); err != nil {
-					t.Error(err)
+				if err := db.QueryRowContext(tenantctx.WithTenant(lctx, id), "SELECT current_setting('application_name') FROM pg_sleep(0.002)").Scan(&app); err != nil {
+					t.Errorf("after %d queries (%d samples of A, %d of B): %v", served.Load(), sa.samples.Load(), sb.samples.Load(), err)
 					return
 				}
 				if app != id {
@@ -129,8 +167,9 @@ func TestServerBudgetsIndependent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	pa, pb := stopA(), stopB()
-	t.Logf("%d queries over 12 tenants on 2 servers; peak sessions: %d on A, %d on B (budget %d each)", served.Load(), pa, pb, budget)
+	pa, na := sa.result()
+	pb, nb := sb.result()
+	t.Logf("%d queries over 12 tenants on 2 servers; peak sessions: %d on A (%d samples), %d on B (%d samples), budget %d each", served.Load(), pa, na, pb, nb, budget)
 	if pa > budget || pb > budget {
 		t.Errorf("peak sessions %d and %d, over the budget of %d", pa, pb, budget)
 	}
@@ -167,7 +206,10 @@ func TestNoTenantStarves(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond) // the hot tenant holds the whole budget
+	eventually(t, time.Minute, "the hot tenant to hold the whole budget, with callers waiting", func() bool {
+		st, _ := f.conn.TenantStats(hot.ID)
+		return st.Open == 4 && st.Waiting > 0
+	})
 	var worst time.Duration
 	var mu sync.Mutex
 	var cw sync.WaitGroup
@@ -176,7 +218,9 @@ func TestNoTenantStarves(t *testing.T) {
 		go func() {
 			defer cw.Done()
 			for range 5 {
-				qctx, qcancel := context.WithTimeout(ti.ctx(bg), 5*time.Second)
+				// Starving means waiting until the hot load stops; the
+				// limit only has to be longer than a fair turn takes.
+				qctx, qcancel := context.WithTimeout(ti.ctx(bg), 30*time.Second)
 				start := time.Now()
 				got, err := f.where(qctx, f.db)
 				d := time.Since(start)

@@ -161,6 +161,19 @@ func (f *fixture) killSessions(app string) int {
 	return n
 }
 
+// hangAfter is how long a test gives work of a fixed size (so many
+// queries, so many answers) before it calls it hung: far more than the work
+// takes on a loaded machine under the race detector, so that it only ever
+// catches a hang, and less than what is left of go test's -timeout, so that
+// the test reports how far it got instead of being killed.
+func hangAfter(t *testing.T) time.Duration {
+	d := 3 * time.Minute
+	if dl, ok := t.Deadline(); ok {
+		d = min(d, time.Until(dl)/2)
+	}
+	return d
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -20,9 +20,9 @@ import (
 	"github.com/tenantsql/tenantsql/store"
 )
 
-// peakSampler records the most sessions of a fixture (or of one tenant)
-// the server reports at once while it runs.
-func peakSampler(f *fixture, pattern string) (stop func() int64) {
+// samplePeak samples the sessions of a fixture (or of one tenant) that
+// the server reports at once.
+func samplePeak(f *fixture, pattern string) *peakSampler {
 	return peakOn(f.t, testenv.PostgresURL(f.t), pattern)
 }
 
@@ -32,8 +32,8 @@ func TestMaxConnsCap(t *testing.T) {
 	const maxConns = 4
 	f := newFixture(t, "cap", 12, driver.WithMaxConns(maxConns))
 	bg := context.Background()
-	stop := peakSampler(f, f.tag+"-%")
-	ctx, cancel := context.WithTimeout(bg, 2*time.Second)
+	sampler := samplePeak(f, f.tag+"-%")
+	ctx, cancel := context.WithTimeout(bg, hangAfter(t))
 	defer cancel()
 	var wg sync.WaitGroup
 	var served atomic.Int64
@@ -41,12 +41,14 @@ func TestMaxConnsCap(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			// A fixed number of queries each, and on until the load has
+			// been sampled enough.
+			for i := 0; i < 5 || !sampler.enough(); i++ {
 				ti := f.tenants[rand.IntN(len(f.tenants))]
 				var got answer
-				err := f.db.QueryRowContext(ti.ctx(bg), whereAmI+" FROM pg_sleep(0.001)").Scan(&got.DB, &got.App)
+				err := f.db.QueryRowContext(ti.ctx(ctx), whereAmI+" FROM pg_sleep(0.001)").Scan(&got.DB, &got.App)
 				if err != nil {
-					t.Error(err)
+					t.Errorf("after %d queries served (%d samples): %v", served.Load(), sampler.samples.Load(), err)
 					return
 				}
 				f.check(ti, got)
@@ -55,8 +57,8 @@ func TestMaxConnsCap(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	peak := stop()
-	t.Logf("%d queries served over %d tenants; peak %d server sessions (cap %d)", served.Load(), len(f.tenants), peak, maxConns)
+	peak, samples := sampler.result()
+	t.Logf("%d queries served over %d tenants; peak %d server sessions in %d samples (cap %d)", served.Load(), len(f.tenants), peak, samples, maxConns)
 	if peak > maxConns {
 		t.Errorf("the server saw %d sessions at once, over the cap of %d", peak, maxConns)
 	}
@@ -69,16 +71,18 @@ func TestMaxConnsPerTenant(t *testing.T) {
 	f := newFixture(t, "pertenant", 2, driver.WithMaxConnsPerTenant(2))
 	bg := context.Background()
 	hot := f.tenants[0]
-	stop := peakSampler(f, hot.ID)
+	sampler := samplePeak(f, hot.ID)
+	ctx, cancel := context.WithTimeout(bg, hangAfter(t))
+	defer cancel()
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 20 {
+			for i := 0; i < 20 || !sampler.enough(); i++ {
 				var got answer
-				if err := f.db.QueryRowContext(hot.ctx(bg), whereAmI+" FROM pg_sleep(0.001)").Scan(&got.DB, &got.App); err != nil {
-					t.Error(err)
+				if err := f.db.QueryRowContext(hot.ctx(ctx), whereAmI+" FROM pg_sleep(0.001)").Scan(&got.DB, &got.App); err != nil {
+					t.Errorf("after %d samples: %v", sampler.samples.Load(), err)
 					return
 				}
 				f.check(hot, got)
@@ -86,8 +90,8 @@ func TestMaxConnsPerTenant(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if peak := stop(); peak > 2 || peak == 0 {
-		t.Errorf("the server saw %d sessions of the hot tenant at once, want 1 or 2", peak)
+	if peak, samples := sampler.result(); peak > 2 || peak == 0 {
+		t.Errorf("the server saw %d sessions of the hot tenant at once (most of %d samples), want 1 or 2", peak, samples)
 	}
 	// The other tenant is not held back by the hot one's cap.
 	got, err := f.where(f.tenants[1].ctx(bg), f.db)
@@ -295,13 +299,15 @@ func TestPgxArguments(t *testing.T) {
 func TestGiveUpDuringHandOver(t *testing.T) {
 	f := newFixture(t, "giveup", 3, driver.WithMaxConns(1))
 	bg := context.Background()
-	stop := peakSampler(f, f.tag+"-%")
+	sampler := samplePeak(f, f.tag+"-%")
 	var wg sync.WaitGroup
 	for g := range 6 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 60 {
+			// 60 give-ups each, and on until they have been sampled
+			// enough; each waits at most a few milliseconds.
+			for i := 0; i < 60 || !sampler.enough(); i++ {
 				ti := f.tenants[(g+i)%len(f.tenants)]
 				ctx, cancel := context.WithTimeout(ti.ctx(bg), time.Duration(rand.IntN(3000))*time.Microsecond)
 				var got answer
@@ -315,8 +321,8 @@ func TestGiveUpDuringHandOver(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if peak := stop(); peak > 1 {
-		t.Errorf("the server saw %d sessions at once, over the cap of 1", peak)
+	if peak, samples := sampler.result(); peak > 1 {
+		t.Errorf("the server saw %d sessions at once (most of %d samples), over the cap of 1", peak, samples)
 	}
 	eventually(t, 10*time.Second, "every slot to be back", func() bool {
 		st := f.conn.Stats()

@@ -80,21 +80,32 @@ func TestQueryRightAfterCreateElsewhere(t *testing.T) {
 	}
 }
 
+// loadAnswers is how many answers the multi-process tests wait for on each
+// side of a change, so that the load is known to run across it.
+const loadAnswers = 50
+
 // A new POSTGRES_URL, written by one process while another runs queries for
 // the tenant: no query fails, none runs anywhere but the tenant's old or
 // new database, and the new one takes over.
+//
+// The load runs until the test has seen it answered from the old database,
+// then the update is written, and the load runs until answers come from the
+// new database (or something failed): no sleep decides when the update
+// lands in the load, and no fixed window decides when the load ends.
 func TestUpdateUnderLoad(t *testing.T) {
 	s, u := redisFixture(t, testenv.RedisURL(t))
 	id := "mp-upd-" + runID + ".test"
 	createTenant(t, s, id, "tsql_t_3")
 	testenv.EnsureDatabases(t, "tsql_t_4")
 	c := startChild(t, u)
-	done := c.startLoad(id, 8, 3*time.Second)
-	time.Sleep(time.Second)
+	l := c.startLoad(id, 8)
+	failed := func(r loadResult) bool { return r.errs+r.unknown+r.wrong != 0 }
+	l.waitFor("answers from the old database", func(r loadResult) bool { return r.byDB["tsql_t_3"] >= loadAnswers || failed(r) })
 	if _, err := s.Update(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_t_4", "application_name", id)}}); err != nil {
 		t.Fatal(err)
 	}
-	r := done()
+	l.waitFor("answers from the new database after the update", func(r loadResult) bool { return r.byDB["tsql_t_4"] >= loadAnswers || failed(r) })
+	r := l.stop()
 	t.Logf("under an update: %d queries answered (%s), %d failed, %d wrong", r.ok, r.dbs, r.errs+r.unknown, r.wrong)
 	if r.errs != 0 || r.unknown != 0 || r.wrong != 0 {
 		t.Fatalf("%d queries failed (%s), %d unknown, %d wrong", r.errs, r.firstErr, r.unknown, r.wrong)
@@ -110,18 +121,23 @@ func TestUpdateUnderLoad(t *testing.T) {
 
 // A delete written by one process while another runs queries: queries
 // before it succeed, queries after it fail with ErrUnknownTenant, nothing
-// else fails and nothing runs on another tenant's database.
+// else fails and nothing runs on another tenant's database. As above, the
+// load runs until it has been answered, then until it has been refused.
 func TestDeleteUnderLoad(t *testing.T) {
 	s, u := redisFixture(t, testenv.RedisURL(t))
 	id := "mp-del-" + runID + ".test"
 	createTenant(t, s, id, "tsql_t_5")
 	c := startChild(t, u)
-	done := c.startLoad(id, 8, 2*time.Second)
-	time.Sleep(700 * time.Millisecond)
+	l := c.startLoad(id, 8)
+	failed := func(r loadResult) bool { return r.errs+r.wrong != 0 }
+	if r := l.waitFor("answers before the delete", func(r loadResult) bool { return r.ok >= loadAnswers || failed(r) || r.unknown != 0 }); r.unknown != 0 {
+		t.Fatalf("queries refused as an unknown tenant before the delete: %v", r)
+	}
 	if _, err := s.Delete(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	r := done()
+	l.waitFor("queries refused as an unknown tenant after the delete", func(r loadResult) bool { return r.unknown >= loadAnswers || failed(r) })
+	r := l.stop()
 	t.Logf("under a delete: %d answered, %d unknown tenant, %d other errors, %d wrong", r.ok, r.unknown, r.errs, r.wrong)
 	if r.errs != 0 || r.wrong != 0 {
 		t.Fatalf("%d queries failed otherwise than unknown tenant (%s), %d wrong", r.errs, r.firstErr, r.wrong)

@@ -28,7 +28,9 @@ import (
 // URL it is given and obeys commands on stdin:
 //
 //	Q SEQ TENANT              -> A SEQ DB APP | E SEQ ERROR
-//	LOAD TENANT WORKERS MS    -> L OK ERRS WRONG UNKNOWN DB=N,DB=N
+//	LOAD TENANT WORKERS       (starts queries for TENANT, until STOP)
+//	PROGRESS TENANT           -> P OK ERRS WRONG UNKNOWN DB=N,DB=N FIRSTERR
+//	STOP TENANT               -> L OK ERRS WRONG UNKNOWN DB=N,DB=N FIRSTERR
 //	QUIT
 //
 // It prints READY once the tenants are loaded, and HOOK KIND TENANT
@@ -67,6 +69,7 @@ func childMain(storeURL string) int {
 		return 1
 	}
 	out.printf("READY\n")
+	loads := map[string]*childLoad{}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		f := strings.Fields(in.Text())
@@ -87,8 +90,18 @@ func childMain(storeURL string) int {
 			}()
 		case "LOAD":
 			workers, _ := strconv.Atoi(f[2])
-			ms, _ := strconv.Atoi(f[3])
-			go childLoad(db, out, f[1], workers, time.Duration(ms)*time.Millisecond)
+			loads[f[1]] = startChildLoad(db, f[1], workers)
+		case "PROGRESS":
+			out.printf("P %s\n", loads[f[1]].counts())
+		case "STOP":
+			l := loads[f[1]]
+			delete(loads, f[1])
+			go func() {
+				if l != nil {
+					l.stop()
+				}
+				out.printf("L %s\n", l.counts())
+			}()
 		case "QUIT":
 			db.Close()
 			s.Close()
@@ -98,49 +111,79 @@ func childMain(storeURL string) int {
 	return 0
 }
 
-func childLoad(db *sql.DB, out *lockedWriter, id string, workers int, d time.Duration) {
-	var ok, errs, wrong, unknown atomic.Int64
-	var mu sync.Mutex
-	dbs := map[string]int{}
-	firstErr := ""
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
+// childLoad runs queries for one tenant on several workers until stopped,
+// and counts how they end.
+type childLoad struct {
+	ok, errs, wrong, unknown atomic.Int64
+	mu                       sync.Mutex
+	dbs                      map[string]int
+	firstErr                 string
+	cancel                   context.CancelFunc
+	wg                       sync.WaitGroup
+}
+
+func startChildLoad(db *sql.DB, id string, workers int) *childLoad {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &childLoad{dbs: map[string]int{}, cancel: cancel}
 	for range workers {
-		wg.Add(1)
+		l.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			ctx := tenantctx.WithTenant(context.Background(), id)
-			for time.Now().Before(deadline) {
+			defer l.wg.Done()
+			qctx := tenantctx.WithTenant(context.Background(), id)
+			for ctx.Err() == nil {
 				var dbname, app string
-				err := db.QueryRowContext(ctx, whereAmI).Scan(&dbname, &app)
+				err := db.QueryRowContext(qctx, whereAmI).Scan(&dbname, &app)
 				switch {
 				case errors.Is(err, driver.ErrUnknownTenant):
-					unknown.Add(1)
+					l.unknown.Add(1)
 				case err != nil:
-					errs.Add(1)
-					mu.Lock()
-					if firstErr == "" {
-						firstErr = err.Error()
+					l.errs.Add(1)
+					l.mu.Lock()
+					if l.firstErr == "" {
+						l.firstErr = err.Error()
 					}
-					mu.Unlock()
+					l.mu.Unlock()
 				case app != id:
-					wrong.Add(1)
+					l.wrong.Add(1)
 				default:
-					ok.Add(1)
-					mu.Lock()
-					dbs[dbname]++
-					mu.Unlock()
+					l.ok.Add(1)
+					l.mu.Lock()
+					l.dbs[dbname]++
+					l.mu.Unlock()
 				}
 			}
 		}()
 	}
-	wg.Wait()
+	return l
+}
+
+// stop ends the load once the queries under way have ended: none is cut
+// short, so every one counts.
+func (l *childLoad) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// counts is OK ERRS WRONG UNKNOWN DB=N,DB=N FIRSTERR.
+func (l *childLoad) counts() string {
+	if l == nil {
+		return "0 0 0 0 - no_load"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var parts []string
-	for k, v := range dbs {
+	for k, v := range l.dbs {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
 	}
 	sort.Strings(parts)
-	out.printf("L %d %d %d %d %s %s\n", ok.Load(), errs.Load(), wrong.Load(), unknown.Load(), strings.Join(parts, ","), strings.ReplaceAll(firstErr, " ", "_"))
+	dbs, firstErr := strings.Join(parts, ","), strings.ReplaceAll(l.firstErr, " ", "_")
+	if dbs == "" {
+		dbs = "-"
+	}
+	if firstErr == "" {
+		firstErr = "-"
+	}
+	return fmt.Sprintf("%d %d %d %d %s %s", l.ok.Load(), l.errs.Load(), l.wrong.Load(), l.unknown.Load(), dbs, firstErr)
 }
 
 type lockedWriter struct {
@@ -255,30 +298,85 @@ func (c *child) query(id string) (answer, error) {
 
 type loadResult struct {
 	ok, errs, wrong, unknown int64
-	dbs                      string
+	dbs                      string           // DB=N,DB=N
+	byDB                     map[string]int64 // answers per database
 	firstErr                 string
 }
 
-func (c *child) startLoad(id string, workers int, d time.Duration) func() loadResult {
-	fmt.Fprintf(c.in, "LOAD %s %d %d\n", id, workers, d.Milliseconds())
-	return func() loadResult {
-		c.t.Helper()
-		l := c.next(d + 30*time.Second)
-		f := strings.Fields(l)
-		if len(f) < 5 || f[0] != "L" {
-			c.t.Fatalf("child answered %q to LOAD", l)
+func (r loadResult) String() string {
+	return fmt.Sprintf("%d answered (%s), %d failed, %d unknown tenant, %d wrong", r.ok, r.dbs, r.errs, r.unknown, r.wrong)
+}
+
+// load is a load the child runs for one tenant until stopped.
+type load struct {
+	c  *child
+	id string
+}
+
+// startLoad has the child query tenant id on workers goroutines until stop.
+func (c *child) startLoad(id string, workers int) *load {
+	fmt.Fprintf(c.in, "LOAD %s %d\n", id, workers)
+	return &load{c: c, id: id}
+}
+
+// progress returns the load's counts so far.
+func (l *load) progress() loadResult {
+	l.c.t.Helper()
+	fmt.Fprintf(l.c.in, "PROGRESS %s\n", l.id)
+	return l.c.parseLoad(l.c.next(15*time.Second), "P")
+}
+
+// loadWait is how long a load may take to reach a state the test waits
+// for. It only catches a hang: the test moves on as soon as the state is
+// reached, however slow the machine.
+const loadWait = time.Minute
+
+// waitFor polls the load until cond holds, and fails the test, saying
+// what it waited for and where the load got to, if it does not within
+// loadWait.
+func (l *load) waitFor(what string, cond func(loadResult) bool) loadResult {
+	l.c.t.Helper()
+	deadline := time.Now().Add(loadWait)
+	for {
+		r := l.progress()
+		if cond(r) {
+			return r
 		}
-		var r loadResult
-		r.ok, _ = strconv.ParseInt(f[1], 10, 64)
-		r.errs, _ = strconv.ParseInt(f[2], 10, 64)
-		r.wrong, _ = strconv.ParseInt(f[3], 10, 64)
-		r.unknown, _ = strconv.ParseInt(f[4], 10, 64)
-		if len(f) > 5 {
-			r.dbs = f[5]
+		if time.Now().After(deadline) {
+			l.c.t.Fatalf("waited %v for %s; the load has: %v", loadWait, what, r)
 		}
-		if len(f) > 6 {
-			r.firstErr = f[6]
-		}
-		return r
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// stop ends the load and returns its final counts.
+func (l *load) stop() loadResult {
+	l.c.t.Helper()
+	fmt.Fprintf(l.c.in, "STOP %s\n", l.id)
+	return l.c.parseLoad(l.c.next(30*time.Second), "L")
+}
+
+func (c *child) parseLoad(line, kind string) loadResult {
+	c.t.Helper()
+	f := strings.Fields(line)
+	if len(f) < 7 || f[0] != kind {
+		c.t.Fatalf("child answered %q, want %s and the load's counts", line, kind)
+	}
+	var r loadResult
+	r.ok, _ = strconv.ParseInt(f[1], 10, 64)
+	r.errs, _ = strconv.ParseInt(f[2], 10, 64)
+	r.wrong, _ = strconv.ParseInt(f[3], 10, 64)
+	r.unknown, _ = strconv.ParseInt(f[4], 10, 64)
+	r.byDB = map[string]int64{}
+	if f[5] != "-" {
+		r.dbs = f[5]
+		for _, p := range strings.Split(f[5], ",") {
+			k, v, _ := strings.Cut(p, "=")
+			r.byDB[k], _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if f[6] != "-" {
+		r.firstErr = f[6]
+	}
+	return r
 }

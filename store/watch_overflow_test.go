@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 // A watcher whose queue overflowed gets a fresh snapshot, then only the
@@ -12,66 +12,95 @@ import (
 // snapshot is older than it, but versions cannot tell (they may restart
 // in that mode): sent after the snapshot it made a Tracker delete a
 // tenant nobody deleted, and create it again.
+//
+// The hub is plain goroutines and channels, so the test runs in a synctest
+// bubble: "the pump is blocked" and "the pump has sent everything it will"
+// are established by synctest.Wait, not guessed by a sleep or a deadline.
 func TestWatchSnapshotCoversQueuedDataLossSync(t *testing.T) {
-	var mu sync.Mutex
-	st := state{version: 1, tenants: map[string]Tenant{"a": {ID: "a", DeployInfo: dbInfo("a"), Version: 1}}}
-	var h hub
-	snap := func() (Event, uint64) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		st := state{version: 1, tenants: map[string]Tenant{"a": {ID: "a", DeployInfo: dbInfo("a"), Version: 1}}}
+		var h hub
+		snap := func() (Event, uint64) {
+			mu.Lock()
+			defer mu.Unlock()
+			ev := st.sync()
+			ev.DataLoss = true
+			return ev, h.published()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		init, _ := snap()
+		ch, err := h.add(ctx, &init, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The consumer lags: once the pump is blocked sending the initial
+		// sync, it has taken it off the queue and takes nothing more, so
+		// what follows overflows the queue whatever the scheduling.
+		synctest.Wait()
+		pub := func(ev Event) { mu.Lock(); h.publish(ev); mu.Unlock() }
+		for i := 0; i <= maxQueued; i++ { // overflow the queue
+			mu.Lock()
+			st.version++
+			a := st.tenants["a"]
+			a.Version++
+			st.tenants["a"] = a
+			h.publish(Event{Type: EventUpdate, Version: st.version, Tenant: a})
+			mu.Unlock()
+		}
+		// A periodic resync in data-loss mode, then a create.
 		mu.Lock()
-		defer mu.Unlock()
-		ev := st.sync()
-		ev.DataLoss = true
-		return ev, h.published()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	init, _ := snap()
-	ch, err := h.add(ctx, &init, snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The consumer lags: pump is blocked sending the initial sync.
-	time.Sleep(50 * time.Millisecond)
-	pub := func(ev Event) { mu.Lock(); h.publish(ev); mu.Unlock() }
-	for i := 0; i <= maxQueued; i++ { // overflow the queue
+		s := st.sync()
+		s.DataLoss = true
+		mu.Unlock()
+		pub(s)
 		mu.Lock()
 		st.version++
-		a := st.tenants["a"]
-		a.Version++
-		st.tenants["a"] = a
-		h.publish(Event{Type: EventUpdate, Version: st.version, Tenant: a})
+		b := Tenant{ID: "b", DeployInfo: dbInfo("b"), Version: 1}
+		st.tenants["b"] = b
+		h.publish(Event{Type: EventCreate, Version: st.version, Tenant: b})
 		mu.Unlock()
-	}
-	// A periodic resync in data-loss mode, then a create.
-	mu.Lock()
-	s := st.sync()
-	s.DataLoss = true
-	mu.Unlock()
-	pub(s)
-	mu.Lock()
-	st.version++
-	b := Tenant{ID: "b", DeployInfo: dbInfo("b"), Version: 1}
-	st.tenants["b"] = b
-	h.publish(Event{Type: EventCreate, Version: st.version, Tenant: b})
-	mu.Unlock()
+		if !overflowed(&h) {
+			t.Fatal("the watcher's queue did not overflow: the test does not test what it is about")
+		}
 
-	tr := NewTracker()
-	got := 0
-	deadline := time.After(time.Second)
-	for {
-		select {
-		case ev := <-ch:
+		// Read until the pump has nothing more to send: after
+		// synctest.Wait it is either blocked sending an event (which the
+		// receive below takes) or waiting for new ones (and the receive
+		// finds nothing).
+		tr := NewTracker()
+		got := 0
+		for {
+			synctest.Wait()
+			var ev Event
+			select {
+			case ev = <-ch:
+			default:
+				if _, ok := tr.Get("b"); !ok || got < 2 {
+					t.Fatalf("after %d events the watcher lacks tenant b", got)
+				}
+				return
+			}
 			got++
 			for _, c := range tr.Apply(ev) {
 				if c.Type == EventDelete {
 					t.Fatalf("tenant %q deleted by a stale DataLoss sync (v%d) applied after a newer snapshot; nobody deleted it", c.Tenant.ID, ev.Version)
 				}
 			}
-		case <-deadline:
-			if _, ok := tr.Get("b"); !ok || got < 2 {
-				t.Fatalf("after %d events the watcher lacks tenant b", got)
-			}
-			return
 		}
+	})
+}
+
+// overflowed reports whether the hub's one watcher dropped its queue and
+// owes a snapshot.
+func overflowed(h *hub) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.watchers {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.stale
 	}
+	return false
 }
