@@ -49,6 +49,10 @@ type budget struct {
 	pools   map[*pool]struct{}
 	closed  bool
 	stats   counters // the server's, summed over its tenants
+	// dialTime is how long a session takes to start here, on average of
+	// the recent ones: a caller waits at least that long for its own
+	// tenant's connection before it takes another tenant's (patience).
+	dialTime time.Duration
 
 	// wg tracks the goroutines the budget starts (dials, terminations,
 	// hand-overs), so that close can wait for them and nothing of the
@@ -191,7 +195,7 @@ func (b *budget) checkoutLocked(ctx context.Context, p *pool, hint *physConn, st
 	if start.IsZero() {
 		*start = b.now()
 	}
-	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, eager: p.open == 0}
+	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, eager: p.open == 0, patience: b.patienceLocked(p)}
 	var victim *physConn
 	if p.open == 0 {
 		victim = b.victimLocked(b.now(), true)
@@ -310,6 +314,22 @@ func (b *budget) destroy(pc *physConn) {
 	b.removeLocked(pc)
 	b.mu.Unlock()
 	b.closeLater(pc)
+}
+
+// patienceLocked is how long a caller of p waits before it looks for a
+// connection of another tenant to take. With none of its own it has
+// nothing to wait for: the eviction delay. With some, it waits for one of
+// them at least as long as starting a session takes: taking another's
+// slot sooner costs that tenant a connection and gains nothing, since the
+// caller's own is likely back first. Without this, once sessions started
+// slowly, callers that could have waited a moment took cold connections
+// of others, each taking cost a slow dial that made more connections
+// cold, and connections churned between tenants whose demand fitted.
+func (b *budget) patienceLocked(p *pool) time.Duration {
+	if p.open == 0 {
+		return b.evictionDelay
+	}
+	return max(b.evictionDelay, b.dialTime)
 }
 
 // The bookkeeping of slots and connections. Every count of open and

@@ -53,6 +53,7 @@ func (d *dial) wait(ctx context.Context) (*physConn, error) {
 }
 
 func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
+	began := b.now()
 	s, err := p.dial(ctx)
 	if err != nil {
 		b.mu.Lock()
@@ -66,6 +67,11 @@ func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	pc.expires = b.now().Add(b.lifetime - rand.N(b.lifetime/10+1))
 	b.mu.Lock()
 	b.countLocked(p.t, counters{newConns: 1})
+	if took := b.now().Sub(began); b.dialTime == 0 {
+		b.dialTime = took
+	} else {
+		b.dialTime += (took - b.dialTime) / 8
+	}
 	// Retired during the dial: the caller must not run its query on the
 	// old configuration. release closes the session (the pool is retired).
 	retired, closed := p.retired, b.closed

@@ -8,9 +8,10 @@ import (
 // A waiter is a caller waiting for a connection. It is granted either a
 // connection of its own pool or a slot to dial one.
 type waiter struct {
-	p     *pool
-	ch    chan grant // buffered: granting never blocks
-	since time.Time
+	p        *pool
+	ch       chan grant // buffered: granting never blocks
+	since    time.Time
+	patience time.Duration // before it looks for another tenant's connection
 
 	// guarded by budget.mu
 	queued    bool
@@ -62,11 +63,11 @@ func (b *budget) grantSlotsLocked() {
 }
 
 // wait blocks until w is granted something or ctx ends. A waiter whose
-// tenant has connections waits for one of them; past the eviction delay it
-// also takes the slot of a cold idle connection of another tenant, checking
-// again whenever the oldest idle connection turns cold.
+// tenant has connections waits for one of them; past its patience it also
+// takes the slot of an idle connection of another tenant that
+// victimLocked allows, checking again from time to time.
 func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
-	timer := time.NewTimer(b.evictionDelay)
+	timer := time.NewTimer(w.patience)
 	defer timer.Stop()
 	for {
 		select {
@@ -121,7 +122,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			// in the budget, made the waiter spin on b.mu.
 			next := coldAfter
 			if back := b.idle.back; back != nil && w.p.open < w.p.max {
-				next = max(b.evictionDelay, min(coldAfter, dormantAfter-now.Sub(back.idleAt)), minRecheck)
+				next = max(w.patience, min(coldAfter, dormantAfter-now.Sub(back.idleAt)), minRecheck)
 			}
 			b.mu.Unlock()
 			timer.Reset(next)

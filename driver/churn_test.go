@@ -146,21 +146,26 @@ func TestChurn(t *testing.T) {
 	})
 
 	// With no eviction delay, a caller whose tenant's only connection is
-	// busy must not take another tenant's warm connection, and takes a
-	// cold one at once. A connection is warm for coldAfter after its
-	// release: the part that needs it warm is judged only if it ended
+	// busy must not take another tenant's warm connection; once they are
+	// cold it takes one whose tenant keeps another (B's second), never a
+	// tenant's last one (C's). A connection is warm for coldAfter after
+	// its release: the part that needs it warm is judged only if it ended
 	// within coldAfter of the releases, and is done again, on a fresh
 	// connector, if a slow machine took longer (it takes milliseconds).
-	t.Run("only cold connections are taken", func(t *testing.T) {
+	t.Run("only cold surplus connections are taken", func(t *testing.T) {
 		hang := hangAfter(t)
 		start := time.Now()
 		for attempt := 1; ; attempt++ {
 			if time.Since(start) > hang {
 				t.Fatalf("hung: after %v and %d attempts, none had its part that needs warm connections done within %v", hang, attempt-1, coldAfter)
 			}
-			f := newFixture(t, "cold", 3, driver.WithMaxConns(3), driver.WithEvictionDelay(0))
+			f := newFixture(t, "cold", 3, driver.WithMaxConns(4), driver.WithEvictionDelay(0))
 			a, b, c := f.tenants[0], f.tenants[1], f.tenants[2]
 			tx, err := f.db.BeginTx(a.ctx(f.ctx), nil) // A's only connection
+			if err != nil {
+				t.Fatal(err)
+			}
+			btx, err := f.db.BeginTx(b.ctx(f.ctx), nil) // so that B dials a second
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,8 +177,9 @@ func TestChurn(t *testing.T) {
 				}
 				f.check(ti, got)
 			}
-			if st := f.conn.Stats(); st.Open != 3 || st.Idle != 2 {
-				t.Fatalf("set-up: %d open, %d idle; want 3, of which B's and C's idle", st.Open, st.Idle)
+			btx.Rollback()
+			if st := f.conn.Stats(); st.Open != 4 || st.Idle != 3 {
+				t.Fatalf("set-up: %d open, %d idle; want 4, of which B's two and C's one idle", st.Open, st.Idle)
 			}
 			ctx, cancel := context.WithTimeout(a.ctx(f.ctx), 200*time.Millisecond)
 			_, err = f.db.ExecContext(ctx, "SELECT 1") // A's second caller: the cap is reached
@@ -186,13 +192,8 @@ func TestChurn(t *testing.T) {
 			if evictions, _, _ := serverTotals(f.conn.Stats()); !errors.Is(err, context.DeadlineExceeded) || evictions != 0 {
 				t.Fatalf("A's second caller, with only warm connections of B and C idle: err = %v and %d evictions; want to wait (DeadlineExceeded) and none", err, evictions)
 			}
-			for _, ti := range []tenantInfo{b, c} {
-				if n := f.serverSessionsOf(ti); n != 1 {
-					t.Errorf("%s has %d sessions on the server, want its 1 idle one", ti.ID, n)
-				}
-			}
 
-			// Once they are cold, A's second caller takes one.
+			// Once they are cold, A's second caller takes B's second.
 			time.Sleep(coldAfter + 100*time.Millisecond)
 			ctx, cancel = context.WithTimeout(a.ctx(f.ctx), time.Minute)
 			_, err = f.db.ExecContext(ctx, "SELECT 1")
@@ -202,6 +203,10 @@ func TestChurn(t *testing.T) {
 			}
 			if evictions, _, _ := serverTotals(f.conn.Stats()); evictions != 1 {
 				t.Errorf("evictions: %d, want 1", evictions)
+			}
+			eventually(t, hang, "B's evicted session to end", func() bool { return f.serverSessionsOf(b) == 1 })
+			if n := f.serverSessionsOf(c); n != 1 {
+				t.Errorf("C has %d sessions on the server, want its last one kept", n)
 			}
 			tx.Rollback()
 			return
