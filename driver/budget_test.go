@@ -1,385 +1,522 @@
-package driver_test
+package driver
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
-	"math/rand/v2"
-	"net"
-	"net/url"
+	"runtime"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/tenantsql/tenantsql/driver"
-	"github.com/tenantsql/tenantsql/internal/testenv"
-	"github.com/tenantsql/tenantsql/store"
-	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
-// peakSampler records the most sessions with an application_name matching
-// a pattern that a server reports at once, sampling pg_stat_activity for as
-// long as it runs. How many samples it takes in a given time depends on the
-// machine, so a test does not stop its load at a fixed time but keeps it on
-// until the sampler has enough samples: a slow machine samples the load as
-// many times as a fast one, and a breach is no easier to miss.
-type peakSampler struct {
-	peak, samples atomic.Int64
-	cancel        context.CancelFunc
-	done          chan struct{}
+// The budget's rules, driven step by step with fake sessions: no server,
+// no sleeps. After every step the budget's bookkeeping is checked against
+// itself and against the sessions the fake server holds.
+
+// fakeServer hands out fake sessions and records what happened to them.
+type fakeServer struct {
+	mu     sync.Mutex
+	live   int      // sessions open
+	peak   int      // most sessions open at once
+	log    []string // "dial a", "end a": the order dials and ends happened in
+	hold   chan struct{}
+	failAt map[string]error // dials of these tenants fail
 }
 
-// minPeakSamples is how many samples a load must have been sampled with.
-const minPeakSamples = 200
+type fakeSession struct {
+	srv       *fakeServer
+	tenant    string
+	dead      bool // as if the server had closed it
+	inTx      bool // released inside a transaction
+	resetErr  error
+	ended     bool
+	endedOnce sync.Once
+}
 
-// peakOn starts sampling the sessions matching pattern on a server.
-func peakOn(t testing.TB, adminURL, pattern string) *peakSampler {
-	t.Helper()
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
+func (s *fakeSession) reset(context.Context) error { return s.resetErr }
+
+func (s *fakeSession) released() (dead, reusable bool) { return s.dead, !s.dead && !s.inTx }
+
+func (s *fakeSession) terminate() {
+	s.endedOnce.Do(func() {
+		s.srv.mu.Lock()
+		defer s.srv.mu.Unlock()
+		s.ended = true
+		s.srv.live--
+		s.srv.log = append(s.srv.log, "end "+s.tenant)
+	})
+}
+
+func (f *fakeServer) dialer(id string) dialFunc {
+	return func(ctx context.Context) (session, error) {
+		if f.hold != nil {
+			select {
+			case <-f.hold:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if err := f.failAt[id]; err != nil {
+			return nil, err
+		}
+		f.live++
+		f.peak = max(f.peak, f.live)
+		f.log = append(f.log, "dial "+id)
+		return &fakeSession{srv: f, tenant: id}, nil
+	}
+}
+
+func (f *fakeServer) events() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.log)
+}
+
+func (f *fakeServer) sessions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live
+}
+
+// bench is a budget with fake tenants.
+type bench struct {
+	t   *testing.T
+	b   *budget
+	srv *fakeServer
+	cfg config
+	ts  map[string]*tenant
+}
+
+func newBench(t *testing.T, max, perTenant int, opts ...Option) *bench {
+	cfg := defaultConfig()
+	cfg.maxConns = max
+	cfg.maxConnsPerTenant = perTenant
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &peakSampler{cancel: cancel, done: make(chan struct{})}
+	bn := &bench{t: t, srv: &fakeServer{failAt: map[string]error{}}, cfg: cfg, ts: map[string]*tenant{}}
+	bn.b = newBudget(&bn.cfg, "fake:5432")
+	t.Cleanup(func() {
+		bn.b.close()
+		if n := bn.srv.sessions(); n != 0 {
+			t.Errorf("%d sessions left open after close", n)
+		}
+	})
+	return bn
+}
+
+func (bn *bench) tenant(id string) *tenant {
+	if t := bn.ts[id]; t != nil {
+		return t
+	}
+	t := &tenant{id: id, cfg: &bn.cfg, b: bn.b, dial: bn.srv.dialer(id)}
+	t.gate.Store(openGate)
+	bn.ts[id] = t
+	return t
+}
+
+// acquire checks out a connection of tenant id and checks the budget.
+func (bn *bench) acquire(id string) *physConn {
+	bn.t.Helper()
+	pc, err := bn.b.acquire(context.Background(), bn.tenant(id), nil)
+	if err != nil {
+		bn.t.Fatalf("acquire %s: %v", id, err)
+	}
+	if pc.pool.t.id != id {
+		bn.t.Fatalf("acquire %s: got a connection of %s", id, pc.pool.t.id)
+	}
+	bn.check()
+	return pc
+}
+
+func (bn *bench) release(pc *physConn) {
+	bn.t.Helper()
+	bn.b.release(pc)
+	bn.check()
+}
+
+// check verifies the budget's invariants: every count agrees with the
+// lists, no pool and no budget is over its cap, and the server never
+// held more sessions than the budget.
+func (bn *bench) check() {
+	bn.t.Helper()
+	b := bn.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var idle, waiting, open int
+	for p := range b.pools {
+		if p.open != p.inUse+p.idle.n {
+			bn.t.Fatalf("pool %s: open %d != in use %d + idle %d", p.t.id, p.open, p.inUse, p.idle.n)
+		}
+		if p.open > p.max || p.open < 0 || p.inUse < 0 {
+			bn.t.Fatalf("pool %s: open %d, in use %d, cap %d", p.t.id, p.open, p.inUse, p.max)
+		}
+		for pc := p.idle.front; pc != nil; pc = pc.pidle.next {
+			if pc.state != stateIdle || pc.pool != p {
+				bn.t.Fatalf("pool %s: idle list holds a connection in state %d of %s", p.t.id, pc.state, pc.pool.t.id)
+			}
+		}
+		idle += p.idle.n
+		waiting += p.waiters.n
+		open += p.open
+	}
+	if idle != b.idle.n {
+		bn.t.Fatalf("budget idle %d != pools' idle %d", b.idle.n, idle)
+	}
+	if waiting != b.waiters.n {
+		bn.t.Fatalf("budget waiters %d != pools' waiters %d", b.waiters.n, waiting)
+	}
+	if b.open > b.max || b.open < open {
+		bn.t.Fatalf("budget open %d: cap %d, pools hold %d", b.open, b.max, open)
+	}
+	bn.srv.mu.Lock()
+	peak := bn.srv.peak
+	bn.srv.mu.Unlock()
+	if peak > b.max {
+		bn.t.Fatalf("the server held %d sessions under a budget of %d", peak, b.max)
+	}
+}
+
+// waitFor waits until cond holds under the budget's lock: for a goroutine
+// to reach a queue, not for time to pass. The deadline only catches a
+// hang.
+func (bn *bench) waitFor(what string, cond func() bool) {
+	bn.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bn.b.mu.Lock()
+		ok := cond()
+		bn.b.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			bn.t.Fatalf("timed out waiting for %s", what)
+		}
+		runtime.Gosched()
+	}
+}
+
+// acquireAsync starts a checkout in a goroutine; its result arrives on
+// the channel returned.
+func (bn *bench) acquireAsync(ctx context.Context, id string) <-chan result {
+	ch := make(chan result, 1)
+	t := bn.tenant(id)
 	go func() {
-		defer close(p.done)
-		defer admin.Close()
-		for ctx.Err() == nil {
-			var n int64
-			if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n); err == nil {
-				if n > p.peak.Load() {
-					p.peak.Store(n)
-				}
-				p.samples.Add(1)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		pc, err := bn.b.acquire(ctx, t, nil)
+		ch <- result{pc, err}
 	}()
-	t.Cleanup(p.stop)
-	return p
+	return ch
 }
 
-// enough reports whether the sampler has taken minPeakSamples samples.
-func (p *peakSampler) enough() bool { return p.samples.Load() >= minPeakSamples }
-
-// stop ends the sampling; it may be called more than once.
-func (p *peakSampler) stop() {
-	p.cancel()
-	<-p.done
+type result struct {
+	pc  *physConn
+	err error
 }
 
-// result stops the sampling and returns the peak and how many samples it
-// is the most of.
-func (p *peakSampler) result() (peak, samples int64) {
-	p.stop()
-	return p.peak.Load(), p.samples.Load()
+func (bn *bench) waiters() int { return bn.b.waiters.n }
+
+// makeCold marks an idle connection as unused for longer than coldAfter.
+func (bn *bench) makeCold(pc *physConn) {
+	bn.b.mu.Lock()
+	defer bn.b.mu.Unlock()
+	pc.idleAt = pc.idleAt.Add(-2 * coldAfter)
 }
 
-// Two PostgreSQL servers, each with its own budget: the server never sees
-// more of our sessions than its budget, and tenants of one server do not
-// wait for the other's.
-func TestServerBudgetsIndependent(t *testing.T) {
-	testenv.EnsureDatabases(t, "tsql_t_0", "tsql_t_1")
-	second := testenv.StartPostgres(t, 50)
-	second.CreateDatabases(t, "b0", "b1")
-	const budget = 3
-	s := store.NewMemory()
-	ctx := context.Background()
-	tag := "srv-" + runID
-	var a, b []string
-	for i := range 6 {
-		ida, idb := fmt.Sprintf("%s-a%d.test", tag, i), fmt.Sprintf("%s-b%d.test", tag, i)
-		s.Create(ctx, store.Tenant{ID: ida, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, fmt.Sprintf("tsql_t_%d", i%2), "application_name", ida)}})
-		s.Create(ctx, store.Tenant{ID: idb, DeployInfo: map[string]string{store.KeyPostgresURL: second.URL(fmt.Sprintf("b%d", i%2), "application_name", idb)}})
-		a, b = append(a, ida), append(b, idb)
+func TestBudgetReusesIdleAndCapsTheServer(t *testing.T) {
+	bn := newBench(t, 3, 0)
+	a1 := bn.acquire("a")
+	bn.release(a1)
+	if a2 := bn.acquire("a"); a2 != a1 {
+		t.Fatal("a second checkout of an idle tenant dialled instead of reusing its idle connection")
+	} else {
+		bn.release(a2)
 	}
-	c, err := driver.NewConnector(s, driver.WithMaxConns(budget))
-	if err != nil {
-		t.Fatal(err)
+	var held []*physConn
+	for _, id := range []string{"a", "a", "b"} {
+		held = append(held, bn.acquire(id))
 	}
-	db := sqlOpenDB(t, c)
-
-	// Fill server A's budget with open transactions.
-	var txs []*sql.Tx
-	for _, id := range a[:budget] {
-		tx, err := db.BeginTx(tenantctx.WithTenant(ctx, id), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txs = append(txs, tx)
-	}
-	// Server B is not affected: its tenants are served without waiting for
-	// A's transactions, which stay open until after this loop (a query
-	// waiting for them would wait until the generous limit, and fail).
-	for _, id := range b {
-		qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, id), 30*time.Second)
-		var app string
-		err := db.QueryRowContext(qctx, "SELECT current_setting('application_name')").Scan(&app)
-		cancel()
-		if err != nil || app != id {
-			t.Fatalf("tenant %s on the other server while server A is full: %q, %v", id, app, err)
-		}
-	}
-	// Server A's other tenants wait until a slot frees.
-	qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, a[budget]), 100*time.Millisecond)
-	_, err = db.ExecContext(qctx, "SELECT 1")
+	// Full, and every connection in use: a fourth caller waits for one.
+	ctx, cancel := context.WithCancel(context.Background())
+	r := bn.acquireAsync(ctx, "b")
+	bn.waitFor("the fourth caller to queue", func() bool { return bn.waiters() == 1 })
+	bn.check()
+	bn.release(held[2]) // b's: handed to b's waiter
+	got := <-r
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a fourth tenant on the full server: %v, want to wait and time out", err)
+	if got.err != nil || got.pc != held[2] {
+		t.Fatalf("b's waiter got %v, %v; want b's released connection", got.pc, got.err)
 	}
-	for _, tx := range txs {
-		tx.Rollback()
-	}
-
-	// Random load on both, a fixed number of queries each and until both
-	// samplers have sampled it enough: neither server ever sees more than
-	// its budget.
-	sa := peakOn(t, testenv.PostgresURL(t), tag+"-a%")
-	sb := peakOn(t, second.URL("postgres"), tag+"-b%")
-	hang := hangAfter(t)
-	lctx, lcancel := context.WithTimeout(ctx, hang)
-	defer lcancel()
-	var wg sync.WaitGroup
-	var served atomic.Int64
-	all := append(slices.Clone(a), b...)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 10 || !sa.enough() || !sb.enough(); i++ {
-				id := all[rand.IntN(len(all))]
-				var app string
-				if err := db.QueryRowContext(tenantctx.WithTenant(lctx, id), "SELECT current_setting('application_name') FROM pg_sleep(0.002)").Scan(&app); err != nil {
-					t.Errorf("after %d queries (%d samples of A, %d of B): %v", served.Load(), sa.samples.Load(), sb.samples.Load(), err)
-					return
-				}
-				if app != id {
-					t.Errorf("tenant %s answered as %s", id, app)
-				}
-				served.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	pa, na := sa.result()
-	pb, nb := sb.result()
-	t.Logf("%d queries over 12 tenants on 2 servers; peak sessions: %d on A (%d samples), %d on B (%d samples), budget %d each", served.Load(), pa, na, pb, nb, budget)
-	if pa > budget || pb > budget {
-		t.Errorf("peak sessions %d and %d, over the budget of %d", pa, pb, budget)
-	}
-	st := c.Stats()
-	if len(st.Servers) != 2 {
-		t.Errorf("stats list %d servers, want 2: %v", len(st.Servers), st.Servers)
-	}
-	for name, ss := range st.Servers {
-		if ss.Budget != budget || ss.NewConns == 0 {
-			t.Errorf("server %s: %+v", name, ss)
-		}
+	bn.release(got.pc)
+	bn.release(held[0])
+	bn.release(held[1])
+	if n := bn.srv.sessions(); n != 3 {
+		t.Fatalf("%d sessions, want 3", n)
 	}
 }
 
-// A hot tenant keeping every connection of a small budget busy does not
-// starve the others: each of their queries is served, in about the time
-// the queue ahead of it takes.
-func TestNoTenantStarves(t *testing.T) {
-	f := newFixture(t, "starve", 7, driver.WithMaxConns(4))
-	f.db.SetMaxOpenConns(64)
-	bg := context.Background()
-	hot, cold := f.tenants[0], f.tenants[1:]
-	ctx, cancel := context.WithCancel(bg)
-	var wg sync.WaitGroup
-	var hotServed atomic.Int64
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				if _, err := f.db.ExecContext(hot.ctx(bg), "SELECT pg_sleep(0.005)"); err == nil {
-					hotServed.Add(1)
-				}
-			}
-		}()
+// A tenant with no connection takes the slot of another tenant's idle
+// connection at once, and dials only after the server has seen that
+// session end; it prefers a connection whose tenant keeps another.
+func TestBudgetBareTenantEvictsAtOnce(t *testing.T) {
+	bn := newBench(t, 3, 0)
+	a1, a2, b1 := bn.acquire("a"), bn.acquire("a"), bn.acquire("b")
+	bn.release(b1) // oldest idle: b's only connection
+	bn.release(a1)
+	bn.release(a2)
+	c := bn.acquire("c")
+	ev := bn.srv.events()
+	if got := ev[len(ev)-2:]; got[0] != "end a" || got[1] != "dial c" {
+		t.Fatalf("events %v: want a's surplus connection ended, then c dialled", ev)
 	}
-	eventually(t, time.Minute, "the hot tenant to hold the whole budget, with callers waiting", func() bool {
-		st, _ := f.conn.TenantStats(hot.ID)
-		return st.Open == 4 && st.Waiting > 0
-	})
-	var worst time.Duration
-	var mu sync.Mutex
-	var cw sync.WaitGroup
-	for _, ti := range cold {
-		cw.Add(1)
-		go func() {
-			defer cw.Done()
-			for range 5 {
-				// Starving means waiting until the hot load stops; the
-				// limit only has to be longer than a fair turn takes.
-				qctx, qcancel := context.WithTimeout(ti.ctx(bg), 30*time.Second)
-				start := time.Now()
-				got, err := f.where(qctx, f.db)
-				d := time.Since(start)
-				qcancel()
-				if err != nil {
-					t.Errorf("cold tenant %s starved: %v after %v", ti.ID, err, d)
-					return
-				}
-				f.check(ti, got)
-				mu.Lock()
-				worst = max(worst, d)
-				mu.Unlock()
-				time.Sleep(20 * time.Millisecond)
-			}
-		}()
+	if bn.b.stats.evictions != 1 || bn.ts["a"].stats.evictions != 1 {
+		t.Fatalf("evictions: budget %d, a %d; want 1 each", bn.b.stats.evictions, bn.ts["a"].stats.evictions)
 	}
-	cw.Wait()
-	cancel()
-	wg.Wait()
-	t.Logf("cold tenants: 30 queries served beside a hot tenant (%d queries), the slowest in %v", hotServed.Load(), worst)
+	bn.release(c)
 }
 
-// Tenants whose URLs spell one server differently share its budget: with
-// their hosts written "localhost", "LOCALHOST" and "Localhost.", and
-// WithMaxConns(2), the server never sees more than 2 of their sessions.
-// (Budgets were keyed by the host as written: each spelling had one, and
-// the server saw up to 6.)
-func TestBudgetSharedAcrossSpellings(t *testing.T) {
-	base, err := url.Parse(testenv.PostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spellings []string
-	switch host := base.Hostname(); {
-	case host == "localhost" || net.ParseIP(host).IsLoopback():
-		spellings = []string{"localhost", "LOCALHOST", "Localhost."}
-	case net.ParseIP(host) == nil:
-		spellings = []string{strings.ToLower(host), strings.ToUpper(host), host + "."}
+// A waiter whose tenant has connections takes, once the eviction delay
+// has passed, a cold surplus connection of another tenant (one whose
+// tenant keeps another), never a warm one, and another tenant's last
+// connection only once that tenant is dormant.
+func TestBudgetWaiterTakesOnlyColdSurplus(t *testing.T) {
+	bn := newBench(t, 3, 0, WithEvictionDelay(0))
+	a := bn.acquire("a")
+	b1, b2 := bn.acquire("b"), bn.acquire("b")
+	bn.release(b1)
+	bn.release(b2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := bn.acquireAsync(ctx, "a") // a has a connection in use: it waits
+	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
+	select {
+	case got := <-r:
+		t.Fatalf("a's waiter took %v (%v) while b's idle connections were warm", got.pc, got.err)
 	default:
-		t.Skipf("the test server is at %s, an address with no other spelling to use", host)
 	}
-	const budget = 2
-	dbs := testenv.Names("tsql_t", len(spellings))
-	testenv.EnsureDatabases(t, dbs...)
-	s := store.NewMemory()
-	ctx := context.Background()
-	tag := "spell-" + runID
-	var tenants []tenantInfo
-	for i, host := range spellings {
-		ti := tenantInfo{ID: fmt.Sprintf("%s-%d.test", tag, i), DB: dbs[i]}
-		u, err := url.Parse(testenv.DatabaseURL(t, ti.DB, "application_name", ti.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Host = net.JoinHostPort(host, base.Port())
-		ti.URL = u.String()
-		if _, err := s.Create(ctx, store.Tenant{ID: ti.ID, DeployInfo: map[string]string{store.KeyPostgresURL: ti.URL}}); err != nil {
-			t.Fatal(err)
-		}
-		tenants = append(tenants, ti)
+	bn.makeCold(b1) // b1 is the older: the surplus one taken
+	bn.makeCold(b2)
+	got := <-r // the waiter's recheck finds a cold one: at most coldAfter
+	if got.err != nil || got.pc.pool.t.id != "a" {
+		t.Fatalf("a's waiter: %v, %v", got.pc, got.err)
 	}
-	// Go's resolver finds a name with a trailing dot in /etc/hosts only if
-	// it has another dot too, so "localhost." would go to DNS. The dial
-	// drops the dot; the URL, and with it the budget, keeps it.
-	lookup := driver.WithBeforeConnect(func(_ context.Context, _ string, cc *pgx.ConnConfig) error {
-		cc.LookupFunc = func(ctx context.Context, host string) ([]string, error) {
-			return net.DefaultResolver.LookupHost(ctx, strings.TrimSuffix(host, "."))
-		}
-		return nil
-	})
-	c, err := driver.NewConnector(s, driver.WithMaxConns(budget), lookup)
-	if err != nil {
-		t.Fatal(err)
+	if ev := bn.srv.events(); !slices.Equal(ev[len(ev)-2:], []string{"end b", "dial a"}) {
+		t.Fatalf("events %v: want one of b's cold connections ended, then a dialled", ev)
 	}
-	db := sqlOpenDB(t, c)
-	admin := testenv.Admin(t)
-	sessions := func() int {
-		t.Helper()
-		var n int
-		if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", tag+"-%").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	where := func(q interface {
-		QueryRowContext(context.Context, string, ...any) *sql.Row
-	}, ti tenantInfo) {
-		t.Helper()
-		var got answer
-		if err := q.QueryRowContext(ti.ctx(ctx), whereAmI).Scan(&got.DB, &got.App); err != nil {
-			t.Fatalf("tenant %s: %v", ti.ID, err)
-		}
-		if got.DB != ti.DB || got.App != ti.ID {
-			t.Fatalf("tenant %s: ran on %q as %q, want %q as %q", ti.ID, got.DB, got.App, ti.DB, ti.ID)
-		}
-	}
+	bn.check()
 
-	// Two transactions hold the whole budget: the third spelling's tenant
-	// must wait for a slot, not open a third session.
-	var txs []*sql.Tx
-	for _, ti := range tenants[:budget] {
-		tx, err := db.BeginTx(ti.ctx(ctx), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		txs = append(txs, tx)
-		where(tx, ti)
+	// b's remaining connection is its last: cold is not enough.
+	r = bn.acquireAsync(ctx, "a")
+	bn.waitFor("a's third caller to queue", func() bool { return bn.waiters() == 1 })
+	bn.b.mu.Lock()
+	victim := bn.b.victimLocked(bn.b.now(), false)
+	bn.b.mu.Unlock()
+	if victim != nil {
+		t.Fatalf("a growing tenant may take b's last connection, cold but not dormant")
 	}
-	if n := sessions(); n != budget {
-		t.Fatalf("the server has %d sessions of the tenants, want %d", n, budget)
+	bn.b.mu.Lock()
+	last := bn.b.idle.back
+	last.idleAt = last.idleAt.Add(-dormantAfter)
+	bn.b.mu.Unlock()
+	got2 := <-r
+	if got2.err != nil || got2.pc.pool.t.id != "a" {
+		t.Fatalf("a's waiter once b was dormant: %v, %v", got2.pc, got2.err)
 	}
-	qctx, cancel := context.WithTimeout(tenants[budget].ctx(ctx), 500*time.Millisecond)
-	_, err = db.ExecContext(qctx, "SELECT 1")
+	bn.release(got2.pc)
+	bn.release(got.pc)
+	bn.release(a)
+}
+
+// First come, first served across tenants: a released connection goes to
+// a tenant with no connection that has waited longer than the releasing
+// tenant's own waiter, so no tenant starves behind a busy one.
+func TestBudgetServesWaitersInOrder(t *testing.T) {
+	bn := newBench(t, 2, 0)
+	a1, a2 := bn.acquire("a"), bn.acquire("a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rb := bn.acquireAsync(ctx, "b") // bare, and nothing idle: queued
+	bn.waitFor("b to queue", func() bool { return bn.waiters() == 1 })
+	ra := bn.acquireAsync(ctx, "a")
+	bn.waitFor("a to queue", func() bool { return bn.waiters() == 2 })
+	bn.release(a1) // b waited longer: a1 is closed to make room for b
+	gb := <-rb
+	if gb.err != nil || gb.pc.pool.t.id != "b" {
+		t.Fatalf("b: %v, %v", gb.pc, gb.err)
+	}
+	bn.check()
+	bn.release(a2) // now a's own waiter gets it
+	ga := <-ra
+	if ga.err != nil || ga.pc != a2 {
+		t.Fatalf("a's waiter got %v, %v; want a2", ga.pc, ga.err)
+	}
+	bn.release(ga.pc)
+	bn.release(gb.pc)
+}
+
+// A waiter that gives up leaves nothing reserved: its slot goes to the
+// next waiter.
+func TestBudgetWaiterGivesUp(t *testing.T) {
+	bn := newBench(t, 1, 0)
+	a := bn.acquire("a")
+	ctx, cancel := context.WithCancel(context.Background())
+	r1 := bn.acquireAsync(ctx, "b")
+	bn.waitFor("b to queue", func() bool { return bn.waiters() == 1 })
+	r2 := bn.acquireAsync(context.Background(), "c")
+	bn.waitFor("c to queue", func() bool { return bn.waiters() == 2 })
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("tenant on %q while the tenants on %q hold the budget of %d: %v, want to wait and time out; the server has %d sessions of them",
-			spellings[budget], spellings[:budget], budget, err, sessions())
+	if got := <-r1; !errors.Is(got.err, context.Canceled) {
+		t.Fatalf("b after its context ended: %v, %v", got.pc, got.err)
 	}
-	if n := sessions(); n > budget {
-		t.Fatalf("the server has %d sessions of the tenants, over the budget of %d", n, budget)
+	bn.check()
+	bn.release(a) // c, bare and now first, gets a's slot
+	got := <-r2
+	if got.err != nil || got.pc.pool.t.id != "c" {
+		t.Fatalf("c: %v, %v", got.pc, got.err)
 	}
-	t.Logf("with %q holding the budget of %d, a query on %q waited: one budget for the three", spellings[:budget], budget, spellings[budget])
-	for _, tx := range txs {
-		tx.Rollback()
-	}
-	where(db, tenants[budget])
+	bn.release(got.pc)
+}
 
-	// Load on all three: the server never sees more than the budget.
-	sampler := peakOn(t, testenv.PostgresURL(t), tag+"-%")
+// A retired pool (its tenant deleted or moved) serves nobody: its waiters
+// are told to look the tenant up again, its idle connections end at once,
+// and connections in use end when released.
+func TestBudgetRetirement(t *testing.T) {
+	bn := newBench(t, 1, 0)
+	a := bn.acquire("a")
+	r := bn.acquireAsync(context.Background(), "a")
+	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
+	bn.b.removeTenant(bn.ts["a"])
+	if got := <-r; !errors.Is(got.err, errRetired) {
+		t.Fatalf("a's waiter after the retirement: %v, %v", got.pc, got.err)
+	}
+	bn.release(a)
+	bn.waitFor("a's session to end", func() bool { return bn.b.open == 0 })
+	if n := bn.srv.sessions(); n != 0 {
+		t.Fatalf("%d sessions after the retired pool's connection was released", n)
+	}
+	if _, err := bn.b.acquire(context.Background(), bn.ts["a"], nil); !errors.Is(err, errRetired) {
+		t.Fatalf("acquire on a removed tenant: %v", err)
+	}
+}
+
+// A connection that cannot be reused (dead, in a transaction, failing its
+// reset) is closed and its slot freed.
+func TestBudgetDropsBrokenConnections(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		break_ func(*fakeSession)
+	}{
+		{"dead", func(s *fakeSession) { s.dead = true }},
+		{"in a transaction", func(s *fakeSession) { s.inTx = true }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bn := newBench(t, 1, 0)
+			a := bn.acquire("a")
+			tt.break_(a.sess.(*fakeSession))
+			bn.release(a)
+			bn.waitFor("the slot to be freed", func() bool { return bn.b.open == 0 })
+			if b := bn.acquire("b"); b == a {
+				t.Fatal("a broken connection was reused")
+			} else {
+				bn.release(b)
+			}
+		})
+	}
+	t.Run("failing its reset", func(t *testing.T) {
+		bn := newBench(t, 1, 0)
+		a := bn.acquire("a")
+		bn.release(a)
+		a.sess.(*fakeSession).resetErr = errors.New("gone")
+		a2 := bn.acquire("a")
+		if a2 == a {
+			t.Fatal("a connection that failed its reset was handed out")
+		}
+		bn.release(a2)
+	})
+}
+
+// A failed dial frees its slot for the next caller.
+func TestBudgetFailedDial(t *testing.T) {
+	bn := newBench(t, 1, 0)
+	bn.srv.failAt["a"] = errors.New("refused")
+	if _, err := bn.b.acquire(context.Background(), bn.tenant("a"), nil); err == nil || err.Error() != "refused" {
+		t.Fatalf("acquire with a failing dial: %v", err)
+	}
+	bn.check()
+	if bn.b.open != 0 || bn.ts["a"].stats.connectErrors != 1 {
+		t.Fatalf("after a failed dial: open %d, connect errors %d", bn.b.open, bn.ts["a"].stats.connectErrors)
+	}
+	bn.release(bn.acquire("b"))
+}
+
+// Close ends idle sessions at once and sessions in use when released,
+// and sends waiters ErrClosed.
+func TestBudgetClose(t *testing.T) {
+	bn := newBench(t, 2, 0)
+	a, b := bn.acquire("a"), bn.acquire("b")
+	bn.release(b)
+	r := bn.acquireAsync(context.Background(), "a")
+	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
+	bn.b.close()
+	if got := <-r; !errors.Is(got.err, ErrClosed) {
+		t.Fatalf("waiter after close: %v, %v", got.pc, got.err)
+	}
+	if n := bn.srv.sessions(); n != 1 {
+		t.Fatalf("%d sessions right after close, want 1 (the one in use)", n)
+	}
+	bn.b.release(a)
+	if n := bn.srv.sessions(); n != 0 {
+		t.Fatalf("%d sessions after the last one in use was released", n)
+	}
+}
+
+// A random mix of checkouts, releases, cancellations and retirements from
+// many goroutines never breaks the bookkeeping or the cap.
+func TestBudgetInvariantsUnderLoad(t *testing.T) {
+	bn := newBench(t, 5, 3, WithEvictionDelay(time.Millisecond))
+	ids := []string{"a", "b", "c", "d", "e", "f", "g"}
+	for _, id := range ids {
+		bn.tenant(id)
+	}
 	var wg sync.WaitGroup
-	var queries atomic.Int64
+	errs := make(chan error, 64)
 	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// 30 queries each, and on until the sampler has enough samples.
-			for i := 0; i < 30 || !sampler.enough(); i++ {
-				queries.Add(1)
-				ti := tenants[(g+i)%len(tenants)]
-				var got answer
-				if err := db.QueryRowContext(ti.ctx(ctx), whereAmI+" FROM pg_sleep(0.002)").Scan(&got.DB, &got.App); err != nil {
-					t.Error(err)
+		wg.Go(func() {
+			for i := range 300 {
+				ctx, cancel := context.WithCancel(context.Background())
+				if i%11 == 0 {
+					cancel() // a caller that gives up at once
+				}
+				pc, err := bn.b.acquire(ctx, bn.ts[ids[(g+i)%len(ids)]], nil)
+				cancel()
+				switch {
+				case err == nil:
+					bn.b.release(pc)
+				case !errors.Is(err, context.Canceled):
+					errs <- fmt.Errorf("acquire: %w", err)
 					return
 				}
-				if got.DB != ti.DB || got.App != ti.ID {
-					t.Errorf("tenant %s: ran on %q as %q", ti.ID, got.DB, got.App)
+				bn.b.mu.Lock()
+				over := bn.b.open > bn.b.max
+				bn.b.mu.Unlock()
+				if over {
+					errs <- errors.New("budget over its cap")
+					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	peak, samples := sampler.result()
-	t.Logf("%d queries over 3 spellings of one server: peak of %d sessions in %d samples (budget %d); servers in Stats: %v",
-		queries.Load(), peak, samples, budget, slices.Collect(maps.Keys(c.Stats().Servers)))
-	if peak > budget {
-		t.Errorf("the server saw %d sessions of the tenants at once, over the budget of %d", peak, budget)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
-	if n := sessions(); n > budget {
-		t.Errorf("the server has %d sessions of the tenants after the load, over the budget of %d", n, budget)
-	}
+	bn.check()
 }

@@ -154,21 +154,3 @@ func (c *Connector) scheduleHooks(sw swap) {
 		}
 	})
 }
-
-// waitGate waits until the hooks that opened t's configuration have
-// succeeded in this process.
-func waitGate(ctx context.Context, t *tenant, g *gate) error {
-	what := "create"
-	if g.kind == store.EventUpdate {
-		what = "update (a move to another database)"
-	}
-	select {
-	case <-g.done:
-	case <-ctx.Done():
-		return fmt.Errorf("%w: tenant %q: waiting for the hooks of its %s: %w", ErrTenantNotReady, t.id, what, ctx.Err())
-	}
-	if g.err != nil {
-		return fmt.Errorf("%w: tenant %q: the hooks of its %s failed: %w", ErrTenantNotReady, t.id, what, g.err)
-	}
-	return nil
-}

@@ -2,195 +2,227 @@ package driver_test
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/hooks"
 	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
-// A tenant added to the store is usable at once, without a restart; a
-// deleted one fails with ErrUnknownTenant, while a transaction already
-// open on it finishes on its session, which is then closed.
-func TestTenantAddedAndDeleted(t *testing.T) {
-	f := newFixture(t, "life", 2)
-	bg := context.Background()
-	testenv.EnsureDatabases(t, "tsql_t_2")
-	added := tenantInfo{ID: f.tag + "-new.test", DB: "tsql_t_2"}
-	added.URL = testenv.DatabaseURL(t, added.DB, "application_name", added.ID)
+// recorder collects hook events in the order they ran.
+type recorder struct {
+	mu  sync.Mutex
+	got []hooks.Event
+}
 
-	if _, err := f.db.ExecContext(added.ctx(bg), "SELECT 1"); !errors.Is(err, driver.ErrUnknownTenant) {
-		t.Fatalf("before it is added: err = %v, want ErrUnknownTenant", err)
-	}
-	f.add(added)
-	eventually(t, 5*time.Second, "the new tenant to be served", func() bool {
-		got, err := f.where(added.ctx(bg), f.db)
-		if err != nil {
-			return false
+func (r *recorder) hook(ctx context.Context, ev hooks.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, ev)
+	return nil
+}
+
+func (r *recorder) kinds(id string) []hooks.Kind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []hooks.Kind
+	for _, ev := range r.got {
+		if ev.Tenant.ID == id {
+			out = append(out, ev.Kind)
 		}
-		f.check(added, got)
-		return true
-	})
+	}
+	return out
+}
 
-	victim := f.tenants[0]
-	tx, err := f.db.BeginTx(victim.ctx(bg), nil)
+func newTenantInfo(t *testing.T, f *fixture, name, db string) tenantInfo {
+	testenv.EnsureDatabases(t, db)
+	ti := tenantInfo{ID: f.tag + "-" + name + ".test", DB: db}
+	ti.URL = testenv.DatabaseURL(t, db, "application_name", ti.ID)
+	return ti
+}
+
+// Hooks run promptly in the process, ON before POST, for create, update
+// and delete, with the tenant in their context; tenants known at start-up
+// run none.
+// quietLog keeps the expected failures of these tests out of their output.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestHooksRunForEveryChange(t *testing.T) {
+	reg := hooks.New(quietLog)
+	rec := &recorder{}
+	for _, k := range []hooks.Kind{hooks.OnCreate, hooks.PostCreate, hooks.OnUpdate, hooks.PostUpdate, hooks.OnDelete, hooks.PostDelete} {
+		reg.Subscribe(k, rec.hook)
+	}
+	var ctxTenant atomic.Value
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		id, _ := tenantctx.TenantFrom(ctx)
+		ctxTenant.Store(id)
+		return nil
+	})
+	f := newFixture(t, "hookrun", 1, driver.WithHooks(reg))
+	bg := context.Background()
+	ti := newTenantInfo(t, f, "new", "tsql_t_1")
+	f.add(ti)
+	eventually(t, 5*time.Second, "the create hooks, without any query", func() bool { return len(rec.kinds(ti.ID)) == 2 })
+	if got, _ := ctxTenant.Load().(string); got != ti.ID {
+		t.Errorf("hook context names tenant %q, want %q", got, ti.ID)
+	}
+	if _, err := f.store.Update(bg, store.Tenant{ID: ti.ID, DeployInfo: map[string]string{store.KeyPostgresURL: ti.URL, "PLAN": "gold"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Delete(bg, ti.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []hooks.Kind{hooks.OnCreate, hooks.PostCreate, hooks.OnUpdate, hooks.PostUpdate, hooks.OnDelete, hooks.PostDelete}
+	eventually(t, 5*time.Second, "all six hooks in order", func() bool { return len(rec.kinds(ti.ID)) == len(want) })
+	got := rec.kinds(ti.ID)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("hooks ran as %v, want %v", got, want)
+		}
+	}
+	// The fixture's tenant was created a moment before the connector
+	// started: it may have been created while this process was still
+	// connecting to the store, so its create hooks run here too.
+	eventually(t, 5*time.Second, "the create hooks of the tenant created just before start-up", func() bool {
+		return len(rec.kinds(f.tenants[0].ID)) == 2
+	})
+}
+
+// Tenants that existed well before the process started run no hooks:
+// their create hooks ran when they were created.
+func TestOldTenantsRunNoHooks(t *testing.T) {
+	reg := hooks.New(quietLog)
+	rec := &recorder{}
+	reg.Subscribe(hooks.OnCreate, rec.hook)
+	reg.Subscribe(hooks.PostCreate, rec.hook)
+	testenv.EnsureDatabases(t, "tsql_t_0")
+	path := filepath.Join(t.TempDir(), "tenants.json")
+	doc := `{"tenants": {
+		"old.test": {"deploy_info": {"POSTGRES_URL": "` + testenv.DatabaseURL(t, "tsql_t_0") + `"}, "created_at": "2026-01-01T00:00:00Z"},
+		"undated.test": {"deploy_info": {"POSTGRES_URL": "` + testenv.DatabaseURL(t, "tsql_t_0") + `"}}
+	}}`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.OpenFile(context.Background(), path, store.WithFilePollInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.store.Delete(bg, victim.ID); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "the deleted tenant to be refused", func() bool {
-		_, err := f.db.ExecContext(victim.ctx(bg), "SELECT 1")
-		return errors.Is(err, driver.ErrUnknownTenant)
-	})
-	// The open transaction finishes where it started.
-	got, err := f.where(victim.ctx(bg), tx)
+	defer s.Close()
+	c, err := driver.NewConnector(s, driver.WithHooks(reg))
 	if err != nil {
-		t.Fatalf("query in a transaction opened before the delete: %v", err)
-	}
-	f.check(victim, got)
-	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the deleted tenant's sessions to close", func() bool {
-		return f.serverSessionsOf(victim) == 0
-	})
-	if _, ok := f.conn.TenantStats(victim.ID); ok {
-		t.Error("stats still list the deleted tenant")
-	}
-	// The others are untouched.
-	for _, ti := range []tenantInfo{f.tenants[1], added} {
-		got, err := f.where(ti.ctx(bg), f.db)
-		if err != nil {
+	db := sqlOpenDB(t, c)
+	for _, id := range []string{"old.test", "undated.test"} {
+		if _, err := db.ExecContext(tenantCtx(id), "SELECT 1"); err != nil {
 			t.Fatal(err)
 		}
-		f.check(ti, got)
+		if n := len(rec.kinds(id)); n != 0 {
+			t.Errorf("%s, known long before start-up, ran %d hooks", id, n)
+		}
 	}
 }
 
-// A new POSTGRES_URL sends new checkouts to the new database while work in
-// flight finishes on the old one, whose sessions are then closed.
-func TestTenantURLChanged(t *testing.T) {
-	f := newFixture(t, "move", 1)
+// The first query for a new tenant waits for its create hooks, which can
+// query the tenant themselves, and then runs; if a hook failed, queries get
+// ErrTenantNotReady with the cause, other hooks still ran, and an update
+// retries the create hooks.
+func TestTenantReadiness(t *testing.T) {
+	reg := hooks.New(quietLog)
+	f := newFixture(t, "ready", 1, driver.WithHooks(reg))
 	bg := context.Background()
-	ti := f.tenants[0]
-	testenv.EnsureDatabases(t, "tsql_t_3")
-	moved := tenantInfo{ID: ti.ID, DB: "tsql_t_3"}
-	moved.URL = testenv.DatabaseURL(t, moved.DB, "application_name", ti.ID)
-
-	conn, err := f.db.Conn(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := f.where(ti.ctx(bg), conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.check(ti, got)
-
-	if _, err := f.store.Update(bg, store.Tenant{ID: ti.ID, DeployInfo: map[string]string{store.KeyPostgresURL: moved.URL}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "new checkouts to reach the new database", func() bool {
-		got, err := f.where(ti.ctx(bg), f.db)
-		return err == nil && got.DB == moved.DB
+	release := make(chan struct{})
+	var hookSaw answer
+	var secondRan atomic.Int64
+	fail := atomic.Bool{}
+	fail.Store(true)
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Tenant.ID != f.tag+"-slow.test" {
+			return nil
+		}
+		// The hook queries its own tenant before the tenant is ready.
+		if _, err := f.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS ready_marks (n int)"); err != nil {
+			return err
+		}
+		var err error
+		hookSaw, err = f.where(ctx, f.db)
+		if err != nil {
+			return err
+		}
+		<-release
+		return nil
 	})
-	// The pinned connection is still on the old database.
-	got, err = f.where(ti.ctx(bg), conn)
-	if err != nil {
-		t.Fatal(err)
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Tenant.ID != f.tag+"-broken.test" {
+			return nil
+		}
+		if fail.Load() {
+			return errors.New("migration 3 failed: relation x exists")
+		}
+		return nil
+	})
+	reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
+		if ev.Tenant.ID == f.tag+"-broken.test" {
+			secondRan.Add(1)
+			panic("boom")
+		}
+		return nil
+	})
+
+	slow := newTenantInfo(t, f, "slow", "tsql_t_1")
+	f.add(slow)
+	ctx, cancel := context.WithTimeout(slow.ctx(bg), 200*time.Millisecond)
+	_, err := f.db.ExecContext(ctx, "SELECT 1")
+	cancel()
+	if !errors.Is(err, driver.ErrTenantNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("query during the create hooks with a short deadline: %v, want ErrTenantNotReady and DeadlineExceeded", err)
 	}
-	f.check(ti, got)
-	conn.Close()
-	eventually(t, 5*time.Second, "the old database's sessions to close", func() bool {
+	done := make(chan error, 1)
+	go func() {
 		var n int
-		f.admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2", ti.ID, ti.DB).Scan(&n)
-		return n == 0
-	})
-	// One checkout before the change and at least one after: the new
-	// configuration's counters start from the old ones.
-	st, _ := f.conn.TenantStats(ti.ID)
-	if st.Acquires < 2 {
-		t.Errorf("stats lost their history across the change: %+v", st)
+		done <- f.db.QueryRowContext(slow.ctx(bg), "SELECT count(*) FROM ready_marks").Scan(&n)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("query ran before the create hooks finished: %v", err)
+	case <-time.After(100 * time.Millisecond):
 	}
-}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("first query after the hooks: %v", err)
+	}
+	f.check(slow, hookSaw)
 
-// sql.Open("tenantsql", "file:...") serves the tenants of a JSON file and
-// picks up tenants another process adds to it.
-func TestSQLOpenFileStore(t *testing.T) {
-	testenv.EnsureDatabases(t, "tsql_t_0", "tsql_t_1")
-	bg := context.Background()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "tenant_config.json")
-	app := "fileopen-" + runID
-	doc := map[string]any{"tenants": map[string]any{
-		app + "-a.test": map[string]any{"deploy_info": map[string]string{"POSTGRES_URL": testenv.DatabaseURL(t, "tsql_t_0", "application_name", app+"-a.test")}},
-	}}
-	data, _ := json.Marshal(doc)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	broken := newTenantInfo(t, f, "broken", "tsql_t_2")
+	f.add(broken)
+	_, err = f.db.ExecContext(broken.ctx(bg), "SELECT 1")
+	if !errors.Is(err, driver.ErrTenantNotReady) {
+		t.Fatalf("query after failed hooks: %v, want ErrTenantNotReady", err)
+	}
+	mustContain(t, err, "migration 3 failed", "panicked", broken.ID)
+	if secondRan.Load() != 1 {
+		t.Errorf("the hook after the failing one ran %d times, want 1", secondRan.Load())
+	}
+	if fs := reg.Failures(broken.ID); len(fs) != 2 {
+		t.Errorf("failures kept: %v, want 2", fs)
+	}
+	fail.Store(false)
+	if _, err := f.store.Update(bg, store.Tenant{ID: broken.ID, DeployInfo: map[string]string{store.KeyPostgresURL: broken.URL}}); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("tenantsql", "file:"+path+"?poll=20ms")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Ping(); err != nil {
-		t.Fatal(err)
-	}
-	var dbname string
-	if err := db.QueryRowContext(tenantctx.WithTenant(bg, app+"-a.test"), "SELECT current_database()").Scan(&dbname); err != nil || dbname != "tsql_t_0" {
-		t.Fatalf("tenant a: %q, %v", dbname, err)
-	}
-
-	// Another process (here: another store on the same file) adds b.
-	other, err := store.OpenFile(bg, path, store.WithFilePollInterval(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if _, err := other.Create(bg, store.Tenant{ID: app + "-b.test", DeployInfo: map[string]string{"POSTGRES_URL": testenv.DatabaseURL(t, "tsql_t_1", "application_name", app+"-b.test")}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "the tenant added by another process", func() bool {
-		err := db.QueryRowContext(tenantctx.WithTenant(bg, app+"-b.test"), "SELECT current_database()").Scan(&dbname)
-		return err == nil && dbname == "tsql_t_1"
-	})
-	c, ok := driver.ConnectorOf(db)
-	if !ok {
-		t.Fatal("ConnectorOf: not a tenantsql DB")
-	}
-	if st := c.Stats(); len(st.Tenants) != 2 || st.Tenants[app+"-b.test"].Acquires == 0 {
-		t.Errorf("stats: %+v", st)
-	}
-}
-
-func TestSQLOpenErrors(t *testing.T) {
-	dir := t.TempDir()
-	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte(`{"tenants": {"a": {"deploy_info": {"POSTGRES_URL": "postgres://u:sekret@h/db"}},}}`), 0o600)
-	tests := []struct {
-		dsn  string
-		want []string
-	}{
-		{"file:" + filepath.Join(dir, "missing.json"), []string{"missing.json", "no such file"}},
-		{"file:" + bad, []string{"bad.json", "line 1"}},
-		{"nonsense", []string{"not a store URL"}},
-		{"ftp://x", []string{`"ftp"`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.dsn, func(t *testing.T) {
-			_, err := sql.Open("tenantsql", tt.dsn)
-			mustContain(t, err, tt.want...)
-			mustNotContain(t, err, "sekret")
-		})
-	}
+	eventually(t, 5*time.Second, "the retried create hooks (the panicking one still fails)", func() bool { return secondRan.Load() == 2 })
+	_, err = f.db.ExecContext(broken.ctx(bg), "SELECT 1")
+	mustContain(t, err, "panicked")
 }

@@ -1,0 +1,74 @@
+package driver
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenantsql/tenantsql/internal/pgurl"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// tenant is this process's view of one tenant at one configuration. A new
+// POSTGRES_URL makes a new tenant value; the old one is retired, so a pool
+// never mixes connections of two configurations.
+type tenant struct {
+	id      string
+	version atomic.Int64
+	dsn     string // the raw POSTGRES_URL, password included: never log it
+	b       *budget
+	cfg     *config
+	gate    atomic.Pointer[gate]
+	dial    dialFunc // nil: pgDialer; the budget's tests set a fake
+
+	// guarded by b.mu
+	pool    *pool
+	removed bool
+	stats   counters
+}
+
+type counters struct {
+	acquires      int64
+	newConns      int64
+	waits         int64
+	waitTime      time.Duration
+	evictions     int64
+	connectErrors int64
+}
+
+func (c *counters) add(o counters) {
+	c.acquires += o.acquires
+	c.newConns += o.newConns
+	c.waits += o.waits
+	c.waitTime += o.waitTime
+	c.evictions += o.evictions
+	c.connectErrors += o.connectErrors
+}
+
+// dialer returns the dial function of a new pool for t.
+func (t *tenant) dialer() (dialFunc, error) {
+	if t.dial != nil {
+		return t.dial, nil
+	}
+	return t.pgDialer()
+}
+
+// parseDSN parses a tenant URL. pgx's parse errors mask passwords only
+// "best effort", and what they give as the cause may quote any part of the
+// URL, so the error is written anew: the URL as store.RedactURL shows it,
+// and the cause as pgurl.ParseFailure gives it. pgx's error is not
+// wrapped.
+func parseDSN(id, dsn string) (*pgx.ConnConfig, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err == nil {
+		return cc, nil
+	}
+	return nil, fmt.Errorf("%w: tenant %q: POSTGRES_URL: cannot parse `%s`: %s", ErrTenantConfig, id, store.RedactURL(dsn), pgurl.ParseFailure(dsn, pgxParse))
+}
+
+// pgxParse is pgx's reading of a URL, as pgurl.ParseFailure takes it.
+func pgxParse(dsn string) error {
+	_, err := pgx.ParseConfig(dsn)
+	return err
+}
