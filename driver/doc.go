@@ -49,12 +49,15 @@
 // DNS, for an answer that can change): "localhost" and "127.0.0.1", or a
 // CNAME and its target, are two servers, with a budget each. Spell each
 // server one way in the URLs, or give each alias its own budget (see
-// WithMaxConns). When a budget is full, a
-// caller waits briefly for a connection of its own tenant and then takes
-// the slot of another tenant's cold idle connection, the least recently
-// used first; a tenant with none takes the coldest at once. Waiting callers
-// are served first come, first served across tenants, so none starves
-// behind a busy one. A slot is reused only once the server has closed the
+// WithMaxConns). When a budget is full, a tenant with no connection takes
+// the slot of an idle one at once, a surplus connection (whose tenant keeps
+// another) before any tenant's last, the least recently used first. A
+// caller whose tenant has connections waits for one of them, at least the
+// eviction delay and as long as a session takes to start, then takes only
+// a cold surplus connection or the last one of a dormant tenant (unused
+// for 30 s), never the last connection of a tenant in use, so evictions
+// cannot feed each other. Waiting callers are served first come, first
+// served across tenants, so none starves behind a busy one. A slot is reused only once the server has closed the
 // old session, so the server does not see more sessions than the budget,
 // with three exceptions, each brief: a session closed while still busy
 // (pgx closes those without waiting for the server), a server that does

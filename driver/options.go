@@ -179,9 +179,10 @@ func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.con
 
 // WithEvictionDelay sets how long a caller waits for its own tenant's
 // connection, when the WithMaxConns cap is reached, before it closes an
-// idle connection of another tenant (default DefaultEvictionDelay). A
-// tenant with no connection in use has nothing to wait for and evicts at
-// once.
+// idle connection of another tenant (default DefaultEvictionDelay); it
+// waits at least as long as a new session takes to start, whatever the
+// delay, since its own connection is likely back first. A tenant with no
+// connection in use has nothing to wait for and evicts at once.
 func WithEvictionDelay(d time.Duration) Option { return func(c *config) { c.evictionDelay = d } }
 
 // WithHooks sets the lifecycle hooks the connector runs (a
