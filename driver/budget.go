@@ -195,7 +195,7 @@ func (b *budget) checkoutLocked(ctx context.Context, p *pool, hint *physConn, st
 	if start.IsZero() {
 		*start = b.now()
 	}
-	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, eager: p.open == 0, patience: b.patienceLocked(p)}
+	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, patience: b.patienceLocked(p)}
 	var victim *physConn
 	if p.open == 0 {
 		victim = b.victimLocked(b.now(), true)

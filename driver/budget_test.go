@@ -520,3 +520,42 @@ func TestBudgetInvariantsUnderLoad(t *testing.T) {
 	}
 	bn.check()
 }
+
+// A waiter counts as bare (first served, evicting at once) only while its
+// tenant has no connection: once a sibling has got one, it is a tenant
+// wanting more, and must not close another tenant's last connection to
+// jump ahead of that tenant's own waiter.
+func TestBudgetBareIsJudgedNow(t *testing.T) {
+	bn := newBench(t, 2, 0)
+	b, c := bn.acquire("b"), bn.acquire("c")
+	// The deadline only catches a waiter left waiting for ever, as c's
+	// was when a's second caller closed c's connection.
+	bg, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ra1 := bn.acquireAsync(bg, "a")
+	bn.waitFor("a's first caller to queue", func() bool { return bn.waiters() == 1 })
+	ra2 := bn.acquireAsync(bg, "a")
+	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 2 })
+	rc := bn.acquireAsync(bg, "c")
+	bn.waitFor("c's second caller to queue", func() bool { return bn.waiters() == 3 })
+	bn.release(b) // a, bare, takes b's slot
+	a1 := <-ra1
+	if a1.err != nil || a1.pc.pool.t.id != "a" {
+		t.Fatalf("a's first caller: %v, %v", a1.pc, a1.err)
+	}
+	bn.release(c) // a has a connection now: c's own waiter gets it
+	c2 := <-rc
+	if c2.err != nil || c2.pc != c {
+		t.Fatalf("c's waiter got %v, %v; want c's released connection (events %v)", c2.pc, c2.err, bn.srv.events())
+	}
+	if ev := bn.srv.events(); slices.Contains(ev, "end c") {
+		t.Fatalf("events %v: c's last connection was closed for a tenant that had one", ev)
+	}
+	bn.release(a1.pc) // a's own second caller gets it
+	a2 := <-ra2
+	if a2.err != nil || a2.pc != a1.pc {
+		t.Fatalf("a's second caller: %v, %v", a2.pc, a2.err)
+	}
+	bn.release(a2.pc)
+	bn.release(c2.pc)
+}

@@ -15,7 +15,6 @@ type waiter struct {
 
 	// guarded by budget.mu
 	queued    bool
-	eager     bool // its tenant has no connection: it takes the next one released
 	abandoned bool // gave up waiting while a hand-over was on its way to it
 	all       waitLinks
 	own       waitLinks
@@ -39,9 +38,13 @@ func (b *budget) dequeueLocked(w *waiter) {
 	w.queued = false
 }
 
+// firstEagerLocked returns the oldest waiter whose tenant has no
+// connection now (not when it was queued: a sibling may have got one
+// since, and a tenant may have lost its last), which takes the next one
+// released.
 func (b *budget) firstEagerLocked() *waiter {
 	for w := b.waiters.front; w != nil; w = w.all.next {
-		if w.eager && w.p.open < w.p.max {
+		if w.p.open == 0 {
 			return w
 		}
 	}

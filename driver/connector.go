@@ -157,10 +157,8 @@ func (c *Connector) Store() store.Store { return c.store }
 
 // acquire checks out a physical connection for tenant id.
 func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*physConn, error) {
-	if c.hookq.running.Load() > 0 {
-		if hs := c.hookScopeOf(ctx, id); hs != nil {
-			return hs.acquire(ctx, hint)
-		}
+	if hs := c.hookScopeOf(ctx, id); hs != nil {
+		return hs.acquire(ctx, hint)
 	}
 	if !c.ready.Load() {
 		if err := c.waitReady(ctx); err != nil {

@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 )
 
 // hookQueue runs the hook jobs of tenant changes: one tenant's one after
@@ -13,9 +12,6 @@ type hookQueue struct {
 	ctx   context.Context // the connector's: ends when it closes
 	slots chan struct{}   // one per job running
 	jobs  sync.WaitGroup  // every job queued, until it returns
-	// running counts the jobs running, so that a checkout looks for a
-	// hook's context only while one may exist.
-	running atomic.Int64
 
 	mu    sync.Mutex
 	tails map[string]chan struct{} // guarded by mu: each tenant's last job, closed when it ends
@@ -64,11 +60,7 @@ func (q *hookQueue) enqueue(id string, fn func(context.Context), abandon func())
 			return
 		}
 		ctx, cancel := context.WithCancel(q.ctx)
-		q.running.Add(1)
-		defer func() {
-			cancel()
-			q.running.Add(-1)
-		}()
+		defer cancel()
 		fn(ctx)
 	})
 }

@@ -32,7 +32,14 @@ type hookScope struct {
 
 	mu      sync.Mutex
 	private *tenant // guarded by mu: t's configuration, once t is retired
+	ended   bool    // guarded by mu: the hooks have returned
 }
+
+// errHookEnded is what a query made with a hook's context gets once the
+// hooks of its change have returned (a context kept with
+// context.WithoutCancel): the configuration it names may be gone, and a
+// later one is not the hook's to reach.
+var errHookEnded = errors.New("tenantsql: a hook's context was used after its hooks returned")
 
 // hookScopeOf returns the scope of the hooks whose context ctx is, if they
 // run for tenant id in this connector.
@@ -55,7 +62,10 @@ func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, er
 		case err == nil:
 			return pc, nil
 		case errors.Is(err, errRetired):
-			t, hint = hs.detach(), nil
+			if t, err = hs.detach(); err != nil {
+				return nil, err
+			}
+			hint = nil
 			continue
 		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed):
 			return nil, err
@@ -64,9 +74,12 @@ func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, er
 	}
 }
 
-func (hs *hookScope) detach() *tenant {
+func (hs *hookScope) detach() (*tenant, error) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	if hs.ended {
+		return nil, fmt.Errorf("%w: tenant %q", errHookEnded, hs.t.id)
+	}
 	if hs.private == nil {
 		o := hs.t
 		p := &tenant{id: o.id, dsn: o.dsn, cfg: o.cfg, b: o.b}
@@ -74,13 +87,14 @@ func (hs *hookScope) detach() *tenant {
 		p.gate.Store(openGate)
 		hs.private = p
 	}
-	return hs.private
+	return hs.private, nil
 }
 
 // end closes the private copy, if the hooks made one.
 func (hs *hookScope) end() {
 	hs.mu.Lock()
 	p := hs.private
+	hs.ended = true
 	hs.mu.Unlock()
 	if p != nil {
 		p.b.removeTenant(p)
