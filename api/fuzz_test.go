@@ -40,6 +40,7 @@ var fuzzSeeds = []string{
 	`{"tenant_id": "t2.test", "deploy_info": {"POSTGRES_URL": "postgres://app@10.0.0.1/two?pass%77ord=` + fuzzSecret + `"}}`,
 	`{"tenant_id": "t2.test", "deploy_info": {"POSTGRES_URL": "postgres://app@10.0.0.1:99999/two?sslmode=disable&PASS%57ORD=` + fuzzSecret + `"}}`,
 	`{"tenant_id": "t2.test", "deploy_info": {"POSTGRES_URL": "postgres://app@10.0.0.1/two?a=1;%70assword=` + fuzzSecret + ` x"}}`,
+	`{"tenant_id": "0", "deploy_info": {"POSTGRES_URL": "postgres:/pass%77ord=` + fuzzSecret + `"}}`,
 	`{"tenant_id": "t2.test"} {}`,
 	`[1, 2, 3]`,
 	``,

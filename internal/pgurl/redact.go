@@ -42,30 +42,35 @@ func Redact(raw string) string {
 	return maskOutside(u.Redacted())
 }
 
-// maskOutside replaces whatever follows "password=", in any case, up to the
-// next byte of outsideEnds, by Mask. A string that is not quite a URL
-// ("x:/password=...") may hold a password outside the query.
+// maskOutside replaces the value of every key=value piece whose key names
+// a password (its escapes decoded, in any case, as namesPassword reads a
+// query key) by Mask, up to the next byte of outsideEnds. A string that is
+// not quite a URL ("x:/password=...", "x:/pass%77ord=...") may hold a
+// password outside the query; masking too much there costs nothing.
 func maskOutside(s string) string {
-	const key = "password="
-	if !strings.Contains(asciiLower(s), key) {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			continue
+		}
+		key := s[strings.LastIndexAny(s[:i], outsideEnds)+1 : i]
+		if !strings.HasSuffix(asciiLower(unescape(key)), "password") {
+			continue
+		}
+		end := len(s)
+		if k := strings.IndexAny(s[i+1:], outsideEnds); k >= 0 {
+			end = i + 1 + k
+		}
+		b.WriteString(s[done : i+1])
+		b.WriteString(Mask)
+		done, i = end, end-1
+	}
+	if done == 0 {
 		return s
 	}
-	var b strings.Builder
-	for {
-		i := strings.Index(asciiLower(s), key)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		j := i + len(key)
-		end := len(s)
-		if k := strings.IndexAny(s[j:], outsideEnds); k >= 0 {
-			end = j + k
-		}
-		b.WriteString(s[:j])
-		b.WriteString(Mask)
-		s = s[end:]
-	}
+	b.WriteString(s[done:])
+	return b.String()
 }
 
 // asciiLower lowers ASCII letters only, byte by byte, so byte offsets stay

@@ -32,6 +32,7 @@ func TestRedact(t *testing.T) {
 		// Outside the query, the last resort.
 		{"a:/pAssword=" + sekret, "a:/pAssword=xxxxx"},
 		{"postgres://h/password=" + sekret + "/x", "postgres://h/password=xxxxx/x"},
+		{"postgres:/pass%77ord=" + sekret, "postgres:/pass%77ord=xxxxx"},
 		// Not shown at all.
 		{"postgres://app:" + sekret + "/x@db/app", UnparsableText},
 		{"postgres:app:" + sekret + "@db/app", UnparsableText},
@@ -55,6 +56,9 @@ func TestMaskOutside(t *testing.T) {
 		"İpassword=" + sekret:                     "İpassword=xxxxx",
 		"password=":                               "password=xxxxx",
 		"password=" + sekret + " x":               "password=xxxxx x",
+		"postgres:/pass%77ord=" + sekret:          "postgres:/pass%77ord=xxxxx",
+		"a=password=" + sekret:                    "a=password=xxxxx",
+		"x/%50ASSWORD=" + sekret + "/y":           "x/%50ASSWORD=xxxxx/y",
 	} {
 		if got := maskOutside(in); got != want {
 			t.Errorf("maskOutside(%q) = %q, want %q", in, got, want)
