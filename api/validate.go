@@ -149,9 +149,9 @@ func safeErrorText(err error, secrets []string) string {
 	if leaks(msg, secrets) {
 		return "failed (the error message is withheld because it contains a secret)"
 	}
-	const max = 300
-	if len(msg) > max {
-		msg = msg[:max] + "..."
+	const maxLen = 300 // enough for a cause; an answer does not grow with it
+	if len(msg) > maxLen {
+		msg = msg[:maxLen] + "..."
 	}
 	return msg
 }
