@@ -24,15 +24,22 @@ func RedisPrefix(t testing.TB) string {
 	t.Cleanup(func() {
 		opts, err := redis.ParseURL(u)
 		if err != nil {
+			t.Errorf("clean up Redis prefix %s: %v", prefix, err)
 			return
 		}
 		c := redis.NewClient(opts)
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		keys, _ := c.Keys(ctx, "{"+prefix+"}:*").Result()
+		keys, err := c.Keys(ctx, "{"+prefix+"}:*").Result()
+		if err != nil {
+			t.Errorf("clean up Redis prefix %s: list its keys: %v", prefix, err)
+			return
+		}
 		if len(keys) > 0 {
-			c.Del(ctx, keys...)
+			if err := c.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("clean up Redis prefix %s: delete its keys: %v", prefix, err)
+			}
 		}
 	})
 	return prefix
@@ -54,7 +61,7 @@ type RedisServer struct {
 func StartRedis(t testing.TB, persist bool) *RedisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		unavailable(t, "redis-server (for a private Redis)", EnvRedis, err)
+		CannotRun(t, "no redis-server to start a private Redis: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
