@@ -160,6 +160,7 @@ declare -A base=()
 nbase=0
 status=0
 survivors=()
+others=()
 start=$(date +%s)
 for m in "${muts[@]}"; do
 	name=$(basename "$m" .mut)
@@ -182,6 +183,7 @@ for m in "${muts[@]}"; do
 	fi
 	if [ "${base[$key]:-survived}" != survived ]; then
 		printf '%-36s SKIPPED (baseline fails)\n' "$name"
+		others+=("$name")
 		continue
 	fi
 	cp "$tree/$file" "$tmp/orig"
@@ -197,10 +199,12 @@ for m in "${muts[@]}"; do
 	broken)
 		printf '%-36s BROKEN: the mutated code does not build:\n' "$name"
 		sed -n '1,10p' "$log"
+		others+=("$name")
 		status=1
 		;;
 	"no tests to run")
 		printf '%-36s NO TESTS RUN: the run: regexp matches no test in %s\n' "$name" "$pkgs"
+		others+=("$name")
 		status=1
 		;;
 	survived)
@@ -210,5 +214,5 @@ for m in "${muts[@]}"; do
 		;;
 	esac
 done
-echo "mutate: ${#muts[@]} mutations in $(( $(date +%s) - start ))s; ${#survivors[@]} survived${survivors:+: ${survivors[*]}}"
+echo "mutate: ${#muts[@]} mutations in $(( $(date +%s) - start ))s; ${#survivors[@]} survived${survivors:+: ${survivors[*]}}${others:+; broken or not run: ${others[*]}}"
 exit $status
