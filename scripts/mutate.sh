@@ -112,7 +112,7 @@ tree="$tmp/tree"
 logs="$tmp/logs"
 mkdir -p "$tree" "$logs"
 # The working tree as it is (tracked and untracked, not ignored files).
-(cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -T - -cf -) | tar -C "$tree" -xf - || {
+(cd "$root" && git ls-files -z --cached --others --exclude-standard | perl -0 -ne 'chomp; print "$_\0" if -e $_' | tar --null -T - -cf -) | tar -C "$tree" -xf - || {
 	echo "mutate: cannot copy the tree to $tree" >&2
 	exit 2
 }
@@ -124,8 +124,9 @@ gotest() {
 	local log=$1 pkgs=$2 run=$3 to=${4:-$timeout_go} args=()
 	[ -n "$run" ] && args+=(-run "$run")
 	# A hard stop a minute after go test's own timeout, in case the build
-	# or a child process hangs.
-	(cd "$tree" && timeout --kill-after=30s "$(( $(dur "$to") + 60 ))" \
+	# or a child process hangs. --foreground keeps go test in the
+	# terminal's process group, so that Ctrl-C reaches it at once.
+	(cd "$tree" && timeout --foreground --kill-after=30s "$(( $(dur "$to") + 60 ))" \
 		$GO test -count=1 -timeout "$to" "${args[@]}" $flags $pkgs) >"$log" 2>&1
 	local rc=$?
 	if grep -q -e '\[build failed\]' -e '\[setup failed\]' -e '^# ' "$log" && ! grep -q -e '^--- FAIL' -e '^ok ' "$log"; then
