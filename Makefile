@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate fuzz fmt-check run-example
+.PHONY: help services test test-short bench bench-migrate fuzz fmt-check run-example mutate
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -27,6 +27,13 @@ bench: services ## Run the routing benchmark (internal/cmd/bench), on a private 
 
 bench-migrate: services ## Measure migrating 200 tenants x 5 migrations
 	$(GO) run ./internal/cmd/bench -suite migrate
+
+# Mutations to run: a regexp on their names (scripts/mutations/NAME.mut),
+# e.g. make mutate MUTATE='^store-'; extra go test flags in MUTATE_FLAGS.
+MUTATE ?=
+MUTATE_FLAGS ?=
+mutate: services ## Break critical lines one at a time (scripts/mutations), report any the tests miss (MUTATE=regexp, MUTATE_FLAGS)
+	MUTATE='$(MUTATE)' MUTATE_FLAGS='$(MUTATE_FLAGS)' GO='$(GO)' bash scripts/mutate.sh
 
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
 # report its own stop deadline as a failure ("context deadline exceeded", no

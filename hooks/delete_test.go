@@ -15,12 +15,18 @@ import (
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// delDB is the database of TestDeletedTenantLeavesNoFailures, this run's
+// own.
+var delDB = testenv.Unique("tsql_hooks_del")
+
 // Through the driver, on a real database: a tenant whose create hook
 // failed is deleted, and its failure goes with it; created again under
 // the same id, it shows only the failure of its new create hook.
 func TestDeletedTenantLeavesNoFailures(t *testing.T) {
-	testenv.EnsureDatabases(t, "tsql_hooks_del")
-	testenv.ResetSchema(t, "tsql_hooks_del")
+	testenv.EnsureDatabases(t, delDB)
+	testenv.ResetSchema(t, delDB)
 	s := store.NewMemory()
 	reg := hooks.New(slog.New(slog.DiscardHandler))
 	var db *sql.DB
@@ -37,7 +43,7 @@ func TestDeletedTenantLeavesNoFailures(t *testing.T) {
 	defer db.Close()
 
 	const id = "hooks-del.test"
-	tn := store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_hooks_del", "application_name", id)}}
+	tn := store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, delDB, "application_name", id)}}
 	create := func() {
 		t.Helper()
 		if _, err := s.Create(t.Context(), tn); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -24,8 +25,14 @@ var runners = []struct {
 	run  runner
 }{
 	{"Run", func(ctx context.Context, m *migrate.Migrator, tn tenanttest.Tenant) migrate.TenantResult {
-		rep, _ := m.Run(ctx, migrate.Up, 0)
-		return rep.Results[0]
+		// Run's error is the tenant's, which the result carries: a
+		// disagreement is reported through the result.
+		rep, err := m.Run(ctx, migrate.Up, 0)
+		r := rep.Results[0]
+		if (err == nil) != (r.Err == nil) || err != nil && !errors.Is(err, r.Err) {
+			r.Err = fmt.Errorf("Run returned %v, the tenant's result says %v", err, r.Err)
+		}
+		return r
 	}},
 	{"Tenant", func(ctx context.Context, m *migrate.Migrator, tn tenanttest.Tenant) migrate.TenantResult {
 		return m.Tenant(ctx, tn.ID, migrate.Up, 0)

@@ -20,9 +20,12 @@ import (
 // The ready-made create hook migrates a new tenant before its first query
 // runs, in every process that receives the create (here two *sql.DBs on
 // one store), and the migrations are applied once.
+// hookDB is the database of the hook tests, this run's own.
+var hookDB = testenv.Unique("tsql_mig_hook")
+
 func TestCreateHookMigratesBeforeFirstQuery(t *testing.T) {
-	testenv.EnsureDatabases(t, "tsql_mig_hook")
-	testenv.ResetSchema(t, "tsql_mig_hook")
+	testenv.EnsureDatabases(t, hookDB)
+	testenv.ResetSchema(t, hookDB)
 	s := store.NewMemory()
 	open := func() *sql.DB {
 		reg := hooks.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -41,7 +44,7 @@ func TestCreateHookMigratesBeforeFirstQuery(t *testing.T) {
 	}
 	db1, db2 := open(), open()
 	id := "hook-mig.test"
-	if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_mig_hook", "application_name", id)}}); err != nil {
+	if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, hookDB, "application_name", id)}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := tenantctx.WithTenant(context.Background(), id)
@@ -52,7 +55,7 @@ func TestCreateHookMigratesBeforeFirstQuery(t *testing.T) {
 			t.Fatalf("first query after the create: %v", err)
 		}
 	}
-	e := &env{t: t, dbOf: map[string]string{id: "tsql_mig_hook"}}
+	e := &env{t: t, dbOf: map[string]string{id: hookDB}}
 	if got := e.serverVersions(id); !slices.Equal(got, []int64{1, 2, 3, 4, 5}) {
 		t.Fatalf("the database records %v; each migration must be applied once", got)
 	}
@@ -61,8 +64,8 @@ func TestCreateHookMigratesBeforeFirstQuery(t *testing.T) {
 // A create hook whose migrations fail leaves the tenant not ready, with
 // the cause.
 func TestCreateHookFailure(t *testing.T) {
-	testenv.EnsureDatabases(t, "tsql_mig_hook")
-	testenv.ResetSchema(t, "tsql_mig_hook")
+	testenv.EnsureDatabases(t, hookDB)
+	testenv.ResetSchema(t, hookDB)
 	s := store.NewMemory()
 	reg := hooks.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c, err := driver.NewConnector(s, driver.WithHooks(reg))
@@ -81,7 +84,7 @@ func TestCreateHookFailure(t *testing.T) {
 	}
 	reg.Subscribe(hooks.PostCreate, h)
 	id := "hook-broken.test"
-	if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_mig_hook")}}); err != nil {
+	if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, hookDB)}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = db.ExecContext(tenantctx.WithTenant(context.Background(), id), "SELECT 1")

@@ -23,6 +23,13 @@ import (
 
 const tenantCount = 32
 
+// maxSessions caps the sessions each *sql.DB of a test opens on the
+// server (and the schema resets run at once), so that a test run beside
+// this one on a server with max_connections 100 has room.
+const maxSessions = 12
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 // env is 32 tenants, each on its own freshly emptied database, behind a
 // tenantsql *sql.DB.
 type env struct {
@@ -37,12 +44,16 @@ var migrations = os.DirFS("../testdata/migrations")
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	names := testenv.Names("tsql_mig", tenantCount)
+	names := testenv.Names(testenv.Unique("tsql_mig"), tenantCount)
 	testenv.EnsureDatabases(t, names...)
+	// At most maxSessions resets at once, like the rest of the test: a
+	// run beside this one on the same server needs room too.
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxSessions)
 	for _, n := range names {
 		wg.Add(1)
-		go func() { defer wg.Done(); testenv.ResetSchema(t, n) }()
+		sem <- struct{}{}
+		go func() { defer wg.Done(); defer func() { <-sem }(); testenv.ResetSchema(t, n) }()
 	}
 	wg.Wait()
 	e := &env{t: t, store: store.NewMemory(), dbOf: map[string]string{}}
@@ -61,13 +72,13 @@ func newEnv(t *testing.T) *env {
 // open opens another tenantsql *sql.DB on the same tenants, as another
 // process would.
 func (e *env) open() *sql.DB {
-	c, err := driver.NewConnector(e.store, driver.WithHooks(nil), driver.WithMaxConns(40))
+	c, err := driver.NewConnector(e.store, driver.WithHooks(nil), driver.WithMaxConns(maxSessions))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(20)
+	db.SetMaxOpenConns(maxSessions)
+	db.SetMaxIdleConns(maxSessions)
 	e.t.Cleanup(func() { db.Close() })
 	return db
 }
@@ -95,7 +106,10 @@ func (e *env) serverVersions(id string) []int64 {
 	}
 	defer db.Close()
 	var exists bool
-	if err := db.QueryRow("SELECT to_regclass('goose_db_version') IS NOT NULL").Scan(&exists); err != nil || !exists {
+	if err := db.QueryRow("SELECT to_regclass('goose_db_version') IS NOT NULL").Scan(&exists); err != nil {
+		e.t.Fatalf("%s: %v", id, err)
+	}
+	if !exists {
 		return nil
 	}
 	rows, err := db.Query("SELECT version_id FROM goose_db_version WHERE version_id > 0 ORDER BY id")
@@ -106,8 +120,13 @@ func (e *env) serverVersions(id string) []int64 {
 	var out []int64
 	for rows.Next() {
 		var v int64
-		rows.Scan(&v)
+		if err := rows.Scan(&v); err != nil {
+			e.t.Fatalf("%s: %v", id, err)
+		}
 		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatalf("%s: %v", id, err)
 	}
 	return out
 }
@@ -274,9 +293,12 @@ func TestConcurrentRunsApplyOnce(t *testing.T) {
 		t.Errorf("the two runs report %d migrations applied, want %d", applied, tenantCount*5)
 	}
 	for _, id := range e.ids {
-		db, _ := sql.Open("pgx", testenv.DatabaseURL(t, e.dbOf[id]))
+		db, err := sql.Open("pgx", testenv.DatabaseURL(t, e.dbOf[id]))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var n, distinct int
-		err := db.QueryRow("SELECT count(*), count(DISTINCT version) FROM applied_log").Scan(&n, &distinct)
+		err = db.QueryRow("SELECT count(*), count(DISTINCT version) FROM applied_log").Scan(&n, &distinct)
 		db.Close()
 		if err != nil || n != 5 || distinct != 5 {
 			t.Errorf("%s: applied_log has %d rows for %d versions (%v); want 5 and 5", id, n, distinct, err)

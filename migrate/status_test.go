@@ -109,8 +109,13 @@ func TestLookingCreatesNothing(t *testing.T) {
 			defer rows.Close()
 			for rows.Next() {
 				var s string
-				rows.Scan(&s)
+				if err := rows.Scan(&s); err != nil {
+					t.Fatal(err)
+				}
 				tables = append(tables, s)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
 			}
 			if len(tables) != 0 {
 				t.Errorf("the database now has tables %v; looking must create none", tables)

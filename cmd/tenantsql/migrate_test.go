@@ -14,11 +14,13 @@ import (
 	"github.com/tenantsql/tenantsql/internal/testenv"
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 // migrateEnv is a file store with four tenants on freshly emptied
 // databases of their own, and a fifth whose server does not exist.
 func migrateEnv(t *testing.T) (storeURL string, dbs []string) {
 	t.Helper()
-	dbs = testenv.Names("tsql_cli", 4)
+	dbs = testenv.Names(testenv.Unique("tsql_cli"), 4)
 	testenv.EnsureDatabases(t, dbs...)
 	storeURL = "file:" + filepath.Join(t.TempDir(), "tenants.json") + "?create=true"
 	for i, db := range dbs {
@@ -44,9 +46,16 @@ func serverVersion(t *testing.T, db string) int64 {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	var exists bool
+	if err := conn.QueryRow("SELECT to_regclass('goose_db_version') IS NOT NULL").Scan(&exists); err != nil {
+		t.Fatalf("%s: %v", db, err)
+	}
+	if !exists {
+		return -1
+	}
 	var v int64
 	if err := conn.QueryRow("SELECT coalesce(max(version_id), -1) FROM goose_db_version").Scan(&v); err != nil {
-		return -1
+		t.Fatalf("%s: %v", db, err)
 	}
 	return v
 }
@@ -134,7 +143,7 @@ func TestMigrateUsage(t *testing.T) {
 // tenant stops waiting at once, is listed as interrupted, and the exit
 // status is 1, so a script does not carry on as if the run had completed.
 func TestMigrateInterrupted(t *testing.T) {
-	const db, id = "tsql_cli_lock", "cli-lock.test"
+	db, id := testenv.Unique("tsql_cli_lock"), "cli-lock.test"
 	testenv.EnsureDatabases(t, db)
 	testenv.ResetSchema(t, db)
 	storeURL := "file:" + filepath.Join(t.TempDir(), "tenants.json") + "?create=true"

@@ -24,6 +24,8 @@ import (
 
 const token = "e2e-token"
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 var (
 	buildOnce sync.Once
 	binary    string
@@ -50,6 +52,18 @@ func build(t *testing.T) string {
 	return binary
 }
 
+// buildWithPort builds the example with port as its default port (the
+// one it listens on without --addr), for this test alone.
+func buildWithPort(t *testing.T, port int) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hospital")
+	out, err := exec.Command("go", "build", "-o", bin, "-ldflags", fmt.Sprintf("-X main.defaultPort=%d", port), ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // server is a running example process.
 type server struct {
 	t    *testing.T
@@ -74,7 +88,13 @@ func start(t *testing.T, storeURL string, extra ...string) *server {
 // environment.
 func startWith(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
-	bin := build(t)
+	return startBinary(t, build(t), env, args...)
+}
+
+// startBinary starts the example built as bin with exactly args, and env
+// added to the environment.
+func startBinary(t *testing.T, bin string, env []string, args ...string) *server {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "TENANTSQL_ADMIN_TOKEN="+token), env...)
 	logs := &lockedBuffer{b: &bytes.Buffer{}}
@@ -133,7 +153,10 @@ func (s *server) do(method, path, tenant string, body any, auth bool) (int, map[
 	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
-		b, _ := json.Marshal(body)
+		b, err := json.Marshal(body)
+		if err != nil {
+			s.t.Fatal(err)
+		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, s.url+path, rd)
@@ -154,7 +177,10 @@ func (s *server) do(method, path, tenant string, body any, auth bool) (int, map[
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+	}
 	if strings.Contains(string(raw), "postgres:postgres@") || strings.Contains(string(raw), "sekret") {
 		s.t.Errorf("%s %s answered with a password: %s", method, path, raw)
 	}
@@ -173,7 +199,10 @@ func writeConfig(t *testing.T, tenants map[string]string) string {
 	for id, u := range tenants {
 		doc["tenants"].(map[string]any)[id] = map[string]any{"deploy_info": map[string]string{"POSTGRES_URL": u}}
 	}
-	b, _ := json.Marshal(doc)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(t.TempDir(), "tenant_config.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -205,8 +234,13 @@ func serverTables(t *testing.T, db string) []string {
 	var out []string
 	for rows.Next() {
 		var n string
-		rows.Scan(&n)
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
 		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -231,9 +265,9 @@ func countRows(t *testing.T, db, query string) int {
 // from its own, already migrated, database.
 func TestTutorial(t *testing.T) {
 	testenv.PostgresURL(t)
-	testenv.DropDatabase(t, "tsql_hosp_1")
-	testenv.DropDatabase(t, "tsql_hosp_2")
-	s := start(t, writeConfig(t, map[string]string{"tenant-1.test.com": tenantURL(t, "tsql_hosp_1")}))
+	testenv.DropDatabase(t, testenv.Unique("tsql_hosp_1"))
+	testenv.DropDatabase(t, testenv.Unique("tsql_hosp_2"))
+	s := start(t, writeConfig(t, map[string]string{"tenant-1.test.com": tenantURL(t, testenv.Unique("tsql_hosp_1"))}))
 
 	// tenant-1 was known at start-up: created and migrated then.
 	code, body := s.do("POST", "/hospital/", "tenant-1.test.com", map[string]string{"name": "St. Mary", "city": "Leeds"}, false)
@@ -243,7 +277,7 @@ func TestTutorial(t *testing.T) {
 
 	code, body = s.do("POST", "/api/tenant/", "", map[string]any{
 		"tenant_id":   "tenant-2.test.com",
-		"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, "tsql_hosp_2")},
+		"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, testenv.Unique("tsql_hosp_2"))},
 	}, true)
 	if code != http.StatusCreated || body["tenant_id"] != "tenant-2.test.com" || body["lifecycle_event"] != "tenant_create" {
 		t.Fatalf("POST /api/tenant/: %d %v", code, body)
@@ -254,8 +288,8 @@ func TestTutorial(t *testing.T) {
 	if code != http.StatusOK || fmt.Sprint(body["data"]) != "[]" || body["tenant_id"] != "tenant-2.test.com" {
 		t.Fatalf(`GET /hospital/ for tenant-2: %d %v; want {"data": [], "tenant_id": "tenant-2.test.com"}`, code, body)
 	}
-	if !databaseExists(t, "tsql_hosp_2") || !strings.Contains(strings.Join(serverTables(t, "tsql_hosp_2"), ","), "hospital") {
-		t.Fatalf("tenant-2's database was not created and migrated: tables %v", serverTables(t, "tsql_hosp_2"))
+	if !databaseExists(t, testenv.Unique("tsql_hosp_2")) || !strings.Contains(strings.Join(serverTables(t, testenv.Unique("tsql_hosp_2")), ","), "hospital") {
+		t.Fatalf("tenant-2's database was not created and migrated: tables %v", serverTables(t, testenv.Unique("tsql_hosp_2")))
 	}
 
 	// tenant-1 still answers its own rows, and only its own.
@@ -275,9 +309,9 @@ func TestTutorial(t *testing.T) {
 	// The tutorial's move: PUT tenant-2 to a database that does not exist
 	// yet; the very next request is answered from it, created and
 	// migrated, not from the old one and not before its tables exist.
-	testenv.DropDatabase(t, "tsql_hosp_2b")
+	testenv.DropDatabase(t, testenv.Unique("tsql_hosp_2b"))
 	code, body = s.do("PUT", "/api/tenant/tenant-2.test.com/", "", map[string]any{
-		"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, "tsql_hosp_2b")},
+		"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, testenv.Unique("tsql_hosp_2b"))},
 	}, true)
 	if code != http.StatusOK || body["lifecycle_event"] != "tenant_update" {
 		t.Fatalf("PUT /api/tenant/tenant-2.test.com/: %d %v", code, body)
@@ -289,10 +323,10 @@ func TestTutorial(t *testing.T) {
 	if code, body := s.do("POST", "/hospital/", "tenant-2.test.com", map[string]string{"name": "Moved"}, false); code != http.StatusCreated {
 		t.Fatalf("POST for tenant-2 after its move: %d %v", code, body)
 	}
-	if n := countRows(t, "tsql_hosp_2b", "SELECT count(*) FROM hospital WHERE name = 'Moved'"); n != 1 {
+	if n := countRows(t, testenv.Unique("tsql_hosp_2b"), "SELECT count(*) FROM hospital WHERE name = 'Moved'"); n != 1 {
 		t.Fatalf("the row written after the move is not in the new database (%d rows there)", n)
 	}
-	if n := countRows(t, "tsql_hosp_2", "SELECT count(*) FROM hospital WHERE name = 'Moved'"); n != 0 {
+	if n := countRows(t, testenv.Unique("tsql_hosp_2"), "SELECT count(*) FROM hospital WHERE name = 'Moved'"); n != 0 {
 		t.Fatalf("the row written after the move is in the old database")
 	}
 
@@ -320,14 +354,14 @@ func TestTutorial(t *testing.T) {
 func TestTwoInstancesOnRedis(t *testing.T) {
 	testenv.PostgresURL(t)
 	redisURL := testenv.WithQuery(testenv.RedisURL(t), "prefix", testenv.RedisPrefix(t))
-	for _, db := range []string{"tsql_hosp_r2", "tsql_hosp_r3"} {
+	for _, db := range []string{testenv.Unique("tsql_hosp_r2"), testenv.Unique("tsql_hosp_r3")} {
 		testenv.DropDatabase(t, db)
 	}
 	a := start(t, redisURL)
 	b := start(t, redisURL)
 	const id = "tenant-r.test.com"
 
-	if code, body := a.do("POST", "/api/tenant/", "", map[string]any{"tenant_id": id, "deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, "tsql_hosp_r2")}}, true); code != http.StatusCreated {
+	if code, body := a.do("POST", "/api/tenant/", "", map[string]any{"tenant_id": id, "deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, testenv.Unique("tsql_hosp_r2"))}}, true); code != http.StatusCreated {
 		t.Fatalf("create through a: %d %v", code, body)
 	}
 	if code, body := b.do("POST", "/hospital/", id, map[string]string{"name": "in r2"}, false); code != http.StatusCreated {
@@ -338,7 +372,7 @@ func TestTwoInstancesOnRedis(t *testing.T) {
 	}
 
 	// Move the tenant to a new database through b.
-	if code, body := b.do("PUT", "/api/tenant/"+id+"/", "", map[string]any{"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, "tsql_hosp_r3")}}, true); code != http.StatusOK || body["lifecycle_event"] != "tenant_update" {
+	if code, body := b.do("PUT", "/api/tenant/"+id+"/", "", map[string]any{"deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, testenv.Unique("tsql_hosp_r3"))}}, true); code != http.StatusOK || body["lifecycle_event"] != "tenant_update" {
 		t.Fatalf("update through b: %d %v", code, body)
 	}
 	for _, s := range []*server{a, b} {

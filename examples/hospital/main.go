@@ -52,12 +52,15 @@ var defaultConfig []byte
 
 const defaultStore = "file:tenant_config.json"
 
+// defaultPort is the port to listen on without --addr. It is a variable so
+// that a build can change it (go build -ldflags "-X main.defaultPort=8080"),
+// as the tests do when 8000 is taken.
+var defaultPort = "8000"
+
 // Where to listen without --addr: every interface with a token, only the
 // loopback interface without one.
-const (
-	defaultAddr       = ":8000"
-	defaultNoAuthAddr = "127.0.0.1:8000"
-)
+func defaultAddr() string       { return ":" + defaultPort }
+func defaultNoAuthAddr() string { return "127.0.0.1:" + defaultPort }
 
 func migrations() fs.FS {
 	sub, err := fs.Sub(migrationFiles, "migrations")
@@ -79,8 +82,8 @@ type config struct {
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.store, "store", defaultStore, "tenant store URL (file:PATH, redis://HOST:PORT/DB?prefix=NAME)")
-	flag.StringVar(&cfg.addr, "addr", "", "address to listen on (default "+defaultAddr+", or "+defaultNoAuthAddr+" with --insecure-no-auth)")
-	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token, for local development only; listens on "+defaultNoAuthAddr+" unless --addr is given")
+	flag.StringVar(&cfg.addr, "addr", "", "address to listen on (default "+defaultAddr()+", or "+defaultNoAuthAddr()+" with --insecure-no-auth)")
+	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token, for local development only; listens on "+defaultNoAuthAddr()+" unless --addr is given")
 	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
@@ -131,7 +134,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write
 	}
 	if cfg.noAuth {
 		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
-			log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth); listening on a loopback address, so only this machine can reach it ("+defaultNoAuthAddr+" unless --addr is given)", "addr", ln.Addr().String())
+			log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth); listening on a loopback address, so only this machine can reach it ("+defaultNoAuthAddr()+" unless --addr is given)", "addr", ln.Addr().String())
 		} else {
 			log.Warn("hospital: the admin API accepts requests without a token (--insecure-no-auth), and --addr makes it reachable from other machines: anyone who reaches it can change tenants", "addr", ln.Addr().String())
 		}
@@ -158,9 +161,9 @@ func listenAddr(addr string, set, noAuth bool) string {
 	case set:
 		return addr
 	case noAuth:
-		return defaultNoAuthAddr
+		return defaultNoAuthAddr()
 	}
-	return defaultAddr
+	return defaultAddr()
 }
 
 // writeDefaultConfig writes the tutorial's tenant file at path unless a

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -34,17 +35,20 @@ func TestListenAddr(t *testing.T) {
 }
 
 // With --insecure-no-auth and no --addr, the example listens on the
-// loopback interface only, and says so.
+// loopback interface only, and says so. The example is built with a free
+// port as its default (8000 may be taken), so the test always runs.
 func TestNoAuthListensOnLoopback(t *testing.T) {
 	testenv.PostgresURL(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:8000")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Skipf("127.0.0.1:8000 is in use, so the default address cannot be tried: %v", err)
+		t.Fatal(err)
 	}
+	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := startWith(t, nil, "--store", writeConfig(t, map[string]string{}), "--insecure-no-auth")
-	if s.url != "http://127.0.0.1:8000" {
-		t.Fatalf("listening on %s, want http://127.0.0.1:8000", s.url)
+	bin := buildWithPort(t, port)
+	s := startBinary(t, bin, nil, "--store", writeConfig(t, map[string]string{}), "--insecure-no-auth")
+	if want := fmt.Sprintf("http://127.0.0.1:%d", port); s.url != want {
+		t.Fatalf("listening on %s, want %s", s.url, want)
 	}
 	if code, body := s.do("GET", "/api/tenant/", "", nil, false); code != http.StatusOK {
 		t.Fatalf("GET /api/tenant/ without a token: %d %v", code, body)
@@ -58,14 +62,14 @@ func TestNoAuthListensOnLoopback(t *testing.T) {
 // and a tenant URL that would borrow the server's ~/.pgpass password.
 func TestNoAuthAdminAPI(t *testing.T) {
 	testenv.PostgresURL(t)
-	testenv.DropDatabase(t, "tsql_hosp_na")
+	testenv.DropDatabase(t, testenv.Unique("tsql_hosp_na"))
 	home := t.TempDir()
 	if err := os.WriteFile(filepath.Join(home, ".pgpass"), []byte("127.0.0.1:*:*:*:from-pgpass\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := startWith(t, []string{"HOME=" + home},
 		"--store", writeConfig(t, map[string]string{}), "--addr", "127.0.0.1:0", "--insecure-no-auth")
-	good := `{"tenant_id": "tenant-na.test.com", "deploy_info": {"POSTGRES_URL": "` + tenantURL(t, "tsql_hosp_na") + `"}}`
+	good := `{"tenant_id": "tenant-na.test.com", "deploy_info": {"POSTGRES_URL": "` + tenantURL(t, testenv.Unique("tsql_hosp_na")) + `"}}`
 	tests := []struct {
 		name    string
 		method  string
@@ -78,7 +82,7 @@ func TestNoAuthAdminAPI(t *testing.T) {
 		{name: "text/plain", method: "POST", body: good, header: map[string]string{"Content-Type": "text/plain"}, want: 415, wantErr: "must be application/json"},
 		{name: "other origin", method: "POST", body: good, header: map[string]string{"Content-Type": "application/json", "Origin": "http://evil.example"}, want: 403, wantErr: "cross-origin request refused"},
 		{name: "cross-site", method: "POST", body: good, header: map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, want: 403, wantErr: "cross-origin request refused"},
-		{name: "server's password", method: "POST", body: `{"tenant_id": "tenant-na.test.com", "deploy_info": {"POSTGRES_URL": "postgres://postgres@127.0.0.1:5432/tsql_hosp_na?sslmode=disable"}}`,
+		{name: "server's password", method: "POST", body: `{"tenant_id": "tenant-na.test.com", "deploy_info": {"POSTGRES_URL": "postgres://postgres@127.0.0.1:5432/` + testenv.Unique("tsql_hosp_na") + `?sslmode=disable"}}`,
 			header: map[string]string{"Content-Type": "application/json"}, want: 400, wantErr: "it gives no password"},
 		{name: "same origin", method: "POST", body: good, header: map[string]string{"Content-Type": "application/json", "Origin": s.url, "Sec-Fetch-Site": "same-origin"}, want: 201},
 		{name: "list", method: "GET", want: 200},
@@ -97,7 +101,10 @@ func TestNoAuthAdminAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			raw, _ := io.ReadAll(resp.Body)
+			raw, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var out struct {
 				Error string `json:"error"`
 			}
