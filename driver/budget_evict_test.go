@@ -190,7 +190,10 @@ func TestTenantChangeWhileAcquiring(t *testing.T) {
 				// A takes B's slot at once (it has no connection) and waits
 				// for B's session to end.
 				eventually(t, 5*time.Second, "A to evict B's connection", func() bool {
-					st, _ := c.TenantStats(idB)
+					st, ok := c.TenantStats(idB)
+					if !ok {
+						t.Fatalf("TenantStats(%q): unknown tenant", idB)
+					}
 					return st.Evictions == 1
 				})
 			} else {

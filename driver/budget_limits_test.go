@@ -225,7 +225,7 @@ func TestEvictionPicksColdest(t *testing.T) {
 			t.Errorf("%s has %d sessions, want 1", ti.ID, n)
 		}
 	}
-	if st, _ := f.conn.TenantStats(c.ID); st.Evictions != 1 {
+	if st := f.tenantStats(c.ID); st.Evictions != 1 {
 		t.Errorf("evictions of the coldest tenant: %d, want 1", st.Evictions)
 	}
 }

@@ -207,7 +207,7 @@ func TestNoTenantStarves(t *testing.T) {
 		}()
 	}
 	eventually(t, time.Minute, "the hot tenant to hold the whole budget, with callers waiting", func() bool {
-		st, _ := f.conn.TenantStats(hot.ID)
+		st := f.tenantStats(hot.ID)
 		return st.Open == 4 && st.Waiting > 0
 	})
 	var worst time.Duration

@@ -178,12 +178,20 @@ func TestDBStmtAcrossTenants(t *testing.T) {
 		if err := s2.Close(); err != nil {
 			t.Fatal(err)
 		}
+		seen := 0
 		for rows.Next() {
 			var got answer
 			if err := rows.Scan(&got.DB, &got.App); err != nil {
 				t.Fatal(err)
 			}
 			f.check(b, got)
+			seen++
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if seen != 1 {
+			t.Errorf("the statement's rows: %d, want 1", seen)
 		}
 		if err := rows.Close(); err != nil {
 			t.Fatal(err)

@@ -58,8 +58,13 @@ func TestTxOtherTenant(t *testing.T) {
 		}
 		for rows.Next() {
 			var m string
-			rows.Scan(&m)
+			if err := rows.Scan(&m); err != nil {
+				t.Fatal(err)
+			}
 			marks = append(marks, m)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
 		}
 		rows.Close()
 		want := 0
@@ -151,9 +156,7 @@ func TestCancelMidQuery(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, "the server to stop running the cancelled queries", func() bool {
-		var n int
-		f.admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 AND query LIKE '%pg_sleep(30)%' AND state = 'active'", f.tag+"-%").Scan(&n)
-		return n == 0
+		return f.adminCount("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 AND query LIKE '%pg_sleep(30)%' AND state = 'active'", f.tag+"-%") == 0
 	})
 
 	t.Run("rows open when cancelled", func(t *testing.T) {
@@ -203,7 +206,7 @@ func TestCancelBeginTx(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("BeginTx waiting on a tenant at its cap: err = %v, want DeadlineExceeded", err)
 		}
-		if st, _ := f.conn.TenantStats(a.ID); st.Waiting != 0 || st.Open != 1 {
+		if st := f.tenantStats(a.ID); st.Waiting != 0 || st.Open != 1 {
 			t.Errorf("after the cancelled BeginTx: %+v, want 1 open and nobody waiting", st)
 		}
 		hold.Rollback()

@@ -111,13 +111,11 @@ func TestTenantURLChanged(t *testing.T) {
 	f.check(ti, got)
 	conn.Close()
 	eventually(t, 5*time.Second, "the old database's sessions to close", func() bool {
-		var n int
-		f.admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2", ti.ID, ti.DB).Scan(&n)
-		return n == 0
+		return f.adminCount("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2", ti.ID, ti.DB) == 0
 	})
 	// One checkout before the change and at least one after: the new
 	// configuration's counters start from the old ones.
-	st, _ := f.conn.TenantStats(ti.ID)
+	st := f.tenantStats(ti.ID)
 	if st.Acquires < 2 {
 		t.Errorf("stats lost their history across the change: %+v", st)
 	}

@@ -135,6 +135,28 @@ func (f *fixture) serverSessions() int {
 	return n
 }
 
+// adminCount runs a count query as the admin and fails the test when the
+// query or its Scan fails: a failed server query never reads as 0.
+func (f *fixture) adminCount(query string, args ...any) int {
+	f.t.Helper()
+	var n int
+	if err := f.admin.QueryRowContext(f.ctx, query, args...).Scan(&n); err != nil {
+		f.t.Fatalf("admin query %q: %v", query, err)
+	}
+	return n
+}
+
+// tenantStats is Connector.TenantStats, failing the test when the
+// connector does not know the tenant (zero stats would pass most checks).
+func (f *fixture) tenantStats(id string) driver.TenantStats {
+	f.t.Helper()
+	st, ok := f.conn.TenantStats(id)
+	if !ok {
+		f.t.Fatalf("TenantStats(%q): tenant unknown to the connector", id)
+	}
+	return st
+}
+
 // serverSessionsOf counts the sessions of one tenant as the server sees them.
 func (f *fixture) serverSessionsOf(ti tenantInfo) int {
 	f.t.Helper()

@@ -144,6 +144,17 @@ func TestTenantReadiness(t *testing.T) {
 	f := newFixture(t, "ready", 1, driver.WithHooks(reg))
 	bg := context.Background()
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseHook := func() { releaseOnce.Do(func() { close(release) }) }
+	// parked is the query that waits for the slow tenant's hooks.
+	var parked sync.WaitGroup
+	// Whatever failed, the hook blocked on <-release is let go and the
+	// parked query is waited for before the fixture closes the connector
+	// (cleanups run last-in first-out: this one runs before the fixture's).
+	t.Cleanup(func() {
+		releaseHook()
+		parked.Wait()
+	})
 	var hookSaw answer
 	var secondRan atomic.Int64
 	fail := atomic.Bool{}
@@ -186,20 +197,25 @@ func TestTenantReadiness(t *testing.T) {
 	ctx, cancel := context.WithTimeout(slow.ctx(bg), 200*time.Millisecond)
 	_, err := f.db.ExecContext(ctx, "SELECT 1")
 	cancel()
+	if err == nil {
+		t.Fatal("a query for the new tenant ran while its create hooks were still running: the readiness gate was skipped")
+	}
 	if !errors.Is(err, driver.ErrTenantNotReady) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("query during the create hooks with a short deadline: %v, want ErrTenantNotReady and DeadlineExceeded", err)
+		t.Fatalf("query during the create hooks with a short deadline: %v, want ErrTenantNotReady and DeadlineExceeded (the readiness gate was not waited for)", err)
 	}
 	done := make(chan error, 1)
+	parked.Add(1)
 	go func() {
+		defer parked.Done()
 		var n int
 		done <- f.db.QueryRowContext(slow.ctx(bg), "SELECT count(*) FROM ready_marks").Scan(&n)
 	}()
 	select {
 	case err := <-done:
-		t.Fatalf("query ran before the create hooks finished: %v", err)
+		t.Fatalf("query ran before the create hooks finished (the readiness gate was skipped): %v", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(release)
+	releaseHook()
 	if err := <-done; err != nil {
 		t.Fatalf("first query after the hooks: %v", err)
 	}
