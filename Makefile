@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate fuzz fmt-check run-example
+.PHONY: help services test test-short bench bench-migrate bench-fit fuzz fmt-check run-example
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -27,6 +27,11 @@ bench: services ## Run the routing benchmark (internal/cmd/bench), on a private 
 
 bench-migrate: services ## Measure migrating 200 tenants x 5 migrations
 	$(GO) run ./internal/cmd/bench -suite migrate
+
+# Extra flags for the fit suite, e.g. make bench-fit BENCHFLAGS="-duration 3s -fit-tenants 40"
+BENCHFLAGS ?=
+bench-fit: services ## Budgets that fit the demand (issue 11): this driver and 29be03b's, side by side
+	bash internal/cmd/bench/fit-side-by-side.sh $(BENCHFLAGS)
 
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
 # report its own stop deadline as a failure ("context deadline exceeded", no
