@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate fuzz fmt-check run-example mutate
+.PHONY: help services test test-short bench bench-migrate bench-fit fuzz fmt-check run-example mutate
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -34,6 +34,11 @@ MUTATE ?=
 MUTATE_FLAGS ?=
 mutate: services ## Break critical lines one at a time (scripts/mutations), report any the tests miss (MUTATE=regexp, MUTATE_FLAGS)
 	MUTATE='$(MUTATE)' MUTATE_FLAGS='$(MUTATE_FLAGS)' GO='$(GO)' bash scripts/mutate.sh
+
+# Extra flags for the fit suite, e.g. make bench-fit BENCHFLAGS="-duration 3s -fit-tenants 40"
+BENCHFLAGS ?=
+bench-fit: services ## Budgets that fit the demand (issue 11): this driver and 29be03b's, side by side
+	bash internal/cmd/bench/fit-side-by-side.sh $(BENCHFLAGS)
 
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
 # report its own stop deadline as a failure ("context deadline exceeded", no

@@ -4,6 +4,7 @@
 //	go run ./internal/cmd/bench              # starts a private server (scripts/bench-postgres.sh)
 //	go run ./internal/cmd/bench -url postgres://postgres@127.0.0.1:5432/postgres
 //	go run ./internal/cmd/bench -suite migrate  # 200 tenants x 5 migrations
+//	go run ./internal/cmd/bench -suite fit      # budgets that fit the demand (issue 11)
 //
 // Each case runs for -duration after a warm-up, -rounds times, the order of
 // cases rotating between rounds; the table shows the median round. Every
@@ -37,13 +38,19 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
 		workers  = flag.Int("workers", 8, "concurrent goroutines")
 		cap100   = flag.Int("tenantsql-max-conns", 128, "tenantsql's WithMaxConns cap")
-		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) or idle (10,000 registered tenants, 100 hot)")
+		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) idle (10,000 registered tenants, 100 hot) or fit (budgets that fit the demand, issue 11)")
 		tenants  = flag.Int("tenants", 0, "tenants (default: 200 for migrate, 1000 for budget, 10000 for idle)")
 		budget   = flag.Int("budget", 80, "tenantsql's server budget for -suite budget")
+
+		fitTenants = flag.String("fit-tenants", "40,400", "-suite fit: tenant counts")
+		fitWorkers = flag.String("fit-workers", "16,64", "-suite fit: worker counts")
+		fitBudgets = flag.String("fit-budgets", "1,2", "-suite fit: budgets, as multiples of the tenant count")
+		fitDials   = flag.String("fit-dial-delays", "0s,30ms", "-suite fit: how much slower each dial is made")
+		fitWarmCap = flag.Duration("fit-warmup-cap", 10*time.Second, "-suite fit: longest warm-up per case")
 	)
 	flag.Parse()
-	if !slices.Contains([]string{"query", "migrate", "budget", "idle"}, *suite) {
-		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget or idle)\n", *suite)
+	if !slices.Contains([]string{"query", "migrate", "budget", "idle", "fit"}, *suite) {
+		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget, idle or fit)\n", *suite)
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -75,6 +82,8 @@ func main() {
 		suiteErr = budgetSuite(ctx, *adminURL, *tenants, 64, *budget, *dur)
 	case "idle":
 		suiteErr = idleSuite(ctx, *adminURL, *tenants, 100, 16, *dur, 5*time.Second)
+	case "fit":
+		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitWarmCap, *dur)
 	}
 	if *suite != "query" {
 		if suiteErr != nil {
