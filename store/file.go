@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,9 @@ type File struct {
 
 	done chan struct{}  // closed by Close, to stop pollLoop
 	wg   sync.WaitGroup // pollLoop
+	// polls counts the polls pollLoop completed (logging included), so
+	// that tests wait for the next ones instead of sleeping.
+	polls atomic.Int64
 }
 
 var (
@@ -508,6 +512,7 @@ func (f *File) pollLoop() {
 			// The last good state stays in use until the file is fixed.
 			f.log.Warn("tenantsql: store: the tenant file is unreadable; keeping the tenants read before", "err", err)
 		}
+		f.polls.Add(1)
 	}
 }
 

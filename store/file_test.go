@@ -234,13 +234,13 @@ func TestFileWrites(t *testing.T) {
 
 	check := func(step string) {
 		t.Helper()
-		list, _ := f.List(ctx)
+		list := mustList(t, f)
 		if got := diskTenants(t, path); !sameTenants(got, list) {
 			t.Errorf("after %s the file holds %v, the store %v", step, got, list)
 		}
 		// A fresh store reads back exactly what this one holds.
 		g := openFile(t, path)
-		if got, _ := g.List(ctx); !sameTenants(got, list) {
+		if got := mustList(t, g); !sameTenants(got, list) {
 			t.Errorf("after %s a reopened store holds %v, want %v", step, got, list)
 		}
 		g.Close()
@@ -314,7 +314,7 @@ func failedWrite(t *testing.T, breakWrites func(dir string) (restore func())) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listBefore, _ := f.List(ctx)
+	listBefore := mustList(t, f)
 
 	restore := breakWrites(dir)
 	created, errCreate := f.Create(ctx, newTenant("t4", "four"))
@@ -333,11 +333,11 @@ func failedWrite(t *testing.T, breakWrites func(dir string) (restore func())) {
 			t.Errorf("error %q: want it to name %s and hold no password", err, path)
 		}
 	}
-	after, _ := os.ReadFile(path)
+	after := []byte(mustRead(t, path))
 	if !bytes.Equal(before, after) {
 		t.Errorf("a failed write changed the file:\n%s", after)
 	}
-	if list, _ := f.List(ctx); !sameTenants(list, listBefore) {
+	if list := mustList(t, f); !sameTenants(list, listBefore) {
 		t.Errorf("store holds %v after failed writes, want %v", ids(list), ids(listBefore))
 	}
 	assertNoTempFiles(t, dir)
@@ -538,27 +538,27 @@ func TestFilePolling(t *testing.T) {
 		_, gone := ts["from-other"]
 		return hand && !gone
 	})
-	good, _ := f.List(ctx)
+	good := mustList(t, f)
 
 	// A broken edit is logged once and the last good state stays.
 	replaceFile(t, path, edited[:len(edited)/2])
 	eventually(t, "the broken file is logged", func() bool { return strings.Contains(logs.String(), path) })
 	// Give the poller many chances to log it again.
-	time.Sleep(10 * 20 * time.Millisecond)
+	waitPolls(t, f, 10)
 	if n := strings.Count(logs.String(), path); n != 1 {
 		t.Errorf("the broken file was logged %d times, want once:\n%s", n, logs)
 	}
 	if !strings.Contains(logs.String(), "incomplete") || strings.Contains(logs.String(), "hunter2") {
 		t.Errorf("log should say what is wrong and hold no password:\n%s", logs)
 	}
-	if list, _ := f.List(ctx); !sameTenants(list, good) {
+	if list := mustList(t, f); !sameTenants(list, good) {
 		t.Errorf("store holds %v after a broken edit, want the last good %v", ids(list), ids(good))
 	}
 	// Writes refuse to overwrite a file they cannot read.
 	if _, err := f.Create(ctx, newTenant("refused", "x")); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("Create over a broken file = %v, want an error naming it", err)
 	}
-	if data, _ := os.ReadFile(path); string(data) != edited[:len(edited)/2] {
+	if data := mustRead(t, path); data != edited[:len(edited)/2] {
 		t.Errorf("a write replaced the broken file")
 	}
 
@@ -731,7 +731,7 @@ func TestFileTwoStoresOneFile(t *testing.T) {
 		}
 	}
 	for s, want := range []int{99, 98} {
-		if list, _ := stores[s].List(ctx); len(list) != want {
+		if list := mustList(t, stores[s]); len(list) != want {
 			t.Errorf("store %d holds %d tenants, want %d", s, len(list), want)
 		}
 	}

@@ -34,7 +34,9 @@ func FuzzValidateID(f *testing.F) {
 		if len(err.Error()) > 400 {
 			t.Fatalf("ValidateID error is %d bytes long: the input is echoed unbounded", len(err.Error()))
 		}
-		_ = utf8.ValidString(err.Error())
+		if !utf8.ValidString(err.Error()) {
+			t.Fatalf("ValidateID(%q) error %q is not valid UTF-8: the input is echoed unescaped", id, err)
+		}
 	})
 }
 

@@ -80,6 +80,9 @@ type Redis struct {
 	// (awaitFollowed); losses counts the data losses it found.
 	followed chan struct{}
 	losses   int
+	// resyncs counts the full resyncs the follower completed, so that
+	// tests wait for the next ones instead of sleeping.
+	resyncs int
 
 	// hub has a lock of its own; events are published with mu held, so
 	// that they reach watchers in the order they were applied.

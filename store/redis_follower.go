@@ -274,6 +274,7 @@ func (f *follower) resync(ctx context.Context) error {
 	if lost {
 		r.losses++
 	}
+	r.resyncs++
 	r.wakeWritersLocked()
 	r.mu.Unlock()
 	f.synced, f.epoch, f.version, f.lastID = true, e, v, lastID

@@ -22,9 +22,7 @@ func TestRedisPropagation(t *testing.T) {
 	ctx := context.Background()
 	waitFor(t, 5*time.Second, "the first sync", func() bool { return fb.has() })
 
-	opts, _ := redis.ParseURL(u)
-	spy := redis.NewClient(opts)
-	defer spy.Close()
+	spy := rawRedis(t, u)
 	sub := spy.Subscribe(ctx, "{"+prefix+"}:changes")
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
@@ -72,7 +70,8 @@ func TestRedisPropagation(t *testing.T) {
 
 // A wake-up lost on the way (a change written without PUBLISH, as when
 // pub/sub drops it) is found by the periodic version check; a gap in the
-// stream (trimmed past the follower) leads to a resync.
+// stream's versions right after the entry the follower applied last (that
+// entry still there, the next version's entry deleted) leads to a resync.
 func TestRedisLostWakeUpAndGap(t *testing.T) {
 	u := testenv.RedisURL(t)
 	prefix := testenv.RedisPrefix(t)
@@ -80,27 +79,59 @@ func TestRedisLostWakeUpAndGap(t *testing.T) {
 	fs := startFollow(t, s)
 	ctx := context.Background()
 	waitFor(t, 5*time.Second, "the first sync", func() bool { return fs.has() })
-	opts, _ := redis.ParseURL(u)
-	raw := redis.NewClient(opts)
-	defer raw.Close()
+	raw := rawRedis(t, u)
 	k := newRedisKeys(prefix)
-	rec, _ := encodeRecord(Tenant{ID: "silent", DeployInfo: dbInfo("silent"), Version: 1, CreatedAt: now(), UpdatedAt: now()})
+	record := func(id string) string {
+		t.Helper()
+		rec, err := encodeRecord(Tenant{ID: id, DeployInfo: dbInfo(id), Version: 1, CreatedAt: now(), UpdatedAt: now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
 
 	// Lost wake-up: the stream and counter are right, the message never came.
-	v := raw.Incr(ctx, k.version).Val()
-	raw.HSet(ctx, k.tenants, "silent", rec)
-	raw.XAdd(ctx, &redis.XAddArgs{Stream: k.events, Values: []any{"v", v, "t", "create", "id", "silent"}})
+	v, err := raw.Incr(ctx, k.version).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.HSet(ctx, k.tenants, "silent", record("silent")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.XAdd(ctx, &redis.XAddArgs{Stream: k.events, Values: []any{"v", v, "t", "create", "id", "silent"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "the silently created tenant", func() bool { return fs.has("silent") })
 
-	// Gap: two versions whose stream entries were trimmed away.
-	raw.Incr(ctx, k.version)
-	v = raw.Incr(ctx, k.version).Val()
-	rec2, _ := encodeRecord(Tenant{ID: "trimmed", DeployInfo: dbInfo("trimmed"), Version: 1, CreatedAt: now(), UpdatedAt: now()})
-	raw.HSet(ctx, k.tenants, "trimmed", rec2)
-	raw.XTrimMaxLen(ctx, k.events, 0)
-	raw.XAdd(ctx, &redis.XAddArgs{Stream: k.events, Values: []any{"v", v, "t", "create", "id", "trimmed"}})
-	raw.Publish(ctx, k.channel, v)
-	waitFor(t, 5*time.Second, "the tenant behind the gap", func() bool { return fs.has("silent", "trimmed") })
+	// Gap: versions v+1 (tenant hidden) and v+2 (tenant after) are
+	// written in one transaction, and v+1's stream entry deleted. The
+	// entry of v, which the follower applied last, stays: catching up
+	// from it reads v+2 next, which only the gap check notices.
+	last, err := raw.XRevRangeN(ctx, k.events, "+", "-", 1).Result()
+	if err != nil || len(last) != 1 {
+		t.Fatalf("the stream's last entry: %v, %v", last, err)
+	}
+	ms, seq := splitStreamID(last[0].ID)
+	id1, id2 := fmt.Sprintf("%d-%d", ms, seq+1), fmt.Sprintf("%d-%d", ms, seq+2)
+	if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k.tenants, "hidden", record("hidden"), "after", record("after"))
+		p.XAdd(ctx, &redis.XAddArgs{Stream: k.events, ID: id1, Values: []any{"v", v + 1, "t", "create", "id", "hidden"}})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: k.events, ID: id2, Values: []any{"v", v + 2, "t", "create", "id", "after"}})
+		p.XDel(ctx, k.events, id1)
+		p.Set(ctx, k.version, v+2, 0)
+		p.Publish(ctx, k.channel, v+2)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.XLen(ctx, k.events).Result(); err != nil || n < 2 {
+		t.Fatalf("XLEN = %d, %v: the fixture must leave the entry applied last in the stream", n, err)
+	}
+	waitFor(t, 5*time.Second, "the tenant after the gap", func() bool { return fs.has("after") })
+	if !fs.has("silent", "hidden", "after") {
+		t.Fatal("a gap in the stream's versions was not detected: the follower applied the entry after the gap " +
+			"and never resynced, so tenant \"hidden\" (created at the missing version) is unknown to it")
+	}
 }
 
 // Redis restarted (with its data) while a process followed it, and a
@@ -223,10 +254,10 @@ func TestRedisAcceptLossMissedMarker(t *testing.T) {
 // resync) follow them, then makes Redis lose the last write, the create
 // of t3, as a failover to a replica that lacked it would: the record, its
 // stream entry and its version go, the epoch stays.
-func rollBack(t *testing.T, u, prefix string, resync time.Duration) (a, b *Redis, fb *follow) {
+func rollBack(t *testing.T, u, prefix string, resync time.Duration, opts ...RedisOption) (a, b *Redis, fb *follow) {
 	t.Helper()
 	a = openRedis(t, u, prefix)
-	b = openRedis(t, u, prefix, WithRedisResyncInterval(resync))
+	b = openRedis(t, u, prefix, append([]RedisOption{WithRedisResyncInterval(resync)}, opts...)...)
 	ctx := context.Background()
 	for _, id := range []string{"t1", "t2", "t3"} {
 		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
@@ -237,7 +268,11 @@ func rollBack(t *testing.T, u, prefix string, resync time.Duration) (a, b *Redis
 	waitFor(t, 5*time.Second, "t1..t3", func() bool { return fb.has("t1", "t2", "t3") })
 	raw := rawRedis(t, u)
 	k := newRedisKeys(prefix)
-	last := raw.XRevRangeN(ctx, k.events, "+", "-", 1).Val()[0]
+	lastEnts, err := raw.XRevRangeN(ctx, k.events, "+", "-", 1).Result()
+	if err != nil || len(lastEnts) != 1 {
+		t.Fatalf("the stream's last entry: %v, %v", lastEnts, err)
+	}
+	last := lastEnts[0]
 	if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, k.tenants, "t3")
 		p.XDel(ctx, k.events, last.ID)
@@ -268,7 +303,7 @@ func TestRedisRollbackDetected(t *testing.T) {
 		t.Error("Status().DataLoss is false after a rollback")
 	}
 	// Several full resyncs later the rolled-back tenant is still served.
-	time.Sleep(1500 * time.Millisecond)
+	waitResyncs(t, b, 3)
 	if !fb.has("t1", "t2", "t3", "x") {
 		t.Error("the rolled-back tenant t3 was dropped without an explicit delete")
 	}
@@ -298,7 +333,7 @@ func TestRedisMalformedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "a tenant created after the bad records", func() bool { return fb.has("later") })
-	time.Sleep(700 * time.Millisecond) // at least one full resync
+	waitResyncs(t, b, 1)
 	fb.mu.Lock()
 	known, ok := fb.tr.Get("known")
 	_, hasBad := fb.tr.Get("bad")
@@ -388,7 +423,7 @@ func TestRedisKeptTenantDeleted(t *testing.T) {
 		t.Errorf("Delete(t3) = %v, %v; want false (Redis lacks it), nil", deleted, err)
 	}
 	waitFor(t, 5*time.Second, "t3 deleted", func() bool { return fb.has("t1", "t2") && !fb.has("t3") })
-	time.Sleep(700 * time.Millisecond) // full resyncs must not bring it back
+	waitResyncs(t, b, 2) // full resyncs must not bring it back
 	if fb.has("t3") {
 		t.Error("t3 came back after its delete")
 	}

@@ -17,6 +17,38 @@ import (
 	"github.com/tenantsql/tenantsql/internal/testenv"
 )
 
+// mustList returns s.List, failing the test if it fails: "nothing was
+// created" must not pass because the list could not be read.
+func mustList(t testing.TB, s Store) []Tenant {
+	t.Helper()
+	list, err := s.List(context.Background())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return list
+}
+
+// mustGet returns s.Get(id), failing the test if it fails.
+func mustGet(t testing.TB, s Store, id string) Tenant {
+	t.Helper()
+	tn, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", id, err)
+	}
+	return tn
+}
+
+// mustRead returns the content of a file, failing the test if it cannot
+// be read.
+func mustRead(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // dbInfo returns valid deploy info whose URL names db and holds a password.
 func dbInfo(db string) map[string]string {
 	return map[string]string{KeyPostgresURL: "postgres://app:hunter2@db.internal:5432/" + db}
@@ -203,7 +235,7 @@ func TestStoreCRUD(t *testing.T) {
 		if _, err := s.Create(ctx, newTenant("t1", "other")); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `"t1"`) {
 			t.Errorf("second Create of t1 = %v, want ErrExists naming it", err)
 		}
-		if g, _ := s.Get(ctx, "t1"); g.PostgresURL() != c.PostgresURL() {
+		if g := mustGet(t, s, "t1"); g.PostgresURL() != c.PostgresURL() {
 			t.Errorf("a failed Create changed the tenant: %v", g)
 		}
 		wantInvalid(t, getErr(s.Create(ctx, Tenant{ID: "t2"})), "deploy_info")
@@ -245,7 +277,7 @@ func TestStoreCRUD(t *testing.T) {
 		if _, err := s.Update(ctx, stale); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), `"t1"`) {
 			t.Errorf("Update with a stale version = %v, want ErrConflict naming the tenant", err)
 		}
-		if g, _ := s.Get(ctx, "t1"); g.Version != 2 || g.PostgresURL() != u.PostgresURL() {
+		if g := mustGet(t, s, "t1"); g.Version != 2 || g.PostgresURL() != u.PostgresURL() {
 			t.Errorf("a conflicting Update changed the tenant: %v", g)
 		}
 		stale.Version = 2
@@ -299,9 +331,9 @@ func TestStoreReturnsCopies(t *testing.T) {
 		want := dbInfo("one")
 		in.DeployInfo[KeyPostgresURL] = "postgres://input/changed"
 		c.DeployInfo[KeyPostgresURL] = "postgres://created/changed"
-		g, _ := s.Get(ctx, "t1")
+		g := mustGet(t, s, "t1")
 		g.DeployInfo["EXTRA"] = "x"
-		l, _ := s.List(ctx)
+		l := mustList(t, s)
 		l[0].DeployInfo[KeyPostgresURL] = "postgres://listed/changed"
 		ch, err := s.Watch(ctx)
 		if err != nil {
@@ -310,7 +342,7 @@ func TestStoreReturnsCopies(t *testing.T) {
 		ev := next(t, ch)
 		ev.Tenants[0].DeployInfo[KeyPostgresURL] = "postgres://event/changed"
 
-		if g, _ := s.Get(ctx, "t1"); !maps.Equal(g.DeployInfo, want) {
+		if g := mustGet(t, s, "t1"); !maps.Equal(g.DeployInfo, want) {
 			t.Errorf("changing returned values changed the store: %v", g.DeployInfo)
 		}
 		u, err := s.Update(ctx, newTenant("t1", "two"))
@@ -323,7 +355,7 @@ func TestStoreReturnsCopies(t *testing.T) {
 		} else {
 			t.Errorf("got %v, want the update", ev.Type)
 		}
-		if g, _ := s.Get(ctx, "t1"); !maps.Equal(g.DeployInfo, dbInfo("two")) {
+		if g := mustGet(t, s, "t1"); !maps.Equal(g.DeployInfo, dbInfo("two")) {
 			t.Errorf("changing returned values changed the store: %v", g.DeployInfo)
 		}
 	})

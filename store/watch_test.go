@@ -133,7 +133,7 @@ func TestWatchEvents(t *testing.T) {
 		if ev.Type != EventSync || ev.Version != 2 || !slices.Equal(ids(ev.Tenants), []string{"a", "b"}) {
 			t.Fatalf("first event = %v version %d with %v, want sync version 2 with [a b]", ev.Type, ev.Version, ids(ev.Tenants))
 		}
-		b, _ := s.Get(ctx, "b")
+		b := mustGet(t, s, "b")
 
 		if _, err := s.Create(ctx, newTenant("c", "c")); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+)
+
+// Redis flushed (a private server: FLUSHALL), then written to until its
+// version passes the one the follower had: the version never went back
+// where the follower could see it (wake-ups for versions it had are stale,
+// and the periodic check is an hour away), so only the new epoch tells
+// that the data is not the data it followed. The follower must report the
+// loss and keep t1 and t2.
+func TestRedisDataLossVersionPassed(t *testing.T) {
+	srv := testenv.StartRedis(t, false)
+	a := openRedis(t, srv.URL(), "flushed")
+	b := openRedis(t, srv.URL(), "flushed", WithRedisCheckInterval(time.Hour))
+	ctx := context.Background()
+	for _, id := range []string{"t1", "t2"} {
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fb := startFollow(t, b)
+	waitFor(t, 5*time.Second, "t1 and t2", func() bool { return fb.has("t1", "t2") })
+	if v := b.Status().Version; v != 2 {
+		t.Fatalf("version before the flush = %d, want 2", v)
+	}
+	raw := rawRedis(t, srv.URL())
+	if err := raw.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n1", "n2", "n3"} { // versions 1, 2, 3
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the follower past version 3", func() bool { return b.Status().Version >= 3 && fb.has("n3") })
+	if !b.Status().DataLoss {
+		t.Error("Redis was flushed (new epoch) and written past the old version, but Status().DataLoss is false")
+	}
+	if !fb.has("t1", "t2", "n1", "n2", "n3") {
+		t.Error("tenants the flushed Redis no longer lists were dropped without a delete: the new epoch was not taken as a data loss")
+	}
+}
+
+// A follower that synced while the stream was empty (trimmed to nothing:
+// it has no entry to check) sees the version counter go back, the last
+// write lost with its tenant: only the version clause of the data-loss
+// check tells a loss from a delete.
+func TestRedisDataLossVersionBack(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	a := openRedis(t, u, prefix)
+	b := openRedis(t, u, prefix)
+	ctx := context.Background()
+	for _, id := range []string{"t1", "t2", "t3"} {
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := rawRedis(t, u)
+	k := newRedisKeys(prefix)
+	if err := raw.XTrimMaxLen(ctx, k.events, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fb := startFollow(t, b)
+	waitFor(t, 5*time.Second, "t1..t3", func() bool { return fb.has("t1", "t2", "t3") })
+	if st := b.Status(); st.Version != 3 || st.DataLoss {
+		t.Fatalf("status before the rollback: %+v", st)
+	}
+	if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, k.tenants, "t3")
+		p.Set(ctx, k.version, 2, 0)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the follower to read version 2", func() bool { return b.Status().Version == 2 })
+	if !b.Status().DataLoss {
+		t.Error("the version counter went back (3 to 2, same epoch) but Status().DataLoss is false")
+	}
+	if !fb.has("t1", "t2", "t3") {
+		t.Error("t3, lost with the version counter going back, was dropped as if deleted: the version clause of the data-loss check did not fire")
+	}
+}
+
+// A rollback (the last write lost, its version reused), then writes past
+// the old version, the follower woken by pub/sub only (the periodic check
+// is an hour away). Catching up from the entry it applied last, which is
+// gone, must resync (and find the loss), not skip the first entry it
+// reads as if it were that one.
+func TestRedisRollbackThenWakeUps(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	a, b, fb := rollBack(t, u, prefix, time.Hour, WithRedisCheckInterval(time.Hour))
+	ctx := context.Background()
+	for _, id := range []string{"x", "y"} { // versions 3 (reused) and 4
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the follower at version 4", func() bool { return b.Status().Version == 4 && fb.has("y") })
+	if !fb.has("x") {
+		t.Error("x, created at the reused version 3, was skipped: catching up from a stream entry that is gone did not resync")
+	}
+	if !b.Status().DataLoss {
+		t.Error("Status().DataLoss is false after a rollback followed by new writes")
+	}
+	if !fb.has("t1", "t2", "t3") {
+		t.Error("the rolled-back tenant t3 was dropped without a delete")
+	}
+}

@@ -1,0 +1,105 @@
+package store
+
+import (
+	"testing"
+)
+
+func tenantAt(id, db string, version int64) Tenant {
+	return Tenant{ID: id, DeployInfo: dbInfo(db), Version: version}
+}
+
+// trackerAt returns a tracker synced at version 5 with tenants a and b.
+func trackerAt(t *testing.T) *Tracker {
+	t.Helper()
+	tr := NewTracker()
+	cs := tr.Apply(Event{Type: EventSync, Version: 5, Tenants: []Tenant{tenantAt("a", "a", 1), tenantAt("b", "b", 1)}})
+	if len(cs) != 2 || !cs[0].Initial || cs[0].Type != EventCreate || tr.Version() != 5 || !tr.Synced() || tr.Len() != 2 {
+		t.Fatalf("first sync: changes %+v, version %d, synced %v, len %d", cs, tr.Version(), tr.Synced(), tr.Len())
+	}
+	return tr
+}
+
+// A sync older than the tracker's view (a watcher's queued sync, a slow
+// resync) changes nothing: applied, it would delete tenants created since.
+func TestTrackerIgnoresStaleSync(t *testing.T) {
+	tr := trackerAt(t)
+	if cs := tr.Apply(Event{Type: EventSync, Version: 4, Tenants: []Tenant{tenantAt("a", "a", 1)}}); len(cs) != 0 {
+		t.Errorf("a sync at version 4 applied to a view at version 5 made changes %+v; a stale sync must be ignored", cs)
+	}
+	if _, ok := tr.Get("b"); !ok || tr.Version() != 5 {
+		t.Errorf("after a stale sync: b known %v, version %d; want true, 5", ok, tr.Version())
+	}
+	// The same sync from a source that lost data is applied: its versions
+	// may start again.
+	cs := tr.Apply(Event{Type: EventSync, Version: 4, DataLoss: true, Tenants: []Tenant{tenantAt("a", "a", 1)}})
+	if len(cs) != 1 || cs[0].Type != EventDelete || cs[0].Tenant.ID != "b" || cs[0].Initial {
+		t.Errorf("a DataLoss sync at an older version: changes %+v, want b deleted", cs)
+	}
+	if tr.Version() != 4 {
+		t.Errorf("version after the DataLoss sync = %d, want 4", tr.Version())
+	}
+}
+
+// Creates, updates and deletes at a version the tracker has applied
+// already are stale and ignored.
+func TestTrackerIgnoresStaleEvents(t *testing.T) {
+	tr := trackerAt(t)
+	for _, ev := range []Event{
+		{Type: EventCreate, Version: 5, Tenant: tenantAt("c", "c", 1)},
+		{Type: EventUpdate, Version: 4, Tenant: tenantAt("a", "other", 2)},
+		{Type: EventDelete, Version: 5, Tenant: tenantAt("b", "b", 1)},
+		{Type: EventDelete, Version: 3, Tenant: tenantAt("a", "a", 1)},
+	} {
+		if cs := tr.Apply(ev); len(cs) != 0 {
+			t.Errorf("stale %v at version %d (view at 5) made changes %+v; it must be ignored", ev.Type, ev.Version, cs)
+		}
+	}
+	a, _ := tr.Get("a")
+	_, hasB := tr.Get("b")
+	_, hasC := tr.Get("c")
+	if tr.Len() != 2 || a.PostgresURL() != tenantAt("a", "a", 1).PostgresURL() || !hasB || hasC || tr.Version() != 5 {
+		t.Errorf("after stale events: len %d, a %v, b %v, c %v, version %d; want the view unchanged", tr.Len(), a, hasB, hasC, tr.Version())
+	}
+	// Newer events apply.
+	if cs := tr.Apply(Event{Type: EventUpdate, Version: 6, Tenant: tenantAt("a", "other", 2)}); len(cs) != 1 || cs[0].Type != EventUpdate || !cs[0].URLChanged() || cs[0].Old.Version != 1 {
+		t.Errorf("update at 6: %+v", cs)
+	}
+	if cs := tr.Apply(Event{Type: EventDelete, Version: 7, Tenant: tenantAt("b", "b", 1)}); len(cs) != 1 || cs[0].Type != EventDelete {
+		t.Errorf("delete at 7: %+v", cs)
+	}
+	if cs := tr.Apply(Event{Type: EventCreate, Version: 8, Tenant: tenantAt("c", "c", 1)}); len(cs) != 1 || cs[0].Type != EventCreate || cs[0].Initial {
+		t.Errorf("create at 8: %+v", cs)
+	}
+}
+
+// Change.URLChanged is true only for an update that changed POSTGRES_URL.
+func TestChangeURLChanged(t *testing.T) {
+	a1, a2 := tenantAt("a", "one", 1), tenantAt("a", "two", 2)
+	a1other := tenantAt("a", "one", 2)
+	a1other.DeployInfo["OTHER"] = "x"
+	for _, c := range []struct {
+		name string
+		c    Change
+		want bool
+	}{
+		{"update of the URL", Change{Type: EventUpdate, Old: a1, Tenant: a2}, true},
+		{"update of another key", Change{Type: EventUpdate, Old: a1, Tenant: a1other}, false},
+		{"create", Change{Type: EventCreate, Tenant: a2}, false},
+		{"delete", Change{Type: EventDelete, Tenant: a1, Old: a2}, false},
+	} {
+		if got := c.c.URLChanged(); got != c.want {
+			t.Errorf("%s: URLChanged = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Through a tracker, as consumers see it.
+	tr := NewTracker()
+	tr.Apply(Event{Type: EventSync, Version: 1, Tenants: []Tenant{a1}})
+	cs := tr.Apply(Event{Type: EventSync, Version: 2, Tenants: []Tenant{a1other}})
+	if len(cs) != 1 || cs[0].Type != EventUpdate || cs[0].URLChanged() {
+		t.Errorf("sync changing another key: %+v, want an update with URLChanged false", cs)
+	}
+	cs = tr.Apply(Event{Type: EventSync, Version: 3, Tenants: []Tenant{a2}})
+	if len(cs) != 1 || !cs[0].URLChanged() {
+		t.Errorf("sync changing the URL: %+v, want an update with URLChanged true", cs)
+	}
+}
