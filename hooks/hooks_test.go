@@ -323,7 +323,9 @@ func TestFailuresBoundedOldestFirst(t *testing.T) {
 		}
 	}
 	// One for another tenant, which must survive ClearFailures("t1").
-	r.Run(t.Context(), Event{Kind: OnUpdate, Tenant: store.Tenant{ID: "t2"}, Version: 100})
+	if err := r.Run(t.Context(), Event{Kind: OnUpdate, Tenant: store.Tenant{ID: "t2"}, Version: 100}); !errors.Is(err, errBoom) {
+		t.Fatalf("Run for t2 = %v", err)
+	}
 
 	fs := r.Failures("t1")
 	if len(fs) != maxFailures {
@@ -362,24 +364,31 @@ func TestFailuresBoundedOldestFirst(t *testing.T) {
 // keep them for ever, and a tenant created again under the same id starts
 // clean. Other tenants keep theirs.
 func TestDeleteForgetsFailures(t *testing.T) {
+	// Every hook here is failingHook: each run must report its error.
+	mustFail := func(t *testing.T, err error) {
+		t.Helper()
+		if !errors.Is(err, errBoom) {
+			t.Fatalf("a run of failingHook returned %v, want errBoom", err)
+		}
+	}
 	tests := []struct {
 		name   string
-		delete func(r *Registry, id string) // handle the delete of id
-		want   int                          // failures of id left afterwards
+		delete func(t *testing.T, r *Registry, id string) // handle the delete of id
+		want   int                                        // failures of id left afterwards
 	}{
-		{"both phases through HandleChange", func(r *Registry, id string) {
+		{"both phases through HandleChange", func(t *testing.T, r *Registry, id string) {
 			ch := store.Change{Type: store.EventDelete, Tenant: store.Tenant{ID: id}, Version: 3}
-			r.HandleChange(t.Context(), ch, store.PhaseOn)
-			r.HandleChange(t.Context(), ch, store.PhasePost)
+			mustFail(t, r.HandleChange(t.Context(), ch, store.PhaseOn))
+			mustFail(t, r.HandleChange(t.Context(), ch, store.PhasePost))
 		}, 0},
-		{"both phases through Run", func(r *Registry, id string) {
-			r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3})
-			r.Run(t.Context(), Event{Kind: PostDelete, Tenant: store.Tenant{ID: id}, Version: 3})
+		{"both phases through Run", func(t *testing.T, r *Registry, id string) {
+			mustFail(t, r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3}))
+			mustFail(t, r.Run(t.Context(), Event{Kind: PostDelete, Tenant: store.Tenant{ID: id}, Version: 3}))
 		}, 0},
 		// The POST phase ends the delete: until it has run, the ON
 		// phase's failures (here the second one) are there to see.
-		{"ON phase only", func(r *Registry, id string) {
-			r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3})
+		{"ON phase only", func(t *testing.T, r *Registry, id string) {
+			mustFail(t, r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}, Version: 3}))
 		}, 2},
 	}
 	for _, tt := range tests {
@@ -389,9 +398,9 @@ func TestDeleteForgetsFailures(t *testing.T) {
 			r.Subscribe(OnDelete, failingHook)
 			r.Subscribe(PostDelete, failingHook) // its own failure goes too
 			for _, id := range []string{"t1", "t2"} {
-				r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: id}, Version: 1})
+				mustFail(t, r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: id}, Version: 1}))
 			}
-			tt.delete(r, "t1")
+			tt.delete(t, r, "t1")
 			if got := r.Failures("t1"); len(got) != tt.want {
 				t.Fatalf("after the delete Failures(t1) = %v, want %d", got, tt.want)
 			}
@@ -402,7 +411,7 @@ func TestDeleteForgetsFailures(t *testing.T) {
 				return
 			}
 			// Created again: only the new tenant's failure is there.
-			r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: "t1"}, Version: 4})
+			mustFail(t, r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: "t1"}, Version: 4}))
 			if got := r.Failures("t1"); len(got) != 1 || got[0].Version != 4 {
 				t.Errorf("the re-created tenant's failures = %+v, want only its own (version 4)", got)
 			}
@@ -414,7 +423,9 @@ func TestFailuresReturnsACopy(t *testing.T) {
 	r := New(quiet)
 	r.Subscribe(OnCreate, failingHook)
 	for v := int64(1); v <= 2; v++ {
-		r.Run(t.Context(), Event{Kind: OnCreate, Tenant: store.Tenant{ID: "t1"}, Version: v})
+		if err := r.Run(t.Context(), Event{Kind: OnCreate, Tenant: store.Tenant{ID: "t1"}, Version: v}); !errors.Is(err, errBoom) {
+			t.Fatalf("Run #%d = %v, want errBoom", v, err)
+		}
 	}
 	fs := r.Failures("t1")
 	fs[0].Version = 99
@@ -527,8 +538,13 @@ func TestConcurrentUse(t *testing.T) {
 			id := fmt.Sprintf("t%d", g%3)
 			for i := range rounds {
 				k := allKinds[i%len(allKinds)]
-				r.Run(t.Context(), Event{Kind: k, Tenant: store.Tenant{ID: id}, Version: int64(i)})
-				r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: id}}, store.Phase(1+i%2))
+				// Subscribed concurrently: failingHook may have run, or not.
+				if err := r.Run(t.Context(), Event{Kind: k, Tenant: store.Tenant{ID: id}, Version: int64(i)}); err != nil && !errors.Is(err, errBoom) {
+					t.Errorf("Run: %v", err)
+				}
+				if err := r.HandleChange(t.Context(), store.Change{Type: store.EventUpdate, Tenant: store.Tenant{ID: id}}, store.Phase(1+i%2)); err != nil && !errors.Is(err, errBoom) {
+					t.Errorf("HandleChange: %v", err)
+				}
 				if fs := r.Failures(id); len(fs) > maxFailures {
 					t.Errorf("Failures(%s) holds %d", id, len(fs))
 				}
@@ -571,7 +587,9 @@ func TestSubscribeFromAHook(t *testing.T) {
 	if len(tr.get()) != 0 {
 		t.Error("a hook subscribed during Run ran in that Run")
 	}
-	r.Run(t.Context(), Event{Kind: OnCreate})
+	if err := r.Run(t.Context(), Event{Kind: OnCreate}); err != nil {
+		t.Fatalf("the next Run: %v", err)
+	}
 	if got := tr.get(); len(got) != 1 {
 		t.Errorf("the added hook ran %d times in the next Run, want 1", len(got))
 	}
@@ -611,7 +629,9 @@ func TestFailuresAreLogged(t *testing.T) {
 	r.Subscribe(PostCreate, nop)
 	r.Subscribe(PostCreate, failingHook)
 	r.Subscribe(PostCreate, panickingHook)
-	r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: "tenant-9.test"}, Version: 4})
+	if err := r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: "tenant-9.test"}, Version: 4}); !errors.Is(err, errBoom) {
+		t.Fatalf("Run = %v, want the failing hook's errBoom among its errors", err)
+	}
 
 	recs := buf.records(t)
 	if len(recs) != 2 {
@@ -676,7 +696,9 @@ func TestNilLoggerFollowsSlogDefault(t *testing.T) {
 				return nil
 			})
 			buf := withSlogDefault(t)
-			r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}})
+			if err := r.Run(t.Context(), Event{Kind: OnDelete, Tenant: store.Tenant{ID: id}}); !errors.Is(err, errBoom) {
+				t.Fatalf("Run = %v, want errBoom", err)
+			}
 			r.ClearFailures(id)
 			recs := buf.records(t)
 			if len(recs) != 1 {

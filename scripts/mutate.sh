@@ -28,8 +28,10 @@
 # MUTATE_FLAGS (extra go test flags, e.g. -race or -v), MUTATE_TIMEOUT (go
 # test -timeout per run, default 5m; a run that hits it counts as caught,
 # reported as "caught by timeout"), MUTATE_BASELINE=0 (skip the baselines),
-# GO (the go command). Exit status: 0 when every mutation was caught, 1
-# when any survived or a baseline failed, 2 for a bad or stale record.
+# MUTATE_ALL_TESTS=1 (ignore the run: lines and run every test of the
+# packages: to confirm a survivor), GO (the go command). Exit status: 0
+# when every mutation was caught, 1 when any survived or a baseline
+# failed, 2 for a bad or stale record.
 set -u -o pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -168,6 +170,7 @@ for m in "${muts[@]}"; do
 	file=$(field "$m" file)
 	pkgs=$(field "$m" pkg)
 	run=$(field "$m" run)
+	[ "${MUTATE_ALL_TESTS:-0}" = 1 ] && run=
 	to=$(field "$m" timeout)
 	to=${to:-$timeout_go}
 	key="$pkgs|$run"
