@@ -54,6 +54,13 @@ type budget struct {
 	// tenant's connection before it takes another tenant's (patience).
 	dialTime time.Duration
 
+	// rechecks counts the times a waiter's timer fired while it was
+	// queued, and lastRecheck is the delay its timer was re-armed with
+	// then: what the budget's tests check a waiter at its cap against
+	// (it must sleep, not spin), without measuring time.
+	rechecks    int
+	lastRecheck time.Duration
+
 	// wg tracks the goroutines the budget starts (dials, terminations,
 	// hand-overs), so that close can wait for them and nothing of the
 	// connector runs after Close has returned. Add (wg.Go) only with mu

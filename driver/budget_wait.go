@@ -106,6 +106,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 				b.mu.Unlock()
 				continue
 			}
+			b.rechecks++
 			now := b.now()
 			if w.p.open < w.p.max {
 				if victim := b.victimLocked(now, w.p.open == 0); victim != nil {
@@ -127,6 +128,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			if back := b.idle.back; back != nil && w.p.open < w.p.max {
 				next = max(w.patience, min(coldAfter, dormantAfter-now.Sub(back.idleAt)), minRecheck)
 			}
+			b.lastRecheck = next
 			b.mu.Unlock()
 			timer.Reset(next)
 		}

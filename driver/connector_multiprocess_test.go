@@ -14,7 +14,7 @@ import (
 )
 
 func openStore(u string) (store.Store, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), loadWait)
 	defer cancel()
 	return store.Open(ctx, u)
 }
@@ -52,7 +52,7 @@ func TestTwoProcessesCreate(t *testing.T) {
 		t.Fatalf("tenant known at start-up: %+v, %v", got, err)
 	}
 	createTenant(t, s, id, "tsql_t_1")
-	eventually(t, 10*time.Second, "the child's create hook", func() bool { return c.hookAt(hooks.PostCreate, id) != 0 })
+	eventually(t, loadWait, "the child's create hook", func() bool { return c.hookAt(hooks.PostCreate, id) != 0 })
 	got, err = c.query(id)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,8 @@ func TestDeleteUnderLoad(t *testing.T) {
 
 // Redis killed and restarted, with a tenant created in between: the other
 // process keeps serving the tenants it knew while Redis is down, and has
-// the new one within seconds of Redis coming back.
+// the new one once Redis is back (how long that takes is logged; the test
+// waits for it with a deadline that only catches a hang).
 func TestRedisRestartAcrossProcesses(t *testing.T) {
 	for _, persist := range []bool{true, false} {
 		name := map[bool]string{true: "with persistence", false: "comes back empty"}[persist]
@@ -172,12 +173,12 @@ func TestRedisRestartAcrossProcesses(t *testing.T) {
 			srv.Start()
 			id := "mp-new-" + runID + ".test"
 			start := time.Now()
-			eventually(t, 10*time.Second, "the create to go through", func() bool {
+			eventually(t, loadWait, "the create to go through", func() bool {
 				_, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_t_7", "application_name", id)}})
 				return err == nil || errors.Is(err, store.ErrExists)
 			})
 			testenv.EnsureDatabases(t, "tsql_t_7")
-			eventually(t, 10*time.Second, "the child to serve the new tenant", func() bool { return c.hookAt(hooks.PostCreate, id) != 0 })
+			eventually(t, loadWait, "the child to serve the new tenant", func() bool { return c.hookAt(hooks.PostCreate, id) != 0 })
 			t.Logf("new tenant served by the other process %v after Redis came back", time.Since(start).Round(time.Millisecond))
 			if got, err := c.query(id); err != nil || got.DB != "tsql_t_7" {
 				t.Fatalf("new tenant: %+v, %v", got, err)

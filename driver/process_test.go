@@ -80,7 +80,7 @@ func childMain(storeURL string) int {
 		case "Q":
 			go func() {
 				var d, a string
-				ctx, cancel := context.WithTimeout(tenantctx.WithTenant(context.Background(), f[2]), 10*time.Second)
+				ctx, cancel := context.WithTimeout(tenantctx.WithTenant(context.Background(), f[2]), loadWait)
 				defer cancel()
 				if err := db.QueryRowContext(ctx, whereAmI).Scan(&d, &a); err != nil {
 					out.printf("E %s %s\n", f[1], strings.ReplaceAll(err.Error(), "\n", " "))
@@ -251,7 +251,7 @@ func startChild(t testing.TB, storeURL string) *child {
 			cmd.Process.Kill()
 		}
 	})
-	if l := c.next(30 * time.Second); l != "READY" {
+	if l := c.next(loadWait); l != "READY" {
 		t.Fatalf("child said %q, want READY", l)
 	}
 	return c
@@ -283,7 +283,7 @@ func (c *child) query(id string) (answer, error) {
 	c.t.Helper()
 	c.seq++
 	fmt.Fprintf(c.in, "Q %d %s\n", c.seq, id)
-	l := c.next(15 * time.Second)
+	l := c.next(loadWait + 30*time.Second) // the child gives up on the query after loadWait
 	f := strings.SplitN(l, " ", 3)
 	if len(f) == 3 && f[0] == "A" {
 		p := strings.Fields(f[2])
@@ -323,12 +323,12 @@ func (c *child) startLoad(id string, workers int) *load {
 func (l *load) progress() loadResult {
 	l.c.t.Helper()
 	fmt.Fprintf(l.c.in, "PROGRESS %s\n", l.id)
-	return l.c.parseLoad(l.c.next(15*time.Second), "P")
+	return l.c.parseLoad(l.c.next(loadWait), "P")
 }
 
-// loadWait is how long a load may take to reach a state the test waits
-// for. It only catches a hang: the test moves on as soon as the state is
-// reached, however slow the machine.
+// loadWait is how long a load, a query or the child may take to reach a
+// state the test waits for. It only catches a hang: the test moves on as
+// soon as the state is reached, however slow the machine.
 const loadWait = time.Minute
 
 // waitFor polls the load until cond holds, and fails the test, saying
@@ -353,7 +353,7 @@ func (l *load) waitFor(what string, cond func(loadResult) bool) loadResult {
 func (l *load) stop() loadResult {
 	l.c.t.Helper()
 	fmt.Fprintf(l.c.in, "STOP %s\n", l.id)
-	return l.c.parseLoad(l.c.next(30*time.Second), "L")
+	return l.c.parseLoad(l.c.next(loadWait), "L")
 }
 
 func (c *child) parseLoad(line, kind string) loadResult {
