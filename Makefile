@@ -10,7 +10,7 @@ GOTESTFLAGS ?=
 
 help: ## List the targets
 	@echo 'Targets:'
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 services: ## Ensure PostgreSQL and Redis are running (scripts/services.sh)
 	@bash scripts/services.sh
