@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"database/sql"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -116,7 +118,7 @@ func TestAuthEveryRoute(t *testing.T) {
 	}
 
 	// The tenant was never created while the token was wrong.
-	if list, _ := e.s.List(context.Background()); len(list) != 0 {
+	if list := mustList(t, e.s); len(list) != 0 {
 		t.Errorf("store holds %v after refused requests", list)
 	}
 }
@@ -240,5 +242,45 @@ func TestAnswerHeaders(t *testing.T) {
 	w := e.do(request{method: "GET", path: "/tenant/"})
 	if w.Header().Get("Cache-Control") != "no-store" || w.Header().Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("headers: %v", w.Header())
+	}
+}
+
+// An empty bearer token, or none, is refused over a real HTTP server
+// (which trims "Bearer " to "Bearer"), and nothing is created: an empty
+// token must never match, whatever the token compare does with it.
+func TestAuthEmptyBearerToken(t *testing.T) {
+	s := store.NewMemory()
+	srv, _ := newServer(t, s, WithToken(testToken))
+	body := createBody("a.test", pgURL("10.0.0.1/a"))
+	for _, c := range []struct {
+		name   string
+		header map[string]string
+	}{
+		{"no Authorization header", nil},
+		{"Authorization: Bearer and a space", map[string]string{"Authorization": "Bearer "}},
+		{"Authorization: Bearer", map[string]string{"Authorization": "Bearer"}},
+		{"Authorization: Bearer and spaces", map[string]string{"Authorization": "Bearer    "}},
+		{"Authorization: empty", map[string]string{"Authorization": ""}},
+	} {
+		h := map[string]string{"Content-Type": "application/json"}
+		maps.Copy(h, c.header)
+		for _, r := range []struct{ method, path, body string }{{"GET", "/tenant/", ""}, {"POST", "/tenant/", body}} {
+			a := httpDo(t, srv, r.method, r.path, r.body, h)
+			if a.status != http.StatusUnauthorized {
+				t.Errorf("%s %s with %s: status %d, want 401: an empty bearer token was accepted", r.method, r.path, c.name, a.status)
+			}
+		}
+	}
+	if list := mustList(t, s); len(list) != 0 {
+		t.Errorf("tenants %v created with an empty bearer token", list)
+	}
+	// A handler configured with an empty token would match an empty
+	// bearer token: New refuses it.
+	if h, err := New(s, WithToken(""), WithLogger(discard())); err == nil {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/tenant/", nil)
+		req.Header.Set("Authorization", "Bearer ")
+		h.ServeHTTP(w, req)
+		t.Errorf("New(WithToken(\"\")) succeeded; an empty bearer token then gets %d", w.Code)
 	}
 }

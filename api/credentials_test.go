@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -183,7 +182,7 @@ func TestServerCredentialsOverHTTP(t *testing.T) {
 				if a.status != want || !strings.Contains(a.err, wantErr) {
 					t.Fatalf("PUT with %s: %d %q, want %d with an error containing %q", tt.url, a.status, a.err, want, wantErr)
 				}
-				list, _ := s.List(context.Background())
+				list := mustList(t, s)
 				if (want == 400) != (len(list) == 1) {
 					t.Errorf("store holds %d tenants after %d", len(list), a.status)
 				}

@@ -257,3 +257,14 @@ type reportingStore struct {
 }
 
 func (r reportingStore) Status() store.Status { return r.status }
+
+// mustList returns s.List, failing the test if it fails: "nothing was
+// created" must not pass because the list could not be read.
+func mustList(t testing.TB, s store.Store) []store.Tenant {
+	t.Helper()
+	list, err := s.List(context.Background())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return list
+}

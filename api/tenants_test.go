@@ -1,8 +1,8 @@
 package api
 
 import (
+	"maps"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -107,7 +107,7 @@ func TestCreate(t *testing.T) {
 			if got := errorOf(t, w); !strings.Contains(got, tt.wantErr) {
 				t.Errorf("error %q, want it to contain %q", got, tt.wantErr)
 			}
-			list, _ := e.s.List(context.Background())
+			list := mustList(t, e.s)
 			if (tt.want == 201) != (len(list) == 1) {
 				t.Errorf("store holds %d tenants after status %d", len(list), w.Code)
 			}
@@ -300,11 +300,7 @@ func TestListAndGetAreRedacted(t *testing.T) {
 	}
 }
 
-func equalMaps(a, b map[string]string) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
-}
+func equalMaps(a, b map[string]string) bool { return maps.Equal(a, b) }
 
 func TestBodyTooLarge(t *testing.T) {
 	e := newEnv(t, nil, WithMaxBodyBytes(200))

@@ -28,3 +28,27 @@ func waitPolls(t *testing.T, f *File, n int64) {
 	want := f.polls.Load() + n
 	waitFor(t, 30*time.Second, "the file store's next polls", func() bool { return f.polls.Load() >= want })
 }
+
+// hubOf returns the hub of one of the package's stores.
+func hubOf(t *testing.T, s Store) *hub {
+	t.Helper()
+	switch s := s.(type) {
+	case *Memory:
+		return &s.hub
+	case *File:
+		return &s.hub
+	case *Redis:
+		return &s.hub
+	}
+	t.Fatalf("no hub in %T", s)
+	return nil
+}
+
+// setMaxQueued makes the watchers added to s from now on overflow past n
+// queued events.
+func setMaxQueued(t *testing.T, s Store, n int) {
+	h := hubOf(t, s)
+	h.mu.Lock()
+	h.maxQueued = n
+	h.mu.Unlock()
+}

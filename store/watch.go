@@ -24,6 +24,9 @@ type hub struct {
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
 	closed   bool
+	// maxQueued, when set, replaces the package's maxQueued for watchers
+	// added from then on: tests overflow a queue with a few writes.
+	maxQueued int
 }
 
 // snapshotFunc builds a current EventSync and returns it with the number
@@ -38,6 +41,7 @@ type watcher struct {
 	wake     chan struct{}
 	done     chan struct{}
 	stop     sync.Once
+	max      int // queued events past which the queue is dropped
 
 	mu    sync.Mutex
 	queue []queued
@@ -70,6 +74,10 @@ func (h *hub) add(ctx context.Context, initial *Event, snapshot snapshotFunc) (<
 		snapshot: snapshot,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		max:      maxQueued,
+	}
+	if h.maxQueued > 0 {
+		w.max = h.maxQueued
 	}
 	if initial != nil {
 		ev := *initial
@@ -114,7 +122,7 @@ func (h *hub) remove(w *watcher) {
 
 func (w *watcher) push(q queued) {
 	w.mu.Lock()
-	if len(w.queue) >= maxQueued {
+	if len(w.queue) >= w.max {
 		w.queue = nil
 		w.stale = true
 	} else {

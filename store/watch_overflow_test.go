@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -103,4 +104,75 @@ func overflowed(h *hub) bool {
 		return w.stale
 	}
 	return false
+}
+
+// A real store's watcher that does not read while many changes are made
+// overflows its queue and gets a snapshot of the store (the store's own
+// snapshot function, not a test's): a sync listing exactly what the store
+// holds, after which its view is the store's.
+func TestWatchOverflowSnapshot(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if _, err := s.Create(ctx, newTenant("a", "a")); err != nil {
+			t.Fatal(err)
+		}
+		const limit, writes = 4, 20
+		setMaxQueued(t, s, limit)
+		ch, err := s.Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := NewTracker()
+		first := next(t, ch)
+		if first.Type != EventSync {
+			t.Fatalf("first event %v, want a sync", first.Type)
+		}
+		tr.Apply(first)
+		// The consumer reads nothing now: the pump blocks on its first
+		// send, and the queue behind it overflows.
+		for i := range writes {
+			id := fmt.Sprintf("c%02d", i)
+			if _, err := s.Create(ctx, newTenant(id, id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Update(ctx, Tenant{ID: "a", DeployInfo: dbInfo("a2"), Version: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if !overflowed(hubOf(t, s)) {
+			t.Fatalf("the watcher's queue did not overflow after %d writes with room for %d: the test does not test what it is about", writes+1, limit)
+		}
+		want := mustList(t, s)
+		if len(want) != writes+1 {
+			t.Fatalf("List has %d tenants, want %d", len(want), writes+1)
+		}
+		// Before the snapshot come at most the events the pump held when
+		// it blocked (up to limit of them); then the snapshot.
+		for n := 0; ; n++ {
+			if n > limit {
+				t.Fatalf("%d events after the overflow and no snapshot sync", n)
+			}
+			ev := next(t, ch)
+			tr.Apply(ev)
+			if ev.Type != EventSync {
+				continue
+			}
+			if !sameTenants(ev.Tenants, want) {
+				t.Fatalf("the snapshot lists %v, want what the store holds: %v", ids(ev.Tenants), ids(want))
+			}
+			if ev.Version != int64(writes+2) {
+				t.Errorf("the snapshot's version is %d, want %d", ev.Version, writes+2)
+			}
+			break
+		}
+		if tr.Len() != len(want) {
+			t.Errorf("after the snapshot the tracker knows %d tenants, want %d", tr.Len(), len(want))
+		}
+		for _, w := range want {
+			if g, ok := tr.Get(w.ID); !ok || !sameTenant(g, w) {
+				t.Errorf("after the snapshot the tracker has %v for %s, want %v", g, w.ID, w)
+			}
+		}
+	})
 }
