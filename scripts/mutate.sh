@@ -205,7 +205,7 @@ for m in "${muts[@]}"; do
 	secs=$(( $(date +%s) - t0 ))
 	case $r in
 	caught) printf '%-36s caught by %s (%ds)\n' "$name" "$(failed "$log")" "$secs" ;;
-	timeout) printf '%-36s caught by timeout (%s): %s\n' "$name" "$to" "$(grep -m1 -A3 'running tests:' "$log" | tail -n +2 | grep -v '^$' | tr -s ' \t\n' ' ')" ;;
+	timeout) printf '%-36s caught by timeout (%s): %s\n' "$name" "$to" "$(sed -n '/running tests:/,/^$/{/running tests:/d;p;}' "$log" | tr -s ' \t\n' ' ')" ;;
 	broken)
 		printf '%-36s BROKEN: the mutated code does not build:\n' "$name"
 		sed -n '1,10p' "$log"
