@@ -30,6 +30,7 @@ bench-migrate: services ## Measure migrating 200 tenants x 5 migrations
 
 # Mutations to run: a regexp on their names (scripts/mutations/NAME.mut),
 # e.g. make mutate MUTATE='^store-'; extra go test flags in MUTATE_FLAGS.
+# scripts/mutate.sh lists more settings (MUTATE_TIMEOUT, MUTATE_LOGS, ...).
 MUTATE ?=
 MUTATE_FLAGS ?=
 mutate: services ## Break critical lines one at a time (scripts/mutations), report any the tests miss (MUTATE=regexp, MUTATE_FLAGS)

@@ -29,7 +29,8 @@
 # test -timeout per run, default 5m; a run that hits it counts as caught,
 # reported as "caught by timeout"), MUTATE_BASELINE=0 (skip the baselines),
 # MUTATE_ALL_TESTS=1 (ignore the run: lines and run every test of the
-# packages: to confirm a survivor), GO (the go command). Exit status: 0
+# packages: to confirm a survivor), MUTATE_LOGS=DIR (keep the go test
+# output of each run there; otherwise it goes with the copy), GO (the go command). Exit status: 0
 # when every mutation was caught, 1 when any survived or a baseline
 # failed, 2 for a bad or stale record.
 set -u -o pipefail
@@ -107,7 +108,12 @@ if [ $bad -ne 0 ]; then
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tenantsql-mutate.XXXXXX")
-cleanup() { rm -rf "$tmp"; }
+cleanup() {
+	if [ -n "${MUTATE_LOGS:-}" ] && [ -d "$tmp/logs" ]; then
+		mkdir -p "$MUTATE_LOGS" && cp -r "$tmp/logs/." "$MUTATE_LOGS/"
+	fi
+	rm -rf "$tmp"
+}
 trap cleanup EXIT
 trap 'echo; echo "mutate: interrupted" >&2; exit 130' INT TERM
 tree="$tmp/tree"
@@ -199,7 +205,7 @@ for m in "${muts[@]}"; do
 	secs=$(( $(date +%s) - t0 ))
 	case $r in
 	caught) printf '%-36s caught by %s (%ds)\n' "$name" "$(failed "$log")" "$secs" ;;
-	timeout) printf '%-36s caught by timeout (%s): %s\n' "$name" "$to" "$(grep -m1 -A3 '^running tests:' "$log" | tail -n +2 | tr -s ' \t\n' ' ')" ;;
+	timeout) printf '%-36s caught by timeout (%s): %s\n' "$name" "$to" "$(sed -n '/running tests:/,/^$/{/running tests:/d;p;}' "$log" | tr -s ' \t\n' ' ')" ;;
 	broken)
 		printf '%-36s BROKEN: the mutated code does not build:\n' "$name"
 		sed -n '1,10p' "$log"
