@@ -39,7 +39,7 @@ func TestTxOtherTenant(t *testing.T) {
 	if _, err := tx.ExecContext(bg, "INSERT INTO "+txMarks+" VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
 		t.Fatalf("Exec without tenant in a tx: err = %v, want ErrNoTenant", err)
 	}
-	if _, err := tx.Exec("INSERT INTO "+txMarks+" VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
+	if _, err := tx.Exec("INSERT INTO " + txMarks + " VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
 		t.Fatalf("Exec (no ctx) in a tx: err = %v, want ErrNoTenant", err)
 	}
 	got, err := f.where(a.ctx(bg), tx)
