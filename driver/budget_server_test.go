@@ -30,7 +30,9 @@ import (
 // until the sampler has enough samples: a slow machine samples the load as
 // many times as a fast one, and a breach is no easier to miss.
 type peakSampler struct {
+	t             testing.TB
 	peak, samples atomic.Int64
+	failed        atomic.Pointer[error] // the first failed sample: result fails the test
 	cancel        context.CancelFunc
 	done          chan struct{}
 }
@@ -46,17 +48,23 @@ func peakOn(t testing.TB, adminURL, pattern string) *peakSampler {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &peakSampler{cancel: cancel, done: make(chan struct{})}
+	p := &peakSampler{t: t, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		defer admin.Close()
 		for ctx.Err() == nil {
 			var n int64
-			if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n); err == nil {
+			err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pattern).Scan(&n)
+			switch {
+			case err == nil:
 				if n > p.peak.Load() {
 					p.peak.Store(n)
 				}
 				p.samples.Add(1)
+			case ctx.Err() == nil:
+				// A sample not taken is a breach not seen: fail.
+				p.failed.CompareAndSwap(nil, &err)
+				return
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -65,8 +73,11 @@ func peakOn(t testing.TB, adminURL, pattern string) *peakSampler {
 	return p
 }
 
-// enough reports whether the sampler has taken minPeakSamples samples.
-func (p *peakSampler) enough() bool { return p.samples.Load() >= minPeakSamples }
+// enough reports whether the sampler has taken minPeakSamples samples, or
+// has stopped on a failed sample (which result reports).
+func (p *peakSampler) enough() bool {
+	return p.samples.Load() >= minPeakSamples || p.failed.Load() != nil
+}
 
 // stop ends the sampling; it may be called more than once.
 func (p *peakSampler) stop() {
@@ -77,7 +88,11 @@ func (p *peakSampler) stop() {
 // result stops the sampling and returns the peak and how many samples it
 // is the most of.
 func (p *peakSampler) result() (peak, samples int64) {
+	p.t.Helper()
 	p.stop()
+	if err := p.failed.Load(); err != nil {
+		p.t.Errorf("the peak sampler's query failed after %d samples: %v", p.samples.Load(), *err)
+	}
 	return p.peak.Load(), p.samples.Load()
 }
 
@@ -95,8 +110,12 @@ func TestServerBudgetsIndependent(t *testing.T) {
 	var a, b []string
 	for i := range 6 {
 		ida, idb := fmt.Sprintf("%s-a%d.test", tag, i), fmt.Sprintf("%s-b%d.test", tag, i)
-		s.Create(ctx, store.Tenant{ID: ida, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, fmt.Sprintf("tsql_t_%d", i%2), "application_name", ida)}})
-		s.Create(ctx, store.Tenant{ID: idb, DeployInfo: map[string]string{store.KeyPostgresURL: second.URL(fmt.Sprintf("b%d", i%2), "application_name", idb)}})
+		if _, err := s.Create(ctx, store.Tenant{ID: ida, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, fmt.Sprintf("tsql_t_%d", i%2), "application_name", ida)}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Create(ctx, store.Tenant{ID: idb, DeployInfo: map[string]string{store.KeyPostgresURL: second.URL(fmt.Sprintf("b%d", i%2), "application_name", idb)}}); err != nil {
+			t.Fatal(err)
+		}
 		a, b = append(a, ida), append(b, idb)
 	}
 	c, err := driver.NewConnector(s, driver.WithMaxConns(budget))

@@ -17,8 +17,9 @@ func TestTxOtherTenant(t *testing.T) {
 	f := newFixture(t, "txother", 2)
 	bg := context.Background()
 	a, b := f.tenants[0], f.tenants[1]
+	txMarks := f.runTable("tx_marks", f.tenants...)
 	for _, ti := range f.tenants {
-		if _, err := f.db.ExecContext(ti.ctx(bg), "CREATE TABLE IF NOT EXISTS tx_marks (tenant text)"); err != nil {
+		if _, err := f.db.ExecContext(ti.ctx(bg), "CREATE TABLE IF NOT EXISTS "+txMarks+" (tenant text)"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -27,18 +28,18 @@ func TestTxOtherTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(a.ctx(bg), "INSERT INTO tx_marks VALUES ($1)", a.ID); err != nil {
+	if _, err := tx.ExecContext(a.ctx(bg), "INSERT INTO "+txMarks+" VALUES ($1)", a.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tx.ExecContext(b.ctx(bg), "INSERT INTO tx_marks VALUES ($1)", b.ID)
+	_, err = tx.ExecContext(b.ctx(bg), "INSERT INTO "+txMarks+" VALUES ($1)", b.ID)
 	if !errors.Is(err, driver.ErrTenantMismatch) {
 		t.Fatalf("Exec with %s's ctx in %s's tx: err = %v, want ErrTenantMismatch", b.ID, a.ID, err)
 	}
 	mustContain(t, err, a.ID, b.ID)
-	if _, err := tx.ExecContext(bg, "INSERT INTO tx_marks VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
+	if _, err := tx.ExecContext(bg, "INSERT INTO "+txMarks+" VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
 		t.Fatalf("Exec without tenant in a tx: err = %v, want ErrNoTenant", err)
 	}
-	if _, err := tx.Exec("INSERT INTO tx_marks VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
+	if _, err := tx.Exec("INSERT INTO " + txMarks + " VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
 		t.Fatalf("Exec (no ctx) in a tx: err = %v, want ErrNoTenant", err)
 	}
 	got, err := f.where(a.ctx(bg), tx)
@@ -52,7 +53,7 @@ func TestTxOtherTenant(t *testing.T) {
 	// The refused inserts reached neither database.
 	for _, ti := range f.tenants {
 		var marks []string
-		rows, err := f.db.QueryContext(ti.ctx(bg), "DELETE FROM tx_marks RETURNING tenant")
+		rows, err := f.db.QueryContext(ti.ctx(bg), "DELETE FROM "+txMarks+" RETURNING tenant")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,10 +189,11 @@ func TestCancelBeginTx(t *testing.T) {
 	f := newFixture(t, "cancelb", 2, driver.WithMaxConnsPerTenant(1))
 	bg := context.Background()
 	a, b := f.tenants[0], f.tenants[1]
-	if _, err := f.db.ExecContext(a.ctx(bg), "CREATE TABLE IF NOT EXISTS cancel_marks (n int)"); err != nil {
+	cancelMarks := f.runTable("cancel_marks", f.tenants...)
+	if _, err := f.db.ExecContext(a.ctx(bg), "CREATE TABLE IF NOT EXISTS "+cancelMarks+" (n int)"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.db.ExecContext(a.ctx(bg), "TRUNCATE cancel_marks"); err != nil {
+	if _, err := f.db.ExecContext(a.ctx(bg), "TRUNCATE "+cancelMarks); err != nil {
 		t.Fatal(err)
 	}
 
@@ -231,7 +233,7 @@ func TestCancelBeginTx(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO cancel_marks VALUES (1)"); err != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+cancelMarks+" VALUES (1)"); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
@@ -239,7 +241,7 @@ func TestCancelBeginTx(t *testing.T) {
 			return errors.Is(tx.Commit(), context.Canceled) || errors.Is(tx.Commit(), errTxDone)
 		})
 		var n int
-		if err := f.db.QueryRowContext(a.ctx(bg), "SELECT count(*) FROM cancel_marks").Scan(&n); err != nil {
+		if err := f.db.QueryRowContext(a.ctx(bg), "SELECT count(*) FROM "+cancelMarks).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n != 0 {
@@ -259,8 +261,9 @@ func TestRaw(t *testing.T) {
 	f := newFixture(t, "raw", 2)
 	bg := context.Background()
 	a, b := f.tenants[0], f.tenants[1]
+	rawCopy := f.runTable("raw_copy", f.tenants...)
 	for _, ti := range f.tenants {
-		if _, err := f.db.ExecContext(ti.ctx(bg), "CREATE TABLE IF NOT EXISTS raw_copy (tenant text, n int); TRUNCATE raw_copy"); err != nil {
+		if _, err := f.db.ExecContext(ti.ctx(bg), "CREATE TABLE IF NOT EXISTS "+rawCopy+" (tenant text, n int); TRUNCATE "+rawCopy); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -279,7 +282,7 @@ func TestRaw(t *testing.T) {
 			return err
 		}
 		f.check(a, got)
-		n, err := pc.CopyFrom(bg, pgx.Identifier{"raw_copy"}, []string{"tenant", "n"}, pgx.CopyFromRows([][]any{{a.ID, 1}, {a.ID, 2}}))
+		n, err := pc.CopyFrom(bg, pgx.Identifier{rawCopy}, []string{"tenant", "n"}, pgx.CopyFromRows([][]any{{a.ID, 1}, {a.ID, 2}}))
 		if err != nil || n != 2 {
 			t.Errorf("CopyFrom: %d, %v", n, err)
 		}
@@ -296,7 +299,7 @@ func TestRaw(t *testing.T) {
 	}
 	for _, ti := range f.tenants {
 		var n int
-		if err := f.db.QueryRowContext(ti.ctx(bg), "SELECT count(*) FROM raw_copy WHERE tenant = $1", a.ID).Scan(&n); err != nil {
+		if err := f.db.QueryRowContext(ti.ctx(bg), "SELECT count(*) FROM "+rawCopy+" WHERE tenant = $1", a.ID).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if want := map[bool]int{true: 2, false: 0}[ti == a]; n != want {

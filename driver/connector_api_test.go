@@ -312,3 +312,42 @@ func TestWithHookConcurrency(t *testing.T) {
 		t.Error("WithHookConcurrency(0) accepted")
 	}
 }
+
+// Driver.Open, for code that uses the driver directly: the connector's
+// driver opens a virtual connection that serves the tenant of each call's
+// context; a bare Driver refuses (it would leak a store per connection).
+func TestDriverOpen(t *testing.T) {
+	f := newFixture(t, "drvopen", 1)
+	ti := f.tenants[0]
+	dc, err := f.conn.Driver().Open("ignored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	vc, ok := dc.(*driver.Conn)
+	if !ok {
+		t.Fatalf("Driver().Open returned a %T, want *driver.Conn", dc)
+	}
+	if id, bound := vc.Tenant(); bound {
+		t.Errorf("a fresh connection is bound to %q", id)
+	}
+	if err := vc.Ping(ti.ctx(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	if id, bound := vc.Tenant(); !bound || id != ti.ID {
+		t.Errorf("after a ping for %s: Tenant() = %q, %v", ti.ID, id, bound)
+	}
+	// What database/sql does when it takes the connection back and reuses
+	// it: IsValid unbinds it, then ResetSession finds it unbound.
+	if !vc.IsValid() {
+		t.Error("a connection after a successful ping is not valid")
+	}
+	if id, bound := vc.Tenant(); bound {
+		t.Errorf("IsValid left the connection bound to %q", id)
+	}
+	if err := vc.ResetSession(context.Background()); err != nil {
+		t.Fatalf("ResetSession of an unbound connection: %v", err)
+	}
+	_, err = (&driver.Driver{}).Open("file:/nowhere.json")
+	mustContain(t, err, "not supported")
+}

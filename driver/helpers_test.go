@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +156,24 @@ func (f *fixture) tenantStats(id string) driver.TenantStats {
 		f.t.Fatalf("TenantStats(%q): tenant unknown to the connector", id)
 	}
 	return st
+}
+
+// runTable names a table of this test process: test runs side by side
+// (other checkouts on the same server) share the fixtures' databases, so a
+// table a test empties or counts must be its own run's. The table is
+// dropped in each of the tenants' databases when the test ends (before the
+// fixture closes its DB: cleanups run last-in first-out).
+func (f *fixture) runTable(base string, tenants ...tenantInfo) string {
+	f.t.Helper()
+	name := fmt.Sprintf("%s_%d", base, os.Getpid())
+	f.t.Cleanup(func() {
+		for _, ti := range tenants {
+			if _, err := f.db.ExecContext(ti.ctx(context.Background()), "DROP TABLE IF EXISTS "+name); err != nil {
+				f.t.Errorf("drop table %s in %s: %v", name, ti.DB, err)
+			}
+		}
+	})
+	return name
 }
 
 // serverSessionsOf counts the sessions of one tenant as the server sees them.
