@@ -1,9 +1,9 @@
 package api
 
 import (
-	"maps"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
