@@ -61,8 +61,7 @@ func TestBudgetFitsOnSlowServer(t *testing.T) {
 	// closed before the next budget starts.
 	budgets := []int{tenants, 48, 60}
 
-	testenv.PostgresURL(t)
-	admin, err := sql.Open("pgx", testenv.DatabaseURL(t, "postgres"))
+	admin, err := sql.Open("pgx", testenv.PostgresURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,8 +101,8 @@ func fitSuite(ctx context.Context, adminURL string, tenantsList, workersList []i
 		}
 	}
 
-	fmt.Printf("\n%s, GOMAXPROCS=%d, %v measured per case after a warm-up of at most %v; tenants on %d databases, told apart by application_name; all workers start at tenant 0\n\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), d, warmCap, benchkit.Databases)
+	fmt.Printf("\n%s, GOMAXPROCS=%d, %v measured per case after a warm-up of at most %v; tenants on %d databases, told apart by application_name; %s\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), d, warmCap, benchkit.Databases, map[bool]string{false: "all workers start at tenant 0", true: "workers start spread over the tenants"}[fitSpread])
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tenants\tworkers\tbudget\tdial\twarm-up\tqueries/s\tvs plain pgx\tnew sessions/s (server)\tdials/s (driver)\tevictions/s\terrors\t")
 	for _, r := range results {
@@ -153,8 +153,23 @@ func fitPlain(ctx context.Context, adminURL string, workers int, d time.Duration
 	return float64(ops) / time.Since(start).Seconds(), nil
 }
 
-// fitLoad runs workers goroutines, each walking tenants 0..n-1 round-robin
-// from tenant 0, until deadline. It returns the queries served, the errors
+// fitSpread makes the workers start spread over the tenants instead of all
+// at tenant 0 (-fit-spread).
+var fitSpread bool
+
+// fitFirst is the tenant worker w of workers starts its walk at. From
+// tenant 0, all workers walk in step: at a budget of one connection per
+// tenant they queue for that tenant's one connection, which the rules
+// rightly do not let them take from other tenants.
+func fitFirst(w, workers, n int) int {
+	if !fitSpread {
+		return 0
+	}
+	return w * n / workers
+}
+
+// fitLoad runs workers goroutines, each walking the n tenants round-robin
+// from fitFirst, until deadline. It returns the queries served, the errors
 // and the first error.
 func fitLoad(workers, n int, deadline time.Time, query func(tenant int) error) (ops, errs int64, first error) {
 	var (
@@ -162,11 +177,11 @@ func fitLoad(workers, n int, deadline time.Time, query func(tenant int) error) (
 		nops, ner atomic.Int64
 		firstErr  atomic.Value
 	)
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; time.Now().Before(deadline); i++ {
+			for i := fitFirst(w, workers, n); time.Now().Before(deadline); i++ {
 				if err := query(i % n); err != nil {
 					ner.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -272,19 +287,20 @@ func fitRun(ctx context.Context, adminURL string, c fitCase, warmCap, d time.Dur
 	return r, nil
 }
 
-// fitLap has every worker query every tenant once, from tenant 0, or
+// fitLap has every worker query every tenant once, from fitFirst, or
 // stops at deadline.
 func fitLap(workers, n int, deadline time.Time, query func(tenant int) error) error {
 	var (
 		wg       sync.WaitGroup
 		firstErr atomic.Value
 	)
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < n && time.Now().Before(deadline); i++ {
-				if err := query(i); err != nil {
+			first := fitFirst(w, workers, n)
+			for k := 0; k < n && time.Now().Before(deadline); k++ {
+				if err := query((first + k) % n); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -338,7 +354,8 @@ func parseDurations(s string) ([]time.Duration, error) {
 }
 
 // runFit parses the fit suite's flags and runs it.
-func runFit(ctx context.Context, adminURL, tenants, workers, budgets, delays string, warmCap, d time.Duration) error {
+func runFit(ctx context.Context, adminURL, tenants, workers, budgets, delays string, spread bool, warmCap, d time.Duration) error {
+	fitSpread = spread
 	ns, err := parseInts(tenants)
 	if err != nil {
 		return fmt.Errorf("-fit-tenants: %w", err)

@@ -46,6 +46,7 @@ func main() {
 		fitWorkers = flag.String("fit-workers", "16,64", "-suite fit: worker counts")
 		fitBudgets = flag.String("fit-budgets", "1,2", "-suite fit: budgets, as multiples of the tenant count")
 		fitDials   = flag.String("fit-dial-delays", "0s,30ms", "-suite fit: how much slower each dial is made")
+		fitSpread  = flag.Bool("fit-spread", false, "-suite fit: workers start spread over the tenants, not all at tenant 0")
 		fitWarmCap = flag.Duration("fit-warmup-cap", 10*time.Second, "-suite fit: longest warm-up per case")
 	)
 	flag.Parse()
@@ -83,7 +84,7 @@ func main() {
 	case "idle":
 		suiteErr = idleSuite(ctx, *adminURL, *tenants, 100, 16, *dur, 5*time.Second)
 	case "fit":
-		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitWarmCap, *dur)
+		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitSpread, *fitWarmCap, *dur)
 	}
 	if *suite != "query" {
 		if suiteErr != nil {
