@@ -52,3 +52,16 @@ func setMaxQueued(t *testing.T, s Store, n int) {
 	h.maxQueued = n
 	h.mu.Unlock()
 }
+
+// waitChecks waits until r's follower has done n more periodic checks
+// than when it was called.
+func waitChecks(t *testing.T, r *Redis, n int) {
+	t.Helper()
+	count := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.checks
+	}
+	want := count() + n
+	waitFor(t, 30*time.Second, "the follower's next periodic checks", func() bool { return count() >= want })
+}

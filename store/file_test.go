@@ -354,24 +354,6 @@ func failedWrite(t *testing.T, breakWrites func(dir string) (restore func())) {
 	}
 }
 
-func TestFileFailedWriteReadOnlyDir(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("read-only directories do not stop writes on Windows")
-	}
-	if os.Geteuid() == 0 {
-		// Root ignores permission bits, so the writes would succeed;
-		// TestFileFailedWriteFileSizeLimit covers this case as root.
-		t.Skip("running as root: a read-only directory does not stop root")
-	}
-	t.Parallel()
-	failedWrite(t, func(dir string) func() {
-		if err := os.Chmod(dir, 0o500); err != nil {
-			t.Fatal(err)
-		}
-		return func() { os.Chmod(dir, 0o700) }
-	})
-}
-
 func TestFileAtomicWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

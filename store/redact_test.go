@@ -29,3 +29,25 @@ func TestAmbiguousURLs(t *testing.T) {
 		}
 	}
 }
+
+// Escaped password keys, which pgx unescapes, are masked wherever they
+// stand: in the query, and in a path that pgx reads as key=value settings.
+// So is the URL of a tenant with one, in its String and Redacted forms.
+func TestRedactEscapedPasswordKeys(t *testing.T) {
+	for u, want := range map[string]string{
+		"postgres://u@h/db?pass%77ord=" + sekret:     "postgres://u@h/db?pass%77ord=xxxxx",
+		"postgres://u@h/db?a=1&%70assword=" + sekret: "postgres://u@h/db?a=1&%70assword=xxxxx",
+		"postgres://u@h/db?ssl%70assword=" + sekret:  "postgres://u@h/db?ssl%70assword=xxxxx",
+		"postgres:/pass%77ord=" + sekret:             "postgres:/pass%77ord=xxxxx",
+	} {
+		if got := RedactURL(u); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", u, got, want)
+		}
+		tn := Tenant{ID: "t", DeployInfo: map[string]string{KeyPostgresURL: u}}
+		for what, s := range map[string]string{"String": tn.String(), "Redacted": tn.Redacted().PostgresURL()} {
+			if strings.Contains(s, sekret) {
+				t.Errorf("%s of a tenant with URL %q shows the password: %s", what, u, s)
+			}
+		}
+	}
+}

@@ -83,6 +83,7 @@ type Redis struct {
 	// resyncs counts the full resyncs the follower completed, so that
 	// tests wait for the next ones instead of sleeping.
 	resyncs int
+	checks  int // periodic checks done, likewise
 
 	// hub has a lock of its own; events are published with mu held, so
 	// that they reach watchers in the order they were applied.

@@ -95,6 +95,9 @@ func (f *follower) run(ctx context.Context) {
 			} else {
 				f.step(ctx, f.checkVersion)
 			}
+			r.mu.Lock()
+			r.checks++
+			r.mu.Unlock()
 		}
 	}
 }

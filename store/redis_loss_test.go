@@ -80,7 +80,10 @@ func TestRedisDataLossVersionBack(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the follower to read version 2", func() bool { return b.Status().Version == 2 })
+	waitChecks(t, b, 3)
+	if v := b.Status().Version; v != 2 {
+		t.Fatalf("three periodic checks after the version counter went back (3 to 2), the follower is at version %d: the check did not notice the counter going back", v)
+	}
 	if !b.Status().DataLoss {
 		t.Error("the version counter went back (3 to 2, same epoch) but Status().DataLoss is false")
 	}
@@ -113,5 +116,40 @@ func TestRedisRollbackThenWakeUps(t *testing.T) {
 	}
 	if !fb.has("t1", "t2", "t3") {
 		t.Error("the rolled-back tenant t3 was dropped without a delete")
+	}
+}
+
+// A follower that synced while the stream was empty (no entry to check)
+// sees Redis flushed and written again up to the same version: the
+// wake-ups look stale and the version is the same; only the periodic
+// check's epoch comparison notices, long before the next full resync.
+func TestRedisDataLossSameVersion(t *testing.T) {
+	srv := testenv.StartRedis(t, false)
+	a := openRedis(t, srv.URL(), "same")
+	b := openRedis(t, srv.URL(), "same", WithRedisResyncInterval(time.Hour))
+	ctx := context.Background()
+	for _, id := range []string{"t1", "t2"} {
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := rawRedis(t, srv.URL())
+	if err := raw.XTrimMaxLen(ctx, newRedisKeys("same").events, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fb := startFollow(t, b)
+	waitFor(t, 5*time.Second, "t1 and t2", func() bool { return fb.has("t1", "t2") })
+	if err := raw.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n1", "n2"} { // versions 1 and 2 again
+		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitChecks(t, b, 3)
+	if !b.Status().DataLoss || !fb.has("t1", "t2", "n1", "n2") {
+		t.Errorf("three periodic checks after Redis was flushed and written up to the same version: DataLoss %v, t1, t2, n1, n2 known %v; "+
+			"the periodic check did not notice the new epoch", b.Status().DataLoss, fb.has("t1", "t2", "n1", "n2"))
 	}
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -147,24 +149,36 @@ func TestWatchOverflowSnapshot(t *testing.T) {
 		if len(want) != writes+1 {
 			t.Fatalf("List has %d tenants, want %d", len(want), writes+1)
 		}
-		// Before the snapshot come at most the events the pump held when
-		// it blocked (up to limit of them); then the snapshot.
-		for n := 0; ; n++ {
-			if n > limit {
-				t.Fatalf("%d events after the overflow and no snapshot sync", n)
-			}
+		final := int64(writes + 2)
+		// The snapshot is built when the watcher's pump finds the overflow,
+		// possibly while the writes went on: it must hold the store as it
+		// was at its version (a, then c00... one a version), and the events
+		// after it must bring the view to the end.
+		snapshots := 0
+		for tr.Version() < final {
 			ev := next(t, ch)
+			if ev.Type == EventSync {
+				snapshots++
+				var wantIDs []string
+				wantIDs = append(wantIDs, "a")
+				for i := range min(int(ev.Version)-1, writes) {
+					wantIDs = append(wantIDs, fmt.Sprintf("c%02d", i))
+				}
+				if !slices.Equal(ids(ev.Tenants), wantIDs) {
+					t.Fatalf("the snapshot at version %d lists %v, want the store as it was then: %v", ev.Version, ids(ev.Tenants), wantIDs)
+				}
+				wantA := dbInfo("a")
+				if ev.Version == final {
+					wantA = dbInfo("a2")
+				}
+				if !maps.Equal(ev.Tenants[0].DeployInfo, wantA) {
+					t.Errorf("the snapshot at version %d has tenant a as %v", ev.Version, ev.Tenants[0])
+				}
+			}
 			tr.Apply(ev)
-			if ev.Type != EventSync {
-				continue
-			}
-			if !sameTenants(ev.Tenants, want) {
-				t.Fatalf("the snapshot lists %v, want what the store holds: %v", ids(ev.Tenants), ids(want))
-			}
-			if ev.Version != int64(writes+2) {
-				t.Errorf("the snapshot's version is %d, want %d", ev.Version, writes+2)
-			}
-			break
+		}
+		if snapshots == 0 {
+			t.Fatal("the watcher's queue overflowed, but no snapshot sync came")
 		}
 		if tr.Len() != len(want) {
 			t.Errorf("after the snapshot the tracker knows %d tenants, want %d", tr.Len(), len(want))
