@@ -29,7 +29,10 @@ func TestSequencerPublished(t *testing.T) {
 		last := first.Seq
 		for i, write := range []func() error{
 			func() error { _, err := s.Create(ctx, newTenant("a", "a")); return err },
-			func() error { _, err := s.Update(ctx, Tenant{ID: "a", DeployInfo: dbInfo("b"), Version: 1}); return err },
+			func() error {
+				_, err := s.Update(ctx, Tenant{ID: "a", DeployInfo: dbInfo("b"), Version: 1})
+				return err
+			},
 			func() error { _, err := s.Delete(ctx, "a"); return err },
 		} {
 			if err := write(); err != nil {
