@@ -249,7 +249,7 @@ func TestBudgetReusesIdleAndCapsTheServer(t *testing.T) {
 	bn.waitFor("the fourth caller to queue", func() bool { return bn.waiters() == 1 })
 	bn.check()
 	bn.release(held[2]) // b's: handed to b's waiter
-	got := <-r
+	got := bn.result("the waiting checkout", r)
 	cancel()
 	if got.err != nil || got.pc != held[2] {
 		t.Fatalf("b's waiter got %v, %v; want b's released connection", got.pc, got.err)
@@ -303,7 +303,7 @@ func TestBudgetWaiterTakesOnlyColdSurplus(t *testing.T) {
 	}
 	bn.makeCold(b1) // b1 is the older: the surplus one taken
 	bn.makeCold(b2)
-	got := <-r // the waiter's recheck finds a cold one: at most coldAfter
+	got := bn.result("the waiting checkout", r) // the waiter's recheck finds a cold one: at most coldAfter
 	if got.err != nil || got.pc.pool.t.id != "a" {
 		t.Fatalf("a's waiter: %v, %v", got.pc, got.err)
 	}
@@ -325,7 +325,7 @@ func TestBudgetWaiterTakesOnlyColdSurplus(t *testing.T) {
 	last := bn.b.idle.back
 	last.idleAt = last.idleAt.Add(-dormantAfter)
 	bn.b.mu.Unlock()
-	got2 := <-r
+	got2 := bn.result("the waiting checkout", r)
 	if got2.err != nil || got2.pc.pool.t.id != "a" {
 		t.Fatalf("a's waiter once b was dormant: %v, %v", got2.pc, got2.err)
 	}
@@ -347,13 +347,13 @@ func TestBudgetServesWaitersInOrder(t *testing.T) {
 	ra := bn.acquireAsync(ctx, "a")
 	bn.waitFor("a to queue", func() bool { return bn.waiters() == 2 })
 	bn.release(a1) // b waited longer: a1 is closed to make room for b
-	gb := <-rb
+	gb := bn.result("the waiting checkout rb", rb)
 	if gb.err != nil || gb.pc.pool.t.id != "b" {
 		t.Fatalf("b: %v, %v", gb.pc, gb.err)
 	}
 	bn.check()
 	bn.release(a2) // now a's own waiter gets it
-	ga := <-ra
+	ga := bn.result("the waiting checkout ra", ra)
 	if ga.err != nil || ga.pc != a2 {
 		t.Fatalf("a's waiter got %v, %v; want a2", ga.pc, ga.err)
 	}
@@ -372,12 +372,12 @@ func TestBudgetWaiterGivesUp(t *testing.T) {
 	r2 := bn.acquireAsync(context.Background(), "c")
 	bn.waitFor("c to queue", func() bool { return bn.waiters() == 2 })
 	cancel()
-	if got := <-r1; !errors.Is(got.err, context.Canceled) {
+	if got := bn.result("the waiting checkout r1", r1); !errors.Is(got.err, context.Canceled) {
 		t.Fatalf("b after its context ended: %v, %v", got.pc, got.err)
 	}
 	bn.check()
 	bn.release(a) // c, bare and now first, gets a's slot
-	got := <-r2
+	got := bn.result("the waiting checkout r2", r2)
 	if got.err != nil || got.pc.pool.t.id != "c" {
 		t.Fatalf("c: %v, %v", got.pc, got.err)
 	}
@@ -393,7 +393,7 @@ func TestBudgetRetirement(t *testing.T) {
 	r := bn.acquireAsync(context.Background(), "a")
 	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
 	bn.b.removeTenant(bn.ts["a"])
-	if got := <-r; !errors.Is(got.err, errRetired) {
+	if got := bn.result("the waiting checkout", r); !errors.Is(got.err, errRetired) {
 		t.Fatalf("a's waiter after the retirement: %v, %v", got.pc, got.err)
 	}
 	bn.release(a)
@@ -465,7 +465,7 @@ func TestBudgetClose(t *testing.T) {
 	r := bn.acquireAsync(context.Background(), "a")
 	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
 	bn.b.close()
-	if got := <-r; !errors.Is(got.err, ErrClosed) {
+	if got := bn.result("the waiting checkout", r); !errors.Is(got.err, ErrClosed) {
 		t.Fatalf("waiter after close: %v, %v", got.pc, got.err)
 	}
 	if n := bn.srv.sessions(); n != 1 {
@@ -539,12 +539,12 @@ func TestBudgetBareIsJudgedNow(t *testing.T) {
 	rc := bn.acquireAsync(bg, "c")
 	bn.waitFor("c's second caller to queue", func() bool { return bn.waiters() == 3 })
 	bn.release(b) // a, bare, takes b's slot
-	a1 := <-ra1
+	a1 := bn.result("the waiting checkout ra1", ra1)
 	if a1.err != nil || a1.pc.pool.t.id != "a" {
 		t.Fatalf("a's first caller: %v, %v", a1.pc, a1.err)
 	}
 	bn.release(c) // a has a connection now: c's own waiter gets it
-	c2 := <-rc
+	c2 := bn.result("the waiting checkout rc", rc)
 	if c2.err != nil || c2.pc != c {
 		t.Fatalf("c's waiter got %v, %v; want c's released connection (events %v)", c2.pc, c2.err, bn.srv.events())
 	}
@@ -552,7 +552,7 @@ func TestBudgetBareIsJudgedNow(t *testing.T) {
 		t.Fatalf("events %v: c's last connection was closed for a tenant that had one", ev)
 	}
 	bn.release(a1.pc) // a's own second caller gets it
-	a2 := <-ra2
+	a2 := bn.result("the waiting checkout ra2", ra2)
 	if a2.err != nil || a2.pc != a1.pc {
 		t.Fatalf("a's second caller: %v, %v", a2.pc, a2.err)
 	}

@@ -20,7 +20,7 @@ func (bn *bench) result(what string, r <-chan result) result {
 	case got := <-r:
 		return got
 	case <-time.After(30 * time.Second):
-		bn.t.Fatalf("timed out after 30s waiting for %s", what)
+		bn.t.Fatalf("timed out after 30s waiting for %s (a hang, or a grant that never came)", what)
 		return result{}
 	}
 }
