@@ -91,6 +91,28 @@ func TestBudgetFitsOnSlowServer(t *testing.T) {
 		hang = min(hang, time.Until(dl)/2)
 	}
 
+	// Up to 60 sessions: two runs of this test on one server at once
+	// (another checkout's suite, make mutate) would not fit its
+	// max_connections with the other tests. Each run waits for the
+	// other's, on a lock the server holds for this session.
+	lockCtx, cancelLock := context.WithTimeout(context.Background(), hang)
+	defer cancelLock()
+	lock, err := admin.Conn(lockCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.ExecContext(lockCtx, "SELECT pg_advisory_lock(hashtext('tenantsql.TestBudgetFitsOnSlowServer'))"); err != nil {
+		t.Fatalf("waiting for another run of this test on the server: %v", err)
+	}
+	t.Cleanup(func() {
+		// Unlocked here, not when admin closes: Close returns the
+		// session to admin's pool, the lock with it.
+		if _, err := lock.ExecContext(context.Background(), "SELECT pg_advisory_unlock_all()"); err != nil {
+			t.Errorf("unlock: %v", err)
+		}
+		lock.Close()
+	})
+
 	for _, budget := range budgets {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
 			tag := fmt.Sprintf("%s-b%d", prefix, budget)
