@@ -56,12 +56,12 @@ func checkContentType(r *http.Request) *apiError {
 	return nil
 }
 
-// readBody reads at most max bytes of the request body.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, *apiError) {
+// readBody reads at most limit bytes of the request body.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
 	if r.Body == nil {
 		return nil, nil // a request built by hand; servers always set one
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):

@@ -279,7 +279,7 @@ func (b *budget) release(pc *physConn) (dead bool) {
 
 	b.mu.Lock()
 	p := pc.pool
-	p.inUse--
+	b.checkinLocked(pc)
 	p.lastUsed = now
 	if !reusable || p.retired || b.closed || now.After(pc.expires) {
 		b.removeLocked(pc)
@@ -317,7 +317,7 @@ func (b *budget) release(pc *physConn) (dead bool) {
 // destroy closes a checked-out connection and frees its slot.
 func (b *budget) destroy(pc *physConn) {
 	b.mu.Lock()
-	pc.pool.inUse--
+	b.checkinLocked(pc)
 	b.removeLocked(pc)
 	b.mu.Unlock()
 	b.closeLater(pc)
@@ -369,6 +369,12 @@ func (b *budget) unreserveLocked(p *pool) {
 func (b *budget) freeLocked() {
 	b.open--
 	b.grantSlotsLocked()
+}
+
+// checkinLocked counts a connection back from its caller, who no longer
+// uses it; takeIdleLocked and reserveLocked count it out.
+func (b *budget) checkinLocked(pc *physConn) {
+	pc.pool.inUse--
 }
 
 func (b *budget) takeIdleLocked(pc *physConn) {

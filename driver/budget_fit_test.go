@@ -219,10 +219,10 @@ func TestBudgetFitsOnSlowServer(t *testing.T) {
 			// gets there is measured anyway.
 			warm := 0
 			for warm < warmLaps {
-				_, n0 := fitTotals(conn.Stats())
+				_, n0, _ := serverTotals(conn.Stats())
 				d := lap()
 				warm++
-				e1, n1 := fitTotals(conn.Stats())
+				e1, n1, _ := serverTotals(conn.Stats())
 				t.Logf("warm-up lap %d: %d new connections, %d evictions in all, %d tenants without a session, %v", warm, n1-n0, e1, len(bare(sessions())), d.Round(time.Millisecond))
 				if n1 == n0 {
 					break
@@ -230,7 +230,7 @@ func TestBudgetFitsOnSlowServer(t *testing.T) {
 			}
 
 			before := sessions()
-			e0, n0 := fitTotals(conn.Stats())
+			e0, n0, _ := serverTotals(conn.Stats())
 			var elapsed time.Duration
 			var failed bool
 			for l := 1; l <= laps && !failed; l++ {
@@ -247,24 +247,16 @@ func TestBudgetFitsOnSlowServer(t *testing.T) {
 					}
 				}
 			}
-			e1, n1 := fitTotals(conn.Stats())
+			e1, n1, _ := serverTotals(conn.Stats())
 			after := sessions()
 			total := 0
 			for _, ps := range after {
 				total += len(ps)
 			}
 			t.Logf("warm-up: %d laps; measured %d queries at %.0f/s: %d new connections, %d evictions; server sessions %d, new ones %s, tenants without one %d",
-				warm, queries-warm*workers*tenants, float64(queries-warm*workers*tenants)/elapsed.Seconds(), n1-n0, e1-e0, total, fitOrNone(fitAdded(before, after)), len(bare(after)))
+				warm, queries-warm*workers*tenants, float64(queries-warm*workers*tenants)/elapsed.Seconds(), n1-n0, e1-e0, total, orNone(fitAdded(before, after)), len(bare(after)))
 		})
 	}
-}
-
-// fitTotals sums the servers' eviction and new connection counts.
-func fitTotals(st driver.Stats) (evictions, newConns int64) {
-	for _, ss := range st.Servers {
-		evictions, newConns = evictions+ss.Evictions, newConns+ss.NewConns
-	}
-	return evictions, newConns
 }
 
 // fitAdded describes the sessions in after that before did not list (a new
@@ -283,11 +275,4 @@ func fitAdded(before, after map[string]map[int32]time.Time) string {
 	}
 	sort.Strings(pids)
 	return fmt.Sprintf("%d: pids %s", len(pids), strings.Join(pids[:min(len(pids), 8)], " "))
-}
-
-func fitOrNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

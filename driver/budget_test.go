@@ -91,9 +91,9 @@ type bench struct {
 	ts  map[string]*tenant
 }
 
-func newBench(t *testing.T, max, perTenant int, opts ...Option) *bench {
+func newBench(t *testing.T, budget, perTenant int, opts ...Option) *bench {
 	cfg := defaultConfig()
-	cfg.maxConns = max
+	cfg.maxConns = budget
 	cfg.maxConnsPerTenant = perTenant
 	for _, o := range opts {
 		o(&cfg)
