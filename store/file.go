@@ -1,20 +1,15 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,55 +60,6 @@ var (
 	_ Store     = (*File)(nil)
 	_ Sequencer = (*File)(nil)
 )
-
-// FileOption configures OpenFile.
-type FileOption func(*fileOptions)
-
-type fileOptions struct {
-	create bool
-	poll   time.Duration
-	log    *slog.Logger
-}
-
-// WithFileCreate makes OpenFile treat a missing file as an empty store;
-// the file is created by the first write. Without it a missing file is an
-// error, so a mistyped path fails at start-up instead of serving no
-// tenants.
-func WithFileCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
-
-// WithFilePollInterval sets how often the file is checked for changes
-// written by other processes (default 1s). Zero or less turns checking
-// off. Each check reads the whole file: its size and modification time may
-// stay the same across a change.
-func WithFilePollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
-
-// WithFileLogger sets the logger for problems found while polling (default
-// slog.Default()).
-func WithFileLogger(l *slog.Logger) FileOption { return func(o *fileOptions) { o.log = l } }
-
-// WithCreate is the former name of WithFileCreate.
-//
-// Deprecated: Use WithFileCreate, which names the store it configures.
-func WithCreate(create bool) FileOption { return WithFileCreate(create) }
-
-// WithPollInterval is the former name of WithFilePollInterval.
-//
-// Deprecated: Use WithFilePollInterval, which names the store it
-// configures.
-func WithPollInterval(d time.Duration) FileOption { return WithFilePollInterval(d) }
-
-// fileDoc is the file's format.
-type fileDoc struct {
-	Version int64                 `json:"version,omitempty"`
-	Tenants map[string]fileTenant `json:"tenants"`
-}
-
-type fileTenant struct {
-	DeployInfo map[string]string `json:"deploy_info"`
-	Version    int64             `json:"version,omitempty"`
-	CreatedAt  *time.Time        `json:"created_at,omitempty"`
-	UpdatedAt  *time.Time        `json:"updated_at,omitempty"`
-}
 
 // OpenFile opens the store in the JSON file at path and reads it. A file
 // that does not parse or holds an invalid tenant is an error that names the
@@ -194,168 +140,6 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-func decodeFile(data []byte) (state, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return state{}, errors.New(`file is empty (want {"tenants": {...}})`)
-	}
-	if err := checkDuplicateKeys(data); err != nil {
-		return state{}, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var doc fileDoc
-	if err := dec.Decode(&doc); err != nil {
-		return state{}, describeJSONError(data, err)
-	}
-	// Not dec.More: it reports false for a stray '}' or ']'.
-	if _, err := dec.Token(); err != io.EOF {
-		return state{}, errors.New("unexpected data after the top-level JSON object")
-	}
-	if doc.Tenants == nil {
-		return state{}, errors.New(`no "tenants" object (want {"tenants": {...}})`)
-	}
-	st := state{version: doc.Version, tenants: make(map[string]Tenant, len(doc.Tenants))}
-	for id, ft := range doc.Tenants {
-		t := Tenant{ID: id, DeployInfo: ft.DeployInfo, Version: max(ft.Version, 1)}
-		if ft.CreatedAt != nil {
-			t.CreatedAt = ft.CreatedAt.UTC()
-		}
-		if ft.UpdatedAt != nil {
-			t.UpdatedAt = ft.UpdatedAt.UTC()
-		}
-		if err := Validate(t); err != nil {
-			return state{}, fmt.Errorf("tenant %q: %w", shorten(id), err)
-		}
-		st.tenants[id] = t
-	}
-	return st, nil
-}
-
-// checkDuplicateKeys rejects an object that names a key twice, anywhere in
-// the file (a tenant, a deploy_info key, "tenants" itself), which
-// encoding/json would silently resolve to the last one. Syntax errors are
-// left to the strict decode, which reports them with a position.
-func checkDuplicateKeys(data []byte) error {
-	err := walkDuplicates(json.NewDecoder(bytes.NewReader(data)), nil, 0)
-	if errors.Is(err, errJSONSyntax) {
-		return nil
-	}
-	return err
-}
-
-var errJSONSyntax = errors.New("syntax error")
-
-// maxJSONDepth bounds the recursion of walkDuplicates; encoding/json
-// refuses deeper documents itself.
-const maxJSONDepth = 10000
-
-func walkDuplicates(dec *json.Decoder, path []string, depth int) error {
-	if depth > maxJSONDepth {
-		return errJSONSyntax
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return errJSONSyntax
-	}
-	switch tok {
-	case json.Delim('['):
-		for dec.More() {
-			if err := walkDuplicates(dec, path, depth+1); err != nil {
-				return err
-			}
-		}
-	case json.Delim('{'):
-		seen := make(map[string]bool)
-		for dec.More() {
-			tok, err := dec.Token()
-			if err != nil {
-				return errJSONSyntax
-			}
-			key, _ := tok.(string)
-			if seen[key] {
-				return duplicateKeyError(path, key)
-			}
-			seen[key] = true
-			if err := walkDuplicates(dec, append(path, key), depth+1); err != nil {
-				return err
-			}
-		}
-	default:
-		return nil
-	}
-	if _, err := dec.Token(); err != nil { // the closing bracket
-		return errJSONSyntax
-	}
-	return nil
-}
-
-func duplicateKeyError(path []string, key string) error {
-	if len(path) == 1 && path[0] == "tenants" {
-		return fmt.Errorf("tenant %q appears twice in \"tenants\"", shorten(key))
-	}
-	where := "the top-level object"
-	if len(path) > 0 {
-		q := make([]string, len(path))
-		for i, p := range path {
-			q[i] = strconv.Quote(shorten(p))
-		}
-		where = strings.Join(q, ".")
-	}
-	return fmt.Errorf("%s names %q twice", where, shorten(key))
-}
-
-// describeJSONError adds the line and column to errors that carry an offset.
-func describeJSONError(data []byte, err error) error {
-	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
-		off int64 = -1
-	)
-	switch {
-	case errors.As(err, &syn):
-		off = syn.Offset
-	case errors.As(err, &typ):
-		off = typ.Offset
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("unexpected end of file: the JSON is incomplete")
-	}
-	if off < 0 {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	// The offset counts the bytes read up to and including the offending
-	// one; show that byte's position.
-	line, col := 1, 1
-	for _, b := range data[:min(max(int(off)-1, 0), len(data))] {
-		if b == '\n' {
-			line, col = line+1, 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
-}
-
-// encodeFile renders st in the file format, tenants sorted by id.
-func encodeFile(st state) ([]byte, error) {
-	doc := fileDoc{Version: st.version, Tenants: make(map[string]fileTenant, len(st.tenants))}
-	for id, t := range st.tenants {
-		ft := fileTenant{DeployInfo: t.DeployInfo, Version: t.Version}
-		if !t.CreatedAt.IsZero() {
-			ft.CreatedAt = &t.CreatedAt
-		}
-		if !t.UpdatedAt.IsZero() {
-			ft.UpdatedAt = &t.UpdatedAt
-		}
-		doc.Tenants[id] = ft
-	}
-	data, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(data, '\n'), nil
-}
-
-// write replaces the file with st atomically and returns its new FileInfo
 // and the hash of what it wrote.
 func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte

@@ -1,0 +1,42 @@
+package store
+
+import (
+	"log/slog"
+	"time"
+)
+
+// FileOption configures OpenFile.
+type FileOption func(*fileOptions)
+
+type fileOptions struct {
+	create bool
+	poll   time.Duration
+	log    *slog.Logger
+}
+
+// WithFileCreate makes OpenFile treat a missing file as an empty store;
+// the file is created by the first write. Without it a missing file is an
+// error, so a mistyped path fails at start-up instead of serving no
+// tenants.
+func WithFileCreate(create bool) FileOption { return func(o *fileOptions) { o.create = create } }
+
+// WithFilePollInterval sets how often the file is checked for changes
+// written by other processes (default 1s). Zero or less turns checking
+// off. Each check reads the whole file: its size and modification time may
+// stay the same across a change.
+func WithFilePollInterval(d time.Duration) FileOption { return func(o *fileOptions) { o.poll = d } }
+
+// WithFileLogger sets the logger for problems found while polling (default
+// slog.Default()).
+func WithFileLogger(l *slog.Logger) FileOption { return func(o *fileOptions) { o.log = l } }
+
+// WithCreate is the former name of WithFileCreate.
+//
+// Deprecated: Use WithFileCreate, which names the store it configures.
+func WithCreate(create bool) FileOption { return WithFileCreate(create) }
+
+// WithPollInterval is the former name of WithFilePollInterval.
+//
+// Deprecated: Use WithFilePollInterval, which names the store it
+// configures.
+func WithPollInterval(d time.Duration) FileOption { return WithFilePollInterval(d) }
