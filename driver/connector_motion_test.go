@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,6 +165,55 @@ func TestReadYourWrites(t *testing.T) {
 // database being deleted, even when the tenant has been created again on
 // another database before the hook queries. Before, it reached the new
 // one and deleted the new tenant's rows, every time.
+// A hook's context kept past its hooks (context.WithoutCancel) reaches
+// nothing: the deleted configuration is no longer the hook's, and the
+// tenant re-created under the same id never was.
+func TestHookContextAfterItsHooks(t *testing.T) {
+	reg := hooks.New(quietLog)
+	kept := make(chan context.Context, 1)
+	reg.Subscribe(hooks.OnDelete, func(ctx context.Context, ev hooks.Event) error {
+		kept <- context.WithoutCancel(ctx)
+		return nil
+	})
+	s := store.NewMemory()
+	db := openOn(t, s, reg)
+	ctx := context.Background()
+	id := motionTag("hookended") + ".test"
+	cfgs := configs(t, id, 2)
+	if _, err := s.Create(ctx, cfgs[0].tenant(id)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ranOn(ctx, db, id); err != nil || !cfgs[0].is(got) {
+		t.Fatalf("before the delete: ran on %v (%v), want %v", got, err, cfgs[0])
+	}
+	if _, err := s.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var hctx context.Context
+	select {
+	case hctx = <-kept:
+	case <-time.After(hangAfter(t)):
+		t.Fatal("the delete hook never ran")
+	}
+	const refused = "used after its hooks returned"
+	// Until the hook has returned its queries still reach the deleted
+	// configuration; after, they must be refused.
+	var last error
+	eventually(t, hangAfter(t), "a query with the kept hook context to be refused once its hooks returned", func() bool {
+		_, last = ranOn(hctx, db, id)
+		return last != nil && strings.Contains(last.Error(), refused)
+	})
+	if _, err := s.Create(ctx, cfgs[1].tenant(id)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ranOn(ctx, db, id); err != nil || !cfgs[1].is(got) {
+		t.Fatalf("the re-created tenant: ran on %v (%v), want %v", got, err, cfgs[1])
+	}
+	if got, err := ranOn(hctx, db, id); err == nil || !strings.Contains(err.Error(), refused) {
+		t.Fatalf("the kept hook context after the re-create: ran on %v (%v), want an error saying it was %s", got, err, refused)
+	}
+}
+
 func TestDeleteHookReachesTheDeletedDatabase(t *testing.T) {
 	reg := hooks.New(quietLog)
 	type hookAnswer struct {
@@ -202,7 +252,12 @@ func TestDeleteHookReachesTheDeletedDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 		recreated <- struct{}{}
-		a := <-answers
+		var a hookAnswer
+		select {
+		case a = <-answers:
+		case <-time.After(hangAfter(t)):
+			t.Fatalf("round %d: the delete hook's query never answered (did it wait for the re-created tenant's gate?)", i)
+		}
 		if a.err != nil {
 			t.Fatalf("round %d: the delete hook's query: %v", i, a.err)
 		}

@@ -141,8 +141,13 @@ gotest() {
 		echo broken
 	elif grep -q -e '^panic: test timed out' "$log" || [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
 		echo timeout
-	elif [ $rc -ne 0 ]; then
+	elif [ $rc -ne 0 ] && grep -q -e '^--- FAIL' -e '^panic:' "$log"; then
 		echo caught
+	elif [ $rc -ne 0 ]; then
+		# No test failed: the run itself did (a shell error, a server out
+		# of connections, a cleanup): that proves nothing about the
+		# mutation.
+		echo error
 	elif grep -q -e 'no tests to run' "$log"; then
 		echo "no tests to run"
 	else
@@ -153,10 +158,11 @@ gotest() {
 # dur prints a go duration (90s, 5m, 1h) in seconds.
 dur() {
 	case $1 in
+	*[!0-9]*[hms] | [hms]) echo "mutate: timeout $1: want whole seconds, minutes or hours (90s, 5m, 1h)" >&2; exit 2 ;;
 	*h) echo $(( ${1%h} * 3600 )) ;;
 	*m) echo $(( ${1%m} * 60 )) ;;
-	*s) echo "${1%s}" ;;
-	*) echo 300 ;;
+	*[0-9]s) echo "${1%s}" ;;
+	*) echo "mutate: timeout $1: want whole seconds, minutes or hours (90s, 5m, 1h)" >&2; exit 2 ;;
 	esac
 }
 
@@ -209,6 +215,12 @@ for m in "${muts[@]}"; do
 	broken)
 		printf '%-36s BROKEN: the mutated code does not build:\n' "$name"
 		sed -n '1,10p' "$log"
+		others+=("$name")
+		status=1
+		;;
+	error)
+		printf '%-36s ERROR: the tests did not run to a verdict (no test failed); see %s:\n' "$name" "$log"
+		tail -n 10 "$log"
 		others+=("$name")
 		status=1
 		;;

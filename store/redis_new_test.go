@@ -23,6 +23,7 @@ func TestNewRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // again if the test stops early: Close is idempotent
 	k := newRedisKeys(prefix)
 	if n, err := c.Exists(ctx, k.epoch).Result(); err != nil || n != 1 {
 		t.Fatalf("after NewRedis, EXISTS %s = %d, %v; want the epoch written", k.epoch, n, err)
