@@ -89,7 +89,10 @@ func dropUniques() error {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if err := db.PingContext(ctx); err != nil {
-		return fmt.Errorf("dropping this run's databases: %w", err)
+		if os.Getenv("CI") == "" {
+			return nil // no server: the tests skipped and created nothing there
+		}
+		return fmt.Errorf("the server is unreachable, so this run's databases stay: %w", err)
 	}
 	rows, err := db.QueryContext(ctx, "SELECT datname FROM pg_database WHERE datname LIKE '%' || $1 || '%'", strings.ReplaceAll(suffix, "_", `\_`))
 	if err != nil {
