@@ -153,3 +153,32 @@ func TestRedisDataLossSameVersion(t *testing.T) {
 			"the periodic check did not notice the new epoch", b.Status().DataLoss, fb.has("t1", "t2", "n1", "n2"))
 	}
 }
+
+// A write made through a store that follows Redis, right after a rollback
+// that kept the epoch (a failover to a replica that lacked the last
+// writes): the write reuses a version the follower already holds from the
+// lost history. The follower must have read the write back before the
+// call returns (Sequencer), which comparing versions cannot tell: only
+// the stream entry the write added can. Wake-ups for reused versions look
+// stale and the periodic check is an hour away, so nothing but the wait
+// itself makes the follower read the write.
+func TestRedisReadYourWritesAfterRollback(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	_, b, _ := rollBack(t, u, prefix, time.Hour, WithRedisCheckInterval(time.Hour))
+	ctx := context.Background()
+	if _, err := b.Create(ctx, newTenant("x", "db")); err != nil { // reuses version 3
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	_, ok := b.st.tenants["x"]
+	v := b.st.version
+	b.mu.Unlock()
+	if !ok {
+		t.Fatalf("Create returned, but the store's followed state (version %d) lacks x: the write reused version 3 of the lost history, "+
+			"and the wait for the follower took the old version 3 for it", v)
+	}
+	if !b.Status().DataLoss {
+		t.Error("the follower read the write back but did not report the rollback")
+	}
+}
