@@ -120,9 +120,9 @@ func TestRedisRollbackThenWakeUps(t *testing.T) {
 }
 
 // A follower that synced while the stream was empty (no entry to check)
-// sees Redis flushed and written again up to the same version: the
-// wake-ups look stale and the version is the same; only the periodic
-// check's epoch comparison notices, long before the next full resync.
+// sees Redis flushed and written again up to the same version, the
+// wake-ups lost: the version is the same; only the periodic check's epoch
+// comparison notices, long before the next full resync.
 func TestRedisDataLossSameVersion(t *testing.T) {
 	srv := testenv.StartRedis(t, false)
 	a := openRedis(t, srv.URL(), "same")
@@ -142,8 +142,24 @@ func TestRedisDataLossSameVersion(t *testing.T) {
 	if err := raw.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"n1", "n2"} { // versions 1 and 2 again
-		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+	// Written as the scripts do, but without the wake-ups: a wake-up
+	// carries its stream entry's id, which the follower has not applied,
+	// so it would catch up, and might find the loss otherwise.
+	k := newRedisKeys("same")
+	for i, id := range []string{"n1", "n2"} { // versions 1 and 2 again
+		tn := newTenant(id, "db")
+		tn.Version, tn.CreatedAt, tn.UpdatedAt = 1, now(), now()
+		rec, err := encodeRecord(tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.SetNX(ctx, k.epoch, newEpoch(), 0)
+			p.HSet(ctx, k.tenants, id, rec)
+			p.Incr(ctx, k.version)
+			p.XAdd(ctx, &redis.XAddArgs{Stream: k.events, Values: []any{"v", i + 1, "t", "create", "id", id}})
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
