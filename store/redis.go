@@ -25,6 +25,7 @@ import (
 //	{PREFIX}:accepted  version of the operator's last AcceptLoss
 //	{PREFIX}:lost      set while some process keeps tenants Redis lost
 //	{PREFIX}:changes   pub/sub channel: a wake-up carrying the version
+//	                   and the id of the stream entry ("v ms-seq")
 //
 // Every mutation is one Lua script: the change, the version bump and the
 // event are atomic, and create-if-absent cannot succeed twice.
@@ -80,6 +81,9 @@ type Redis struct {
 	// (awaitFollowed); losses counts the data losses it found.
 	followed chan struct{}
 	losses   int
+	// applied holds the ids of the last stream entries st is known to
+	// include, in the history it was read from (see awaitFollowed).
+	applied entrySet
 	// resyncs counts the full resyncs the follower completed, so that
 	// tests wait for the next ones instead of sleeping.
 	resyncs int
@@ -245,14 +249,14 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("encode tenant %q: %w", t.ID, err)
 	}
-	res, v, err := r.runCreate(ctx, t.ID, rec)
+	res, w, err := r.runCreate(ctx, t.ID, rec)
 	if err != nil {
 		return Tenant{}, r.errorf("create tenant %q: %w", t.ID, err)
 	}
 	if res == scriptExists {
 		return Tenant{}, exists(t.ID)
 	}
-	r.awaitFollowed(ctx, v)
+	r.awaitFollowed(ctx, w)
 	return t, nil
 }
 
@@ -285,7 +289,7 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		if err != nil {
 			return Tenant{}, r.errorf("encode tenant %q: %w", t.ID, err)
 		}
-		res, v, err := r.runUpdate(ctx, t.ID, raw, rec)
+		res, w, err := r.runUpdate(ctx, t.ID, raw, rec)
 		if err != nil {
 			return Tenant{}, r.errorf("update tenant %q: %w", t.ID, err)
 		}
@@ -298,7 +302,7 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 			}
 			continue // changed under us: start from the new value
 		}
-		r.awaitFollowed(ctx, v)
+		r.awaitFollowed(ctx, w)
 		return next, nil
 	}
 }
@@ -313,14 +317,14 @@ func (r *Redis) Delete(ctx context.Context, id string) (bool, error) {
 	if err := r.checkOpen(); err != nil {
 		return false, err
 	}
-	res, v, err := r.runDelete(ctx, id)
+	res, w, err := r.runDelete(ctx, id)
 	if err != nil {
 		return false, r.errorf("delete tenant %q: %w", id, err)
 	}
 	if res == scriptNotFound {
 		return false, nil
 	}
-	r.awaitFollowed(ctx, v)
+	r.awaitFollowed(ctx, w)
 	return res == scriptWrote, nil
 }
 

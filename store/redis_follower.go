@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,10 +81,7 @@ func (f *follower) run(ctx context.Context) {
 					lastCheck = time.Now()
 				}
 			case *redis.Message:
-				// A wake-up for a version already applied is stale. A
-				// Redis that rolled back reuses versions; the periodic
-				// check finds that.
-				if v, err := strconv.ParseInt(m.Payload, 10, 64); err != nil || !f.synced || v > f.version {
+				if !f.stale(m.Payload) {
 					f.step(ctx, f.catchUp)
 				}
 			}
@@ -100,6 +98,25 @@ func (f *follower) run(ctx context.Context) {
 			r.mu.Unlock()
 		}
 	}
+}
+
+// stale reports whether a wake-up ("version entry-id", or "version" from
+// an older writer) is for an entry already applied. With the entry id
+// that is exact: a Redis that rolled back reuses versions, but not entry
+// ids in the history followed, and the write of this process waiting to
+// be read back (awaitFollowed) is not kept waiting for the periodic
+// check. A version alone is stale when already reached; a reused one is
+// left to the periodic check.
+func (f *follower) stale(payload string) bool {
+	if !f.synced {
+		return false
+	}
+	vs, sid, withID := strings.Cut(payload, " ")
+	if withID {
+		return f.r.applied.has(sid)
+	}
+	v, err := strconv.ParseInt(vs, 10, 64)
+	return err == nil && v <= f.version
 }
 
 func isTimeout(err error) bool {
@@ -197,7 +214,7 @@ func (f *follower) resync(ctx context.Context) error {
 		ver = p.Get(ctx, r.keys.version)
 		epoch = p.Get(ctx, r.keys.epoch)
 		accepted = p.Get(ctx, r.keys.accepted)
-		lastEnt = p.XRevRangeN(ctx, r.keys.events, "+", "-", 1)
+		lastEnt = p.XRevRangeN(ctx, r.keys.events, "+", "-", resyncEntries)
 		if checkStream {
 			firstEnt = p.XRangeN(ctx, r.keys.events, "-", "+", 1)
 			applied = p.XRange(ctx, r.keys.events, f.lastID, f.lastID)
@@ -270,6 +287,12 @@ func (f *follower) resync(ctx context.Context) error {
 	r.mu.Lock()
 	r.status.DataLoss = kept != nil // data-loss mode is keeping tenants
 	r.st, r.kept, r.synced = st, kept, true
+	// The snapshot includes the entries last in the stream when it was
+	// read, and no other history.
+	r.applied.reset()
+	for _, m := range slices.Backward(lastEnt.Val()) {
+		r.applied.add(m.ID)
+	}
 	r.status.Version, r.status.LastSync = v, time.Now()
 	ev := r.st.sync()
 	ev.DataLoss = r.status.DataLoss
@@ -420,6 +443,7 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 			}
 		}
 		r.st.version = e.v
+		r.applied.add(e.sid)
 		if ev.Type != 0 {
 			r.hub.publish(ev)
 		}
@@ -436,15 +460,27 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 // denied and the follower polls, every check interval.
 const followWait = 2 * time.Second
 
-// awaitFollowed returns once this process's follower has published the
-// store at version v or later (or found that Redis lost data), so that its
-// watchers, the tenantsql driver's registry among them, see the write
+// awaitFollowed returns once this process's follower has published a
+// store that includes the write w (or found that Redis lost data), so that
+// its watchers, the tenantsql driver's registry among them, see the write
 // before the call that made it returns (Sequencer). Without watchers in
 // this process there is nothing to wait for. The write is done either way:
 // if ctx ends or the follower is not there within followWait, the caller
 // still gets success, and the change takes effect here when the follower
 // reads it, as it does in other processes.
-func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
+//
+// The rule is that the follower applied w's stream entry, by its id, not
+// that it reached w's version: a Redis that lost its last writes but kept
+// its epoch (a failover to a replica that lacked them) gives their
+// versions again, so the follower may hold w.v from the lost history.
+// Comparing entry ids by order is not enough either: the new master's ids
+// follow its own last entry, and may be below ids of the lost history
+// (clocks differ). So the follower keeps the ids of the last entries its
+// state includes (r.applied): those it applied, and after a resync the
+// last ones of the stream it read, atomically with the tenants; w's id
+// among them, the wait is over. The wake-up w published carries its id,
+// so the follower does not take it for stale (follower.stale).
+func (r *Redis) awaitFollowed(ctx context.Context, w written) {
 	r.mu.Lock()
 	if r.cancel == nil || r.closed {
 		r.mu.Unlock()
@@ -454,7 +490,7 @@ func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
 	// versions may start again: then there is nothing left to wait for.
 	done, losses := r.done, r.losses
 	var timeout <-chan time.Time
-	for !(r.synced && r.st.version >= v) && r.losses == losses {
+	for !(r.synced && r.applied.has(w.sid)) && r.losses == losses {
 		ch := r.followed
 		r.mu.Unlock()
 		if timeout == nil {
@@ -470,12 +506,57 @@ func (r *Redis) awaitFollowed(ctx context.Context, v int64) {
 			return
 		case <-timeout:
 			r.log.Warn("tenantsql: store: a write was not read back from Redis by this process in time; it takes effect here once it is",
-				"store", r.name, "version", v, "wait", followWait)
+				"store", r.name, "version", w.v, "entry", w.sid, "wait", followWait)
 			return
 		}
 		r.mu.Lock()
 	}
 	r.mu.Unlock()
+}
+
+// resyncEntries is how many of the stream's last entries a resync reads,
+// to know that its snapshot includes them (awaitFollowed): a write whose
+// entry is one of them has been read back.
+const resyncEntries = 64
+
+// maxApplied bounds the entry ids an entrySet keeps: a write waits to be
+// read back right after it is made, when its entry is among the last few
+// the follower applied.
+const maxApplied = 1024
+
+// An entrySet holds the ids of the last stream entries added to it, up to
+// maxApplied. Its zero value is empty.
+type entrySet struct {
+	ids   map[string]struct{}
+	order []string // ring of the ids in ids, the oldest at next
+	next  int
+}
+
+func (s *entrySet) has(id string) bool {
+	_, ok := s.ids[id]
+	return id != "" && ok
+}
+
+func (s *entrySet) add(id string) {
+	if s.ids == nil {
+		s.ids = make(map[string]struct{})
+	}
+	if _, ok := s.ids[id]; ok {
+		return
+	}
+	if len(s.order) < maxApplied {
+		s.order = append(s.order, id)
+	} else {
+		delete(s.ids, s.order[s.next])
+		s.order[s.next] = id
+		s.next = (s.next + 1) % maxApplied
+	}
+	s.ids[id] = struct{}{}
+}
+
+func (s *entrySet) reset() {
+	clear(s.ids)
+	s.order, s.next = s.order[:0], 0
 }
 
 // wakeWritersLocked wakes the writes waiting to be read back. r.mu is

@@ -120,9 +120,9 @@ func TestRedisRollbackThenWakeUps(t *testing.T) {
 }
 
 // A follower that synced while the stream was empty (no entry to check)
-// sees Redis flushed and written again up to the same version: the
-// wake-ups look stale and the version is the same; only the periodic
-// check's epoch comparison notices, long before the next full resync.
+// sees Redis flushed and written again up to the same version, the
+// wake-ups lost: the version is the same; only the periodic check's epoch
+// comparison notices, long before the next full resync.
 func TestRedisDataLossSameVersion(t *testing.T) {
 	srv := testenv.StartRedis(t, false)
 	a := openRedis(t, srv.URL(), "same")
@@ -142,8 +142,24 @@ func TestRedisDataLossSameVersion(t *testing.T) {
 	if err := raw.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"n1", "n2"} { // versions 1 and 2 again
-		if _, err := a.Create(ctx, newTenant(id, "db")); err != nil {
+	// Written as the scripts do, but without the wake-ups: a wake-up
+	// carries its stream entry's id, which the follower has not applied,
+	// so it would catch up, and might find the loss otherwise.
+	k := newRedisKeys("same")
+	for i, id := range []string{"n1", "n2"} { // versions 1 and 2 again
+		tn := newTenant(id, "db")
+		tn.Version, tn.CreatedAt, tn.UpdatedAt = 1, now(), now()
+		rec, err := encodeRecord(tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.SetNX(ctx, k.epoch, newEpoch(), 0)
+			p.HSet(ctx, k.tenants, id, rec)
+			p.Incr(ctx, k.version)
+			p.XAdd(ctx, &redis.XAddArgs{Stream: k.events, Values: []any{"v", i + 1, "t", "create", "id", id}})
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,5 +167,34 @@ func TestRedisDataLossSameVersion(t *testing.T) {
 	if !b.Status().DataLoss || !fb.has("t1", "t2", "n1", "n2") {
 		t.Errorf("three periodic checks after Redis was flushed and written up to the same version: DataLoss %v, t1, t2, n1, n2 known %v; "+
 			"the periodic check did not notice the new epoch", b.Status().DataLoss, fb.has("t1", "t2", "n1", "n2"))
+	}
+}
+
+// A write made through a store that follows Redis, right after a rollback
+// that kept the epoch (a failover to a replica that lacked the last
+// writes): the write reuses a version the follower already holds from the
+// lost history. The follower must have read the write back before the
+// call returns (Sequencer), which comparing versions cannot tell: only
+// the stream entry the write added can. Wake-ups for reused versions look
+// stale and the periodic check is an hour away, so nothing but the wait
+// itself makes the follower read the write.
+func TestRedisReadYourWritesAfterRollback(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	_, b, _ := rollBack(t, u, prefix, time.Hour, WithRedisCheckInterval(time.Hour))
+	ctx := context.Background()
+	if _, err := b.Create(ctx, newTenant("x", "db")); err != nil { // reuses version 3
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	_, ok := b.st.tenants["x"]
+	v := b.st.version
+	b.mu.Unlock()
+	if !ok {
+		t.Fatalf("Create returned, but the store's followed state (version %d) lacks x: the write reused version 3 of the lost history, "+
+			"and the wait for the follower took the old version 3 for it", v)
+	}
+	if !b.Status().DataLoss {
+		t.Error("the follower read the write back but did not report the rollback")
 	}
 }

@@ -18,8 +18,9 @@ import (
 // Every script is given the same KEYS and the same first two ARGV, which
 // scriptPrelude names, and then arguments of its own, which it names on
 // its first line; a method below runs each, passing its arguments in
-// order. The mutations answer {result, version}: a scriptResult, and the
-// version written, if any.
+// order. The mutations answer {result, version, entry}: a scriptResult,
+// and the version written and the id of the stream entry that records it,
+// if any.
 
 // A scriptResult says what a mutation script did.
 type scriptResult int64
@@ -51,9 +52,9 @@ local maxlen, newepoch = ARGV[1], ARGV[2]
 local function bump(kind, id)
 	redis.call('SET', epoch, newepoch, 'NX')
 	local v = redis.call('INCR', version)
-	redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', kind, 'id', id)
-	redis.call('PUBLISH', channel, v)
-	return v
+	local sid = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'v', v, 't', kind, 'id', id)
+	redis.call('PUBLISH', channel, v .. ' ' .. sid)
+	return v, sid
 end
 `, scriptWrote, scriptExists, scriptNotFound, scriptChanged, scriptRecorded)
 
@@ -69,26 +70,47 @@ func (r *Redis) run(ctx context.Context, s *redis.Script, args ...any) *redis.Cm
 	return s.Run(ctx, r.c, r.scriptKeys(), append([]any{r.maxLen, newEpoch()}, args...)...)
 }
 
+// A written is where a mutation was written: its version, and the id of
+// the stream entry that records it (empty if nothing was written).
+type written struct {
+	v   int64
+	sid string
+}
+
 // runMutation runs a mutation script and reads its answer.
-func (r *Redis) runMutation(ctx context.Context, s *redis.Script, args ...any) (scriptResult, int64, error) {
-	a, err := r.run(ctx, s, args...).Int64Slice()
+func (r *Redis) runMutation(ctx context.Context, s *redis.Script, args ...any) (scriptResult, written, error) {
+	a, err := r.run(ctx, s, args...).Slice()
 	if err != nil {
-		return 0, 0, err
+		return 0, written{}, err
 	}
-	if len(a) != 2 || scriptResult(a[0]) < scriptWrote || scriptResult(a[0]) > scriptRecorded {
-		return 0, 0, fmt.Errorf("unexpected script answer %v", a)
+	var (
+		res scriptResult
+		w   written
+		ok  = len(a) == 2 || len(a) == 3
+	)
+	if ok {
+		n, ok1 := a[0].(int64)
+		w.v, ok = a[1].(int64)
+		res, ok = scriptResult(n), ok && ok1
 	}
-	return scriptResult(a[0]), a[1], nil
+	if ok && len(a) == 3 {
+		w.sid, ok = a[2].(string)
+	}
+	if !ok || res < scriptWrote || res > scriptRecorded || (res == scriptWrote || res == scriptRecorded) != (w.sid != "") {
+		return 0, written{}, fmt.Errorf("unexpected script answer %v", a)
+	}
+	return res, w, nil
 }
 
 var createScript = redis.NewScript(scriptPrelude + `
 local id, record = unpack(ARGV, 3)
 if redis.call('HEXISTS', tenants, id) == 1 then return {EXISTS, 0} end
 redis.call('HSET', tenants, id, record)
-return {WROTE, bump('create', id)}`)
+local v, sid = bump('create', id)
+return {WROTE, v, sid}`)
 
 // runCreate stores record as tenant id's, unless id exists.
-func (r *Redis) runCreate(ctx context.Context, id, record string) (scriptResult, int64, error) {
+func (r *Redis) runCreate(ctx context.Context, id, record string) (scriptResult, written, error) {
 	return r.runMutation(ctx, createScript, id, record)
 }
 
@@ -98,11 +120,12 @@ local cur = redis.call('HGET', tenants, id)
 if not cur then return {NOT_FOUND, 0} end
 if cur ~= old then return {CHANGED, 0} end
 redis.call('HSET', tenants, id, record)
-return {WROTE, bump('update', id)}`)
+local v, sid = bump('update', id)
+return {WROTE, v, sid}`)
 
 // runUpdate replaces tenant id's record with record, if it is still old:
 // a compare-and-swap, so that the version check of Update is exact.
-func (r *Redis) runUpdate(ctx context.Context, id, old, record string) (scriptResult, int64, error) {
+func (r *Redis) runUpdate(ctx context.Context, id, old, record string) (scriptResult, written, error) {
 	return r.runMutation(ctx, updateScript, id, old, record)
 }
 
@@ -112,12 +135,12 @@ var deleteScript = redis.NewScript(scriptPrelude + `
 local id = unpack(ARGV, 3)
 local n = redis.call('HDEL', tenants, id)
 if n == 0 and redis.call('EXISTS', lost) == 0 then return {NOT_FOUND, 0} end
-local v = bump('delete', id)
-if n == 0 then return {RECORDED, v} end
-return {WROTE, v}`)
+local v, sid = bump('delete', id)
+if n == 0 then return {RECORDED, v, sid} end
+return {WROTE, v, sid}`)
 
 // runDelete deletes tenant id.
-func (r *Redis) runDelete(ctx context.Context, id string) (scriptResult, int64, error) {
+func (r *Redis) runDelete(ctx context.Context, id string) (scriptResult, written, error) {
 	return r.runMutation(ctx, deleteScript, id)
 }
 
@@ -125,10 +148,10 @@ func (r *Redis) runDelete(ctx context.Context, id string) (scriptResult, int64, 
 // follower that misses the marker in the stream (it resynced past it)
 // still learns that the operator accepted the loss.
 var resyncScript = redis.NewScript(scriptPrelude + `
-local v = bump('resync', '')
+local v, sid = bump('resync', '')
 redis.call('SET', accepted, v)
 redis.call('DEL', lost)
-return {WROTE, v}`)
+return {WROTE, v, sid}`)
 
 // runResync appends the resync marker that AcceptLoss sends to every
 // follower, and clears the lost mark.

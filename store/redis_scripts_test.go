@@ -12,9 +12,10 @@ import (
 func TestRedisScriptResults(t *testing.T) {
 	s := openRedis(t, testenv.RedisURL(t), "")
 	ctx := context.Background()
-	check := func(what string, want scriptResult, wantV int64) func(scriptResult, int64, error) {
-		return func(res scriptResult, v int64, err error) {
+	check := func(what string, want scriptResult, wantV int64) func(scriptResult, written, error) {
+		return func(res scriptResult, w written, err error) {
 			t.Helper()
+			v := w.v
 			if err != nil || res != want || v != wantV {
 				t.Errorf("%s = %d, version %d, %v; want %d, version %d", what, res, v, err, want, wantV)
 			}
