@@ -73,7 +73,7 @@ type budget struct {
 // pool holds one tenant's physical connections for one version of its
 // configuration.
 type pool struct {
-	t    *tenant
+	t    *target
 	dial dialFunc
 
 	// guarded by budget.mu
@@ -112,7 +112,7 @@ func newBudget(cfg *config, server string) *budget {
 // acquire checks out a physical connection of tenant t, preferring hint
 // (the connection the caller had last) when it is idle and of the same
 // pool. t's pool is made on first use.
-func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physConn, error) {
+func (b *budget) acquire(ctx context.Context, t *target, hint *physConn) (*physConn, error) {
 	var start time.Time // set once the caller has to wait
 	for {
 		p, err := b.poolOf(t)
@@ -144,7 +144,7 @@ func (b *budget) acquire(ctx context.Context, t *tenant, hint *physConn) (*physC
 
 // poolOf returns t's pool with b.mu held, making the pool if t has none.
 // On error b.mu is not held.
-func (b *budget) poolOf(t *tenant) (*pool, error) {
+func (b *budget) poolOf(t *target) (*pool, error) {
 	var dial dialFunc
 	for {
 		b.mu.Lock()
@@ -275,6 +275,7 @@ func (b *budget) reusable(ctx context.Context, pc *physConn) bool {
 // cancellation), as opposed to retired for age or configuration.
 func (b *budget) release(pc *physConn) (dead bool) {
 	dead, reusable := pc.sess.released()
+	reusable = reusable && !pc.dirty
 	now := b.now()
 
 	b.mu.Lock()
@@ -397,7 +398,7 @@ func (b *budget) removeLocked(pc *physConn) {
 }
 
 // countLocked adds c to the statistics of t and of the budget.
-func (b *budget) countLocked(t *tenant, c counters) {
+func (b *budget) countLocked(t *target, c counters) {
 	t.stats.add(c)
 	b.stats.add(c)
 }

@@ -54,9 +54,9 @@ func (b *budget) retireLocked(p *pool, err error) []*physConn {
 	return closing
 }
 
-// removeTenant retires t for good (deleted, or replaced by a new
+// removeTarget retires t for good (deleted, or replaced by a new
 // configuration).
-func (b *budget) removeTenant(t *tenant) {
+func (b *budget) removeTarget(t *target) {
 	b.mu.Lock()
 	t.removed = true
 	var closing []*physConn

@@ -88,7 +88,7 @@ type bench struct {
 	b   *budget
 	srv *fakeServer
 	cfg config
-	ts  map[string]*tenant
+	ts  map[string]*target
 }
 
 func newBench(t *testing.T, budget, perTenant int, opts ...Option) *bench {
@@ -101,7 +101,7 @@ func newBench(t *testing.T, budget, perTenant int, opts ...Option) *bench {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	bn := &bench{t: t, srv: &fakeServer{failAt: map[string]error{}}, cfg: cfg, ts: map[string]*tenant{}}
+	bn := &bench{t: t, srv: &fakeServer{failAt: map[string]error{}}, cfg: cfg, ts: map[string]*target{}}
 	bn.b = newBudget(&bn.cfg, "fake:5432")
 	t.Cleanup(func() {
 		bn.b.close()
@@ -112,12 +112,11 @@ func newBench(t *testing.T, budget, perTenant int, opts ...Option) *bench {
 	return bn
 }
 
-func (bn *bench) tenant(id string) *tenant {
+func (bn *bench) tenant(id string) *target {
 	if t := bn.ts[id]; t != nil {
 		return t
 	}
-	t := &tenant{id: id, cfg: &bn.cfg, b: bn.b, dial: bn.srv.dialer(id)}
-	t.gate.Store(openGate)
+	t := &target{name: id, cfg: &bn.cfg, b: bn.b, dial: bn.srv.dialer(id)}
 	bn.ts[id] = t
 	return t
 }
@@ -129,8 +128,8 @@ func (bn *bench) acquire(id string) *physConn {
 	if err != nil {
 		bn.t.Fatalf("acquire %s: %v", id, err)
 	}
-	if pc.pool.t.id != id {
-		bn.t.Fatalf("acquire %s: got a connection of %s", id, pc.pool.t.id)
+	if pc.pool.t.name != id {
+		bn.t.Fatalf("acquire %s: got a connection of %s", id, pc.pool.t.name)
 	}
 	bn.check()
 	return pc
@@ -153,14 +152,14 @@ func (bn *bench) check() {
 	var idle, waiting, open int
 	for p := range b.pools {
 		if p.open != p.inUse+p.idle.n {
-			bn.t.Fatalf("pool %s: open %d != in use %d + idle %d", p.t.id, p.open, p.inUse, p.idle.n)
+			bn.t.Fatalf("pool %s: open %d != in use %d + idle %d", p.t.name, p.open, p.inUse, p.idle.n)
 		}
 		if p.open > p.max || p.open < 0 || p.inUse < 0 {
-			bn.t.Fatalf("pool %s: open %d, in use %d, cap %d", p.t.id, p.open, p.inUse, p.max)
+			bn.t.Fatalf("pool %s: open %d, in use %d, cap %d", p.t.name, p.open, p.inUse, p.max)
 		}
 		for pc := p.idle.front; pc != nil; pc = pc.pidle.next {
 			if pc.state != stateIdle || pc.pool != p {
-				bn.t.Fatalf("pool %s: idle list holds a connection in state %d of %s", p.t.id, pc.state, pc.pool.t.id)
+				bn.t.Fatalf("pool %s: idle list holds a connection in state %d of %s", p.t.name, pc.state, pc.pool.t.name)
 			}
 		}
 		idle += p.idle.n
@@ -304,7 +303,7 @@ func TestBudgetWaiterTakesOnlyColdSurplus(t *testing.T) {
 	bn.makeCold(b1) // b1 is the older: the surplus one taken
 	bn.makeCold(b2)
 	got := bn.result("the waiting checkout", r) // the waiter's recheck finds a cold one: at most coldAfter
-	if got.err != nil || got.pc.pool.t.id != "a" {
+	if got.err != nil || got.pc.pool.t.name != "a" {
 		t.Fatalf("a's waiter: %v, %v", got.pc, got.err)
 	}
 	if ev := bn.srv.events(); !slices.Equal(ev[len(ev)-2:], []string{"end b", "dial a"}) {
@@ -326,7 +325,7 @@ func TestBudgetWaiterTakesOnlyColdSurplus(t *testing.T) {
 	last.idleAt = last.idleAt.Add(-dormantAfter)
 	bn.b.mu.Unlock()
 	got2 := bn.result("the waiting checkout", r)
-	if got2.err != nil || got2.pc.pool.t.id != "a" {
+	if got2.err != nil || got2.pc.pool.t.name != "a" {
 		t.Fatalf("a's waiter once b was dormant: %v, %v", got2.pc, got2.err)
 	}
 	bn.release(got2.pc)
@@ -348,7 +347,7 @@ func TestBudgetServesWaitersInOrder(t *testing.T) {
 	bn.waitFor("a to queue", func() bool { return bn.waiters() == 2 })
 	bn.release(a1) // b waited longer: a1 is closed to make room for b
 	gb := bn.result("the waiting checkout rb", rb)
-	if gb.err != nil || gb.pc.pool.t.id != "b" {
+	if gb.err != nil || gb.pc.pool.t.name != "b" {
 		t.Fatalf("b: %v, %v", gb.pc, gb.err)
 	}
 	bn.check()
@@ -378,7 +377,7 @@ func TestBudgetWaiterGivesUp(t *testing.T) {
 	bn.check()
 	bn.release(a) // c, bare and now first, gets a's slot
 	got := bn.result("the waiting checkout r2", r2)
-	if got.err != nil || got.pc.pool.t.id != "c" {
+	if got.err != nil || got.pc.pool.t.name != "c" {
 		t.Fatalf("c: %v, %v", got.pc, got.err)
 	}
 	bn.release(got.pc)
@@ -392,7 +391,7 @@ func TestBudgetRetirement(t *testing.T) {
 	a := bn.acquire("a")
 	r := bn.acquireAsync(context.Background(), "a")
 	bn.waitFor("a's second caller to queue", func() bool { return bn.waiters() == 1 })
-	bn.b.removeTenant(bn.ts["a"])
+	bn.b.removeTarget(bn.ts["a"])
 	if got := bn.result("the waiting checkout", r); !errors.Is(got.err, errRetired) {
 		t.Fatalf("a's waiter after the retirement: %v, %v", got.pc, got.err)
 	}
@@ -540,7 +539,7 @@ func TestBudgetBareIsJudgedNow(t *testing.T) {
 	bn.waitFor("c's second caller to queue", func() bool { return bn.waiters() == 3 })
 	bn.release(b) // a, bare, takes b's slot
 	a1 := bn.result("the waiting checkout ra1", ra1)
-	if a1.err != nil || a1.pc.pool.t.id != "a" {
+	if a1.err != nil || a1.pc.pool.t.name != "a" {
 		t.Fatalf("a's first caller: %v, %v", a1.pc, a1.err)
 	}
 	bn.release(c) // a has a connection now: c's own waiter gets it

@@ -121,7 +121,7 @@ func TestBudgetFreedSlotSkipsWaiterAtCap(t *testing.T) {
 		t.Fatalf("after a slot freed: a has %d connections (cap 1) and %d waiting, c %d waiting; want the slot given to c, below its cap, and a's waiter still queued", aOpen, aWaiting, cWaiting)
 	}
 	gc := bn.result("c's caller to get the freed slot", rc)
-	if gc.err != nil || gc.pc.pool.t.id != "c" {
+	if gc.err != nil || gc.pc.pool.t.name != "c" {
 		t.Fatalf("c's caller: %v, %v; want a connection of c", gc.pc, gc.err)
 	}
 	bn.check()

@@ -26,6 +26,7 @@ type Conn struct {
 	c    *Connector
 	pc   *physConn // bound physical connection, nil between checkouts
 	id   string    // tenant of pc
+	t    *tenant   // its configuration; t.set != nil: a shared session (shared.go)
 	last *physConn // the physical connection bound last, tried first next time
 	dead bool      // a bound connection died: let database/sql discard this one
 }
@@ -60,11 +61,11 @@ func (vc *Conn) bind(ctx context.Context) (*stdlib.Conn, error) {
 	if !ok {
 		return nil, ErrNoTenant
 	}
-	pc, err := vc.c.acquire(ctx, id, vc.last)
+	pc, t, err := vc.c.acquire(ctx, id, vc.last)
 	if err != nil {
 		return nil, err
 	}
-	vc.pc, vc.id, vc.last = pc, id, pc
+	vc.pc, vc.id, vc.t, vc.last = pc, id, t, pc
 	return pc.sc, nil
 }
 
@@ -73,7 +74,7 @@ func (vc *Conn) unbind() {
 		return
 	}
 	pc := vc.pc
-	vc.pc = nil
+	vc.pc, vc.t = nil, nil
 	if vc.c.release(pc) {
 		vc.dead = true
 		vc.last = nil
@@ -89,6 +90,11 @@ func (vc *Conn) PgxConn(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if vc.t.set != nil {
+		if err := vc.setForSession(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return sc.Conn(), nil
 }
 
@@ -101,6 +107,9 @@ func (vc *Conn) ExecContext(ctx context.Context, query string, args []driver.Nam
 	if err != nil {
 		return nil, err
 	}
+	if vc.t.set != nil {
+		return vc.execShared(ctx, query, args)
+	}
 	return sc.ExecContext(ctx, query, args)
 }
 
@@ -109,6 +118,9 @@ func (vc *Conn) QueryContext(ctx context.Context, query string, args []driver.Na
 	sc, err := vc.bind(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if vc.t.set != nil {
+		return vc.queryShared(ctx, query, args)
 	}
 	return sc.QueryContext(ctx, query, args)
 }
@@ -124,7 +136,12 @@ func (vc *Conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sc.Conn().PgConn().Prepare(ctx, "", query, nil); err != nil {
+	if vc.t.set != nil {
+		err = vc.prepareShared(ctx, query)
+	} else {
+		_, err = sc.Conn().PgConn().Prepare(ctx, "", query, nil)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &stmt{vc: vc, query: query}, nil
@@ -141,6 +158,11 @@ func (vc *Conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 	sc, err := vc.bind(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if vc.t.set != nil {
+		if err := vc.cleanShared(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return sc.BeginTx(ctx, opts)
 }

@@ -33,6 +33,9 @@ type Connector struct {
 	budgetsMu sync.Mutex
 	budgets   map[string]*budget // per server: host:port
 
+	targetsMu sync.Mutex
+	targets   map[string]*target // shared ones, by URL without tenant settings
+
 	hooks Hooks
 	hookq *hookQueue
 
@@ -88,6 +91,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		cfg:        cfg,
 		log:        cfg.log,
 		budgets:    make(map[string]*budget),
+		targets:    make(map[string]*target),
 		readyCh:    make(chan struct{}),
 		applied:    newBroadcast(),
 		started:    time.Now(),
@@ -156,45 +160,45 @@ func (c *Connector) Close() error {
 func (c *Connector) Store() store.Store { return c.store }
 
 // acquire checks out a physical connection for tenant id.
-func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*physConn, error) {
+func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*physConn, *tenant, error) {
 	if hs := c.hookScopeOf(ctx, id); hs != nil {
 		return hs.acquire(ctx, hint)
 	}
 	if !c.ready.Load() {
 		if err := c.waitReady(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := c.fence(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for {
 		t := c.reg.get(id)
 		if t == nil {
 			var err error
 			if t, err = c.awaitTenant(ctx, id); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if g := t.gate.Load(); !g.ok.Load() {
 			if err := waitGate(ctx, t, g); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if c.reg.get(id) != t {
 				continue // replaced meanwhile
 			}
 		}
-		pc, err := t.b.acquire(ctx, t, hint)
+		pc, err := t.tg.b.acquire(ctx, t.tg, hint)
 		switch {
 		case err == nil:
-			return pc, nil
+			return pc, t, nil
 		case errors.Is(err, errRetired):
 			hint = nil
 			continue // replaced or deleted meanwhile: look it up again
 		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed), errors.Is(err, ErrTenantNotReady):
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, fmt.Errorf("tenantsql: tenant %q: %w", id, err)
+		return nil, nil, fmt.Errorf("tenantsql: tenant %q: %w", id, err)
 	}
 }
 
@@ -367,7 +371,7 @@ func (c *Connector) apply(changes []store.Change) {
 			if sw.new != nil {
 				inheritStats(sw.old, sw.new)
 			}
-			sw.old.b.removeTenant(sw.old)
+			c.dropTarget(sw.old.tg)
 		}
 		c.scheduleHooks(sw)
 	}
@@ -376,7 +380,7 @@ func (c *Connector) apply(changes []store.Change) {
 // newTenant builds the tenant for a change that needs a new one: a create,
 // or an update that changes the URL (old is the tenant it replaces).
 func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
-	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL(), cfg: &c.cfg}
+	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL()}
 	t.version.Store(ch.Tenant.Version)
 	switch {
 	case c.hooks == nil:
@@ -398,19 +402,60 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	if err != nil {
 		c.log.Warn("tenantsql: tenant has an unusable POSTGRES_URL; its queries will fail", "tenant", t.id, "err", err)
 	}
-	t.b = c.budgetFor(serverKey(cc))
+	base, set := splitTenantURL(t.dsn)
+	t.set = set
+	t.tg = c.targetFor(t.id, base, set != nil, serverKey(cc))
 	return t
+}
+
+// targetFor returns the target a new tenant's sessions dial: a new one
+// of its own, or, for a tenant with settings, the one it shares with the
+// other tenants of that URL.
+func (c *Connector) targetFor(id, base string, shared bool, server string) *target {
+	if !shared {
+		return &target{name: id, dsn: base, cfg: &c.cfg, b: c.budgetFor(server)}
+	}
+	c.targetsMu.Lock()
+	defer c.targetsMu.Unlock()
+	tg := c.targets[base]
+	if tg == nil {
+		tg = &target{name: "(shared)", dsn: base, shared: true, cfg: &c.cfg, b: c.budgetFor(server)}
+		c.targets[base] = tg
+	}
+	tg.refs++
+	return tg
+}
+
+// dropTarget retires a target a tenant no longer uses: its own, or a
+// shared one once no tenant uses it.
+func (c *Connector) dropTarget(tg *target) {
+	if tg.shared {
+		c.targetsMu.Lock()
+		tg.refs--
+		last := tg.refs == 0
+		if last && c.targets[tg.dsn] == tg {
+			delete(c.targets, tg.dsn)
+		}
+		c.targetsMu.Unlock()
+		if !last {
+			return
+		}
+	}
+	tg.b.removeTarget(tg)
 }
 
 // inheritStats carries a tenant's counters over to its replacement, which
 // may already be in use.
 func inheritStats(old, new *tenant) {
-	old.b.mu.Lock()
-	s := old.stats
-	old.b.mu.Unlock()
-	new.b.mu.Lock()
-	new.stats.add(s)
-	new.b.mu.Unlock()
+	if old.tg.shared || new.tg.shared {
+		return // a shared target's counters are its tenants' together
+	}
+	old.tg.b.mu.Lock()
+	s := old.tg.stats
+	old.tg.b.mu.Unlock()
+	new.tg.b.mu.Lock()
+	new.tg.stats.add(s)
+	new.tg.b.mu.Unlock()
 }
 
 func (c *Connector) reapLoop(ctx context.Context) {

@@ -54,23 +54,23 @@ func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
 // configuration has been retired (the tenant was deleted, or changed again
 // while its hooks ran), the scope goes on with a private copy of it, which
 // no other query sees and which is closed when the hooks return.
-func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, error) {
+func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, *tenant, error) {
 	t := hs.t
 	for {
-		pc, err := t.b.acquire(ctx, t, hint)
+		pc, err := t.tg.b.acquire(ctx, t.tg, hint)
 		switch {
 		case err == nil:
-			return pc, nil
+			return pc, t, nil
 		case errors.Is(err, errRetired):
 			if t, err = hs.detach(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			hint = nil
 			continue
 		case errors.Is(err, ErrTenantConfig), errors.Is(err, ErrClosed):
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, fmt.Errorf("tenantsql: tenant %q: %w", t.id, err)
+		return nil, nil, fmt.Errorf("tenantsql: tenant %q: %w", t.id, err)
 	}
 }
 
@@ -82,7 +82,9 @@ func (hs *hookScope) detach() (*tenant, error) {
 	}
 	if hs.private == nil {
 		o := hs.t
-		p := &tenant{id: o.id, dsn: o.dsn, cfg: o.cfg, b: o.b}
+		// A target of its own, even for a tenant that shared one: no
+		// other tenant's query may reach what only the hooks should.
+		p := &tenant{id: o.id, dsn: o.dsn, set: o.set, tg: &target{name: o.id, dsn: o.tg.dsn, cfg: o.tg.cfg, b: o.tg.b}}
 		p.version.Store(o.version.Load())
 		p.gate.Store(openGate)
 		hs.private = p
@@ -97,7 +99,7 @@ func (hs *hookScope) end() {
 	hs.ended = true
 	hs.mu.Unlock()
 	if p != nil {
-		p.b.removeTenant(p)
+		p.tg.b.removeTarget(p.tg)
 	}
 }
 

@@ -21,6 +21,10 @@ type physConn struct {
 	pool    *pool
 	expires time.Time
 
+	// Owned by the checkout that holds the connection (shared.go).
+	owner string // on a shared target: the tenant whose state the session may hold; "" when clean
+	dirty bool   // holds what cannot be cleaned: close it when released
+
 	// guarded by budget.mu
 	state  connState
 	idleAt time.Time

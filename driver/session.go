@@ -101,16 +101,15 @@ func waitCleanup(done <-chan struct{}) {
 // pool: pgx's stdlib connector, then WithAfterConnect. It runs when a pool
 // is created, not when the tenant is registered, so ten thousand
 // registered tenants hold only their URLs.
-func (t *tenant) pgDialer() (dialFunc, error) {
-	cc, err := parseDSN(t.id, t.dsn)
+func (t *target) pgDialer() (dialFunc, error) {
+	cc, err := parseDSN(t.name, t.dsn)
 	if err != nil {
 		return nil, err
 	}
 	var opts []stdlib.OptionOpenDB
 	if f := t.cfg.beforeConnect; f != nil {
-		id := t.id
 		opts = append(opts, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
-			return f(ctx, id, cc)
+			return f(ctx, t.tenantOf(ctx), cc)
 		}))
 	}
 	// WithAfterConnect is not passed to pgx: pgx's stdlib connector returns
@@ -125,7 +124,7 @@ func (t *tenant) pgDialer() (dialFunc, error) {
 		}
 		s := &pgSession{sc: dc.(*stdlib.Conn)}
 		if after != nil {
-			if err := after(ctx, t.id, s.sc.Conn()); err != nil {
+			if err := after(ctx, t.tenantOf(ctx), s.sc.Conn()); err != nil {
 				// The session is up: end it, and wait for the server to
 				// see it end, before its slot goes to anyone else.
 				s.terminate()

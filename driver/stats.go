@@ -66,7 +66,7 @@ func (c *Connector) Stats() Stats {
 	s := Stats{MaxConns: c.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
 	byBudget := make(map[*budget][]*tenant)
 	for _, t := range reg {
-		byBudget[t.b] = append(byBudget[t.b], t)
+		byBudget[t.tg.b] = append(byBudget[t.tg.b], t)
 	}
 	for _, b := range c.allBudgets() {
 		b.mu.Lock()
@@ -77,7 +77,7 @@ func (c *Connector) Stats() Stats {
 		}
 		ss.InUse = ss.Open - ss.Idle
 		for _, t := range byBudget[b] {
-			s.Tenants[t.id] = t.statsLocked()
+			s.Tenants[t.id] = t.tg.statsLocked()
 		}
 		b.mu.Unlock()
 		s.Servers[b.server] = ss
@@ -95,12 +95,15 @@ func (c *Connector) TenantStats(id string) (TenantStats, bool) {
 	if t == nil {
 		return TenantStats{}, false
 	}
-	t.b.mu.Lock()
-	defer t.b.mu.Unlock()
-	return t.statsLocked(), true
+	t.tg.b.mu.Lock()
+	defer t.tg.b.mu.Unlock()
+	return t.tg.statsLocked(), true
 }
 
-func (t *tenant) statsLocked() TenantStats {
+// statsLocked reports a target's figures. Tenants that share a target
+// report its figures, the sum of all of them: a shared session serves
+// whichever of them needs it.
+func (t *target) statsLocked() TenantStats {
 	ts := TenantStats{
 		Server:        t.b.server,
 		Acquires:      t.stats.acquires,

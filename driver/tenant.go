@@ -3,7 +3,6 @@ package driver
 import (
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenantsql/tenantsql/internal/pgurl"
@@ -16,42 +15,10 @@ import (
 type tenant struct {
 	id      string
 	version atomic.Int64
-	dsn     string // the raw POSTGRES_URL, password included: never log it
-	b       *budget
-	cfg     *config
+	dsn     string    // the raw POSTGRES_URL, password included: never log it
+	tg      *target   // what its sessions dial
+	set     *settings // its session settings, on a shared target; nil otherwise
 	gate    atomic.Pointer[gate]
-	dial    dialFunc // nil: pgDialer; the budget's tests set a fake
-
-	// guarded by b.mu
-	pool    *pool
-	removed bool
-	stats   counters
-}
-
-type counters struct {
-	acquires      int64
-	newConns      int64
-	waits         int64
-	waitTime      time.Duration
-	evictions     int64
-	connectErrors int64
-}
-
-func (c *counters) add(o counters) {
-	c.acquires += o.acquires
-	c.newConns += o.newConns
-	c.waits += o.waits
-	c.waitTime += o.waitTime
-	c.evictions += o.evictions
-	c.connectErrors += o.connectErrors
-}
-
-// dialer returns the dial function of a new pool for t.
-func (t *tenant) dialer() (dialFunc, error) {
-	if t.dial != nil {
-		return t.dial, nil
-	}
-	return t.pgDialer()
 }
 
 // parseDSN parses a tenant URL. pgx's parse errors mask passwords only

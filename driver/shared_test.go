@@ -1,0 +1,127 @@
+package driver_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// schemaFixture is one database whose tenants are schemas: tenant i has
+// schema s<i>, a table items holding one row tagged with its id, and
+// every second schema an extra column (a later schema version).
+type schemaFixture struct {
+	db      string
+	url     string // the database's URL, no tenant settings
+	admin   *sql.DB
+	store   *store.Memory
+	conn    *driver.Connector
+	tdb     *sql.DB
+	tenants []string
+}
+
+func newSchemaFixture(t *testing.T, n int, opts ...driver.Option) *schemaFixture {
+	t.Helper()
+	f := &schemaFixture{db: testenv.Unique("tsql_shared"), store: store.NewMemory()}
+	testenv.RecreateDatabase(t, f.db)
+	t.Cleanup(func() { testenv.DropDatabase(t, f.db) })
+	f.url = testenv.DatabaseURL(t, f.db)
+	admin, err := sql.Open("pgx", f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	f.admin = admin
+	ctx := context.Background()
+	for i := range n {
+		id := fmt.Sprintf("s%d.test", i)
+		schema := fmt.Sprintf("s%d", i)
+		extra := ""
+		if i%2 == 1 {
+			extra = ", added int default 7"
+		}
+		for _, q := range []string{
+			fmt.Sprintf("create schema %s", schema),
+			fmt.Sprintf("create table %s.items (tag text%s)", schema, extra),
+			fmt.Sprintf("insert into %s.items (tag) values ('%s')", schema, id),
+		} {
+			if _, err := admin.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.store.Create(ctx, store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.WithQuery(f.url, "search_path", schema)}}); err != nil {
+			t.Fatal(err)
+		}
+		f.tenants = append(f.tenants, id)
+	}
+	c, err := driver.NewConnector(f.store, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.conn = c
+	f.tdb = sql.OpenDB(c)
+	t.Cleanup(func() { f.tdb.Close() })
+	return f
+}
+
+// sessions counts the server's sessions on the fixture's database.
+func (f *schemaFixture) sessions(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := f.admin.QueryRow("select count(*) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", f.db).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Schema tenants of one database share its sessions, and every answer
+// comes from the tenant's own schema, as the server says.
+func TestSchemaTenantsShareSessions(t *testing.T) {
+	const tenants, workers, rounds = 12, 6, 100
+	f := newSchemaFixture(t, tenants, driver.WithMaxConns(4))
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				id := f.tenants[(w*7+i)%tenants]
+				var schema, tag string
+				err := f.tdb.QueryRowContext(tenantCtx(id), "select current_schema(), tag from items").Scan(&schema, &tag)
+				if err != nil {
+					errs <- fmt.Errorf("tenant %s: %w", id, err)
+					return
+				}
+				if tag != id || "s"+id[1:len(id)-len(".test")] != schema {
+					errs <- fmt.Errorf("tenant %s: ran in schema %q and read %q", id, schema, tag)
+					return
+				}
+				// Tenants at two schema versions: the same text, two
+				// result shapes, on the same sessions.
+				rows, err := f.tdb.QueryContext(tenantCtx(id), "select * from items")
+				if err != nil {
+					errs <- fmt.Errorf("tenant %s: select *: %w", id, err)
+					return
+				}
+				cols, _ := rows.Columns()
+				rows.Close()
+				if want := 1 + (i*0+(w*7+i)%tenants)%2; len(cols) != want {
+					errs <- fmt.Errorf("tenant %s: select * gave columns %v, want %d", id, cols, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := f.sessions(t); n > 4 {
+		t.Errorf("server has %d sessions on the database, want at most 4 (WithMaxConns) for %d tenants", n, tenants)
+	}
+}
