@@ -171,3 +171,22 @@ func pgBouncerChild() int {
 	fmt.Printf("PORT %d\n", p.port)
 	return 0
 }
+
+// Session settings as startup parameters are refused, not ignored: an
+// ignored search_path would run the tenant's queries in another schema.
+func TestPgBouncerRefusesSettings(t *testing.T) {
+	for _, param := range []string{"search_path", "app.tenant_id"} {
+		db, err := sql.Open("pgx", PgBouncerURL(t, "postgres", param, "x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var got string
+		err = db.QueryRowContext(ctx, "SELECT current_setting('"+param+"', true)").Scan(&got)
+		cancel()
+		db.Close()
+		if err == nil || !strings.Contains(err.Error(), "unsupported startup parameter") {
+			t.Errorf("%s=x as a startup parameter through PgBouncer: got %q, err %v; want the connection refused (unsupported startup parameter)", param, got, err)
+		}
+	}
+}
