@@ -12,7 +12,7 @@ help: ## List the targets
 	@echo 'Targets:'
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-services: ## Ensure PostgreSQL and Redis are running (scripts/services.sh)
+services: ## Ensure PostgreSQL and Redis are running and pgbouncer installed (scripts/services.sh)
 	@bash scripts/services.sh
 
 test: services ## go vet, then go test -race (extra flags: GOTESTFLAGS)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Ensure the PostgreSQL and Redis servers the tests run against are up.
+# Ensure the PostgreSQL and Redis servers the tests run against are up,
+# and that the pgbouncer program is installed (see ensure_pgbouncer).
 #
 # For each service: if it answers, do nothing (never restart or reconfigure
 # a running server, never touch pg_hba.conf); if it is installed but
 # stopped, start it; if it is missing, install it with apt-get when running
 # as root, otherwise explain what to install and fail. Prints one line per
-# service and exits non-zero if either one could not be brought up.
+# service and exits non-zero if any one could not be brought up.
 #
 # Optional environment (the defaults are what the tests expect):
 #   TENANTSQL_PG_HOST, TENANTSQL_PG_PORT        default 127.0.0.1, 5432
@@ -297,6 +298,34 @@ ensure_redis() {
 	say "redis: installed and started"
 }
 
+# ----------------------------------------------------------------- PgBouncer
+
+# Only installed here, never started: each test binary that needs it starts
+# a private one in transaction mode (internal/testenv, PgBouncer), and
+# scripts/pgbouncer.sh starts one by hand. The package's own service is
+# left alone. Without it, the tests behind PgBouncer skip locally and fail
+# under CI, so a missing program that cannot be installed fails here too
+# when CI is set.
+ensure_pgbouncer() {
+	if have pgbouncer; then
+		say "pgbouncer: installed (the tests start their own)"
+		return 0
+	fi
+	if ! is_root; then
+		err "pgbouncer: not installed; the tests behind PgBouncer will skip (or fail under CI)."
+		err "    Install it as root:  apt-get install pgbouncer   (or run this script as root)."
+		[[ -z ${CI:-} ]] || exit 1
+		return 0
+	fi
+	take_lock
+	if ! have pgbouncer; then
+		apt_install pgbouncer || fail "pgbouncer: apt-get install pgbouncer failed:"
+		: >"$LOG"
+	fi
+	have pgbouncer || fail "pgbouncer: installed, but no pgbouncer on PATH"
+	say "pgbouncer: installed (the tests start their own)"
+}
+
 # ---------------------------------------------------------------------- main
 
 # Each service runs in a subshell with errexit in force (not in a condition
@@ -312,6 +341,11 @@ set +e
 (
 	set -e
 	ensure_redis
+)
+((rc |= $?))
+(
+	set -e
+	ensure_pgbouncer
 )
 ((rc |= $?))
 set -e

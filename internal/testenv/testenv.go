@@ -2,7 +2,8 @@
 // against. A test that needs a server calls PostgresURL or RedisURL first:
 // when the server is unreachable the test is skipped, or, when the CI
 // environment variable is set, it fails loudly, so CI never passes by
-// skipping.
+// skipping. PgBouncer gives the tests behind a transaction pooler a
+// private PgBouncer in front of the PostgreSQL server.
 package testenv
 
 import (

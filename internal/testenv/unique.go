@@ -49,12 +49,14 @@ func Unique(name string) string {
 	return u
 }
 
-// Main runs the tests of a package, then drops the databases named by
-// Unique that they left, and exits. Call it from TestMain:
+// Main runs the tests of a package, then stops the PgBouncer they started
+// (PgBouncer), drops the databases named by Unique that they left, and
+// exits. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	stopPgBouncer()
 	if err := dropUniques(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: dropping this run's databases: %v\n", err)
 		if code == 0 {
