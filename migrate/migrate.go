@@ -119,13 +119,13 @@ func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, erro
 		return nil, fmt.Errorf("migrate: %v: version must not be negative", op)
 	}
 	start := time.Now()
-	ids, err := m.selectTenants(ctx)
+	units, err := m.selectTenants(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Op: op, Version: version, DryRun: m.cfg.dryRun, Results: make([]TenantResult, len(ids))}
-	for i, id := range ids {
-		rep.Results[i] = TenantResult{Tenant: id, Before: -1, After: -1, Skipped: true}
+	rep := &Report{Op: op, Version: version, DryRun: m.cfg.dryRun, Results: make([]TenantResult, len(units))}
+	for i, u := range units {
+		rep.Results[i] = TenantResult{Tenant: u.tenant, Covers: u.covers, Before: -1, After: -1, Skipped: true}
 	}
 
 	var (
@@ -136,7 +136,7 @@ func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, erro
 		slots   = make(chan struct{}, m.cfg.concurrency)
 	)
 loop:
-	for i, id := range ids {
+	for i, u := range units {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -155,7 +155,8 @@ loop:
 			defer func() { <-slots }()
 			// ctx itself: runTenant protects the migrations of a
 			// tenant that holds the lock from its end, and nothing else.
-			res := m.runTenant(ctx, id, op, version)
+			res := m.runTenant(ctx, u.tenant, op, version)
+			res.Covers = u.covers
 			mu.Lock()
 			rep.Results[i] = res
 			done++
@@ -165,7 +166,7 @@ loop:
 			n := done
 			mu.Unlock()
 			if f := m.cfg.progress; f != nil {
-				f(Progress{Done: n, Total: len(ids), Result: res})
+				f(Progress{Done: n, Total: len(units), Result: res})
 			}
 		}()
 	}
@@ -179,9 +180,10 @@ loop:
 }
 
 // selectTenants lists the tenants, keeps the included ones and drops the
-// excluded ones, sorted by id. Naming a tenant that does not exist is an
-// error: a typo must not look like a successful run.
-func (m *Migrator) selectTenants(ctx context.Context) ([]string, error) {
+// excluded ones, and groups those that share their tables (see group),
+// sorted by the id each group runs through. Naming a tenant that does not
+// exist is an error: a typo must not look like a successful run.
+func (m *Migrator) selectTenants(ctx context.Context) ([]unit, error) {
 	if m.tenants == nil {
 		return nil, errors.New("migrate: Run needs a tenant lister (New was given nil)")
 	}
@@ -202,16 +204,9 @@ func (m *Migrator) selectTenants(ctx context.Context) ([]string, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("migrate: no such tenant: %s", strings.Join(missing, ", "))
 	}
-	var ids []string
-	for _, t := range all {
-		if len(m.cfg.include) > 0 && !slices.Contains(m.cfg.include, t.ID) {
-			continue
-		}
-		if slices.Contains(m.cfg.exclude, t.ID) {
-			continue
-		}
-		ids = append(ids, t.ID)
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return group(all, func(id string) bool {
+		return len(m.cfg.include) == 0 || slices.Contains(m.cfg.include, id)
+	}, func(id string) bool {
+		return slices.Contains(m.cfg.exclude, id)
+	})
 }
