@@ -44,13 +44,17 @@ func (o Op) String() string {
 	return fmt.Sprintf("migrate.Op(%d)", uint8(o))
 }
 
-// Lister lists the tenants to migrate; a store.Store is one.
+// Lister lists the tenants to migrate; a store.Store is one. Run reads
+// each tenant's POSTGRES_URL (DeployInfo) to group the tenants that share
+// their tables; the migrations themselves go through the *sql.DB, which
+// finds the tenant by its id.
 type Lister interface {
 	List(ctx context.Context) ([]store.Tenant, error)
 }
 
-// Migrator runs goose migrations for tenants, each on its own database,
-// through a tenantsql *sql.DB. It is safe for concurrent use; runs from
+// Migrator runs goose migrations for tenants, each on its own database or
+// in its own schema, or once for tenants that share their tables, through
+// a tenantsql *sql.DB. It is safe for concurrent use; runs from
 // several processes at once are safe too (see New).
 type Migrator struct {
 	db      *sql.DB
@@ -68,11 +72,12 @@ type Migrator struct {
 //
 // Each tenant gets its own goose Provider for each run (a Provider creates
 // its version table once and would fail on the second database), and each
-// takes goose's PostgreSQL session lock on its tenant's database for each
-// migration it applies, so concurrent runs, from several processes or a
+// takes a PostgreSQL session lock for its version table (goose's own on a
+// tenant's database, one per schema for schema tenants: see Locks in the
+// package documentation), so concurrent runs, from several processes or a
 // create hook racing a CLI run, apply each migration once: the later one
-// waits for the lock and then finds it applied. The lock is scoped to
-// the database, so tenants do not wait for each other.
+// waits for the lock and then finds it applied. Tenants with databases or
+// schemas of their own do not wait for each other.
 func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, error) {
 	if db == nil || fsys == nil {
 		return nil, errors.New("migrate: New needs a *sql.DB and the migrations' fs.FS")
@@ -99,7 +104,9 @@ func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, err
 func (m *Migrator) Sources() []*goose.Source { return slices.Clone(m.sources) }
 
 // Run applies op to the selected tenants (WithTenants, WithExclude), at
-// most WithConcurrency at once, and reports on each. version is the target
+// most WithConcurrency at once, and reports on each; tenants that share
+// their tables are migrated once, and reported on together (see the
+// package documentation). version is the target
 // of UpTo and DownTo and ignored otherwise.
 //
 // The tenant list is taken once, at the start; a tenant created during the
