@@ -52,6 +52,14 @@ func newShared(t *testing.T, name string) *shared {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sh.admin.Close(context.Background()) })
+	// ResetSchema empties public; the tenants' schemas of an earlier test
+	// of this process (-count) go too.
+	if _, err := sh.admin.Exec(ctx, `DO $$ DECLARE s name; BEGIN
+		FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\_%' AND nspname NOT IN ('information_schema', 'public') LOOP
+			EXECUTE format('DROP SCHEMA %I CASCADE', s);
+		END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
 	return sh
 }
 

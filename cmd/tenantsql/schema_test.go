@@ -24,7 +24,7 @@ func TestMigrateCommandSharedDatabase(t *testing.T) {
 	}
 	defer admin.Close()
 	admin.SetMaxOpenConns(1)
-	if _, err := admin.Exec("CREATE SCHEMA cli_s1; CREATE SCHEMA cli_s2"); err != nil {
+	if _, err := admin.Exec("DROP SCHEMA IF EXISTS cli_s1, cli_s2 CASCADE; CREATE SCHEMA cli_s1; CREATE SCHEMA cli_s2"); err != nil {
 		t.Fatal(err)
 	}
 	storeURL := "file:" + filepath.Join(t.TempDir(), "tenants.json") + "?create=true"
