@@ -3,6 +3,7 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -81,7 +82,7 @@ func (e *TenantError) Unwrap() error { return e.Err }
 // alone.
 func (r TenantResult) Tenants() []string {
 	if len(r.Covers) > 0 {
-		return r.Covers
+		return slices.Clone(r.Covers)
 	}
 	return []string{r.Tenant}
 }
