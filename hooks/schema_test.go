@@ -68,7 +68,7 @@ func TestSchemasCreateAndDrop(t *testing.T) {
 		}
 	}
 	// The schema names need quoting; two tenants share one schema.
-	add("sch-a.test", "search_path", `"Tenant-A", public`)
+	add("sch-a.test", "search_path", `"Tenant-A",public`)
 	add("sch-b.test", "search_path", "shared_s")
 	add("sch-c.test", "search_path", "shared_s", "app.tenant_id", "3")
 	add("plain.test")

@@ -18,6 +18,7 @@ import (
 	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/migrate"
 	"github.com/tenantsql/tenantsql/store"
+	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
 // shared is one database that several tenants share, each in a schema of
@@ -174,7 +175,12 @@ func TestSchemaTenantsMigrateInTheirSchemas(t *testing.T) {
 func TestSchemaTenantVersionTableIsItsSchemas(t *testing.T) {
 	sh := newShared(t, testenv.Unique("tsql_mig_schpub"))
 	sh.add("plain.test")
-	sh.add("sch.test", "search_path", "tenant_p, public")
+	sh.add("sch.test", "search_path", "tenant_p,public")
+	// The tenant's sessions do search public after its schema.
+	var path string
+	if err := sh.db.QueryRowContext(tenantctx.WithTenant(context.Background(), "sch.test"), "SELECT array_to_string(current_schemas(false), ',')").Scan(&path); err != nil || path != "tenant_p,public" {
+		t.Fatalf("the schema tenant's current_schemas: %q, %v; want tenant_p,public", path, err)
+	}
 	m := sh.migrator(migrate.WithTenants("plain.test"))
 	if _, err := m.Run(context.Background(), migrate.Up, 0); err != nil {
 		t.Fatal(err)
