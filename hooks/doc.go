@@ -21,7 +21,35 @@
 // pools are set up, replaced or retired. The POST phase runs after the ON
 // phase, whether or not an ON hook failed. KindOf maps a store change and a
 // phase (store.PhaseOn, store.PhasePost) to its Kind. Migrate builds a PostCreate hook that applies goose
-// migrations to the new tenant's database.
+// migrations to the new tenant's database; Schemas builds the hooks that
+// create (and, if asked, drop) a schema tenant's schema.
+//
+// # Tenants in schemas of a shared database
+//
+// A tenant whose POSTGRES_URL has a search_path lives in a schema of a
+// database it shares with others: the first schema of the list
+// (postgres://app:pw@db1/saas?search_path=tenant_42 lives in tenant_42).
+// Schemas returns a create hook that creates that schema (CREATE SCHEMA
+// IF NOT EXISTS) and, only with DropSchemaOnDelete, a delete hook that
+// drops it with everything in it (DROP SCHEMA ... CASCADE), unless another
+// tenant still uses it:
+//
+//	create, drop := hooks.Schemas(hooks.DropSchemaOnDelete(tenantStore))
+//	hooks.Subscribe(hooks.OnCreate, create)   // before the PostCreate hooks
+//	hooks.Subscribe(hooks.OnUpdate, create)   // a tenant moved to a new schema
+//	hooks.Subscribe(hooks.PostDelete, drop)   // omit to keep deleted tenants' data
+//	db, err := sql.Open("tenantsql", "file:tenant_config.json")
+//	...
+//	migrateHook, err := hooks.Migrate(db, migrations) // runs in the new schema
+//	hooks.Subscribe(hooks.PostCreate, migrateHook)
+//
+// Subscribed to OnCreate, the schema exists before any PostCreate hook
+// runs, and before the tenant's first query, which waits for its create
+// hooks. The schema hooks connect to the shared database themselves, on
+// the tenant's URL without its tenant settings, for the moment they need:
+// not through the driver, which refuses a tenant whose schema does not
+// exist. For a tenant without search_path (a database of its own, or
+// row-level-security tenants sharing a database's tables) they do nothing.
 //
 // # When hooks run
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"os"
 
 	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/hooks"
@@ -129,4 +130,35 @@ func ExampleKindOf() {
 	// post_tenant_create
 	// post_tenant_delete
 	// true
+}
+
+// Schema tenants: each tenant's POSTGRES_URL names the shared database and
+// its schema (postgres://app:pw@db1/saas?search_path=tenant_42). The
+// create hook makes the schema before the migrations run in it; the drop
+// hook, asked for explicitly, drops a deleted tenant's schema.
+func ExampleSchemas() {
+	ctx := context.Background()
+	s, err := store.Open(ctx, "file:tenant_config.json")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	reg := hooks.New(nil)
+	create, drop := hooks.Schemas(hooks.DropSchemaOnDelete(s))
+	reg.Subscribe(hooks.OnCreate, create)
+	reg.Subscribe(hooks.OnUpdate, create)
+	reg.Subscribe(hooks.PostDelete, drop)
+
+	c, err := driver.NewConnector(s, driver.WithHooks(reg))
+	if err != nil {
+		log.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	migrateHook, err := hooks.Migrate(db, os.DirFS("migrations"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	reg.Subscribe(hooks.PostCreate, migrateHook) // after create: in the new schema
 }

@@ -19,8 +19,12 @@ import (
 //
 // The tenant's first query runs after it: queries wait for a new tenant's
 // create hooks. Every process that receives the create runs the hook;
-// goose's session lock on the tenant's database makes one apply the
-// migrations while the others wait and find nothing to do. A failure is
+// the migration lock (goose's session lock on the tenant's database, or
+// the tenant's schema's: see package migrate) makes one apply the
+// migrations while the others wait and find nothing to do. For a schema
+// tenant, subscribe the Schemas create hook to OnCreate, so that the
+// schema exists when this runs; for a row-level-security tenant it brings
+// the database's shared tables up to date. A failure is
 // the hook's error, with the migrations that did apply (*goose.PartialError
 // inside a *migrate.TenantError). Closing db ends the hook's context: a
 // hook waiting for the lock returns an error wrapping context.Canceled,

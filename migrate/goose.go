@@ -3,7 +3,9 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -27,7 +29,7 @@ func (m *Migrator) provider() (*goose.Provider, error) {
 
 func (m *Migrator) newProvider(fsys fs.FS) (*goose.Provider, error) {
 	opts := []goose.ProviderOption{
-		goose.WithSessionLocker(sessionLocker{timeout: m.cfg.lockTimeout}),
+		goose.WithSessionLocker(&sessionLocker{timeout: m.cfg.lockTimeout, qualified: strings.Contains(m.table, ".")}),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSlog(slog.New(slog.DiscardHandler)),
 	}
@@ -134,21 +136,81 @@ func detach(ctx context.Context) context.Context {
 // (goose's own locker asks every five seconds).
 const lockPoll = time.Second
 
+// SchemaLockID returns the advisory lock id a Migrator takes on a tenant
+// whose goose version table is in schema (its search_path's first
+// schema), other than public: a stable 64-bit hash of the name (FNV-1a),
+// so that tenants of one database, each in its own schema, do not wait for
+// each other, and every run on the same schema, from any process, takes
+// the same lock. Tenants whose version table is in public (a database of
+// their own, or row-level-security tenants sharing a database's tables)
+// take goose's own lock.DefaultLockID, as goose run by other tools does.
+func SchemaLockID(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tenantsql migrate schema\x00"))
+	h.Write([]byte(schema))
+	id := int64(h.Sum64())
+	if id == lock.DefaultLockID {
+		id++ // never goose's database-wide lock
+	}
+	return id
+}
+
 // sessionLocker is goose's PostgreSQL session lock (the same advisory
 // lock, so it also excludes goose run by other tools), except for how it
 // waits: on the run's context rather than the detached one goose passes
 // (see detach), and for at most timeout per wait, where goose's locker
-// counts its attempts over its whole life.
+// counts its attempts over its whole life; and for which lock it takes:
+// the one of the schema goose's version table is in (lockIDOf).
+//
+// A Provider, and so a sessionLocker, serves one tenant's run; goose locks
+// and unlocks one session at a time with it, so held needs no guard beyond
+// the mutex that keeps the race detector informed.
 type sessionLocker struct {
-	timeout time.Duration
+	timeout   time.Duration
+	qualified bool // the version table's name has its schema
+
+	mu   sync.Mutex
+	held int64
 }
 
-var _ lock.SessionLocker = sessionLocker{}
+var _ lock.SessionLocker = (*sessionLocker)(nil)
 
-func (l sessionLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+// lockIDOf returns the lock id for the session's tenant: goose's
+// database-wide id when the version table is in public or named with its
+// schema (WithTableName("ops.goose_db_version"): one table per database),
+// else SchemaLockID of the schema goose's unqualified statements create
+// and use it in, the session's current_schema(). It asks the server, so
+// that every run agrees on the lock of a version table however it was
+// started (Run, Tenant, a create hook) and whatever the driver does with
+// the tenant's settings.
+func (l *sessionLocker) lockIDOf(ctx context.Context, conn *sql.Conn) (int64, error) {
+	if l.qualified {
+		return lock.DefaultLockID, nil
+	}
+	var schema sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return 0, fmt.Errorf("find the tenant's schema for the migration lock: %w", err)
+	}
+	if !schema.Valid {
+		return 0, errNoSchema
+	}
+	if schema.String == "public" {
+		return lock.DefaultLockID, nil
+	}
+	return SchemaLockID(schema.String), nil
+}
+
+// errNoSchema is a session whose search_path names no existing schema.
+var errNoSchema = errors.New("none of the schemas of the tenant's search_path exists (create it first, for example with hooks.Schemas)")
+
+func (l *sessionLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
 	wait, ok := ctx.Value(waitKey{}).(context.Context)
 	if !ok {
 		wait = ctx
+	}
+	id, err := l.lockIDOf(ctx, conn)
+	if err != nil {
+		return err
 	}
 	deadline := time.Now().Add(l.timeout)
 	for {
@@ -156,15 +218,18 @@ func (l sessionLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
 		// and a query cut short might leave the lock taken without us
 		// knowing.
 		var locked bool
-		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", lock.DefaultLockID).Scan(&locked); err != nil {
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&locked); err != nil {
 			return fmt.Errorf("take the migration lock: %w", err)
 		}
 		if locked {
+			l.mu.Lock()
+			l.held = id
+			l.mu.Unlock()
 			return nil
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("another run has held the migration lock on this database for %v (WithLockTimeout)", l.timeout)
+			return fmt.Errorf("another run has held the migration lock on this tenant's schema or database for %v (WithLockTimeout)", l.timeout)
 		}
 		t := time.NewTimer(min(lockPoll, left))
 		select {
@@ -176,10 +241,13 @@ func (l sessionLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
 	}
 }
 
-func (l sessionLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+func (l *sessionLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	l.mu.Lock()
+	id := l.held
+	l.mu.Unlock()
 	// goose's, which retries: a lock left on a pooled session would hold
-	// up every later run on this database.
-	gl, err := lock.NewPostgresSessionLocker()
+	// up every later run on this schema or database.
+	gl, err := lock.NewPostgresSessionLocker(lock.WithLockID(id))
 	if err != nil {
 		return err
 	}

@@ -44,13 +44,17 @@ func (o Op) String() string {
 	return fmt.Sprintf("migrate.Op(%d)", uint8(o))
 }
 
-// Lister lists the tenants to migrate; a store.Store is one.
+// Lister lists the tenants to migrate; a store.Store is one. Run reads
+// each tenant's POSTGRES_URL (DeployInfo) to group the tenants that share
+// their tables; the migrations themselves go through the *sql.DB, which
+// finds the tenant by its id.
 type Lister interface {
 	List(ctx context.Context) ([]store.Tenant, error)
 }
 
-// Migrator runs goose migrations for tenants, each on its own database,
-// through a tenantsql *sql.DB. It is safe for concurrent use; runs from
+// Migrator runs goose migrations for tenants, each on its own database or
+// in its own schema, or once for tenants that share their tables, through
+// a tenantsql *sql.DB. It is safe for concurrent use; runs from
 // several processes at once are safe too (see New).
 type Migrator struct {
 	db      *sql.DB
@@ -68,11 +72,12 @@ type Migrator struct {
 //
 // Each tenant gets its own goose Provider for each run (a Provider creates
 // its version table once and would fail on the second database), and each
-// takes goose's PostgreSQL session lock on its tenant's database for each
-// migration it applies, so concurrent runs, from several processes or a
+// takes a PostgreSQL session lock for its version table (goose's own on a
+// tenant's database, one per schema for schema tenants: see Locks in the
+// package documentation), so concurrent runs, from several processes or a
 // create hook racing a CLI run, apply each migration once: the later one
-// waits for the lock and then finds it applied. The lock is scoped to
-// the database, so tenants do not wait for each other.
+// waits for the lock and then finds it applied. Tenants with databases or
+// schemas of their own do not wait for each other.
 func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, error) {
 	if db == nil || fsys == nil {
 		return nil, errors.New("migrate: New needs a *sql.DB and the migrations' fs.FS")
@@ -99,7 +104,9 @@ func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, err
 func (m *Migrator) Sources() []*goose.Source { return slices.Clone(m.sources) }
 
 // Run applies op to the selected tenants (WithTenants, WithExclude), at
-// most WithConcurrency at once, and reports on each. version is the target
+// most WithConcurrency at once, and reports on each; tenants that share
+// their tables are migrated once, and reported on together (see the
+// package documentation). version is the target
 // of UpTo and DownTo and ignored otherwise.
 //
 // The tenant list is taken once, at the start; a tenant created during the
@@ -119,13 +126,13 @@ func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, erro
 		return nil, fmt.Errorf("migrate: %v: version must not be negative", op)
 	}
 	start := time.Now()
-	ids, err := m.selectTenants(ctx)
+	units, err := m.selectTenants(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Op: op, Version: version, DryRun: m.cfg.dryRun, Results: make([]TenantResult, len(ids))}
-	for i, id := range ids {
-		rep.Results[i] = TenantResult{Tenant: id, Before: -1, After: -1, Skipped: true}
+	rep := &Report{Op: op, Version: version, DryRun: m.cfg.dryRun, Results: make([]TenantResult, len(units))}
+	for i, u := range units {
+		rep.Results[i] = TenantResult{Tenant: u.tenant, Covers: u.covers, Before: -1, After: -1, Skipped: true}
 	}
 
 	var (
@@ -136,7 +143,7 @@ func (m *Migrator) Run(ctx context.Context, op Op, version int64) (*Report, erro
 		slots   = make(chan struct{}, m.cfg.concurrency)
 	)
 loop:
-	for i, id := range ids {
+	for i, u := range units {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -155,7 +162,8 @@ loop:
 			defer func() { <-slots }()
 			// ctx itself: runTenant protects the migrations of a
 			// tenant that holds the lock from its end, and nothing else.
-			res := m.runTenant(ctx, id, op, version)
+			res := m.runTenant(ctx, u.tenant, op, version)
+			res.Covers = u.covers
 			mu.Lock()
 			rep.Results[i] = res
 			done++
@@ -165,7 +173,7 @@ loop:
 			n := done
 			mu.Unlock()
 			if f := m.cfg.progress; f != nil {
-				f(Progress{Done: n, Total: len(ids), Result: res})
+				f(Progress{Done: n, Total: len(units), Result: res})
 			}
 		}()
 	}
@@ -179,9 +187,10 @@ loop:
 }
 
 // selectTenants lists the tenants, keeps the included ones and drops the
-// excluded ones, sorted by id. Naming a tenant that does not exist is an
-// error: a typo must not look like a successful run.
-func (m *Migrator) selectTenants(ctx context.Context) ([]string, error) {
+// excluded ones, and groups those that share their tables (see group),
+// sorted by the id each group runs through. Naming a tenant that does not
+// exist is an error: a typo must not look like a successful run.
+func (m *Migrator) selectTenants(ctx context.Context) ([]unit, error) {
 	if m.tenants == nil {
 		return nil, errors.New("migrate: Run needs a tenant lister (New was given nil)")
 	}
@@ -202,16 +211,9 @@ func (m *Migrator) selectTenants(ctx context.Context) ([]string, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("migrate: no such tenant: %s", strings.Join(missing, ", "))
 	}
-	var ids []string
-	for _, t := range all {
-		if len(m.cfg.include) > 0 && !slices.Contains(m.cfg.include, t.ID) {
-			continue
-		}
-		if slices.Contains(m.cfg.exclude, t.ID) {
-			continue
-		}
-		ids = append(ids, t.ID)
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return group(all, func(id string) bool {
+		return len(m.cfg.include) == 0 || slices.Contains(m.cfg.include, id)
+	}, func(id string) bool {
+		return slices.Contains(m.cfg.exclude, id)
+	})
 }

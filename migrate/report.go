@@ -3,6 +3,7 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -11,13 +12,20 @@ type Report struct {
 	Op       Op
 	Version  int64 // target of UpTo and DownTo
 	DryRun   bool
-	Results  []TenantResult // one per selected tenant, sorted by id
+	Results  []TenantResult // one per selected tenant, or group of tenants sharing their tables, sorted by Tenant
 	Duration time.Duration
 }
 
 // A TenantResult is what a run did to one tenant.
 type TenantResult struct {
+	// Tenant is the tenant the run went through.
 	Tenant string
+	// Covers lists, sorted, every tenant whose tables this result
+	// migrated, when several share them (the same database and
+	// search_path, as row-level-security tenants of one database do; see
+	// the package documentation): Tenant and the others, which have no
+	// result of their own. Nil for a tenant with tables of its own.
+	Covers []string
 	// Before and After are the tenant's migration versions (-1: unknown,
 	// for example when its database could not be reached).
 	Before, After int64
@@ -69,6 +77,15 @@ func (e *TenantError) Error() string {
 }
 
 func (e *TenantError) Unwrap() error { return e.Err }
+
+// Tenants returns the tenants a result stands for: Covers, or Tenant
+// alone.
+func (r TenantResult) Tenants() []string {
+	if len(r.Covers) > 0 {
+		return slices.Clone(r.Covers)
+	}
+	return []string{r.Tenant}
+}
 
 // Failed returns the results of the tenants that failed.
 func (r *Report) Failed() []TenantResult {

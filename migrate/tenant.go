@@ -2,12 +2,15 @@ package migrate
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
@@ -212,18 +215,12 @@ func (vs versions) current() int64 {
 // status must not do.
 func (m *Migrator) readVersions(ctx context.Context) (versions, error) {
 	vs := versions{at: map[int64]time.Time{}}
-	// to_regclass resolves the name as goose's SQL does (goose puts it in
-	// its statements as given, schema and all), and answers NULL rather
-	// than failing when it is not there.
-	var exists bool
-	if err := m.db.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", m.table).Scan(&exists); err != nil {
-		return vs, fmt.Errorf("migrate: look for the version table %s: %w", m.table, err)
-	}
-	if !exists {
-		return vs, nil
+	table, err := m.versionTable(ctx)
+	if err != nil || table == "" {
+		return vs, err
 	}
 	// The order goose lists them in to roll back.
-	rows, err := m.db.QueryContext(ctx, "SELECT version_id, tstamp FROM "+m.table+" ORDER BY id DESC")
+	rows, err := m.db.QueryContext(ctx, "SELECT version_id, tstamp FROM "+table+" ORDER BY id DESC")
 	if err != nil {
 		return vs, fmt.Errorf("migrate: read the version table %s: %w", m.table, err)
 	}
@@ -245,4 +242,44 @@ func (m *Migrator) readVersions(ctx context.Context) (versions, error) {
 		return vs, fmt.Errorf("migrate: read the version table %s: %w", m.table, err)
 	}
 	return vs, nil
+}
+
+// versionTable returns the name of the tenant's version table, qualified
+// with its schema, or "" if it does not exist. It is the table goose
+// uses: goose looks for an unqualified name in current_schema() (the
+// first schema of the search_path that exists), creates it there, and its
+// statements then find it there first. A name resolved over the whole
+// search_path (to_regclass of the bare name) could be another schema's:
+// with search_path "tenant_42, public", public's table before goose has
+// created the tenant's own. A name with its schema (WithTableName) is
+// taken as written, as goose does.
+func (m *Migrator) versionTable(ctx context.Context) (string, error) {
+	if strings.Contains(m.table, ".") {
+		var exists bool
+		if err := m.db.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", m.table).Scan(&exists); err != nil {
+			return "", fmt.Errorf("migrate: look for the version table %s: %w", m.table, err)
+		}
+		if !exists {
+			return "", nil
+		}
+		return m.table, nil
+	}
+	var (
+		schema sql.NullString
+		exists bool
+	)
+	// to_regclass answers NULL rather than failing when the table is not
+	// there; format's %I quotes the schema as an identifier (and fails on
+	// NULL, hence the CASE).
+	err := m.db.QueryRowContext(ctx, "SELECT s, CASE WHEN s IS NULL THEN false ELSE to_regclass(format('%I.%s', s, $1::text)) IS NOT NULL END FROM current_schema() AS s", m.table).Scan(&schema, &exists)
+	if err != nil {
+		return "", fmt.Errorf("migrate: look for the version table %s: %w", m.table, err)
+	}
+	if !schema.Valid {
+		return "", fmt.Errorf("migrate: %w", errNoSchema)
+	}
+	if !exists {
+		return "", nil
+	}
+	return pgx.Identifier{schema.String}.Sanitize() + "." + m.table, nil
 }

@@ -196,11 +196,11 @@ func (c *cli) summary(rep *migrate.Report) {
 					applied++
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Tenant, ver(r.After), applied, versions(r.Pending), errText)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", tenantCell(r), ver(r.After), applied, versions(r.Pending), errText)
 		case rep.DryRun:
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Tenant, ver(r.Before), versions(r.Pending), errText)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tenantCell(r), ver(r.Before), versions(r.Pending), errText)
 		case r.Skipped:
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped\n", r.Tenant)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped\n", tenantCell(r))
 		case r.Err != nil || len(r.Applied) > 0 || all:
 			result := "ok"
 			switch {
@@ -213,7 +213,7 @@ func (c *cli) summary(rep *migrate.Report) {
 			for _, a := range r.Applied {
 				applied = append(applied, a.Version)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Tenant, ver(r.Before), ver(r.After), versions(applied), r.Duration.Round(time.Millisecond), result)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tenantCell(r), ver(r.Before), ver(r.After), versions(applied), r.Duration.Round(time.Millisecond), result)
 		default:
 			continue
 		}
@@ -221,6 +221,15 @@ func (c *cli) summary(rep *migrate.Report) {
 	}
 	if rows > 0 {
 		tw.Flush()
+	}
+	// Tenants that share their tables were migrated once, through the
+	// first: say which.
+	tenants := 0
+	for _, r := range rep.Results {
+		tenants += len(r.Tenants())
+		if len(r.Covers) > 1 {
+			fmt.Fprintf(c.stdout, "%s: shared tables (one database and search_path), for %s\n", r.Tenant, strings.Join(r.Covers, ", "))
+		}
 	}
 	verb := "changed"
 	if rep.DryRun || rep.Op == migrate.Status {
@@ -233,8 +242,26 @@ func (c *cli) summary(rep *migrate.Report) {
 		failed -= n
 		stopped = fmt.Sprintf(", %d interrupted", n)
 	}
+	who := plural(tenants, "tenant")
+	if tenants != len(rep.Results) {
+		// Counted below per set of tables, not per tenant.
+		sets := "1 set of tables"
+		if len(rep.Results) != 1 {
+			sets = fmt.Sprintf("%d sets of tables", len(rep.Results))
+		}
+		who += " (" + sets + ")"
+	}
 	fmt.Fprintf(c.stderr, "migrate %s: %s: %d %s, %d already up to date, %d failed%s, %d skipped (%v)\n",
-		rep.Op, plural(len(rep.Results), "tenant"), changed, verb, unchanged, failed, stopped, skipped, rep.Duration.Round(time.Millisecond))
+		rep.Op, who, changed, verb, unchanged, failed, stopped, skipped, rep.Duration.Round(time.Millisecond))
+}
+
+// tenantCell names a result's tenant, and how many others share its
+// tables (listed under the table).
+func tenantCell(r migrate.TenantResult) string {
+	if len(r.Covers) > 1 {
+		return fmt.Sprintf("%s (+%d)", r.Tenant, len(r.Covers)-1)
+	}
+	return r.Tenant
 }
 
 func ver(v int64) string {
@@ -289,7 +316,7 @@ func (p *progress) update(pr migrate.Progress) {
 		default:
 			status = "up to date"
 		}
-		fmt.Fprintf(p.w, "[%d/%d] %s: %s -> %s: %s (%v)\n", pr.Done, pr.Total, r.Tenant, ver(r.Before), ver(r.After), status, r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(p.w, "[%d/%d] %s: %s -> %s: %s (%v)\n", pr.Done, pr.Total, tenantCell(r), ver(r.Before), ver(r.After), status, r.Duration.Round(time.Millisecond))
 		return
 	}
 	const width = 30
