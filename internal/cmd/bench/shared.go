@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -69,6 +70,9 @@ func (c sharedCase) String() string {
 	case skPlain:
 		return "plain pgx, 1 database"
 	case skSchema:
+		if c.tenants == 1 {
+			return "tenantsql, 1 schema tenant"
+		}
 		return fmt.Sprintf("tenantsql, %d schema tenants", c.tenants)
 	case skRLS:
 		return fmt.Sprintf("tenantsql, %d RLS tenants", c.tenants)
@@ -81,6 +85,7 @@ func (c sharedCase) String() string {
 
 var sharedCases = []sharedCase{
 	{skPlain, 1},
+	{skSchema, 1}, // not asked for: the cost of a statement's settings without any change of tenant
 	{skSchema, 1000},
 	{skSchema, 10000},
 	{skRLS, 1000},
@@ -108,8 +113,44 @@ type sharedResult struct {
 	firstErr     error
 	elapsed      time.Duration
 	mallocs      uint64
-	warmSessions int64 // sessions the server counted from opening to the end of warm-up
-	newSessions  int64 // sessions the server counted during the measured time
+	warmSessions int64         // sessions the server counted from opening to the end of warm-up
+	newSessions  int64         // sessions the server counted during the measured time
+	selfCPU      time.Duration // CPU time of this process during the measured time
+	machineCPU   time.Duration // busy CPU time of the whole machine (server, this process, others)
+}
+
+// cpuPerOp is a CPU time per query in microseconds.
+func (r sharedResult) cpuPerOp(d time.Duration) float64 {
+	return float64(d.Microseconds()) / float64(max(r.ops, 1))
+}
+
+// processCPU is the user and system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineBusy is the busy CPU time of the whole machine so far, from
+// /proc/stat (all but idle and iowait).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		var n int64
+		fmt.Sscan(v, &n)
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest is counted in user
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
 }
 
 func (r sharedResult) qps() float64         { return float64(r.ops) / r.elapsed.Seconds() }
@@ -158,8 +199,8 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 			if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 				fmt.Sscan(string(b), &l1, &l5, &l15)
 			}
-			fmt.Fprintf(os.Stderr, "round %d  %-38s %8.0f q/s  %5.1f allocs/op  %4d new sessions (warm-up %d)  %d errors  load %.1f\n",
-				r+1, cases[i], res.qps(), res.allocsPerOp(), res.newSessions, res.warmSessions, res.errs, l1)
+			fmt.Fprintf(os.Stderr, "round %d  %-38s %8.0f q/s  %5.1f allocs/op  %4d new sessions (warm-up %d)  %d errors  CPU µs/q %.0f here, %.0f rest  load %.1f\n",
+				r+1, cases[i], res.qps(), res.allocsPerOp(), res.newSessions, res.warmSessions, res.errs, res.cpuPerOp(res.selfCPU), res.cpuPerOp(res.machineCPU-res.selfCPU), l1)
 			if res.firstErr != nil {
 				fmt.Fprintf(os.Stderr, "         first error: %v\n", res.firstErr)
 			}
@@ -191,7 +232,7 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 		"%v warm-up + %v measured x %d rounds (median shown; * database-per-tenant: %v + %v); load average at the end %.2f %.2f %.2f\n\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), o.workers, o.pool, o.pool, o.dbBudget, o.warm, o.d, o.rounds, o.dbWarm, o.dbD, l1, l5, l15)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tqueries/s\tvs plain pgx\tper round\tallocs/op\textra allocs/op\tnew server sessions (measured)\terrors\t")
+	fmt.Fprintln(tw, "case\tqueries/s\tvs plain pgx\tper round\tallocs/op\textra allocs/op\tnew server sessions (measured)\terrors\tCPU µs/query: bench process\trest of machine\t")
 	for i, r := range med {
 		vs, extra := "-", "-"
 		var rounds []string
@@ -205,7 +246,8 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%s\t%d\t%d\t\n", r.c, r.qps(), vs, strings.Join(rounds, " "), r.allocsPerOp(), extra, r.newSessions, r.errs)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%s\t%d\t%d\t%.0f\t%.0f\t\n", r.c, r.qps(), vs, strings.Join(rounds, " "), r.allocsPerOp(), extra, r.newSessions, r.errs,
+			r.cpuPerOp(r.selfCPU), r.cpuPerOp(r.machineCPU-r.selfCPU))
 	}
 	tw.Flush()
 	for _, r := range med {
@@ -290,9 +332,11 @@ func runShared(ctx context.Context, admin *sql.DB, dbs []string, appURL string, 
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	c0, b0 := processCPU(), machineBusy()
 	start := time.Now()
 	loop(start.Add(d), 2)
 	res.elapsed = time.Since(start)
+	res.selfCPU, res.machineCPU = processCPU()-c0, machineBusy()-b0
 	runtime.ReadMemStats(&m1)
 	res.mallocs = m1.Mallocs - m0.Mallocs
 	res.ops, res.errs, res.wrong = ops.Load(), errs.Load(), wrong.Load()
