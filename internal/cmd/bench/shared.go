@@ -115,6 +115,7 @@ type sharedResult struct {
 	mallocs      uint64
 	warmSessions int64         // sessions the server counted from opening to the end of warm-up
 	newSessions  int64         // sessions the server counted during the measured time
+	dials        int64         // sessions tenantsql dialled during the measured time (-1: not tenantsql)
 	selfCPU      time.Duration // CPU time of this process during the measured time
 	machineCPU   time.Duration // busy CPU time of the whole machine (server, this process, others)
 }
@@ -199,8 +200,8 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 			if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 				fmt.Sscan(string(b), &l1, &l5, &l15)
 			}
-			fmt.Fprintf(os.Stderr, "round %d  %-38s %8.0f q/s  %5.1f allocs/op  %4d new sessions (warm-up %d)  %d errors  CPU µs/q %.0f here, %.0f rest  load %.1f\n",
-				r+1, cases[i], res.qps(), res.allocsPerOp(), res.newSessions, res.warmSessions, res.errs, res.cpuPerOp(res.selfCPU), res.cpuPerOp(res.machineCPU-res.selfCPU), l1)
+			fmt.Fprintf(os.Stderr, "round %d  %-38s %8.0f q/s  %5.1f allocs/op  %4d new sessions (warm-up %d, dials %d)  %d errors  CPU µs/q %.0f here, %.0f rest  load %.1f\n",
+				r+1, cases[i], res.qps(), res.allocsPerOp(), res.newSessions, res.warmSessions, res.dials, res.errs, res.cpuPerOp(res.selfCPU), res.cpuPerOp(res.machineCPU-res.selfCPU), l1)
 			if res.firstErr != nil {
 				fmt.Fprintf(os.Stderr, "         first error: %v\n", res.firstErr)
 			}
@@ -232,7 +233,7 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 		"%v warm-up + %v measured x %d rounds (median shown; * database-per-tenant: %v + %v); load average at the end %.2f %.2f %.2f\n\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), o.workers, o.pool, o.pool, o.dbBudget, o.warm, o.d, o.rounds, o.dbWarm, o.dbD, l1, l5, l15)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tqueries/s\tvs plain pgx\tper round\tallocs/op\textra allocs/op\tnew server sessions (measured)\terrors\tCPU µs/query: bench process\trest of machine\t")
+	fmt.Fprintln(tw, "case\tqueries/s\tvs plain pgx\tper round\tallocs/op\textra allocs/op\tnew server sessions (measured)\terrors\tdials (tenantsql)\tCPU µs/query: bench process\trest of machine\t")
 	for i, r := range med {
 		vs, extra := "-", "-"
 		var rounds []string
@@ -246,8 +247,12 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%s\t%d\t%d\t%.0f\t%.0f\t\n", r.c, r.qps(), vs, strings.Join(rounds, " "), r.allocsPerOp(), extra, r.newSessions, r.errs,
-			r.cpuPerOp(r.selfCPU), r.cpuPerOp(r.machineCPU-r.selfCPU))
+		dials := "-"
+		if r.dials >= 0 {
+			dials = fmt.Sprint(r.dials)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t\n", r.c, r.qps(), vs, strings.Join(rounds, " "), r.allocsPerOp(), extra, r.newSessions, r.errs,
+			dials, r.cpuPerOp(r.selfCPU), r.cpuPerOp(r.machineCPU-r.selfCPU))
 	}
 	tw.Flush()
 	for _, r := range med {
@@ -285,7 +290,7 @@ func runShared(ctx context.Context, admin *sql.DB, dbs []string, appURL string, 
 	if err != nil {
 		return res, err
 	}
-	q, closeFn, err := openShared(ctx, appURL, c, o)
+	q, closeFn, dials, err := openShared(ctx, appURL, c, o)
 	if err != nil {
 		return res, err
 	}
@@ -332,11 +337,17 @@ func runShared(ctx context.Context, admin *sql.DB, dbs []string, appURL string, 
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	d0 := dials()
 	c0, b0 := processCPU(), machineBusy()
 	start := time.Now()
 	loop(start.Add(d), 2)
 	res.elapsed = time.Since(start)
 	res.selfCPU, res.machineCPU = processCPU()-c0, machineBusy()-b0
+	if d0 >= 0 {
+		res.dials = dials() - d0
+	} else {
+		res.dials = -1
+	}
 	runtime.ReadMemStats(&m1)
 	res.mallocs = m1.Mallocs - m0.Mallocs
 	res.ops, res.errs, res.wrong = ops.Load(), errs.Load(), wrong.Load()
@@ -364,8 +375,10 @@ func (e wrongTenant) Error() string {
 
 // openShared opens what serves case c and returns its query function:
 // query(i, n) runs the case's query for tenant i with argument n and
-// checks that the answer is tenant i's.
-func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) (func(i int, n int32) error, func(), error) {
+// checks that the answer is tenant i's; and how many sessions tenantsql
+// has dialled so far (-1 for the pgx cases).
+func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) (query func(i int, n int32) error, closeFn func(), dials func() int64, err error) {
+	noDials := func() int64 { return -1 }
 	tune := func(db *sql.DB) *sql.DB {
 		db.SetMaxOpenConns(o.pool)
 		db.SetMaxIdleConns(o.pool)
@@ -379,13 +392,13 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 	}
 	shared, err := benchkit.DatabaseURL(appURL, sharedDB, "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	switch c.kind {
 	case skPlain:
 		db, err := sql.Open("pgx", shared)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		tune(db)
 		return func(_ int, n int32) error {
@@ -395,12 +408,12 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 				return err
 			}
 			return check(n, got, tag, "plain")
-		}, func() { db.Close() }, nil
+		}, func() { db.Close() }, noDials, nil
 
 	case skHandRoll:
 		db, err := sql.Open("pgx", shared)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		tune(db)
 		sets := make([]string, c.tenants)
@@ -422,7 +435,7 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 				return err
 			}
 			return check(n, got, tag, schemaName(i))
-		}, func() { db.Close() }, nil
+		}, func() { db.Close() }, noDials, nil
 	}
 
 	// tenantsql
@@ -430,7 +443,7 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 	urls := make([]string, c.tenants)
 	wants := make([]string, c.tenants)
 	budget := o.pool
-	query := sharedQuery
+	sqlText := sharedQuery
 	for i := range ids {
 		ids[i] = fmt.Sprintf("t%d.bench", i)
 		switch c.kind {
@@ -440,7 +453,7 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 		case skRLS:
 			u, err := benchkit.DatabaseURL(appURL, rlsDB, "")
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			urls[i] = u + "&app.tenant_id=" + fmt.Sprint(i)
 			wants[i] = fmt.Sprint("rls-", i)
@@ -449,17 +462,17 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 			app := fmt.Sprintf("bench-%d", i)
 			u, err := benchkit.DatabaseURL(appURL, db, app)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			urls[i] = u
 			wants[i] = app
 			budget = o.dbBudget
-			query = perDBQuery
+			sqlText = perDBQuery
 		}
 	}
 	conn, err := sharedConnector(ctx, ids, urls, budget)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	db := tune(sql.OpenDB(conn))
 	ctxs := make([]context.Context, len(ids))
@@ -467,13 +480,19 @@ func openShared(ctx context.Context, appURL string, c sharedCase, o sharedOpts) 
 		ctxs[i] = tenantctx.WithTenant(ctx, id)
 	}
 	return func(i int, n int32) error {
-		var got int32
-		var tag string
-		if err := db.QueryRowContext(ctxs[i], query, n).Scan(&got, &tag); err != nil {
-			return err
-		}
-		return check(n, got, tag, wants[i])
-	}, func() { db.Close() }, nil
+			var got int32
+			var tag string
+			if err := db.QueryRowContext(ctxs[i], sqlText, n).Scan(&got, &tag); err != nil {
+				return err
+			}
+			return check(n, got, tag, wants[i])
+		}, func() { db.Close() }, func() int64 {
+			var n int64
+			for _, ts := range conn.Stats().Tenants {
+				n += ts.NewConns
+			}
+			return n
+		}, nil
 }
 
 // sharedConnector registers the tenants in a memory store and opens a
