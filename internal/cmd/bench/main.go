@@ -57,6 +57,7 @@ func main() {
 		sharedDBWarm  = flag.Duration("shared-db-warmup", time.Second, "-suite shared: warm-up of database-per-tenant (fixed, shorter: it is slow)")
 		sharedDBDur   = flag.Duration("shared-db-duration", 2*time.Second, "-suite shared: measured time of database-per-tenant")
 		sharedCasesRe = flag.String("shared-cases", "", "-suite shared: run only the cases whose name matches this regexp")
+		sharedFloorF  = flag.Bool("shared-floor", false, "-suite shared: also take the shared path apart with pgx alone (its statements one piece at a time)")
 		cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
 	flag.Parse()
@@ -127,7 +128,7 @@ func main() {
 		suiteErr = sharedSuite(ctx, *adminURL, sharedOpts{
 			workers: *workers, pool: *sharedPool, dbBudget: *sharedDBCap,
 			warm: *warm, d: *dur, dbWarm: *sharedDBWarm, dbD: *sharedDBDur,
-			rounds: *rounds, only: only,
+			rounds: *rounds, only: only, floor: *sharedFloorF,
 		})
 	case "fit":
 		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitSpread, *fitWarmCap, *dur)

@@ -104,6 +104,7 @@ type sharedOpts struct {
 	dbD      time.Duration
 	rounds   int
 	only     *regexp.Regexp // cases to run (nil: all)
+	floor    bool           // also take the shared path apart with pgx alone
 }
 
 type sharedResult struct {
@@ -263,6 +264,9 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 	fmt.Println()
 	fmt.Println()
 	fmt.Print(mem)
+	if o.floor {
+		return sharedFloor(ctx, os.Stdout, appURL, o)
+	}
 	return nil
 }
 
