@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate bench-fit fuzz fmt-check run-example mutate
+.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check run-example mutate
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -40,6 +40,9 @@ mutate: services ## Break critical lines one at a time (scripts/mutations), repo
 BENCHFLAGS ?=
 bench-fit: services ## Budgets that fit the demand (issue 11): this driver and 29be03b's, side by side
 	bash internal/cmd/bench/fit-side-by-side.sh $(BENCHFLAGS)
+
+bench-shared: services ## Tenants that share a database (issue 13): schema and RLS tenants vs plain pgx, SET search_path, database-per-tenant
+	GOMAXPROCS=2 $(GO) run ./internal/cmd/bench -suite shared $(BENCHFLAGS)
 
 # A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
 # report its own stop deadline as a failure ("context deadline exceeded", no

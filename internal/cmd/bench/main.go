@@ -5,6 +5,7 @@
 //	go run ./internal/cmd/bench -url postgres://postgres@127.0.0.1:5432/postgres
 //	go run ./internal/cmd/bench -suite migrate  # 200 tenants x 5 migrations
 //	go run ./internal/cmd/bench -suite fit      # budgets that fit the demand (issue 11)
+//	go run ./internal/cmd/bench -suite shared   # tenants that share a database (issue 13)
 //
 // Each case runs for -duration after a warm-up, -rounds times, the order of
 // cases rotating between rounds; the table shows the median round. Every
@@ -19,7 +20,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -38,7 +41,7 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
 		workers  = flag.Int("workers", 8, "concurrent goroutines")
 		cap100   = flag.Int("tenantsql-max-conns", 128, "tenantsql's WithMaxConns cap")
-		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) idle (10,000 registered tenants, 100 hot) or fit (budgets that fit the demand, issue 11)")
+		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) idle (10,000 registered tenants, 100 hot), fit (budgets that fit the demand, issue 11) or shared (tenants that share a database, issue 13)")
 		tenants  = flag.Int("tenants", 0, "tenants (default: 200 for migrate, 1000 for budget, 10000 for idle)")
 		budget   = flag.Int("budget", 80, "tenantsql's server budget for -suite budget")
 
@@ -48,15 +51,49 @@ func main() {
 		fitDials   = flag.String("fit-dial-delays", "0s,30ms", "-suite fit: how much slower each dial is made")
 		fitSpread  = flag.Bool("fit-spread", false, "-suite fit: workers start spread over the tenants, not all at tenant 0")
 		fitWarmCap = flag.Duration("fit-warmup-cap", 10*time.Second, "-suite fit: longest warm-up per case")
+
+		sharedPool    = flag.Int("shared-pool", 16, "-suite shared: SetMaxOpenConns = SetMaxIdleConns of every *sql.DB, and tenantsql's WithMaxConns for shared databases")
+		sharedDBCap   = flag.Int("shared-db-budget", 80, "-suite shared: tenantsql's WithMaxConns for database-per-tenant")
+		sharedDBWarm  = flag.Duration("shared-db-warmup", time.Second, "-suite shared: warm-up of database-per-tenant (fixed, shorter: it is slow)")
+		sharedDBDur   = flag.Duration("shared-db-duration", 2*time.Second, "-suite shared: measured time of database-per-tenant")
+		sharedCasesRe = flag.String("shared-cases", "", "-suite shared: run only the cases whose name matches this regexp")
+		sharedFloorF  = flag.Bool("shared-floor", false, "-suite shared: also take the shared path apart with pgx alone (its statements one piece at a time)")
+		cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
 	flag.Parse()
-	if !slices.Contains([]string{"query", "migrate", "budget", "idle", "fit"}, *suite) {
-		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget, idle or fit)\n", *suite)
+	if !slices.Contains([]string{"query", "migrate", "budget", "idle", "fit", "shared"}, *suite) {
+		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget, idle, fit or shared)\n", *suite)
 		os.Exit(2)
 	}
 	ctx := context.Background()
-	maxConnSet := false
-	flag.Visit(func(f *flag.Flag) { maxConnSet = maxConnSet || f.Name == "max-connections" })
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	maxConnSet := set["max-connections"]
+	if *suite == "shared" {
+		// Its own server: 10,000 schemas are kept between runs, and
+		// max_connections leaves room for database-per-tenant.
+		if !set["port"] {
+			*port = 5435
+		}
+		if !maxConnSet {
+			*maxConn = 1200
+		}
+		if !set["workers"] {
+			*workers = 64
+		}
+		if !set["warmup"] {
+			*warm = 2 * time.Second
+		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if *suite == "budget" && !maxConnSet {
 		*maxConn = 100 // PostgreSQL's default, which the map of *sql.DB runs into
 	}
@@ -83,6 +120,16 @@ func main() {
 		suiteErr = budgetSuite(ctx, *adminURL, *tenants, 64, *budget, *dur)
 	case "idle":
 		suiteErr = idleSuite(ctx, *adminURL, *tenants, 100, 16, *dur, 5*time.Second)
+	case "shared":
+		var only *regexp.Regexp
+		if *sharedCasesRe != "" {
+			only = regexp.MustCompile(*sharedCasesRe)
+		}
+		suiteErr = sharedSuite(ctx, *adminURL, sharedOpts{
+			workers: *workers, pool: *sharedPool, dbBudget: *sharedDBCap,
+			warm: *warm, d: *dur, dbWarm: *sharedDBWarm, dbD: *sharedDBDur,
+			rounds: *rounds, only: only, floor: *sharedFloorF,
+		})
 	case "fit":
 		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitSpread, *fitWarmCap, *dur)
 	}
@@ -90,6 +137,7 @@ func main() {
 		if suiteErr != nil {
 			fmt.Fprintln(os.Stderr, "bench:", suiteErr)
 			stopServer()
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		stopServer()
