@@ -404,24 +404,32 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	}
 	base, set := splitTenantURL(t.dsn)
 	t.set = set
-	t.tg = c.targetFor(t.id, base, set != nil, serverKey(cc))
+	t.tg = c.targetFor(t.id, base, set != nil, set.custom(), serverKey(cc))
 	return t
 }
 
 // targetFor returns the target a new tenant's sessions dial: a new one
 // of its own, or, for a tenant with settings, the one it shares with the
 // other tenants of that URL.
-func (c *Connector) targetFor(id, base string, shared bool, server string) *target {
+func (c *Connector) targetFor(id, base string, shared, rls bool, server string) *target {
 	if !shared {
 		return &target{name: id, dsn: base, cfg: &c.cfg, b: c.budgetFor(server)}
 	}
+	// Tenants with custom settings (row-level security) have a pool of
+	// their own on the database, whose sessions are checked not to
+	// bypass it (pgDialer); schema tenants' sessions are not.
+	key := base
+	if rls {
+		key += " (rls)"
+	}
 	c.targetsMu.Lock()
 	defer c.targetsMu.Unlock()
-	tg := c.targets[base]
+	tg := c.targets[key]
 	if tg == nil {
-		tg = &target{name: "(shared)", dsn: base, shared: true, cfg: &c.cfg, b: c.budgetFor(server)}
-		c.targets[base] = tg
+		tg = &target{name: "(shared)", key: key, dsn: base, shared: true, rls: rls, cfg: &c.cfg, b: c.budgetFor(server)}
+		c.targets[key] = tg
 	}
+
 	tg.refs++
 	return tg
 }
@@ -433,8 +441,8 @@ func (c *Connector) dropTarget(tg *target) {
 		c.targetsMu.Lock()
 		tg.refs--
 		last := tg.refs == 0
-		if last && c.targets[tg.dsn] == tg {
-			delete(c.targets, tg.dsn)
+		if last && c.targets[tg.key] == tg {
+			delete(c.targets, tg.key)
 		}
 		c.targetsMu.Unlock()
 		if !last {

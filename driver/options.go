@@ -52,6 +52,7 @@ type config struct {
 	hookConcurrency   int
 	beforeConnect     func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error
 	afterConnect      func(ctx context.Context, tenant string, conn *pgx.Conn) error
+	allowBypassRLS    bool
 }
 
 type serverBudget struct {
@@ -215,4 +216,14 @@ func WithBeforeConnect(f func(ctx context.Context, tenant string, cfg *pgx.ConnC
 // that needed it; the query's error wraps f's.
 func WithAfterConnect(f func(ctx context.Context, tenant string, conn *pgx.Conn) error) Option {
 	return func(c *config) { c.afterConnect = f }
+}
+
+// WithBypassRLS lets tenants told apart by custom settings (row-level
+// security, app.tenant_id=42) log in with a role that bypasses row-level
+// security: a superuser or a role with BYPASSRLS, to which no policy
+// applies, so every such tenant would see every tenant's rows. By default
+// their sessions are refused with ErrTenantConfig; turn this on only for
+// roles whose isolation you enforce otherwise.
+func WithBypassRLS(allow bool) Option {
+	return func(c *config) { c.allowBypassRLS = allow }
 }

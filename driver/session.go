@@ -123,6 +123,12 @@ func (t *target) pgDialer() (dialFunc, error) {
 			return nil, err
 		}
 		s := &pgSession{sc: dc.(*stdlib.Conn)}
+		if t.rls && !t.cfg.allowBypassRLS {
+			if err := refuseBypassRLS(ctx, s.sc.Conn()); err != nil {
+				s.terminate()
+				return nil, err
+			}
+		}
 		if after != nil {
 			if err := after(ctx, t.tenantOf(ctx), s.sc.Conn()); err != nil {
 				// The session is up: end it, and wait for the server to
@@ -133,4 +139,20 @@ func (t *target) pgDialer() (dialFunc, error) {
 		}
 		return s, nil
 	}, nil
+}
+
+// refuseBypassRLS fails for a session whose role bypasses row-level
+// security: every tenant told apart by its settings would see every
+// tenant's rows (see WithBypassRLS).
+func refuseBypassRLS(ctx context.Context, conn *pgx.Conn) error {
+	var role string
+	var bypass bool
+	err := conn.QueryRow(ctx, "select current_user::text, rolsuper or rolbypassrls from pg_catalog.pg_roles where rolname = current_user", pgx.QueryExecModeExec).Scan(&role, &bypass)
+	if err != nil {
+		return fmt.Errorf("check the role for row-level security: %w", err)
+	}
+	if bypass {
+		return fmt.Errorf("%w: its sessions log in as %q, a superuser or BYPASSRLS role, to which no row-level security policy applies: every tenant of this database would see every tenant's rows; log in as a role without them, or accept this with WithBypassRLS(true)", ErrTenantConfig, role)
+	}
+	return nil
 }

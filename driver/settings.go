@@ -107,3 +107,17 @@ const (
 	errMissingSchema   = "tenantsql.schema_missing"
 	errNotCleanSetting = "tenantsql.session_not_clean"
 )
+
+// custom reports whether the settings include a custom one (a name with a
+// dot): what row-level security policies read.
+func (s *settings) custom() bool {
+	if s == nil {
+		return false
+	}
+	for _, n := range s.names {
+		if strings.Contains(n, ".") {
+			return true
+		}
+	}
+	return false
+}

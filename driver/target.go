@@ -18,7 +18,9 @@ import (
 type target struct {
 	name   string // a private target's tenant id; for errors and logs
 	dsn    string // the URL dialled, password included: never log it
+	key    string // a shared target's key in Connector.targets
 	shared bool   // tenants share it (their settings travel with each statement)
+	rls    bool   // a shared target whose tenants have custom settings: its role must not bypass RLS
 	b      *budget
 	cfg    *config
 	dial   dialFunc // nil: pgDialer; the budget's tests set a fake
