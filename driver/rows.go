@@ -25,7 +25,7 @@ type rows struct {
 	rows       pgx.Rows
 	valueFuncs []rowValueFunc
 	names      []string
-	done       func() error // ends the pipeline once the rows are closed
+	done       func(error) error // ends the pipeline once the rows are closed, given their error
 	closed     bool
 
 	skipNext, skipNextMore bool // the first row was read by the query: Next is its result
@@ -113,7 +113,7 @@ func (r *rows) Close() error {
 	r.closed = true
 	r.rows.Close()
 	err := r.rows.Err()
-	if derr := r.done(); err == nil {
+	if derr := r.done(err); err == nil {
 		err = derr
 	}
 	return err

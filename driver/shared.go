@@ -145,9 +145,11 @@ func (vc *Conn) settingsError(err error) error {
 // finish reads what is left of the pipeline after the statement's result
 // and closes it. The session becomes the tenant's once the pipeline has
 // committed.
-func (pl *pipeline) finish() error {
+// stmtErr is the statement's own error: a statement that failed rolled
+// back its pipeline's cleaning, which the next statement must do again.
+func (pl *pipeline) finish(stmtErr error) error {
 	err := pl.p.Close()
-	if err == nil && !pl.pc.sc.Conn().IsClosed() {
+	if err == nil && stmtErr == nil && !pl.pc.sc.Conn().IsClosed() {
 		pl.pc.owner = pl.owner
 	}
 	return err
@@ -165,7 +167,7 @@ func (vc *Conn) execShared(ctx context.Context, query string, args []driver.Name
 			tag, err = rr.Close()
 		}
 	}
-	if ferr := pl.finish(); err == nil {
+	if ferr := pl.finish(err); err == nil {
 		err = ferr
 	}
 	if err != nil {
@@ -181,13 +183,14 @@ func (vc *Conn) queryShared(ctx context.Context, query string, args []driver.Nam
 	}
 	res, err := pl.p.GetResults()
 	if err != nil {
-		pl.finish()
+		pl.finish(err)
 		return nil, err
 	}
 	rr, ok := res.(*pgconn.ResultReader)
 	if !ok {
-		pl.finish()
-		return nil, fmt.Errorf("tenantsql: unexpected pipeline result %T", res)
+		err := fmt.Errorf("tenantsql: unexpected pipeline result %T", res)
+		pl.finish(err)
+		return nil, err
 	}
 	conn := vc.pc.sc.Conn()
 	r := &rows{conn: conn, rows: pgx.RowsFromResultReader(conn.TypeMap(), rr), done: pl.finish}
@@ -237,11 +240,11 @@ func (vc *Conn) cleanShared(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := readOne(pl.p); err != nil {
-		pl.p.Close()
-		return err
+	err = readOne(pl.p)
+	if ferr := pl.finish(err); err == nil {
+		err = ferr
 	}
-	return pl.finish()
+	return err
 }
 
 // setForSession sets the tenant's settings on the session itself, for

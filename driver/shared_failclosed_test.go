@@ -121,3 +121,29 @@ func TestSharedMissingSchema(t *testing.T) {
 	}
 	mustContain(t, err, f.tenants[1], "s1", "does not exist")
 }
+
+// A statement that fails rolls back the cleaning sent with it: the next
+// statement of the same checkout must clean again.
+func TestSharedCleanAfterFailedFirstStatement(t *testing.T) {
+	f := newSchemaFixture(t, 2, driver.WithMaxConns(1))
+	a, b := f.tenants[0], f.tenants[1]
+	if _, err := f.tdb.ExecContext(tenantCtx(a), "set statement_timeout = '4321'"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := tenantCtx(b)
+	c, err := f.tdb.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "select * from no_such_table"); err == nil {
+		t.Fatal("a query of a missing table succeeded")
+	}
+	var got string
+	if err := c.QueryRowContext(ctx, "select current_setting('statement_timeout')").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "0" {
+		t.Errorf("tenant %s, after its first statement failed, sees statement_timeout %q set by tenant %s; want 0", b, got, a)
+	}
+}
