@@ -235,9 +235,14 @@ func WaitForIdle(ctx context.Context, adminURL string) error {
 		return err
 	}
 	defer db.Close()
+	return WaitForNoSessions(ctx, db, DatabaseNames())
+}
+
+// WaitForNoSessions waits until the server has no sessions on dbs.
+func WaitForNoSessions(ctx context.Context, admin *sql.DB, dbs []string) error {
 	for {
 		var n int
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)", DatabaseNames()).Scan(&n); err != nil {
+		if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)", dbs).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {

@@ -97,17 +97,7 @@ func PgBouncerURL(t testing.TB, name string, params ...string) string {
 	if len(params)%2 != 0 {
 		t.Fatalf("PgBouncerURL: params must be key, value pairs")
 	}
-	u, err := url.Parse(PgBouncer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	q := u.Query()
-	for i := 0; i < len(params); i += 2 {
-		q.Set(params[i], params[i+1])
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
+	return withDatabase(t, PgBouncer(t), name, params)
 }
 
 // PgBouncerShow runs SHOW what (POOLS, CLIENTS, SERVERS, STATS, ...) on

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,7 +125,16 @@ func DatabaseURL(t testing.TB, name string, params ...string) string {
 	if len(params)%2 != 0 {
 		t.Fatalf("DatabaseURL: params must be key, value pairs")
 	}
-	u, err := url.Parse(PostgresURL(t))
+	return withDatabase(t, PostgresURL(t), name, params)
+}
+
+// withDatabase returns base with database name and params added to its
+// query. A space is written %20: url's query encoding writes '+', which
+// pgx reads as a plus sign ("a, public" would reach the server as
+// "a,+public").
+func withDatabase(t testing.TB, base, name string, params []string) string {
+	t.Helper()
+	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +143,7 @@ func DatabaseURL(t testing.TB, name string, params ...string) string {
 	for i := 0; i < len(params); i += 2 {
 		q.Set(params[i], params[i+1])
 	}
-	u.RawQuery = q.Encode()
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	return u.String()
 }
 

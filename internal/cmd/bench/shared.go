@@ -282,7 +282,7 @@ func resultsOf(results [][]sharedResult, cases []sharedCase, k sharedKind) []sha
 // runShared opens a case, warms it up and measures it.
 func runShared(ctx context.Context, admin *sql.DB, dbs []string, appURL string, c sharedCase, o sharedOpts) (sharedResult, error) {
 	res := sharedResult{c: c}
-	if err := waitIdle(ctx, admin, dbs); err != nil {
+	if err := benchkit.WaitForNoSessions(ctx, admin, dbs); err != nil {
 		return res, err
 	}
 	sessions := func() (int64, error) {
@@ -360,7 +360,7 @@ func runShared(ctx context.Context, admin *sql.DB, dbs []string, appURL string, 
 	}
 	closeFn()
 	// Every session has ended, so every backend has reported its start.
-	if err := waitIdle(ctx, admin, dbs); err != nil {
+	if err := benchkit.WaitForNoSessions(ctx, admin, dbs); err != nil {
 		return res, err
 	}
 	s2, err := sessions()
@@ -590,24 +590,6 @@ func sharedMemory(ctx context.Context, appURL string, o sharedOpts) (string, err
 	tw.Flush()
 	out.WriteString("(delta and per tenant of the connector rows: against the store alone)\n")
 	return out.String(), nil
-}
-
-// waitIdle waits until the server has no sessions on dbs.
-func waitIdle(ctx context.Context, admin *sql.DB, dbs []string) error {
-	for {
-		var n int
-		if err := admin.QueryRowContext(ctx, "select count(*) from pg_stat_activity where datname = any($1)", dbs).Scan(&n); err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func withUser(raw, user string) (string, error) {
