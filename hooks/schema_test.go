@@ -50,7 +50,7 @@ func TestSchemasCreateAndDrop(t *testing.T) {
 	reg.Subscribe(hooks.OnCreate, create)
 	reg.Subscribe(hooks.OnUpdate, create)
 	reg.Subscribe(hooks.PostDelete, drop)
-	c, err := driver.NewConnector(s, driver.WithHooks(reg), driver.WithMaxConns(4))
+	c, err := driver.NewConnector(s, driver.WithHooks(reg), driver.WithMaxConns(4), driver.WithBypassRLS(true)) // the test server's role is a superuser
 	if err != nil {
 		t.Fatal(err)
 	}

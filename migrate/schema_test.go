@@ -39,7 +39,7 @@ func newShared(t *testing.T, name string) *shared {
 	testenv.EnsureDatabases(t, name)
 	testenv.ResetSchema(t, name)
 	sh := &shared{t: t, name: name, store: store.NewMemory()}
-	c, err := driver.NewConnector(sh.store, driver.WithHooks(nil), driver.WithMaxConns(6))
+	c, err := driver.NewConnector(sh.store, driver.WithHooks(nil), driver.WithMaxConns(6), driver.WithBypassRLS(true)) // the test server's role is a superuser
 	if err != nil {
 		t.Fatal(err)
 	}
