@@ -165,3 +165,28 @@ func (f *schemaFixture) hammer(t *testing.T, workers, rounds int) {
 		t.Error(err)
 	}
 }
+
+// A statement prepared through database/sql runs for each caller's own
+// tenant, whichever tenant's session prepared it, and bad SQL fails at
+// Prepare, with the tenant's settings in effect.
+func TestSharedPreparedStatement(t *testing.T) {
+	f := newSchemaFixture(t, 3, driver.WithMaxConns(2))
+	st, err := f.tdb.PrepareContext(tenantCtx(f.tenants[0]), "select tag, current_schema() from items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := range 30 {
+		id := f.tenants[i%len(f.tenants)]
+		var tag, schema string
+		if err := st.QueryRowContext(tenantCtx(id)).Scan(&tag, &schema); err != nil {
+			t.Fatalf("tenant %s: %v", id, err)
+		}
+		if tag != id {
+			t.Fatalf("tenant %s: prepared statement read %q in schema %q", id, tag, schema)
+		}
+	}
+	if _, err := f.tdb.PrepareContext(tenantCtx(f.tenants[1]), "select * from no_such_table"); err == nil {
+		t.Fatal("Prepare of a missing table succeeded")
+	}
+}
