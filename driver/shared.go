@@ -86,6 +86,12 @@ func (vc *Conn) sendShared(ctx context.Context, conn *pgx.Conn, query string, ar
 	}
 	pc := vc.pc
 	clean := pc.owner != "" && pc.owner != vc.id
+	if !clean {
+		// Fresh, or already this tenant's: whatever this statement
+		// leaves, even if it fails (a session advisory lock outlives
+		// its statement's error), is this tenant's to be cleaned.
+		pc.owner = vc.id
+	}
 	if leavesState(query) {
 		pc.dirty = true
 	}
