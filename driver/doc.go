@@ -36,6 +36,22 @@
 // usable and touches no tenant database. (A *sql.Conn already bound to a
 // tenant fails closed there too.)
 //
+// # Tenants that share a database
+//
+// A tenant's POSTGRES_URL may carry session settings: search_path (a
+// schema per tenant) and custom settings, whose name has a dot
+// (app.tenant_id=42, read by row-level security policies). Tenants whose
+// URLs are the same apart from those share one pool of sessions. Each of
+// their statements is sent in one round trip with set_config(name, value,
+// true) for its tenant, so the settings last that statement's transaction
+// only: safe behind a transaction pooler, and never seen by the next
+// tenant. A session going from one tenant to another is cleaned (RESET
+// ALL, advisory locks) or, when it holds what cannot be cleaned (temporary
+// objects, LISTEN, another role), closed. Statements there are not
+// prepared, so tenants at different schema versions never share a result
+// description. Row-level-security tenants whose login role bypasses RLS are
+// refused unless WithBypassRLS(true).
+//
 // # Connections
 //
 // Each tenant has a pool of physical connections, created on first use and
