@@ -115,6 +115,12 @@ func (a *allowList) check(ctx context.Context, first string, fallbacks []*pgconn
 
 func (a *allowList) checkHost(ctx context.Context, host string) *apiError {
 	shown := clip.String(host)
+	if strings.Contains(strings.ToLower(host), "password") {
+		// "postgres://password=s3cret" reads as a host to pgx, but its
+		// author meant a password, and redaction treats it as one: the
+		// answer must not show it either.
+		shown = "(withheld: it looks like a password)"
+	}
 	if strings.HasPrefix(host, "/") {
 		// A Unix socket usually means peer authentication: the server
 		// would take us for its own operating-system user.
