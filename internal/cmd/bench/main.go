@@ -58,6 +58,7 @@ func main() {
 		sharedDBDur   = flag.Duration("shared-db-duration", 2*time.Second, "-suite shared: measured time of database-per-tenant")
 		sharedCasesRe = flag.String("shared-cases", "", "-suite shared: run only the cases whose name matches this regexp")
 		sharedFloorF  = flag.Bool("shared-floor", false, "-suite shared: also take the shared path apart with pgx alone (its statements one piece at a time)")
+		floorStepsRe  = flag.String("floor-steps", "", "-shared-floor: run only the steps whose name matches this regexp")
 		cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
 	flag.Parse()
@@ -121,14 +122,17 @@ func main() {
 	case "idle":
 		suiteErr = idleSuite(ctx, *adminURL, *tenants, 100, 16, *dur, 5*time.Second)
 	case "shared":
-		var only *regexp.Regexp
+		var only, floorOnly *regexp.Regexp
 		if *sharedCasesRe != "" {
 			only = regexp.MustCompile(*sharedCasesRe)
+		}
+		if *floorStepsRe != "" {
+			floorOnly = regexp.MustCompile(*floorStepsRe)
 		}
 		suiteErr = sharedSuite(ctx, *adminURL, sharedOpts{
 			workers: *workers, pool: *sharedPool, dbBudget: *sharedDBCap,
 			warm: *warm, d: *dur, dbWarm: *sharedDBWarm, dbD: *sharedDBDur,
-			rounds: *rounds, only: only, floor: *sharedFloorF,
+			rounds: *rounds, only: only, floor: *sharedFloorF || *floorStepsRe != "", floorOnly: floorOnly,
 		})
 	case "fit":
 		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitSpread, *fitWarmCap, *dur)

@@ -96,15 +96,16 @@ var sharedCases = []sharedCase{
 
 // sharedOpts are the suite's settings.
 type sharedOpts struct {
-	workers  int           // goroutines per case
-	pool     int           // SetMaxOpenConns = SetMaxIdleConns of every *sql.DB; WithMaxConns of shared cases
-	dbBudget int           // WithMaxConns of database-per-tenant
-	warm, d  time.Duration // per case and round
-	dbWarm   time.Duration // database-per-tenant: shorter, fixed
-	dbD      time.Duration
-	rounds   int
-	only     *regexp.Regexp // cases to run (nil: all)
-	floor    bool           // also take the shared path apart with pgx alone
+	workers   int           // goroutines per case
+	pool      int           // SetMaxOpenConns = SetMaxIdleConns of every *sql.DB; WithMaxConns of shared cases
+	dbBudget  int           // WithMaxConns of database-per-tenant
+	warm, d   time.Duration // per case and round
+	dbWarm    time.Duration // database-per-tenant: shorter, fixed
+	dbD       time.Duration
+	rounds    int
+	only      *regexp.Regexp // cases to run (nil: all)
+	floor     bool           // also take the shared path apart with pgx alone
+	floorOnly *regexp.Regexp // -shared-floor steps to run (nil: all)
 }
 
 type sharedResult struct {
@@ -177,6 +178,9 @@ func sharedSuite(ctx context.Context, adminURL string, o sharedOpts) error {
 	defer admin.Close()
 	admin.SetMaxOpenConns(1)
 	dbs := append([]string{sharedDB, rlsDB}, benchkit.DatabaseNames()...)
+	if o.floorOnly != nil {
+		return sharedFloor(ctx, os.Stdout, appURL, o)
+	}
 
 	mem, err := sharedMemory(ctx, appURL, o)
 	if err != nil {

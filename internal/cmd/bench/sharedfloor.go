@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -71,48 +72,102 @@ func sharedFloor(ctx context.Context, w io.Writer, appURL string, o sharedOpts) 
 		name string
 		url  string
 		run  func(c *pgx.Conn, r *rand.Rand) error
+		prep map[string]string // statements prepared on each connection first, by name
 	}
+	// pipeP is pipe with named statements: a name that prep gave is
+	// sent as that prepared statement, anything else unnamed.
+	pipeP := func(c *pgx.Conn, names []string, params [][][]byte) error {
+		p := c.PgConn().StartPipeline(ctx)
+		for i, s := range names {
+			if strings.HasPrefix(s, "ts_") {
+				p.SendQueryPrepared(s, params[i], nil, nil)
+			} else {
+				p.SendQueryParams(s, params[i], nil, nil, nil)
+			}
+		}
+		p.SendPipelineSync()
+		if err := p.Flush(); err != nil {
+			p.Close()
+			return err
+		}
+		for range names {
+			res, err := p.GetResults()
+			if err != nil {
+				p.Close()
+				return err
+			}
+			if rr, ok := res.(*pgconn.ResultReader); ok {
+				if _, err := rr.Close(); err != nil {
+					p.Close()
+					return err
+				}
+			}
+		}
+		return p.Close()
+	}
+	prepSchema := map[string]string{"ts_apply": apply, "ts_reset": "reset all", "ts_clean": clean}
+	prepRLS := map[string]string{"ts_apply": applyR, "ts_reset": "reset all", "ts_clean": cleanR, "ts_q": sharedQuery}
 	query := func(c *pgx.Conn, args ...any) error {
 		var n int32
 		var t string
 		return c.QueryRow(ctx, sharedQuery, args...).Scan(&n, &t)
 	}
 	steps := []step{
-		{"prepared query (what plain pgx sends)", base, func(c *pgx.Conn, r *rand.Rand) error { return query(c, 7) }},
-		{"unnamed query, parsed each time", base, func(c *pgx.Conn, r *rand.Rand) error { return query(c, pgx.QueryExecModeExec, 7) }},
-		{"+ settings statement, 1 schema (same tenant)", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "prepared query (what plain pgx sends)", url: base, run: func(c *pgx.Conn, r *rand.Rand) error { return query(c, 7) }},
+		{name: "unnamed query, parsed each time", url: base, run: func(c *pgx.Conn, r *rand.Rand) error { return query(c, pgx.QueryExecModeExec, 7) }},
+		{name: "+ settings statement, 1 schema (same tenant)", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, 1)
 			return pipe(c, []string{apply, sharedQuery}, [][][]byte{{[]byte(setPath), s, s}, {arg}})
 		}},
-		{"+ settings statement, 1,000 schemas at random", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "+ settings statement, 1,000 schemas at random", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, 1000)
 			return pipe(c, []string{apply, sharedQuery}, [][][]byte{{[]byte(setPath), s, s}, {arg}})
 		}},
-		{"+ RESET ALL and the clean statement, 1,000 schemas", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "+ RESET ALL and the clean statement, 1,000 schemas", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, 1000)
 			return pipe(c, []string{"reset all", clean, sharedQuery}, [][][]byte{nil, {[]byte(setPath), s, s, role}, {arg}})
 		}},
-		{"+ settings statement, 10,000 schemas at random", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "+ settings statement, 10,000 schemas at random", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, maxTenants)
 			return pipe(c, []string{apply, sharedQuery}, [][][]byte{{[]byte(setPath), s, s}, {arg}})
 		}},
-		{"+ RESET ALL and the clean statement, 10,000 schemas", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "+ RESET ALL and the clean statement, 10,000 schemas", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, maxTenants)
 			return pipe(c, []string{"reset all", clean, sharedQuery}, [][][]byte{nil, {[]byte(setPath), s, s, role}, {arg}})
 		}},
-		{"RLS: + settings statement, 1,000 tenants", rls, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "RLS: + settings statement, 1,000 tenants", url: rls, run: func(c *pgx.Conn, r *rand.Rand) error {
 			return pipe(c, []string{applyR, sharedQuery}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
 		}},
-		{"RLS: + RESET ALL and the clean statement, 1,000", rls, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "RLS: + RESET ALL and the clean statement, 1,000", url: rls, run: func(c *pgx.Conn, r *rand.Rand) error {
 			return pipe(c, []string{"reset all", cleanR, sharedQuery}, [][][]byte{nil, {[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
 		}},
-		{"SET search_path, then prepared query, 1,000 schemas", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "prepared settings statement, unnamed query, 1,000 schemas", url: base, prep: prepSchema, run: func(c *pgx.Conn, r *rand.Rand) error {
+			s := schema(r, 1000)
+			return pipeP(c, []string{"ts_apply", sharedQuery}, [][][]byte{{[]byte(setPath), s, s}, {arg}})
+		}},
+		{name: "prepared RESET ALL, clean, unnamed query, 1,000 schemas", url: base, prep: prepSchema, run: func(c *pgx.Conn, r *rand.Rand) error {
+			s := schema(r, 1000)
+			return pipeP(c, []string{"ts_reset", "ts_clean", sharedQuery}, [][][]byte{nil, {[]byte(setPath), s, s, role}, {arg}})
+		}},
+		{name: "RLS: prepared settings statement, prepared query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
+			return pipeP(c, []string{"ts_apply", "ts_q"}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
+		}},
+		{name: "RLS: prepared settings statement, unnamed query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
+			return pipeP(c, []string{"ts_apply", sharedQuery}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
+		}},
+		{name: "RLS: prepared RESET ALL, clean, query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
+			return pipeP(c, []string{"ts_reset", "ts_clean", "ts_q"}, [][][]byte{nil, {[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
+		}},
+		{name: "RLS: prepared clean (no RESET ALL), query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
+			return pipeP(c, []string{"ts_clean", "ts_q"}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
+		}},
+		{name: "SET search_path, then prepared query, 1,000 schemas", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			if _, err := c.Exec(ctx, "set search_path to "+schemaName(r.IntN(1000))); err != nil {
 				return err
 			}
 			return query(c, 7)
 		}},
-		{"SET search_path, then prepared query, 10,000 schemas", base, func(c *pgx.Conn, r *rand.Rand) error {
+		{name: "SET search_path, then prepared query, 10,000 schemas", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			if _, err := c.Exec(ctx, "set search_path to "+schemaName(r.IntN(maxTenants))); err != nil {
 				return err
 			}
@@ -123,11 +178,19 @@ func sharedFloor(ctx context.Context, w io.Writer, appURL string, o sharedOpts) 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "statements per query\tqueries/s\tCPU µs/query: bench process\trest of machine\terrors\t")
 	for _, s := range steps {
+		if o.floorOnly != nil && !o.floorOnly.MatchString(s.name) {
+			continue
+		}
 		conns := make(chan *pgx.Conn, o.pool)
 		for range o.pool {
 			c, err := pgx.Connect(ctx, s.url)
 			if err != nil {
 				return err
+			}
+			for name, sql := range s.prep {
+				if _, err := c.Prepare(ctx, name, sql); err != nil {
+					return fmt.Errorf("prepare %s: %w", name, err)
+				}
 			}
 			conns <- c
 		}
