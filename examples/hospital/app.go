@@ -28,8 +28,6 @@ type app struct {
 	conn  *driver.Connector
 	db    *sql.DB
 	admin http.Handler
-
-	createSchema hooks.Func // hooks.Schemas' create hook
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -66,7 +64,6 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	if dropSchema != nil {
 		reg.Subscribe(hooks.PostDelete, dropSchema)
 	}
-	a.createSchema = createSchema
 	a.conn, err = driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(log))
 	if err != nil {
 		return nil, err
@@ -97,7 +94,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return migrateHook(ctx, ev)
 	})
 
-	if err := a.migrateKnownTenants(ctx); err != nil {
+	if err := a.migrateKnownTenants(ctx, createSchema); err != nil {
 		return nil, err
 	}
 
@@ -124,10 +121,11 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 }
 
 // migrateKnownTenants brings every tenant known at start-up up to date,
-// creating its database and schema first as the create hooks would;
-// tenants added later are migrated by the create hook. A tenant that
-// fails is logged and the others are served.
-func (a *app) migrateKnownTenants(ctx context.Context) error {
+// creating its database and its schema (createSchema, the schema create
+// hook) first, as the create hooks would; tenants added later are
+// migrated by the create hook. A tenant that fails is logged and the
+// others are served.
+func (a *app) migrateKnownTenants(ctx context.Context, createSchema hooks.Func) error {
 	ts, err := a.store.List(ctx)
 	if err != nil {
 		return err
@@ -140,7 +138,7 @@ func (a *app) migrateKnownTenants(ctx context.Context) error {
 				continue
 			}
 		}
-		if err := a.createSchema(ctx, ev); err != nil {
+		if err := createSchema(ctx, ev); err != nil {
 			a.log.Error("hospital: cannot create the tenant's schema", "tenant", t.ID, "err", err)
 		}
 	}
