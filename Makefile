@@ -6,11 +6,11 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check run-example mutate
+.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check run-example run-example-schemas mutate
 
 help: ## List the targets
 	@echo 'Targets:'
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-20s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 services: ## Ensure PostgreSQL and Redis are running and pgbouncer installed (scripts/services.sh)
 	@bash scripts/services.sh
@@ -69,3 +69,8 @@ run-example: services ## Run the tutorial app (examples/hospital) on the file st
 	@mkdir -p .run
 	@test -f .run/tenant_config.json || cp examples/hospital/tenant_config.json .run/tenant_config.json
 	cd .run && TENANTSQL_ADMIN_TOKEN=$${TENANTSQL_ADMIN_TOKEN:-dev-token} $(GO) run ../examples/hospital
+
+run-example-schemas: services ## Run the tutorial app at :8000 with its tenants as schemas of one database, hospital_shared
+	@mkdir -p .run
+	@test -f .run/tenant_config_schemas.json || cp examples/hospital/tenant_config_schemas.json .run/tenant_config_schemas.json
+	cd .run && TENANTSQL_ADMIN_TOKEN=$${TENANTSQL_ADMIN_TOKEN:-dev-token} $(GO) run ../examples/hospital --store file:tenant_config_schemas.json

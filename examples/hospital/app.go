@@ -44,14 +44,25 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}()
 
 	// The tutorial's hooks: a new tenant's database is created if needed,
-	// then migrated, before its first query. (A program can use the
-	// default registry, hooks.Subscribe; an explicit one keeps two apps in
-	// one process, as in the tests, apart.)
+	// then, for a tenant in a schema of a shared database (its URL has a
+	// search_path), its schema; both in the ON phase, so that they exist
+	// before the PostCreate hook migrates the tenant, below. (A program
+	// can use the default registry, hooks.Subscribe; an explicit one keeps
+	// two apps in one process, as in the tests, apart.)
 	reg := hooks.New(log)
 	if cfg.createDatabases {
-		reg.Subscribe(hooks.PostCreate, func(ctx context.Context, ev hooks.Event) error {
-			return ensureDatabase(ctx, ev.Tenant.PostgresURL())
-		})
+		reg.Subscribe(hooks.OnCreate, createDatabase)
+		reg.Subscribe(hooks.OnUpdate, createDatabase)
+	}
+	var schemaOpts []hooks.SchemaOption
+	if cfg.dropSchemas {
+		schemaOpts = append(schemaOpts, hooks.DropSchemaOnDelete(s))
+	}
+	createSchema, dropSchema := hooks.Schemas(schemaOpts...)
+	reg.Subscribe(hooks.OnCreate, createSchema)
+	reg.Subscribe(hooks.OnUpdate, createSchema)
+	if dropSchema != nil {
+		reg.Subscribe(hooks.PostDelete, dropSchema)
 	}
 	a.conn, err = driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(log))
 	if err != nil {
@@ -73,21 +84,17 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	reg.Subscribe(hooks.PostCreate, migrateHook)
-	// A tenant moved to another database gets it created and migrated
-	// there too; its queries wait for this hook, as for a create's.
+	// A tenant moved to another database or schema gets it created (by
+	// the ON hooks above) and migrated there too; its queries wait for
+	// this hook, as for a create's.
 	reg.Subscribe(hooks.PostUpdate, func(ctx context.Context, ev hooks.Event) error {
 		if ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
 			return nil
 		}
-		if cfg.createDatabases {
-			if err := ensureDatabase(ctx, ev.Tenant.PostgresURL()); err != nil {
-				return err
-			}
-		}
 		return migrateHook(ctx, ev)
 	})
 
-	if err := a.migrateKnownTenants(ctx); err != nil {
+	if err := a.migrateKnownTenants(ctx, createSchema); err != nil {
 		return nil, err
 	}
 
@@ -113,19 +120,26 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-// migrateKnownTenants brings every tenant known at start-up up to date;
-// tenants added later are migrated by the create hook. A tenant that fails
-// is logged and the others are served.
-func (a *app) migrateKnownTenants(ctx context.Context) error {
-	if a.cfg.createDatabases {
-		ts, err := a.store.List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, t := range ts {
-			if err := ensureDatabase(ctx, t.PostgresURL()); err != nil {
+// migrateKnownTenants brings every tenant known at start-up up to date,
+// creating its database and its schema (createSchema, the schema create
+// hook) first, as the create hooks would; tenants added later are
+// migrated by the create hook. A tenant that fails is logged and the
+// others are served.
+func (a *app) migrateKnownTenants(ctx context.Context, createSchema hooks.Func) error {
+	ts, err := a.store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		ev := hooks.Event{Kind: hooks.OnCreate, Tenant: t}
+		if a.cfg.createDatabases {
+			if err := createDatabase(ctx, ev); err != nil {
 				a.log.Error("hospital: cannot create the tenant's database", "tenant", t.ID, "err", err)
+				continue
 			}
+		}
+		if err := createSchema(ctx, ev); err != nil {
+			a.log.Error("hospital: cannot create the tenant's schema", "tenant", t.ID, "err", err)
 		}
 	}
 	m, err := migrate.New(a.db, a.store, migrations(), migrate.WithConcurrency(4), migrate.WithContinueOnError(true))

@@ -7,7 +7,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenantsql/tenantsql/hooks"
 )
+
+// createDatabase is the hook that creates a new tenant's database, or the
+// one an update moves it to, if it does not exist (ensureDatabase). For
+// tenants in schemas of a shared database, that is the shared database.
+func createDatabase(ctx context.Context, ev hooks.Event) error {
+	if ev.Kind == hooks.OnUpdate && ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
+		return nil
+	}
+	return ensureDatabase(ctx, ev.Tenant.PostgresURL())
+}
 
 // ensureDatabase creates the database a tenant's URL names if it does not
 // exist, connecting with the same credentials to the server's "postgres"

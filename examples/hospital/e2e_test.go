@@ -221,12 +221,19 @@ func databaseExists(t *testing.T, name string) bool {
 
 func serverTables(t *testing.T, db string) []string {
 	t.Helper()
+	return schemaTables(t, db, "public")
+}
+
+// schemaTables returns the names of the tables in a schema of a database
+// of the test server, in order.
+func schemaTables(t *testing.T, db, schema string) []string {
+	t.Helper()
 	c, err := sql.Open("pgx", testenv.DatabaseURL(t, db))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rows, err := c.Query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+	rows, err := c.Query("SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1", schema)
 	if err != nil {
 		t.Fatal(err)
 	}

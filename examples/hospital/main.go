@@ -18,6 +18,11 @@
 // does not exist yet. --store redis://... runs several instances that
 // share their tenants.
 //
+// A tenant whose POSTGRES_URL has a search_path lives in a schema of a
+// database it shares with other tenants (tenant_config_schemas.json has
+// two): the schema is created before the migrations run in it. A deleted
+// tenant's schema is kept, with its rows, unless --drop-schemas.
+//
 // --insecure-no-auth serves the admin API without a token, for local
 // development; without --addr it then listens on 127.0.0.1:8000 only, so
 // that other machines cannot reach an API that lets anyone change tenants.
@@ -76,6 +81,7 @@ type config struct {
 	token           string
 	noAuth          bool
 	createDatabases bool
+	dropSchemas     bool
 	allowedHosts    []string
 }
 
@@ -85,6 +91,7 @@ func main() {
 	flag.StringVar(&cfg.addr, "addr", "", "address to listen on (default "+defaultAddr()+", or "+defaultNoAuthAddr()+" with --insecure-no-auth)")
 	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token, for local development only; listens on "+defaultNoAuthAddr()+" unless --addr is given")
 	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
+	flag.BoolVar(&cfg.dropSchemas, "drop-schemas", false, "drop a deleted tenant's schema, with its tables and rows (tenants with a search_path); kept by default")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
 	addrSet := false
