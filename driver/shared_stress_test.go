@@ -52,7 +52,7 @@ import (
 // The work is fixed, not timed: a slow machine does the same operations
 // later. The deadline only catches a hang.
 func TestSharedStress(t *testing.T) {
-	ops := 1500
+	ops := 2000
 	if testing.Short() {
 		ops = 400
 	}
@@ -412,7 +412,7 @@ func (r *stressRun) do(i int64, kind int, st *stTenant, rng *rand.Rand) {
 	case opTx:
 		what, err = r.tx(ctx, st, rng)
 	case opCancel:
-		d := time.Duration(rng.IntN(25000)) * time.Microsecond
+		d := time.Duration(rng.IntN(40000)) * time.Microsecond
 		what = fmt.Sprintf("cancel after %v", d)
 		cctx, cancel := context.WithTimeout(ctx, d)
 		err = r.checkRows(what, st, func() (*sql.Rows, error) { return r.e.tdb.QueryContext(cctx, stressSleepy) })
@@ -484,8 +484,8 @@ func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows
 		return err
 	}
 	if wrong || len(got) != 3 {
-		r.fail("WRONG ANSWER: %s for tenant %s (%s) got %d rows %q; want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
-			what, st.id, st.kind, len(got), got, st.schema, st.setting, st.db, st.id, st.id)
+		r.fail("WRONG ANSWER: %s for tenant %s (%s) got %d rows [%s]; want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
+			what, st.id, st.kind, len(got), squeeze(got), st.schema, st.setting, st.db, st.id, st.id)
 		return nil
 	}
 	r.answers.Add(3)
@@ -498,6 +498,24 @@ func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows
 	r.pidTenant[pid] = st.id
 	r.mu.Unlock()
 	return nil
+}
+
+// squeeze writes rows, the same ones once with their count.
+func squeeze(rows []string) string {
+	var out []string
+	for i := 0; i < len(rows); {
+		j := i
+		for j < len(rows) && rows[j] == rows[i] {
+			j++
+		}
+		if j-i > 1 {
+			out = append(out, fmt.Sprintf("%d× %s", j-i, rows[i]))
+		} else {
+			out = append(out, rows[i])
+		}
+		i = j
+	}
+	return strings.Join(out, "; ")
 }
 
 type execer interface {
