@@ -319,11 +319,12 @@ const (
 	opFail
 	opUserSet
 	opKill
+	opRaw
 	opKinds
 )
 
-var opNames = [opKinds]string{"query", "prepared", "exec", "tx", "cancel", "fail", "user-set", "kill"}
-var opWeights = [opKinds]int{25, 8, 15, 15, 10, 9, 15, 3}
+var opNames = [opKinds]string{"query", "prepared", "exec", "tx", "cancel", "fail", "user-set", "kill", "raw"}
+var opWeights = [opKinds]int{25, 8, 15, 15, 10, 9, 15, 3, 5}
 
 func pickOp(rng *rand.Rand) int {
 	total := 0
@@ -412,17 +413,15 @@ func (r *stressRun) do(i int64, kind int, st *stTenant, rng *rand.Rand) {
 	case opTx:
 		what, err = r.tx(ctx, st, rng)
 	case opCancel:
-		d := time.Duration(rng.IntN(40000)) * time.Microsecond
-		what = fmt.Sprintf("cancel after %v", d)
-		cctx, cancel := context.WithTimeout(ctx, d)
-		err = r.checkRows(what, st, func() (*sql.Rows, error) { return r.e.tdb.QueryContext(cctx, stressSleepy) })
-		cancel()
+		err = r.cancel(ctx, st, rng, &what)
 		if err != nil && r.ctx.Err() == nil && (cancelError(err) || brokenConn(err)) {
 			r.cancelled.Add(1)
 			return
 		}
 	case opFail:
 		what, err = r.failOnPurpose(ctx, st, rng)
+	case opRaw:
+		err = r.raw(ctx, st)
 	case opUserSet:
 		what, err = r.userSet(ctx, st, rng)
 	case opKill:
@@ -449,6 +448,88 @@ func (r *stressRun) do(i int64, kind int, st *stTenant, rng *rand.Rand) {
 	}
 }
 
+// cancel runs a query whose context ends: at a random moment while the
+// server sleeps, after the first row has been read, or in a transaction
+// (whose insert must then not be committed).
+func (r *stressRun) cancel(ctx context.Context, st *stTenant, rng *rand.Rand, what *string) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	switch rng.IntN(4) {
+	case 0:
+		*what = "cancel after the first row"
+		return r.checkRows(*what, st, func() (*sql.Rows, error) { return r.e.tdb.QueryContext(cctx, stressCheck) }, cancel)
+	case 1:
+		d := time.Duration(rng.IntN(40000)) * time.Microsecond
+		*what = fmt.Sprintf("cancel in a tx after %v", d)
+		tx, err := r.e.tdb.BeginTx(cctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := r.insert(cctx, st, tx, false); err != nil {
+			return err
+		}
+		time.AfterFunc(d, cancel)
+		if err := r.checkRows(*what, st, func() (*sql.Rows, error) { return tx.QueryContext(cctx, stressSleepy) }); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		st.confirmed.Add(1)
+		return nil
+	default:
+		d := time.Duration(rng.IntN(40000)) * time.Microsecond
+		*what = fmt.Sprintf("cancel after %v", d)
+		time.AfterFunc(d, cancel)
+		return r.checkRows(*what, st, func() (*sql.Rows, error) { return r.e.tdb.QueryContext(cctx, stressSleepy) })
+	}
+}
+
+// raw runs the check query through pgx itself, on the session
+// (*driver.Conn).PgxConn gives (set for the tenant at session level).
+func (r *stressRun) raw(ctx context.Context, st *stTenant) error {
+	c, err := r.e.tdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error {
+		pc, err := dc.(*driver.Conn).PgxConn(ctx)
+		if err != nil {
+			return err
+		}
+		var got []string
+		wrong := false
+		rows, err := pc.Query(ctx, stressCheck)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var schema, setting, db, leak, tag string
+			var pid int32
+			if err := rows.Scan(&schema, &setting, &db, &leak, &tag, &pid); err != nil {
+				return err
+			}
+			got = append(got, fmt.Sprintf("schema=%s app.tenant_id=%q db=%s app.leak=%q tag=%s pid=%d", schema, setting, db, leak, tag, pid))
+			if schema != st.schema || setting != st.setting || db != st.db || (leak != "" && leak != st.id) || tag != st.id {
+				wrong = true
+			}
+		}
+		if err := rows.Err(); err != nil && !wrong {
+			return err
+		}
+		if wrong || len(got) != 3 {
+			r.fail("WRONG ANSWER: raw pgx for tenant %s (%s) got %d rows [%s]; want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
+				st.id, st.kind, len(got), squeeze(got), st.schema, st.setting, st.db, st.id, st.id)
+			return nil
+		}
+		r.answers.Add(3)
+		return nil
+	})
+}
+
 // check runs the check query on q and judges its rows.
 func (r *stressRun) check(ctx context.Context, what string, st *stTenant, q querier) error {
 	return r.checkRows(what, st, func() (*sql.Rows, error) { return q.QueryContext(ctx, stressCheck) })
@@ -456,8 +537,10 @@ func (r *stressRun) check(ctx context.Context, what string, st *stTenant, q quer
 
 // checkRows judges the rows of stressCheck or stressSleepy: exactly the
 // tenant's three rows, each saying the session was set for it. A wrong
-// answer is a failure of the test; an error is returned.
-func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows, error)) error {
+// answer is a failure of the test; an error is returned. The rows read
+// before an error are judged too. afterFirst, if not nil, runs once the
+// first row is read.
+func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows, error), afterFirst ...func()) error {
 	rows, err := query()
 	if err != nil {
 		return err
@@ -468,25 +551,33 @@ func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows
 	wrong := false
 	for rows.Next() {
 		var schema, setting, db, leak, tag string
-		if err := rows.Scan(&schema, &setting, &db, &leak, &tag, &pid); err != nil {
-			return err
+		if err = rows.Scan(&schema, &setting, &db, &leak, &tag, &pid); err != nil {
+			break
 		}
 		row := fmt.Sprintf("schema=%s app.tenant_id=%q db=%s app.leak=%q tag=%s pid=%d", schema, setting, db, leak, tag, pid)
 		got = append(got, row)
 		if schema != st.schema || setting != st.setting || db != st.db || (leak != "" && leak != st.id) || tag != st.id {
 			wrong = true
 		}
+		if len(got) == 1 {
+			for _, f := range afterFirst {
+				f()
+			}
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return err
+	if err == nil {
+		err = rows.Err()
 	}
-	if err := rows.Close(); err != nil {
-		return err
+	if cerr := rows.Close(); err == nil {
+		err = cerr
 	}
-	if wrong || len(got) != 3 {
-		r.fail("WRONG ANSWER: %s for tenant %s (%s) got %d rows [%s]; want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
-			what, st.id, st.kind, len(got), squeeze(got), st.schema, st.setting, st.db, st.id, st.id)
+	if wrong || err == nil && len(got) != 3 {
+		r.fail("WRONG ANSWER: %s for tenant %s (%s) got %d rows [%s] (then error %v); want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
+			what, st.id, st.kind, len(got), squeeze(got), err, st.schema, st.setting, st.db, st.id, st.id)
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	r.answers.Add(3)
 	r.mu.Lock()
@@ -564,7 +655,13 @@ func (r *stressRun) tx(ctx context.Context, st *stTenant, rng *rand.Rand) (strin
 			return what, err
 		}
 	}
-	if err := r.check(ctx, what, st, tx); err != nil {
+	if rng.IntN(3) == 0 {
+		what += " (prepared)"
+		err = r.checkRows(what, st, func() (*sql.Rows, error) { return tx.StmtContext(ctx, r.e.prepared).QueryContext(ctx) })
+	} else {
+		err = r.check(ctx, what, st, tx)
+	}
+	if err != nil {
 		return what, err
 	}
 	switch mode {
