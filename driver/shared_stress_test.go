@@ -85,6 +85,7 @@ type stTenant struct {
 	schema  string // current_schema()
 	setting string // current_setting('app.tenant_id', true), "" for none
 	db      string // current_database()
+	user    string // current_user
 	others  []string
 
 	attempted atomic.Int64 // marks rows sent
@@ -115,6 +116,10 @@ func newStressEnv(t *testing.T, name string, schemas, rls, dbs int, public bool,
 	e := &stressEnv{admin: testenv.Admin(t)}
 	e.admin.SetMaxOpenConns(2)
 	ctx := context.Background()
+	var super string // the test server's user, whom the tenants' URLs name unless they name a role
+	if err := e.admin.QueryRowContext(ctx, "select current_user::text").Scan(&super); err != nil {
+		t.Fatal(err)
+	}
 	s := store.NewMemory()
 	add := func(st *stTenant, url string) {
 		t.Helper()
@@ -176,10 +181,10 @@ func newStressEnv(t *testing.T, name string, schemas, rls, dbs int, public bool,
 				// tenant's settings would read p0's rows.
 				path = sc + ", public"
 			}
-			add(&stTenant{id: sc + ".test", kind: "schema", schema: sc, db: e.schemaDB}, testenv.DatabaseURL(t, e.schemaDB, "search_path", path))
+			add(&stTenant{id: sc + ".test", kind: "schema", schema: sc, db: e.schemaDB, user: super}, testenv.DatabaseURL(t, e.schemaDB, "search_path", path))
 		}
 		if public {
-			add(&stTenant{id: "p0.test", kind: "db", schema: "public", db: e.schemaDB}, testenv.DatabaseURL(t, e.schemaDB))
+			add(&stTenant{id: "p0.test", kind: "db", schema: "public", db: e.schemaDB, user: super}, testenv.DatabaseURL(t, e.schemaDB))
 		}
 	}
 
@@ -225,7 +230,7 @@ func newStressEnv(t *testing.T, name string, schemas, rls, dbs int, public bool,
 			if !strings.Contains(u, role) {
 				t.Fatalf("cannot put role %s in the URL %s", role, u)
 			}
-			add(&stTenant{id: id, kind: "rls", schema: "public", setting: id, db: e.rlsDB}, u)
+			add(&stTenant{id: id, kind: "rls", schema: "public", setting: id, db: e.rlsDB, user: role}, u)
 		}
 	}
 
@@ -237,7 +242,7 @@ func newStressEnv(t *testing.T, name string, schemas, rls, dbs int, public bool,
 			"create table items (n int, tag text)",
 			"create table marks (tag text, n bigint)",
 			items("items", id))
-		add(&stTenant{id: id, kind: "db", schema: "public", db: db}, testenv.DatabaseURL(t, db))
+		add(&stTenant{id: id, kind: "db", schema: "public", db: db, user: super}, testenv.DatabaseURL(t, db))
 	}
 
 	for _, st := range e.tenants {
@@ -267,13 +272,37 @@ func newStressEnv(t *testing.T, name string, schemas, rls, dbs int, public bool,
 // tenant's three rows of items, each with the server's view of the
 // session.
 const stressCheck = `select current_schema()::text, coalesce(current_setting('app.tenant_id', true), ''),
-	current_database()::text, coalesce(current_setting('app.leak', true), ''), tag, pg_backend_pid()
+	current_database()::text, coalesce(current_setting('app.leak', true), ''), tag, current_user::text, pg_backend_pid()
 	from items order by n`
 
 // stressSleepy is stressCheck slowed down, to be cancelled mid-flight.
 const stressSleepy = `select current_schema()::text, coalesce(current_setting('app.tenant_id', true), ''),
-	current_database()::text, coalesce(current_setting('app.leak', true), ''), tag, pg_backend_pid()
+	current_database()::text, coalesce(current_setting('app.leak', true), ''), tag, current_user::text, pg_backend_pid()
 	from items, pg_sleep(0.02) order by n`
+
+// stRow is a row of stressCheck: where the server says it ran.
+type stRow struct {
+	schema, setting, db, leak, tag, user string
+	pid                                  int32
+}
+
+func (w *stRow) dest() []any {
+	return []any{&w.schema, &w.setting, &w.db, &w.leak, &w.tag, &w.user, &w.pid}
+}
+
+func (w stRow) String() string {
+	return fmt.Sprintf("schema=%s app.tenant_id=%q db=%s app.leak=%q tag=%s user=%s pid=%d", w.schema, w.setting, w.db, w.leak, w.tag, w.user, w.pid)
+}
+
+// owns reports whether the row is the tenant's, read in a session set
+// for it: app.leak may be what the tenant itself left, never another's.
+func (st *stTenant) owns(w stRow) bool {
+	return w.schema == st.schema && w.setting == st.setting && w.db == st.db && (w.leak == "" || w.leak == st.id) && w.tag == st.id && w.user == st.user
+}
+
+func (st *stTenant) want() string {
+	return fmt.Sprintf("schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s user=%s", st.schema, st.setting, st.db, st.id, st.id, st.user)
+}
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -425,9 +454,12 @@ func (r *stressRun) do(i int64, kind int, st *stTenant, rng *rand.Rand) {
 	case opUserSet:
 		what, err = r.userSet(ctx, st, rng)
 	case opKill:
+		// Half the kills go to a backend running a statement, if any.
 		var n int64
+		what = fmt.Sprintf("kill (active first: %v)", rng.IntN(2) == 0)
 		err = r.e.admin.QueryRowContext(r.ctx, `select count(pg_terminate_backend(pid)) from
-			(select pid from pg_stat_activity where datname = any($1) and backend_type = 'client backend' order by random() limit 1) s`, r.e.dbs).Scan(&n)
+			(select pid from pg_stat_activity where datname = any($1) and backend_type = 'client backend'
+			order by $2 and state = 'active' desc, random() limit 1) s`, r.e.dbs, strings.HasSuffix(what, "true)")).Scan(&n)
 		r.kills.Add(1)
 		r.killed.Add(n)
 	}
@@ -517,13 +549,12 @@ func (r *stressRun) raw(ctx context.Context, st *stTenant) error {
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var schema, setting, db, leak, tag string
-			var pid int32
-			if err := rows.Scan(&schema, &setting, &db, &leak, &tag, &pid); err != nil {
+			var w stRow
+			if err := rows.Scan(w.dest()...); err != nil {
 				return err
 			}
-			got = append(got, fmt.Sprintf("schema=%s app.tenant_id=%q db=%s app.leak=%q tag=%s pid=%d", schema, setting, db, leak, tag, pid))
-			if schema != st.schema || setting != st.setting || db != st.db || (leak != "" && leak != st.id) || tag != st.id {
+			got = append(got, w.String())
+			if !st.owns(w) {
 				wrong = true
 			}
 		}
@@ -531,8 +562,8 @@ func (r *stressRun) raw(ctx context.Context, st *stTenant) error {
 			return err
 		}
 		if wrong || len(got) != 3 {
-			r.fail("WRONG ANSWER: raw pgx for tenant %s (%s) got %d rows [%s]; want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
-				st.id, st.kind, len(got), squeeze(got), st.schema, st.setting, st.db, st.id, st.id)
+			r.fail("WRONG ANSWER: raw pgx for tenant %s (%s) got %d rows [%s]; want 3 rows %s",
+				st.id, st.kind, len(got), squeeze(got), st.want())
 			return nil
 		}
 		r.answers.Add(3)
@@ -560,13 +591,13 @@ func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows
 	var pid int32
 	wrong := false
 	for rows.Next() {
-		var schema, setting, db, leak, tag string
-		if err = rows.Scan(&schema, &setting, &db, &leak, &tag, &pid); err != nil {
+		var w stRow
+		if err = rows.Scan(w.dest()...); err != nil {
 			break
 		}
-		row := fmt.Sprintf("schema=%s app.tenant_id=%q db=%s app.leak=%q tag=%s pid=%d", schema, setting, db, leak, tag, pid)
-		got = append(got, row)
-		if schema != st.schema || setting != st.setting || db != st.db || (leak != "" && leak != st.id) || tag != st.id {
+		pid = w.pid
+		got = append(got, w.String())
+		if !st.owns(w) {
 			wrong = true
 		}
 		if len(got) == 1 {
@@ -582,8 +613,8 @@ func (r *stressRun) checkRows(what string, st *stTenant, query func() (*sql.Rows
 		err = cerr
 	}
 	if wrong || err == nil && len(got) != 3 {
-		r.fail("WRONG ANSWER: %s for tenant %s (%s) got %d rows [%s] (then error %v); want 3 rows schema=%s app.tenant_id=%q db=%s app.leak=\"\" or %q tag=%s",
-			what, st.id, st.kind, len(got), squeeze(got), err, st.schema, st.setting, st.db, st.id, st.id)
+		r.fail("WRONG ANSWER: %s for tenant %s (%s) got %d rows [%s] (then error %v); want 3 rows %s",
+			what, st.id, st.kind, len(got), squeeze(got), err, st.want())
 		return nil
 	}
 	if err != nil {
