@@ -34,11 +34,13 @@ import (
 // transactions (committed, rolled back, or broken by a failing
 // statement), queries cancelled mid-flight, statements that fail on
 // purpose, session-level SET / set_config / RESET ALL / LISTEN / temporary
-// tables / advisory locks by the tenant itself, and backends killed by an
-// admin connection. Every answer is checked against what the server says:
-// current_schema(), current_setting('app.tenant_id'), current_database(),
-// a session-level setting a tenant may leave behind (app.leak: empty or
-// its own id, never another's) and the tenant-tagged rows. Every row
+// tables / advisory locks by the tenant itself, a statement prepared once
+// through database/sql for every tenant, pgx-level work through PgxConn,
+// and backends killed by an admin connection. Every answer is checked
+// against what the server says: current_schema(),
+// current_setting('app.tenant_id'), current_database(), current_user, a
+// session-level setting a tenant may leave behind (app.leak: empty or its
+// own id, never another's) and the tenant-tagged rows. Every row
 // written is checked afterwards to sit with its tenant, as many as were
 // confirmed and no more than were sent.
 //
@@ -67,7 +69,9 @@ func TestSharedStress(t *testing.T) {
 	}{
 		{name: "schema", schemas: 10, maxConns: 4, goroutines: 8},
 		{name: "rls", rls: 10, maxConns: 4, goroutines: 8},
-		{name: "mixed", schemas: 6, rls: 6, dbs: 2, public: true, maxConns: 5, goroutines: 8},
+		// Five targets (the schema tenants', the RLS tenants', three
+		// of their own) for four sessions: they take each other's.
+		{name: "mixed", schemas: 6, rls: 6, dbs: 2, public: true, maxConns: 4, goroutines: 8},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
