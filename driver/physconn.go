@@ -22,8 +22,9 @@ type physConn struct {
 	expires time.Time
 
 	// Owned by the checkout that holds the connection (shared.go).
-	owner string // on a shared target: the tenant whose state the session may hold; "" when clean
-	dirty bool   // holds what cannot be cleaned: close it when released
+	owner string      // on a shared target: the tenant whose state the session may hold; "" when clean
+	dirty bool        // holds what cannot be cleaned: close it when released
+	named *namedStmts // the statements prepared on it by name (shared_stmts.go); nil until used
 
 	// guarded by budget.mu
 	state  connState

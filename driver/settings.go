@@ -20,6 +20,7 @@ type settings struct {
 	names  []string
 	values []string
 	schema string // the first schema of search_path, checked to exist; "" if none
+	path   bool   // search_path is one of them: the tenant's tables are its own (shared_stmts.go)
 
 	apply  string   // sets them for the statement's transaction, checks the schema
 	clean  string   // the same, first cleaning up after another tenant
@@ -55,6 +56,7 @@ func splitTenantURL(dsn string) (base string, set *settings) {
 	for _, n := range names {
 		s.values = append(s.values, full.RuntimeParams[n])
 		if n == "search_path" {
+			s.path = true
 			s.schema = firstSchema(full.RuntimeParams[n])
 		}
 	}

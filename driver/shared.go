@@ -34,19 +34,21 @@ import (
 // leave what neither can see (PREPARE, cursors WITH HOLD, DISCARD) mark
 // the session to be closed when it is released (leavesState).
 //
-// Statements are not prepared: each is parsed and described afresh
-// (unnamed statement, pgx's "exec" mode), because tenants at different
-// schema versions share the session, and a description cached for one
-// tenant's tables would be wrong for another's (pgx's statement cache, or
-// PostgreSQL's "cached plan must not change result type").
-
-// cleanTries bounds how many sessions a statement tries when the ones it
-// gets cannot be cleaned.
-const cleanTries = 3
+// Statements are kept prepared on the session as pgx would, except a
+// schema tenant's own statements, which are parsed and described afresh
+// (unnamed): see shared_stmts.go.
 
 // runShared sends the statement with the tenant's settings and returns the
 // pipeline positioned at the statement's result.
+//
+// A session that cannot be cleaned is closed and the statement tries the
+// next one. Other tenants may have left such sessions (LISTEN, temporary
+// tables) all over the pool, so it goes on until one is clean: each try
+// closes a session, so there are at most as many bad ones as the server's
+// budget allows, and a fresh session needs no cleaning. The bound only
+// stops a loop against sessions made unclean faster than they are closed.
 func (vc *Conn) runShared(ctx context.Context, query string, args []driver.NamedValue) (*pipeline, error) {
+	tries := vc.t.tg.b.max + 2
 	for try := 1; ; try++ {
 		pc := vc.pc
 		conn := pc.sc.Conn()
@@ -57,7 +59,7 @@ func (vc *Conn) runShared(ctx context.Context, query string, args []driver.Named
 		if err == nil {
 			return p, nil
 		}
-		if !errors.Is(err, errNotClean) || try == cleanTries {
+		if !errors.Is(err, errNotClean) || try >= tries {
 			return nil, err
 		}
 		// Another session, for the same tenant.
@@ -76,15 +78,22 @@ type pipeline struct {
 	p     *pgconn.Pipeline
 	pc    *physConn
 	owner string // the tenant the session is the new owner of, on success
+	query string
+	named bool // the statement was sent as a statement prepared on the session
 }
 
 func (vc *Conn) sendShared(ctx context.Context, conn *pgx.Conn, query string, args []driver.NamedValue) (*pipeline, error) {
 	set := vc.t.set
+	pc := vc.pc
+	ns := pc.stmts(conn)
+	var sd *pgconn.StatementDescription
+	if !set.path {
+		sd = ns.userStmt(ctx, conn, query)
+	}
 	var eqb pgx.ExtendedQueryBuilder
-	if err := eqb.Build(conn.TypeMap(), nil, namedArgs(args)); err != nil {
+	if err := eqb.Build(conn.TypeMap(), sd, namedArgs(args)); err != nil {
 		return nil, err
 	}
-	pc := vc.pc
 	clean := pc.owner != "" && pc.owner != vc.id
 	if !clean {
 		// Fresh, or already this tenant's: whatever this statement
@@ -96,29 +105,39 @@ func (vc *Conn) sendShared(ctx context.Context, conn *pgx.Conn, query string, ar
 		pc.dirty = true
 	}
 	p := conn.PgConn().StartPipeline(ctx)
+	var e expected
 	if clean {
-		p.SendQueryParams("reset all", nil, nil, nil, nil)
-		p.SendQueryParams(set.clean, set.params, nil, nil, nil)
+		ns.sendSettings(p, "reset all", nil, &e)
+		ns.sendSettings(p, set.clean, set.params, &e)
 	} else {
-		p.SendQueryParams(set.apply, set.params[:len(set.params)-1], nil, nil, nil)
+		ns.sendSettings(p, set.apply, set.params[:len(set.params)-1], &e)
 	}
-	p.SendQueryParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+	if sd != nil {
+		p.SendQueryStatement(sd, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
+	} else {
+		p.SendQueryParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+	}
 	p.SendPipelineSync()
 	if err := p.Flush(); err != nil {
 		p.Close()
+		if ns.forget() {
+			pc.dirty = true
+		}
 		return nil, err
 	}
-	n := 1
-	if clean {
-		n = 2
-	}
-	for range n {
+	for i := range e.n {
 		if err := readOne(p); err != nil {
 			p.Close()
+			if ns.forget() {
+				pc.dirty = true
+			}
 			return nil, vc.settingsError(err)
 		}
+		if st := e.what[i]; st != nil {
+			st.sent = false
+		}
 	}
-	return &pipeline{p: p, pc: pc, owner: vc.id}, nil
+	return &pipeline{p: p, pc: pc, owner: vc.id, query: query, named: sd != nil}, nil
 }
 
 // readOne reads a result the caller does not want.
@@ -154,6 +173,10 @@ func (vc *Conn) settingsError(err error) error {
 // stmtErr is the statement's own error: a statement that failed rolled
 // back its pipeline's cleaning, which the next statement must do again.
 func (pl *pipeline) finish(stmtErr error) error {
+	if pl.named && isPlanChanged(stmtErr) {
+		pl.pc.named.drop(pl.query)
+		pl.pc.dirty = true
+	}
 	err := pl.p.Close()
 	if err == nil && stmtErr == nil && !pl.pc.sc.Conn().IsClosed() {
 		pl.pc.owner = pl.owner
@@ -289,11 +312,12 @@ func (vc *Conn) rebind(ctx context.Context) error {
 
 // leavesState reports whether a statement may leave on the session what
 // no cleaning can see or undo in a transaction: a statement prepared with
-// PREPARE, a cursor WITH HOLD, a DISCARD (which drops pgx's statements).
+// PREPARE, a cursor WITH HOLD, a DISCARD or DEALLOCATE (which drop the
+// statements prepared on the session).
 // It looks for the words anywhere, as whole words, so it errs towards
 // closing a session that was fine.
 func leavesState(query string) bool {
-	for _, w := range [...]string{"prepare", "hold", "discard"} {
+	for _, w := range [...]string{"prepare", "hold", "discard", "deallocate"} {
 		for i := 0; ; {
 			j := indexFold(query[i:], w)
 			if j < 0 {

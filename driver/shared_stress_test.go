@@ -480,7 +480,7 @@ func (r *stressRun) do(i int64, kind int, st *stTenant, rng *rand.Rand) {
 		}
 		r.mu.Unlock()
 	case strings.Contains(err.Error(), "session holds state of another tenant"):
-		// The driver's errNotClean, given up after its cleanTries: see
+		// The driver's errNotClean, which must not reach a caller: see
 		// TestSharedUncleanableSessionsEverywhere.
 		r.fail("op %d (%s) for tenant %s (%s): unexpected error: %v (each session it was given had been left uncleanable, LISTEN or a temporary table, by another tenant; the driver gave up instead of using a clean one)", i, what, st.id, st.kind, err)
 	default:
