@@ -47,9 +47,11 @@
 // only: safe behind a transaction pooler, and never seen by the next
 // tenant. A session going from one tenant to another is cleaned (RESET
 // ALL, advisory locks) or, when it holds what cannot be cleaned (temporary
-// objects, LISTEN, another role), closed. Statements there are not
-// prepared, so tenants at different schema versions never share a result
-// description. Row-level-security tenants whose login role bypasses RLS are
+// objects, LISTEN, another role), closed. A schema tenant's statements
+// are not prepared, so tenants at different schema versions never share a
+// result description; row-level-security tenants' statements and the
+// settings statements are, per session, unless the URL's
+// default_query_exec_mode says otherwise (behind PgBouncer). Row-level-security tenants whose login role bypasses RLS are
 // refused unless WithBypassRLS(true).
 //
 // # Connections
