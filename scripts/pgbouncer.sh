@@ -21,7 +21,8 @@
 # (/etc/pgbouncer, port 6432). A second start on the same port restarts
 # the instance. stop stops it and removes its directory.
 #
-# The instance (keep it in step with internal/testenv/pgbouncer.go):
+# The instance (its settings are in internal/testenv/pgbouncer.ini, which the
+# test suite's PgBouncer reads too):
 #   - pool_mode = transaction: a server connection is lent to a client for
 #     one transaction only, as in most production setups;
 #   - default_pool_size = 4: few server connections per database and user,
@@ -74,6 +75,8 @@ ini=$dir/pgbouncer.ini
 pidfile=$dir/pgbouncer.pid
 log=$dir/pgbouncer.log
 user=postgres
+# The settings shared with the test suite's PgBouncer, in one file.
+common=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/internal/testenv/pgbouncer.ini
 wait_secs=${TENANTSQL_SERVICES_WAIT:-30}
 
 err() { printf 'pgbouncer: %s\n' "$*" >&2; }
@@ -169,32 +172,20 @@ answers() {
 
 write_config() {
 	local up_host=$1 up_port=$2 pw=${PGPASSWORD:-}
-	cat >"$ini" <<EOF
-; written by scripts/pgbouncer.sh; see there for why each setting
-[databases]
-* = host=$up_host port=$up_port
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-logfile = $log
-pidfile = $pidfile
-auth_type = trust
-auth_file = $dir/userlist.txt
-admin_users = $user
-stats_users = $user
-pool_mode = transaction
-default_pool_size = 4
-min_pool_size = 0
-reserve_pool_size = 0
-max_client_conn = 200
-server_idle_timeout = 10
-autodb_idle_timeout = 60
-ignore_startup_parameters = extra_float_digits
-log_connections = 0
-log_disconnections = 0
-EOF
+	{
+		echo "; written by scripts/pgbouncer.sh; see there for why each setting"
+		echo "[databases]"
+		echo "* = host=$up_host port=$up_port"
+		echo
+		echo "[pgbouncer]"
+		cat "$common"
+		echo "listen_port = $port"
+		echo "logfile = $log"
+		echo "pidfile = $pidfile"
+		echo "auth_file = $dir/userlist.txt"
+		echo "admin_users = $user"
+		echo "stats_users = $user"
+	} >"$ini"
 	# auth_type trust still needs the user in auth_file.
 	printf '"%s" "%s"\n' "$user" "${pw//\"/\"\"}" >"$dir/userlist.txt"
 	chmod 600 "$dir/userlist.txt"

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -25,7 +26,7 @@ import (
 // PgBouncerPoolSize is the default_pool_size of the test PgBouncer: at most
 // this many server connections per database (all tests log in as one
 // user), so that its clients really do share them.
-const PgBouncerPoolSize = 4
+const PgBouncerPoolSize = 4 // keep equal to default_pool_size in pgbouncer.ini (TestPgBouncer checks it)
 
 // PgBouncerExecMode is the pgx default_query_exec_mode the URLs behind the
 // test PgBouncer carry. PgBouncer before 1.21 (Debian 12 has 1.18) does
@@ -227,6 +228,12 @@ func pgBouncerSetup(upstream string) (bin string, up *url.URL, cred *runAs, err 
 	return bin, up, cred, nil
 }
 
+// pgBouncerSettings are the settings every private PgBouncer of the
+// project shares; default_pool_size there is PgBouncerPoolSize.
+//
+//go:embed pgbouncer.ini
+var pgBouncerSettings string
+
 // runAs is the user pgbouncer runs as, when not this process's.
 type runAs struct{ uid, gid int }
 
@@ -255,33 +262,12 @@ func tryPgBouncer(bin string, port int, up *url.URL, cred *runAs) (*pgBouncer, e
 	defer os.RemoveAll(dir)
 	ini := filepath.Join(dir, "pgbouncer.ini")
 	auth := filepath.Join(dir, "userlist.txt")
-	// Keep in step with scripts/pgbouncer.sh, which says why each setting.
-	// The log goes to stderr, kept by this binary (logfile empty), and no
-	// unix socket, no pid file: nothing that needs the directory later.
-	conf := fmt.Sprintf(`[databases]
-* = host=%s port=%s
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-logfile =
-pidfile =
-auth_type = trust
-auth_file = %s
-admin_users = %s
-stats_users = %s
-pool_mode = transaction
-default_pool_size = %d
-min_pool_size = 0
-reserve_pool_size = 0
-max_client_conn = 200
-server_idle_timeout = 10
-autodb_idle_timeout = 60
-ignore_startup_parameters = extra_float_digits
-log_connections = 0
-log_disconnections = 0
-`, host, upPort, port, auth, login, login, PgBouncerPoolSize)
+	// The settings shared with scripts/pgbouncer.sh, which says why each
+	// one. The log goes to stderr, kept by this binary (logfile empty),
+	// and no unix socket, no pid file: nothing that needs the directory
+	// later.
+	conf := fmt.Sprintf("[databases]\n* = host=%s port=%s\n\n[pgbouncer]\n%slisten_port = %d\nlogfile =\npidfile =\nauth_file = %s\nadmin_users = %s\nstats_users = %s\n",
+		host, upPort, pgBouncerSettings, port, auth, login, login)
 	// auth_type trust still needs the user in auth_file; the password is
 	// what pgbouncer gives the upstream if it asks for one.
 	users := fmt.Sprintf("\"%s\" \"%s\"\n", strings.ReplaceAll(login, `"`, `""`), strings.ReplaceAll(password, `"`, `""`))
