@@ -2,6 +2,7 @@ package hooks_test
 
 import (
 	"context"
+	"database/sql"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,11 +15,27 @@ import (
 	"github.com/tenantsql/tenantsql/store"
 )
 
+// admins holds one administrative pool per test: testenv.Admin opens a
+// new one per call, kept until the test ends.
+var admins sync.Map // *testing.T -> *sql.DB
+
+func admin(t *testing.T) *sql.DB {
+	t.Helper()
+	if db, ok := admins.Load(t); ok {
+		return db.(*sql.DB)
+	}
+	db := testenv.Admin(t)
+	db.SetMaxOpenConns(2)
+	admins.Store(t, db)
+	t.Cleanup(func() { admins.Delete(t) })
+	return db
+}
+
 // databaseExists asks the server whether database name exists.
 func databaseExists(t *testing.T, name string) bool {
 	t.Helper()
 	var ok bool
-	if err := testenv.Admin(t).QueryRow("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&ok); err != nil {
+	if err := admin(t).QueryRow("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&ok); err != nil {
 		t.Fatal(err)
 	}
 	return ok
@@ -29,7 +46,7 @@ func databaseExists(t *testing.T, name string) bool {
 func dropAfter(t *testing.T, name string) {
 	t.Helper()
 	drop := func() {
-		if _, err := testenv.Admin(t).Exec("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"); err != nil {
+		if _, err := admin(t).Exec("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %q: %v", name, err)
 		}
 	}
@@ -220,7 +237,7 @@ func TestDatabasesDrop(t *testing.T) {
 func TestDatabasesPermission(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin := testenv.Admin(t)
+	admin := admin(t)
 	role := testenv.Unique("tsql_nocreatedb")
 	const password = "pw-Zq8vLk3x"
 	if _, err := admin.ExecContext(ctx, "DROP ROLE IF EXISTS "+role); err != nil {
