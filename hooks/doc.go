@@ -21,8 +21,10 @@
 // pools are set up, replaced or retired. The POST phase runs after the ON
 // phase, whether or not an ON hook failed. KindOf maps a store change and a
 // phase (store.PhaseOn, store.PhasePost) to its Kind. Migrate builds a PostCreate hook that applies goose
-// migrations to the new tenant's database; Schemas builds the hooks that
-// create (and, if asked, drop) a schema tenant's schema.
+// migrations to the new tenant's database; Databases builds the hooks that
+// create a tenant's database if it is missing (and, if asked, drop it after
+// a delete); Schemas builds the hooks that create (and, if asked, drop) a
+// schema tenant's schema.
 //
 // # Tenants in schemas of a shared database
 //

@@ -162,3 +162,37 @@ func ExampleSchemas() {
 	}
 	reg.Subscribe(hooks.PostCreate, migrateHook) // after create: in the new schema
 }
+
+// Provisioning: a new tenant's database is created if it is missing,
+// before its migrations run. The drop hook, asked for explicitly, drops a
+// deleted tenant's database unless another tenant still uses it; without
+// it, a deleted tenant's database and data are kept.
+func ExampleDatabases() {
+	ctx := context.Background()
+	s, err := store.Open(ctx, "file:tenant_config.json")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	reg := hooks.New(nil)
+	createDB, dropDB := hooks.Databases(hooks.DropDatabaseOnDelete(s))
+	reg.Subscribe(hooks.OnCreate, createDB) // first: the schema goes into it
+	reg.Subscribe(hooks.OnUpdate, createDB)
+	createSchema, _ := hooks.Schemas() // for tenants with a search_path
+	reg.Subscribe(hooks.OnCreate, createSchema)
+	reg.Subscribe(hooks.OnUpdate, createSchema)
+	reg.Subscribe(hooks.PostDelete, dropDB)
+
+	c, err := driver.NewConnector(s, driver.WithHooks(reg))
+	if err != nil {
+		log.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	migrateHook, err := hooks.Migrate(db, os.DirFS("migrations"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	reg.Subscribe(hooks.PostCreate, migrateHook) // after create: in the new database
+}

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tenantsql/tenantsql/hooks"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -23,8 +24,11 @@ Commands:
   tenants list [--json]                              list tenants (passwords redacted)
   tenants get ID [--json]                            show one tenant
   tenants add ID POSTGRES_URL|- [KEY=VALUE ...]      create a tenant ("-": read the URL from stdin)
+        [--create-database]                          first create its database (and schema) if missing
   tenants update ID POSTGRES_URL|- [KEY=VALUE ...]   replace a tenant's deploy info [--version N]
-  tenants rm ID                                      delete a tenant
+  tenants rm ID [--drop-database [--yes]]            delete a tenant; its database and data are kept
+                                                     unless --drop-database (asks first unless --yes),
+                                                     and kept while another tenant uses the database
   tenants load FILE [--dry-run]                      import a tenant_config.json (create or update)
   tenants resync                                     Redis: make every process drop tenants the store lost
   migrate up|up-to V|down|down-to V|status --dir DIR run goose migrations for every tenant
@@ -148,6 +152,9 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	version := fs.Int64("version", 0, "update only if the tenant is at this version")
 	dryRun := fs.Bool("dry-run", false, "show what load would do without doing it")
+	createDB := fs.Bool("create-database", false, "add: create the tenant's database (and schema) if missing, before adding it")
+	dropDB := fs.Bool("drop-database", false, "rm: drop the tenant's database, with all its data, after deleting it")
+	yes := fs.Bool("yes", false, "rm --drop-database: do not ask for confirmation")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return c.parseError(err, usage)
@@ -160,6 +167,14 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 	if len(pos) < n[0] || n[1] >= 0 && len(pos) > n[1] {
 		return c.usageError("tenants %s: wrong number of arguments", sub)
 	}
+	switch {
+	case *createDB && sub != "add":
+		return c.usageError("tenants %s: --create-database applies to add only", sub)
+	case *dropDB && sub != "rm":
+		return c.usageError("tenants %s: --drop-database applies to rm only", sub)
+	case *yes && !*dropDB:
+		return c.usageError("tenants %s: --yes applies to rm --drop-database only", sub)
+	}
 	s, err := c.open(ctx)
 	if err != nil {
 		return c.fail(err)
@@ -171,9 +186,9 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 	case "get":
 		return c.get(ctx, s, pos[0], *asJSON)
 	case "add", "update":
-		return c.put(ctx, s, sub, pos, *version)
+		return c.put(ctx, s, sub, pos, *version, *createDB)
 	case "rm":
-		return c.rm(ctx, s, pos[0])
+		return c.rm(ctx, s, pos[0], *dropDB, *yes)
 	case "load":
 		return c.load(ctx, s, pos[0], *dryRun)
 	case "resync":
@@ -273,7 +288,7 @@ func (c *cli) deployInfo(pgURL string, kvs []string) (map[string]string, error) 
 	return info, nil
 }
 
-func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, version int64) int {
+func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, version int64, createDB bool) int {
 	info, err := c.deployInfo(pos[1], pos[2:])
 	if err != nil {
 		return c.fail(err)
@@ -283,6 +298,11 @@ func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, 
 	if sub == "add" {
 		if version != 0 {
 			return c.usageError("tenants add: --version applies to update only")
+		}
+		if createDB {
+			if err := c.createDatabase(ctx, s, t); err != nil {
+				return c.fail(err)
+			}
 		}
 		got, err = s.Create(ctx, t)
 	} else {
@@ -296,7 +316,45 @@ func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, 
 	return exitOK
 }
 
-func (c *cli) rm(ctx context.Context, s store.Store, id string) int {
+// createDatabase creates a tenant's database, and a schema tenant's
+// schema, if missing, with the library's create hooks, before the tenant
+// is added: the processes that follow the store then find them when they
+// migrate the new tenant. A tenant that exists already is left alone.
+func (c *cli) createDatabase(ctx context.Context, s store.Store, t store.Tenant) error {
+	if _, err := s.Get(ctx, t.ID); err == nil {
+		return fmt.Errorf("tenant %q already exists; nothing created", t.ID)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	createDB, _ := hooks.Databases()
+	createSchema, _ := hooks.Schemas()
+	ev := hooks.Event{Kind: hooks.OnCreate, Tenant: t}
+	if err := createDB(ctx, ev); err != nil {
+		return fmt.Errorf("%w; the tenant was not added", err)
+	}
+	if err := createSchema(ctx, ev); err != nil {
+		return fmt.Errorf("%w; the tenant was not added", err)
+	}
+	fmt.Fprintf(c.stdout, "database ready (created if it was missing): %s\n", store.RedactURL(t.PostgresURL()))
+	return nil
+}
+
+func (c *cli) rm(ctx context.Context, s store.Store, id string, dropDB, yes bool) int {
+	var t store.Tenant
+	if dropDB {
+		var err error
+		t, err = s.Get(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(c.stdout, "%s: no such tenant, nothing deleted or dropped\n", id)
+			return exitOK
+		}
+		if err != nil {
+			return c.fail(err)
+		}
+		if !yes && !c.confirm(fmt.Sprintf("Delete tenant %s and drop its database (%s), with all its tables and rows? This cannot be undone. [y/N] ", id, store.RedactURL(t.PostgresURL()))) {
+			return c.fail(errors.New("not confirmed: nothing deleted (give --yes to skip the question)"))
+		}
+	}
 	deleted, err := s.Delete(ctx, id)
 	if err != nil {
 		return c.fail(err)
@@ -306,7 +364,33 @@ func (c *cli) rm(ctx context.Context, s store.Store, id string) int {
 		return exitOK
 	}
 	fmt.Fprintf(c.stdout, "deleted %s\n", id)
+	if !dropDB {
+		return exitOK
+	}
+	// After the delete: the processes that follow the store let go of the
+	// database (FORCE ends the sessions left), and the store no longer
+	// lists the tenant among those that keep the database.
+	_, drop := hooks.Databases(hooks.DropDatabaseOnDelete(s))
+	if err := drop(ctx, hooks.Event{Kind: hooks.PostDelete, Tenant: t}); err != nil {
+		return c.fail(fmt.Errorf("deleted %s, but its database was not dropped: %w", id, err))
+	}
+	fmt.Fprintf(c.stdout, "dropped its database (%s)\n", store.RedactURL(t.PostgresURL()))
 	return exitOK
+}
+
+// confirm asks a yes/no question on stderr and reads the answer from
+// stdin; anything but y or yes, end of input included, is no.
+func (c *cli) confirm(question string) bool {
+	fmt.Fprint(c.stderr, question)
+	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(c.stderr)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
 }
 
 // load imports a tenant_config.json: tenants it lists are created, or

@@ -2,9 +2,9 @@
 //
 //	tenantsql [--store URL] tenants list [--json]
 //	tenantsql [--store URL] tenants get ID [--json]
-//	tenantsql [--store URL] tenants add ID POSTGRES_URL|- [KEY=VALUE ...]
+//	tenantsql [--store URL] tenants add ID POSTGRES_URL|- [KEY=VALUE ...] [--create-database]
 //	tenantsql [--store URL] tenants update ID POSTGRES_URL|- [KEY=VALUE ...] [--version N]
-//	tenantsql [--store URL] tenants rm ID
+//	tenantsql [--store URL] tenants rm ID [--drop-database [--yes]]
 //	tenantsql [--store URL] tenants load FILE [--dry-run]
 //	tenantsql [--store URL] tenants resync
 //	tenantsql [--store URL] migrate up|up-to V|down|down-to V|status --dir DIR [flags]
@@ -13,6 +13,13 @@
 // or the TENANTSQL_STORE environment variable. A POSTGRES_URL given as "-"
 // is read from standard input, which keeps its password out of the shell
 // history and the process list. Passwords are redacted in all output.
+//
+// add --create-database first creates the tenant's database (and a schema
+// tenant's schema) if missing, with hooks.Databases and hooks.Schemas, on
+// the tenant's own credentials. rm keeps the tenant's database and data;
+// rm --drop-database drops the database after the delete (DROP DATABASE
+// ... WITH (FORCE)), unless another tenant still uses it, after asking on
+// standard input unless --yes.
 //
 // migrate runs goose migrations for every tenant (or those named with
 // --tenant, less those named with --exclude), a few at a time, and prints a

@@ -50,7 +50,15 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	// can use the default registry, hooks.Subscribe; an explicit one keeps
 	// two apps in one process, as in the tests, apart.)
 	reg := hooks.New(log)
-	if cfg.createDatabases {
+	var dbOpts []hooks.DatabaseOption
+	if cfg.dropDatabases {
+		dbOpts = append(dbOpts, hooks.DropDatabaseOnDelete(s))
+	}
+	createDatabase, dropDatabase := hooks.Databases(dbOpts...)
+	if !cfg.createDatabases {
+		createDatabase = nil
+	}
+	if createDatabase != nil {
 		reg.Subscribe(hooks.OnCreate, createDatabase)
 		reg.Subscribe(hooks.OnUpdate, createDatabase)
 	}
@@ -63,6 +71,10 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	reg.Subscribe(hooks.OnUpdate, createSchema)
 	if dropSchema != nil {
 		reg.Subscribe(hooks.PostDelete, dropSchema)
+	}
+	// After the schema, the database, unless another tenant still uses it.
+	if dropDatabase != nil {
+		reg.Subscribe(hooks.PostDelete, dropDatabase)
 	}
 	a.conn, err = driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(log))
 	if err != nil {
@@ -94,7 +106,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return migrateHook(ctx, ev)
 	})
 
-	if err := a.migrateKnownTenants(ctx, createSchema); err != nil {
+	if err := a.migrateKnownTenants(ctx, createDatabase, createSchema); err != nil {
 		return nil, err
 	}
 
@@ -121,18 +133,19 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 }
 
 // migrateKnownTenants brings every tenant known at start-up up to date,
-// creating its database and its schema (createSchema, the schema create
-// hook) first, as the create hooks would; tenants added later are
-// migrated by the create hook. A tenant that fails is logged and the
-// others are served.
-func (a *app) migrateKnownTenants(ctx context.Context, createSchema hooks.Func) error {
+// creating its database and its schema first (createDatabase, nil
+// without --create-databases, and createSchema: the library's create
+// hooks), as the create hooks would; tenants added later are migrated by
+// the create hook. A tenant that fails is logged and the others are
+// served.
+func (a *app) migrateKnownTenants(ctx context.Context, createDatabase, createSchema hooks.Func) error {
 	ts, err := a.store.List(ctx)
 	if err != nil {
 		return err
 	}
 	for _, t := range ts {
 		ev := hooks.Event{Kind: hooks.OnCreate, Tenant: t}
-		if a.cfg.createDatabases {
+		if createDatabase != nil {
 			if err := createDatabase(ctx, ev); err != nil {
 				a.log.Error("hospital: cannot create the tenant's database", "tenant", t.ID, "err", err)
 				continue

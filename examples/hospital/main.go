@@ -15,8 +15,9 @@
 // they run for every known tenant at start-up and, through a create hook,
 // for every tenant added later, before its first query. With
 // --create-databases (the default) a tenant's database is created if it
-// does not exist yet. --store redis://... runs several instances that
-// share their tenants.
+// does not exist yet (hooks.Databases); a deleted tenant's database is
+// kept, with its rows, unless --drop-databases. --store redis://... runs
+// several instances that share their tenants.
 //
 // A tenant whose POSTGRES_URL has a search_path lives in a schema of a
 // database it shares with other tenants (tenant_config_schemas.json has
@@ -82,6 +83,7 @@ type config struct {
 	noAuth          bool
 	createDatabases bool
 	dropSchemas     bool
+	dropDatabases   bool
 	allowedHosts    []string
 }
 
@@ -91,6 +93,7 @@ func main() {
 	flag.StringVar(&cfg.addr, "addr", "", "address to listen on (default "+defaultAddr()+", or "+defaultNoAuthAddr()+" with --insecure-no-auth)")
 	flag.BoolVar(&cfg.noAuth, "insecure-no-auth", false, "serve the admin API without a token, for local development only; listens on "+defaultNoAuthAddr()+" unless --addr is given")
 	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
+	flag.BoolVar(&cfg.dropDatabases, "drop-databases", false, "drop a deleted tenant's database, with its tables and rows, unless another tenant still uses it; kept by default")
 	flag.BoolVar(&cfg.dropSchemas, "drop-schemas", false, "drop a deleted tenant's schema, with its tables and rows (tenants with a search_path); kept by default")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
