@@ -4,6 +4,7 @@ import (
 	"context"
 	sqldriver "database/sql/driver"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/tenantsql/tenantsql/driver"
@@ -57,6 +58,12 @@ func TestNoTenantFailsClosed(t *testing.T) {
 			err := c.run()
 			if !errors.Is(err, driver.ErrNoTenant) {
 				t.Fatalf("err = %v, want ErrNoTenant", err)
+			}
+			// It says what to call instead.
+			for _, s := range []string{"QueryContext", "ExecContext", "BeginTx", "tenantctx.WithTenant"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %s", err, s)
+				}
 			}
 			if errors.Is(err, errBadConn) {
 				t.Fatalf("err %v is ErrBadConn: database/sql would retry it", err)

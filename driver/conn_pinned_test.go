@@ -3,6 +3,7 @@ package driver_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ func TestTxOtherTenant(t *testing.T) {
 	}
 	if _, err := tx.Exec("INSERT INTO " + txMarks + " VALUES ('none')"); !errors.Is(err, driver.ErrNoTenant) {
 		t.Fatalf("Exec (no ctx) in a tx: err = %v, want ErrNoTenant", err)
+	} else {
+		mustContain(t, err, "bound to tenant "+strconv.Quote(a.ID), "ExecContext", "tenantctx.WithTenant")
 	}
 	got, err := f.where(a.ctx(bg), tx)
 	if err != nil {

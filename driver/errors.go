@@ -10,8 +10,9 @@ import (
 // never falls back to another database: every path fails closed.
 var (
 	// ErrNoTenant: the context carries no tenant (tenantctx.WithTenant was
-	// not called, or the call used a method without a context).
-	ErrNoTenant = errors.New("tenantsql: no tenant in context")
+	// not called, or the call used a method without a context). Its
+	// message says what to call instead.
+	ErrNoTenant = errors.New("tenantsql: no tenant in context" + noTenantHint)
 	// ErrUnknownTenant: the tenant store has no such tenant (never had it,
 	// or it was deleted).
 	ErrUnknownTenant = errors.New("tenantsql: unknown tenant")
@@ -36,6 +37,22 @@ func mismatch(bound, got string) error {
 	return fmt.Errorf("%w: connection is bound to tenant %q, context names %q", ErrTenantMismatch, bound, got)
 }
 
+// noTenantHint is what ErrNoTenant's message says to do: database/sql's
+// methods without a context pass context.Background().
+const noTenantHint = ": call the ...Context methods (QueryContext, ExecContext, QueryRowContext, PrepareContext, BeginTx) " +
+	"with a context from tenantctx.WithTenant(ctx, tenantID); Query, Exec, Begin and the other methods without a context " +
+	"use context.Background(), which has no tenant"
+
+// noTenantError is ErrNoTenant with why in the middle of its message,
+// before what to do.
+type noTenantError struct{ why string }
+
+func (e *noTenantError) Error() string {
+	return "tenantsql: no tenant in context (" + e.why + ")" + noTenantHint
+}
+
+func (e *noTenantError) Unwrap() error { return ErrNoTenant }
+
 func noTenantBound(bound string) error {
-	return fmt.Errorf("%w: connection is bound to tenant %q", ErrNoTenant, bound)
+	return &noTenantError{why: fmt.Sprintf("connection is bound to tenant %q", bound)}
 }

@@ -40,7 +40,7 @@ func Example() {
 	// tenant_1.
 
 	// Output:
-	// tenantsql: no tenant in context
+	// tenantsql: no tenant in context: call the ...Context methods (QueryContext, ExecContext, QueryRowContext, PrepareContext, BeginTx) with a context from tenantctx.WithTenant(ctx, tenantID); Query, Exec, Begin and the other methods without a context use context.Background(), which has no tenant
 	// tenantsql: unknown tenant "tenant-9.test.com"
 }
 

@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"database/sql/driver"
-	"fmt"
 )
 
 // stmt is a prepared statement that holds only its SQL text. database/sql
@@ -38,10 +37,10 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 
 // Exec implements driver.Stmt; database/sql uses ExecContext.
 func (s *stmt) Exec([]driver.Value) (driver.Result, error) {
-	return nil, fmt.Errorf("%w: Stmt.Exec has no context", ErrNoTenant)
+	return nil, &noTenantError{why: "Stmt.Exec has no context"}
 }
 
 // Query implements driver.Stmt; database/sql uses QueryContext.
 func (s *stmt) Query([]driver.Value) (driver.Rows, error) {
-	return nil, fmt.Errorf("%w: Stmt.Query has no context", ErrNoTenant)
+	return nil, &noTenantError{why: "Stmt.Query has no context"}
 }

@@ -29,7 +29,10 @@ import (
 // inside a *migrate.TenantError). Closing db ends the hook's context: a
 // hook waiting for the lock returns an error wrapping context.Canceled,
 // and one migrating runs its migrations to their end. It returns an
-// error if fsys holds no valid migrations.
+// error if fsys holds no valid migrations. The embed.FS of
+// `//go:embed migrations/*.sql` is taken as it is: when the root holds no
+// migration, those of its "migrations" directory are used (see
+// migrate.New).
 func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
 	m, err := migrate.New(db, nil, fsys, opts...)
 	if err != nil {

@@ -95,3 +95,52 @@ func TestCreateHookFailure(t *testing.T) {
 		t.Error("Migrate with no migrations: no error")
 	}
 }
+
+// hooks.Migrate takes the README's `//go:embed migrations/*.sql` as it is
+// (its files are under "migrations/"), and otherwise fails saying what to
+// pass.
+func TestCreateHookEmbedLayout(t *testing.T) {
+	up := &fstest.MapFile{Data: []byte("-- +goose Up\nCREATE TABLE embedded (id int);\n")}
+	tests := []struct {
+		name   string
+		fsys   fstest.MapFS
+		errHas string // hooks.Migrate's error, "" if it succeeds
+	}{
+		{"go:embed migrations/*.sql", fstest.MapFS{"migrations/00001_embedded.sql": up}, ""},
+		{"go:embed sql/migrations/*.sql", fstest.MapFS{"sql/migrations/00001_embedded.sql": up}, `pass fs.Sub(fsys, "sql/migrations")`},
+		{"nothing", fstest.MapFS{}, "no migrations found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := store.NewMemory()
+			reg := hooks.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			c, err := driver.NewConnector(s, driver.WithHooks(reg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := sql.OpenDB(c)
+			defer db.Close()
+			h, err := hooks.Migrate(db, tt.fsys)
+			if tt.errHas != "" {
+				if err == nil || !contains(err.Error(), tt.errHas) {
+					t.Fatalf("hooks.Migrate: %v, want an error that says %q", err, tt.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.EnsureDatabases(t, hookDB)
+			testenv.ResetSchema(t, hookDB)
+			reg.Subscribe(hooks.PostCreate, h)
+			id := "hook-embed.test"
+			if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, hookDB)}}); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := db.QueryRowContext(tenantctx.WithTenant(context.Background(), id), "SELECT count(*) FROM embedded").Scan(&n); err != nil {
+				t.Fatalf("first query after the create: %v", err)
+			}
+		})
+	}
+}

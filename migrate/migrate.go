@@ -70,6 +70,13 @@ type Migrator struct {
 // driver, for the tenants that tenants lists (a store.Store; it may be nil
 // if only Tenant is used).
 //
+// The migrations are the NUMBER_name.sql and .go files at fsys's root,
+// or, when the root holds none, in its "migrations" directory: the
+// embed.FS of `//go:embed migrations/*.sql` keeps its files under
+// "migrations/", and needs no fs.Sub. With no migrations at either, New
+// fails with an error that wraps goose.ErrNoMigrations and says which
+// fs.Sub to pass, if a directory further down holds them.
+//
 // Each tenant gets its own goose Provider for each run (a Provider creates
 // its version table once and would fail on the second database), and each
 // takes a PostgreSQL session lock for its version table (goose's own on a
@@ -89,10 +96,18 @@ func New(db *sql.DB, tenants Lister, fsys fs.FS, opts ...Option) (*Migrator, err
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	given := fsys
+	fsys, err := migrationsRoot(fsys)
+	if err != nil {
+		return nil, err
+	}
 	m := &Migrator{db: db, tenants: tenants, fsys: fsys, cfg: cfg, table: cmp.Or(cfg.table, goose.DefaultTablename)}
 	// Check the migrations themselves now, so a bad directory fails here
 	// rather than once per tenant.
 	sources, err := m.checkSources()
+	if errors.Is(err, goose.ErrNoMigrations) {
+		return nil, noMigrations(given, err)
+	}
 	if err != nil {
 		return nil, err
 	}

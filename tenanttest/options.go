@@ -40,7 +40,8 @@ func WithPostgresURL(url string) Option { return func(c *config) { c.postgresURL
 
 // WithMigrations makes New apply the goose migrations in fsys (os.DirFS,
 // an embed.FS) to every tenant database, with the migrate package, before
-// it returns. A migration that fails fails the test.
+// it returns. A migration that fails fails the test. The embed.FS of
+// `//go:embed migrations/*.sql` is taken as it is (see migrate.New).
 func WithMigrations(fsys fs.FS) Option { return func(c *config) { c.migrations = fsys } }
 
 // WithPrefix sets the beginning of the database names (default

@@ -368,3 +368,37 @@ func TestWithMigrationsFailure(t *testing.T) {
 		t.Errorf("cleanup errors: %q", f.errors)
 	}
 }
+
+// WithMigrations takes the embed.FS of the README's
+// `//go:embed migrations/*.sql` as it is (its files are under
+// "migrations/"), and fails, saying what to pass, when the migrations are
+// further down.
+func TestWithMigrationsEmbedLayout(t *testing.T) {
+	up := &fstest.MapFile{Data: []byte("-- +goose Up\nCREATE TABLE embedded (id int);\n-- +goose Down\nDROP TABLE embedded;\n")}
+	tests := []struct {
+		name  string
+		fsys  fstest.MapFS
+		fatal string // what New's failure says, "" if it succeeds
+	}{
+		{"go:embed migrations/*.sql", fstest.MapFS{"migrations/00001_embedded.sql": up}, ""},
+		{"go:embed db/migrations/*.sql", fstest.MapFS{"db/migrations/00001_embedded.sql": up}, `pass fs.Sub(fsys, "db/migrations")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.fatal != "" {
+				f := newFake(t, nil, 1, tenanttest.WithMigrations(tt.fsys))
+				if !strings.Contains(f.fatal, "WithMigrations") || !strings.Contains(f.fatal, tt.fatal) {
+					t.Errorf("fatal %q, want one that says %q", f.fatal, tt.fatal)
+				}
+				return
+			}
+			e := tenanttest.New(t, 1, tenanttest.WithMigrations(tt.fsys))
+			e.Run(t, func(t *testing.T, ctx context.Context, tn tenanttest.Tenant) {
+				var n int
+				if err := e.DB.QueryRowContext(ctx, "SELECT count(*) FROM embedded").Scan(&n); err != nil {
+					t.Fatalf("the migration's table: %v", err)
+				}
+			})
+		})
+	}
+}
