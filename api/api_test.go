@@ -224,6 +224,7 @@ func TestStats(t *testing.T) {
 func TestPanicIsRecovered(t *testing.T) {
 	e := newEnv(t, nil, WithStats(func(context.Context) any {
 		var m map[string]int
+		//lint:ignore SA5000 the panic is the point: the API must recover from it
 		m["x"] = 1 // a runtime error
 		return m
 	}))

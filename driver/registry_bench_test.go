@@ -52,10 +52,11 @@ func BenchmarkApplySync(b *testing.B) {
 		}
 	})
 	b.Run("one changed", func(b *testing.B) {
-		c, tr := newConn(), store.NewTracker()
+		var c *Connector
 		for range b.N {
 			b.StopTimer()
-			c, tr = newConn(), store.NewTracker()
+			c = newConn()
+			tr := store.NewTracker()
 			c.apply(tr.Apply(sync))
 			b.StartTimer()
 			c.apply(tr.Apply(plusOne))

@@ -715,7 +715,7 @@ func TestDefaultRegistry(t *testing.T) {
 	if Default() == nil {
 		t.Fatal("Default() is nil")
 	}
-	if Default() != Default() {
+	if a, b := Default(), Default(); a != b {
 		t.Fatal("Default() changes")
 	}
 	h := lifecycle.Default()

@@ -271,7 +271,7 @@ func TestTenantRedaction(t *testing.T) {
 		"%v":             fmt.Sprintf("%v", tn),
 		"%+v":            fmt.Sprintf("%+v", tn),
 		"%#v":            fmt.Sprintf("%#v", tn),
-		"%s":             fmt.Sprintf("%s", tn),
+		"%s":             fmt.Sprintf("%s", tn), //lint:ignore S1025 the %s verb itself is under test, not String
 		"%v pointer":     fmt.Sprintf("%v", &tn),
 		"%v slice":       fmt.Sprintf("%v", []Tenant{tn}),
 		"%+v event":      fmt.Sprintf("%+v", ev),
