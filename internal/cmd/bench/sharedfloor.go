@@ -31,17 +31,24 @@ func sharedFloor(ctx context.Context, w io.Writer, appURL string, o sharedOpts) 
 	if err != nil {
 		return err
 	}
-	pipe := func(c *pgx.Conn, sqls []string, params [][][]byte) error {
+	// pipe sends the statements in one pipeline and one Sync: a name
+	// that a step's prep gave (ts_...) as that prepared statement,
+	// anything else as an unnamed statement.
+	pipe := func(c *pgx.Conn, names []string, params [][][]byte) error {
 		p := c.PgConn().StartPipeline(ctx)
-		for i, s := range sqls {
-			p.SendQueryParams(s, params[i], nil, nil, nil)
+		for i, s := range names {
+			if strings.HasPrefix(s, "ts_") {
+				p.SendQueryPrepared(s, params[i], nil, nil)
+			} else {
+				p.SendQueryParams(s, params[i], nil, nil, nil)
+			}
 		}
 		p.SendPipelineSync()
 		if err := p.Flush(); err != nil {
 			p.Close()
 			return err
 		}
-		for range sqls {
+		for range names {
 			res, err := p.GetResults()
 			if err != nil {
 				p.Close()
@@ -73,37 +80,6 @@ func sharedFloor(ctx context.Context, w io.Writer, appURL string, o sharedOpts) 
 		url  string
 		run  func(c *pgx.Conn, r *rand.Rand) error
 		prep map[string]string // statements prepared on each connection first, by name
-	}
-	// pipeP is pipe with named statements: a name that prep gave is
-	// sent as that prepared statement, anything else unnamed.
-	pipeP := func(c *pgx.Conn, names []string, params [][][]byte) error {
-		p := c.PgConn().StartPipeline(ctx)
-		for i, s := range names {
-			if strings.HasPrefix(s, "ts_") {
-				p.SendQueryPrepared(s, params[i], nil, nil)
-			} else {
-				p.SendQueryParams(s, params[i], nil, nil, nil)
-			}
-		}
-		p.SendPipelineSync()
-		if err := p.Flush(); err != nil {
-			p.Close()
-			return err
-		}
-		for range names {
-			res, err := p.GetResults()
-			if err != nil {
-				p.Close()
-				return err
-			}
-			if rr, ok := res.(*pgconn.ResultReader); ok {
-				if _, err := rr.Close(); err != nil {
-					p.Close()
-					return err
-				}
-			}
-		}
-		return p.Close()
 	}
 	prepSchema := map[string]string{"ts_apply": apply, "ts_reset": "reset all", "ts_clean": clean}
 	prepRLS := map[string]string{"ts_apply": applyR, "ts_reset": "reset all", "ts_clean": cleanR, "ts_q": sharedQuery}
@@ -143,23 +119,23 @@ func sharedFloor(ctx context.Context, w io.Writer, appURL string, o sharedOpts) 
 		}},
 		{name: "prepared settings statement, unnamed query, 1,000 schemas", url: base, prep: prepSchema, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, 1000)
-			return pipeP(c, []string{"ts_apply", sharedQuery}, [][][]byte{{[]byte(setPath), s, s}, {arg}})
+			return pipe(c, []string{"ts_apply", sharedQuery}, [][][]byte{{[]byte(setPath), s, s}, {arg}})
 		}},
 		{name: "prepared RESET ALL, clean, unnamed query, 1,000 schemas", url: base, prep: prepSchema, run: func(c *pgx.Conn, r *rand.Rand) error {
 			s := schema(r, 1000)
-			return pipeP(c, []string{"ts_reset", "ts_clean", sharedQuery}, [][][]byte{nil, {[]byte(setPath), s, s, role}, {arg}})
+			return pipe(c, []string{"ts_reset", "ts_clean", sharedQuery}, [][][]byte{nil, {[]byte(setPath), s, s, role}, {arg}})
 		}},
 		{name: "RLS: prepared settings statement, prepared query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
-			return pipeP(c, []string{"ts_apply", "ts_q"}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
+			return pipe(c, []string{"ts_apply", "ts_q"}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
 		}},
 		{name: "RLS: prepared settings statement, unnamed query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
-			return pipeP(c, []string{"ts_apply", sharedQuery}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
+			return pipe(c, []string{"ts_apply", sharedQuery}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000))}, {arg}})
 		}},
 		{name: "RLS: prepared RESET ALL, clean, query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
-			return pipeP(c, []string{"ts_reset", "ts_clean", "ts_q"}, [][][]byte{nil, {[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
+			return pipe(c, []string{"ts_reset", "ts_clean", "ts_q"}, [][][]byte{nil, {[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
 		}},
 		{name: "RLS: prepared clean (no RESET ALL), query, 1,000", url: rls, prep: prepRLS, run: func(c *pgx.Conn, r *rand.Rand) error {
-			return pipeP(c, []string{"ts_clean", "ts_q"}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
+			return pipe(c, []string{"ts_clean", "ts_q"}, [][][]byte{{[]byte("app.tenant_id"), fmt.Append(nil, r.IntN(1000)), role}, {arg}})
 		}},
 		{name: "SET search_path, then prepared query, 1,000 schemas", url: base, run: func(c *pgx.Conn, r *rand.Rand) error {
 			if _, err := c.Exec(ctx, "set search_path to "+schemaName(r.IntN(1000))); err != nil {
