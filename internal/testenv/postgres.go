@@ -108,7 +108,7 @@ func (s *PostgresServer) CreateDatabases(t testing.TB, names ...string) {
 		if !dbName.MatchString(n) {
 			t.Fatalf("CreateDatabases: %q is not a plain lowercase identifier", n)
 		}
-		if _, err := db.Exec("CREATE DATABASE " + n); err != nil {
+		if _, err := db.ExecContext(t.Context(), "CREATE DATABASE "+n); err != nil {
 			t.Fatalf("create database %s: %v", n, err)
 		}
 	}
