@@ -72,12 +72,15 @@ func check(pass *analysis.Pass, sel *ast.SelectorExpr, call *ast.CallExpr) {
 	if len(name) > 40 {
 		name = fmt.Sprintf("(*sql.%s).%s", recv, fn.Name())
 	}
-	d := analysis.Diagnostic{
-		Pos: sel.Sel.Pos(),
-		End: sel.End(),
-		Message: fmt.Sprintf("%s has no context: tenantsql routes by the tenant in the context; use %s with ctx from tenantctx.WithTenant",
-			name, usage(fn, sibling)),
+	msg := fmt.Sprintf("%s has no context: tenantsql routes by the tenant in the context; use %s with ctx from tenantctx.WithTenant",
+		name, usage(fn, sibling))
+	if fn.Name() == "Ping" {
+		// The one method the driver serves without a tenant, for start-up
+		// code: say what it does, so that it is kept on purpose.
+		msg = fmt.Sprintf("%s has no context: under tenantsql it checks only the tenant store; use PingContext(ctx) with ctx from tenantctx.WithTenant to ping a tenant's database, or PingContext(context.Background()) to check the store",
+			name)
 	}
+	d := analysis.Diagnostic{Pos: sel.Sel.Pos(), End: sel.End(), Message: msg}
 	if call != nil && selection.Kind() == types.MethodVal {
 		if fix, ok := suggestFix(pass, sel, call, fn, sibling); ok {
 			d.SuggestedFixes = []analysis.SuggestedFix{fix}

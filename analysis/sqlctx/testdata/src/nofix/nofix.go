@@ -8,7 +8,10 @@ import (
 )
 
 func direct(db *sql.DB) error {
-	if err := db.Ping(); err != nil { // want `db\.Ping has no context: tenantsql routes by the tenant in the context; use PingContext\(ctx\) with ctx from tenantctx\.WithTenant`
+	if err := db.Ping(); err != nil { // want `db\.Ping has no context: under tenantsql it checks only the tenant store; use PingContext\(ctx\) with ctx from tenantctx\.WithTenant to ping a tenant's database, or PingContext\(context\.Background\(\)\) to check the store`
+		return err
+	}
+	if _, err := db.Exec("DELETE FROM t"); err != nil { // want `db\.Exec has no context: tenantsql routes by the tenant in the context; use ExecContext\(ctx, \.\.\.\) with ctx from tenantctx\.WithTenant`
 		return err
 	}
 	if _, err := db.Exec("DELETE FROM t"); err != nil { // want `db\.Exec has no context: .* use ExecContext\(ctx, \.\.\.\)`
