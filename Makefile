@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check lint run-example run-example-schemas mutate
+.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check lint vet-ctx run-example run-example-schemas mutate
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -69,8 +69,15 @@ fmt-check: ## Fail if gofmt would change any file
 # in go.mod: nothing of it enters the module's dependency graph, so users of the
 # driver neither download nor build it. Change the version here only.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-lint: ## staticcheck ./... (pinned version, fetched by go run; no server needed)
+lint: vet-ctx ## vet-ctx, then staticcheck ./... (pinned version, fetched by go run; no server needed)
 	$(GO) run $(STATICCHECK) ./...
+
+# tenantsql-vet on the module's own code. Left out: test files (-test=false),
+# which call without a context on purpose to check that the driver fails
+# closed, or on plain pgx connections that tenantsql does not route; and
+# examples/porting/before, the porting guide's code before the port.
+vet-ctx: ## tenantsql-vet (database/sql calls without a context) on non-test code, but examples/porting/before
+	$(GO) run ./cmd/tenantsql-vet -test=false $$($(GO) list ./... | grep -v '/examples/porting/before$$')
 
 run-example: services ## Run the tutorial app (examples/hospital) on the file store at :8000
 	@mkdir -p .run
