@@ -16,8 +16,8 @@
 // It exits with status 3 when it reports something (go vet: 1). Flags
 // are those of the go/analysis drivers: -test=false leaves out _test.go
 // files (run directly; go vet always includes them), -fix applies the
-// suggested fixes, -diff prints them instead, and -json prints the
-// findings as JSON. A call gets a fix only when a variable ctx of type
+// suggested fixes (-fix -diff prints them as a diff instead), and -json
+// prints the findings as JSON. A call gets a fix only when a variable ctx of type
 // context.Context is in scope: db.Query(q) becomes db.QueryContext(ctx, q).
 // Other calls need a context chosen by hand, one that carries the tenant
 // (tenantctx.WithTenant, or the request's context under
