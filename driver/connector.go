@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +111,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		}
 	}
 	c.drv = &Driver{c: c}
-	c.reg.init()
+	c.reg.init(cfg.urlKey)
 	c.wg.Add(2)
 	go c.follow(ctx, events)
 	go c.reapLoop(ctx)
@@ -179,6 +180,9 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 			if t, err = c.awaitTenant(ctx, id); err != nil {
 				return nil, nil, err
 			}
+		}
+		if t.err != nil {
+			return nil, nil, t.err // no usable URL under this connector's key: fail closed, before any wait
 		}
 		if g := t.gate.Load(); !g.ok.Load() {
 			if err := waitGate(ctx, t, g); err != nil {
@@ -357,18 +361,21 @@ func (c *Connector) apply(changes []store.Change) {
 	if len(changes) == 0 {
 		return
 	}
+	// The URL's attribute is named after the key: postgres_url, or
+	// analytics_url for a connector on ANALYTICS_URL.
+	urlAttr := strings.ToLower(c.cfg.urlKey)
 	for _, sw := range c.reg.apply(changes, c.newTenant) {
 		ch := sw.change
 		switch {
 		case ch.Type == store.EventDelete:
 			c.log.Debug("tenantsql: tenant removed", "tenant", ch.Tenant.ID)
 		case sw.old == nil && sw.new != nil && ch.Type == store.EventCreate:
-			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, "postgres_url", store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
 		case sw.old != nil:
-			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, "postgres_url", store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
 		}
-		if sw.old != nil {
-			if sw.new != nil {
+		if sw.old != nil && sw.old.tg != nil {
+			if sw.new != nil && sw.new.tg != nil {
 				inheritStats(sw.old, sw.new)
 			}
 			c.dropTarget(sw.old.tg)
@@ -380,11 +387,19 @@ func (c *Connector) apply(changes []store.Change) {
 // newTenant builds the tenant for a change that needs a new one: a create,
 // or an update that changes the URL (old is the tenant it replaces).
 func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
-	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL()}
+	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.DeployInfo[c.cfg.urlKey]}
 	t.version.Store(ch.Tenant.Version)
+	t.err = urlError(t.id, c.cfg.urlKey, t.dsn)
 	switch {
-	case c.hooks == nil:
+	case c.hooks == nil, t.err != nil:
+		// Without a usable URL its queries fail with t.err before any
+		// gate, and it runs no hooks here (scheduleHooks).
 		t.gate.Store(openGate)
+	case gainsKey(old, t):
+		// For this connector the tenant's database appears now (it had
+		// no URL under the key before): a create, whose hooks (create
+		// the database, migrate it) gate its queries.
+		t.gate.Store(newGate(store.EventCreate, store.Tenant{}))
 	case old != nil:
 		// A move. Until this update's hooks (typically: create the new
 		// database and migrate it) have succeeded, the new database may
@@ -397,15 +412,29 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	default:
 		t.gate.Store(newGate(store.EventCreate, store.Tenant{})) // opened by its create hooks
 	}
+	if t.err != nil {
+		// No target: there is nothing to dial, and no default to fall
+		// back on. Queries fail with t.err.
+		c.log.Warn("tenantsql: tenant has no usable "+c.cfg.urlKey+"; its queries through this *sql.DB will fail", "tenant", t.id, "err", t.err)
+		return t
+	}
 	// Report a bad URL now, in the log, not only at the first query.
-	cc, err := parseDSN(t.id, t.dsn)
+	cc, err := parseDSN(t.id, c.cfg.urlKey, t.dsn)
 	if err != nil {
-		c.log.Warn("tenantsql: tenant has an unusable POSTGRES_URL; its queries will fail", "tenant", t.id, "err", err)
+		c.log.Warn("tenantsql: tenant has an unusable "+c.cfg.urlKey+"; its queries will fail", "tenant", t.id, "err", err)
 	}
 	base, set := splitTenantURL(t.dsn)
 	t.set = set
 	t.tg = c.targetFor(t.id, base, set != nil, set.custom(), serverKey(cc))
 	return t
+}
+
+// gainsKey reports whether t, replacing old, is the first usable
+// configuration of its tenant under the connector's key: before, the
+// tenant lacked the key (or its value was not a URL) and ran no hooks
+// here.
+func gainsKey(old, t *tenant) bool {
+	return old != nil && old.err != nil && t.err == nil
 }
 
 // targetFor returns the target a new tenant's sessions dial: a new one

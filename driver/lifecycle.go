@@ -56,6 +56,9 @@ func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
 // no other query sees and which is closed when the hooks return.
 func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, *tenant, error) {
 	t := hs.t
+	if t.err != nil {
+		return nil, nil, t.err
+	}
 	for {
 		pc, err := t.tg.b.acquire(ctx, t.tg, hint)
 		switch {
@@ -116,6 +119,13 @@ func (c *Connector) scheduleHooks(sw swap) {
 	if c.hooks == nil || ch.Type == store.EventCreate && !c.isNew(ch) {
 		return
 	}
+	// A configuration without a usable URL under this connector's key
+	// (WithURLKey) has no database here to set up or clean up: its
+	// queries fail closed, and hooks for it would only fail too. The
+	// hooks of the other *sql.DB, on the keys the tenant has, run there.
+	if t := sw.new; t != nil && t.err != nil || ch.Type == store.EventDelete && sw.old != nil && sw.old.err != nil {
+		return
+	}
 	var g *gate
 	t := sw.new
 	switch ch.Type {
@@ -124,6 +134,10 @@ func (c *Connector) scheduleHooks(sw swap) {
 	case store.EventUpdate:
 		cur := sw.new.gate.Load()
 		switch {
+		case gainsKey(sw.old, sw.new):
+			// Its database appears for this connector: a create here.
+			g = cur
+			ch = store.Change{Type: store.EventCreate, Tenant: ch.Tenant, Version: ch.Version}
 		case sw.old != nil: // moved: a new configuration, gated
 			g = cur
 		case cur.failed():

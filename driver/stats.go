@@ -66,6 +66,9 @@ func (c *Connector) Stats() Stats {
 	s := Stats{MaxConns: c.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
 	byBudget := make(map[*budget][]*tenant)
 	for _, t := range reg {
+		if t.tg == nil {
+			continue // no URL under the connector's key: no pool
+		}
 		byBudget[t.tg.b] = append(byBudget[t.tg.b], t)
 	}
 	for _, b := range c.allBudgets() {
@@ -94,6 +97,9 @@ func (c *Connector) TenantStats(id string) (TenantStats, bool) {
 	t := c.reg.get(id)
 	if t == nil {
 		return TenantStats{}, false
+	}
+	if t.tg == nil {
+		return TenantStats{}, true // no URL under the connector's key: no pool
 	}
 	t.tg.b.mu.Lock()
 	defer t.tg.b.mu.Unlock()

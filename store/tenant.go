@@ -225,6 +225,18 @@ func urlErrorReason(err error) string {
 	return strings.Join(strings.Fields(b.String()), " ")
 }
 
+// ValidateKey checks a deploy_info key name as Validate checks the keys of
+// a tenant: 1 to 128 bytes of [A-Za-z0-9_], not starting with a digit.
+// Code that is told which key to read (the driver's WithURLKey) checks it
+// with this, so a key no tenant can hold is refused at start-up instead
+// of failing every query. The error is a *ValidationError.
+func ValidateKey(key string) error {
+	if !validKey(key) {
+		return &ValidationError{Field: "deploy_info key", Value: shorten(key), Reason: "keys are 1 to 128 bytes of [A-Za-z0-9_], not starting with a digit"}
+	}
+	return nil
+}
+
 func validKey(k string) bool {
 	if k == "" || len(k) > maxDeployKeyLen || (k[0] >= '0' && k[0] <= '9') {
 		return false
