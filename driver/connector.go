@@ -414,8 +414,14 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	}
 	if t.err != nil {
 		// No target: there is nothing to dial, and no default to fall
-		// back on. Queries fail with t.err.
-		c.log.Warn("tenantsql: tenant has no usable "+c.cfg.urlKey+"; its queries through this *sql.DB will fail", "tenant", t.id, "err", t.err)
+		// back on. Queries fail with t.err. A tenant that lacks the key
+		// is normal where only some tenants have, say, an analytics
+		// database: not worth a warning per tenant at every start.
+		level := slog.LevelWarn
+		if errors.Is(t.err, ErrMissingURLKey) {
+			level = slog.LevelDebug
+		}
+		c.log.Log(context.Background(), level, "tenantsql: tenant has no usable "+c.cfg.urlKey+"; its queries through this *sql.DB will fail", "tenant", t.id, "err", t.err)
 		return t
 	}
 	// Report a bad URL now, in the log, not only at the first query.
