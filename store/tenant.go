@@ -160,11 +160,18 @@ func Validate(t Tenant) error {
 			return &ValidationError{Field: "deploy_info." + k, Reason: fmt.Sprintf("longer than %d bytes", maxDeployValLen)}
 		}
 	}
-	return validatePostgresURL(t.DeployInfo[KeyPostgresURL])
+	return ValidateURL(KeyPostgresURL, t.DeployInfo[KeyPostgresURL])
 }
 
-func validatePostgresURL(raw string) error {
-	const field = "deploy_info." + KeyPostgresURL
+// ValidateURL checks raw, the value of deploy_info key, as Validate checks
+// POSTGRES_URL: a postgres:// or postgresql:// URL that pgx and URL
+// parsers read alike, so that its redacted form hides its password. The
+// admin API checks with it every value of deploy_info that is a postgres
+// URL, whatever its key: the driver can be told to route by any key
+// (driver.WithURLKey). The error is a *ValidationError naming
+// deploy_info.KEY.
+func ValidateURL(key, raw string) error {
+	field := "deploy_info." + key
 	if raw == "" {
 		return &ValidationError{Field: field, Reason: "is missing"}
 	}
