@@ -50,6 +50,27 @@ func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
 	return nil
 }
 
+// inHookOf reports whether ctx is the context of a hook, of any
+// connector, for tenant id. Such a query through another connector (a
+// hook of the default *sql.DB migrating the tenant's analytics database
+// through the analytics *sql.DB) does not wait for that connector's gate:
+// the gate opens when that connector's hooks for the tenant return, and
+// with one registry for both (hooks.Subscribe) those hooks may be waiting
+// for this very hook's connector in turn. It runs on that connector's
+// current configuration, without waiting for the tenant to be ready, as
+// a hook's queries through its own connector do.
+// Once the hooks have returned, their context (kept with
+// context.WithoutCancel) waits as any other.
+func inHookOf(ctx context.Context, id string) bool {
+	hs, ok := ctx.Value(hookKey{}).(*hookScope)
+	if !ok || hs.t.id != id {
+		return false
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return !hs.ended
+}
+
 // acquire checks out a connection at the scope's configuration. Once that
 // configuration has been retired (the tenant was deleted, or changed again
 // while its hooks ran), the scope goes on with a private copy of it, which

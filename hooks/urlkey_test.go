@@ -113,3 +113,69 @@ func TestMigrateAnalyticsDB(t *testing.T) {
 		t.Errorf("after gaining ANALYTICS_URL: database %q, migrated %v, err %v; want %q, true", got, migrated, err, mdbGained)
 	}
 }
+
+// This run's databases of TestSharedRegistryTwoKeys.
+var (
+	sharedDefault   = testenv.Unique("tsql_hooks_sdef")
+	sharedAnalytics = testenv.Unique("tsql_hooks_san")
+)
+
+// One registry for both *sql.DB (as hooks.Subscribe and sql.Open give):
+// each runs every hook, so each migrates both databases, the other's with
+// a query through the other *sql.DB while that one's own hooks run. Such a
+// query must not wait for the other *sql.DB's hooks, which are waiting for
+// its own in turn.
+func TestSharedRegistryTwoKeys(t *testing.T) {
+	dbs := []string{sharedDefault, sharedAnalytics}
+	testenv.EnsureDatabases(t, dbs...)
+	for _, name := range dbs {
+		testenv.ResetSchema(t, name)
+	}
+	s := store.NewMemory()
+	reg := hooks.New(slog.New(slog.DiscardHandler))
+	open := func(opts ...driver.Option) *sql.DB {
+		c, err := driver.NewConnector(s, append([]driver.Option{driver.WithHooks(reg)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	def := open()
+	an := open(driver.WithURLKey("ANALYTICS_URL"))
+	for _, db := range []*sql.DB{def, an} {
+		h, err := hooks.Migrate(db, os.DirFS("../testdata/migrations"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Subscribe(hooks.PostCreate, h)
+	}
+	const id = "mdb-shared.test"
+	if _, err := s.Create(t.Context(), store.Tenant{ID: id, DeployInfo: map[string]string{
+		store.KeyPostgresURL: testenv.DatabaseURL(t, sharedDefault),
+		"ANALYTICS_URL":      testenv.DatabaseURL(t, sharedAnalytics),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		db     *sql.DB
+		wantDB string
+	}{
+		{"default", def, sharedDefault},
+		{"analytics", an, sharedAnalytics},
+	} {
+		ctx, cancel := context.WithTimeout(tenantctx.WithTenant(t.Context(), id), 30*time.Second)
+		var got string
+		var migrated bool
+		err := c.db.QueryRowContext(ctx, "SELECT current_database(), to_regclass('hospital') IS NOT NULL").Scan(&got, &migrated)
+		cancel()
+		if err != nil || got != c.wantDB || !migrated {
+			t.Errorf("%s: database %q, migrated %v, err %v; want %q, true", c.name, got, migrated, err, c.wantDB)
+		}
+	}
+	if fs := reg.Failures(id); len(fs) != 0 {
+		t.Errorf("hook failures: %+v", fs)
+	}
+}
