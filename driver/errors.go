@@ -74,9 +74,9 @@ type MissingURLKeyError struct {
 }
 
 func (e *MissingURLKeyError) Error() string {
-	return fmt.Sprintf("tenantsql: tenant %q has no %s in its deploy_info, and this *sql.DB serves the databases named by %s "+
-		"(never another key): add %s, a postgres:// URL, to the tenant's deploy_info, or query this tenant through a *sql.DB of a key it has",
-		e.Tenant, e.Key, e.Key, e.Key)
+	return fmt.Sprintf("tenantsql: tenant %q has no %s in its deploy_info, the key this *sql.DB routes by (it never falls back to another key): "+
+		"add %s, a postgres:// URL, to the tenant's deploy_info, or query this tenant through a *sql.DB of a key it has",
+		e.Tenant, e.Key, e.Key)
 }
 
 // Unwrap makes errors.Is match ErrMissingURLKey and ErrTenantConfig.
