@@ -33,6 +33,7 @@ type Connector struct {
 
 	budgetsMu sync.Mutex
 	budgets   map[string]*budget // per server: host:port
+	owner     *Connector         // WithBudgetsOf: whose budgets this one's pools draw on; nil: its own
 
 	targetsMu sync.Mutex
 	targets   map[string]*target // shared ones, by URL without tenant settings
@@ -81,6 +82,15 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	owner := cfg.budgetOwner
+	if owner != nil {
+		if owner.owner != nil {
+			owner = owner.owner // one owner for all that share its budgets
+		}
+		if owner.closed.Load() {
+			return nil, fmt.Errorf("tenantsql: WithBudgetsOf: %w", ErrClosed)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	events, err := s.Watch(ctx)
 	if err != nil {
@@ -92,6 +102,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		cfg:        cfg,
 		log:        cfg.log,
 		budgets:    make(map[string]*budget),
+		owner:      owner,
 		targets:    make(map[string]*target),
 		readyCh:    make(chan struct{}),
 		applied:    newBroadcast(),
@@ -147,6 +158,9 @@ func (c *Connector) Close() error {
 		c.cancel()
 		c.wg.Wait()
 		c.hookq.wait()
+		if c.owner != nil {
+			c.retireTargets()
+		}
 		for _, b := range c.allBudgets() {
 			b.close()
 		}
@@ -541,16 +555,58 @@ func (c *Connector) LookupTenant(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
-// budgetFor returns the budget of a server, making it on first use.
+// budgetFor returns the budget of a server, making it on first use: the
+// owner's, for a connector that draws on another's budgets.
 func (c *Connector) budgetFor(server string) *budget {
+	if c.owner != nil {
+		return c.owner.budgetFor(server)
+	}
 	c.budgetsMu.Lock()
 	defer c.budgetsMu.Unlock()
 	b := c.budgets[server]
 	if b == nil {
 		b = newBudget(&c.cfg, server)
+		if c.closed.Load() {
+			// Asked by a connector that draws on this closed one's
+			// budgets: a budget no one would close must not open
+			// sessions.
+			b.closed = true
+			return b
+		}
 		c.budgets[server] = b
 	}
 	return b
+}
+
+// budgetHome is the connector whose budgets this one's pools draw on.
+func (c *Connector) budgetHome() *Connector {
+	if c.owner != nil {
+		return c.owner
+	}
+	return c
+}
+
+// retireTargets retires the pools of a connector that draws on another's
+// budgets, when it closes: the budgets stay open for the owner (and other
+// connectors sharing them), so only its own pools go. Idle sessions are
+// closed before it returns; sessions in use are closed when released.
+func (c *Connector) retireTargets() {
+	var tgs []*target
+	for _, t := range c.reg.snapshot() {
+		if t.tg != nil && !t.tg.shared {
+			tgs = append(tgs, t.tg)
+		}
+	}
+	c.targetsMu.Lock()
+	for _, tg := range c.targets {
+		tgs = append(tgs, tg)
+	}
+	c.targetsMu.Unlock()
+	var wg sync.WaitGroup
+	for _, tg := range tgs {
+		wg.Go(func() { tg.b.retireTargetNow(tg) })
+	}
+	wg.Wait()
 }
 
 func (c *Connector) allBudgets() []*budget {

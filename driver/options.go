@@ -54,7 +54,8 @@ type config struct {
 	beforeConnect     func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error
 	afterConnect      func(ctx context.Context, tenant string, conn *pgx.Conn) error
 	allowBypassRLS    bool
-	urlKey            string // the deploy_info key of the tenants' database URLs
+	urlKey            string     // the deploy_info key of the tenants' database URLs
+	budgetOwner       *Connector // WithBudgetsOf
 }
 
 type serverBudget struct {
@@ -253,3 +254,23 @@ func WithBypassRLS(allow bool) Option {
 // The store URL option url_key=KEY does the same for sql.Open:
 // sql.Open("tenantsql", "file:tenants.json?url_key=ANALYTICS_URL").
 func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
+
+// WithBudgetsOf makes the connector's pools draw on owner's per-server
+// budgets instead of budgets of its own, so that two *sql.DB in one
+// process, typically one on POSTGRES_URL and one on ANALYTICS_URL
+// (WithURLKey), whose databases live on the same servers together stay
+// within each server's budget: a session of either counts against it, and
+// either may close the other's idle sessions to make room, by the usual
+// rules. The budget options of owner apply (WithMaxConns,
+// WithServerBudget, WithMaxConnsPerTenant, WithMaxConnLifetime,
+// WithConnectTimeout, WithEvictionDelay, WithIdleTimeout); this
+// connector's own are not used for them. Its other options (the key,
+// hooks, connect callbacks) stay its own.
+//
+// Close this connector before owner: closing it closes its own pools,
+// while closing owner closes the budgets, after which this connector's
+// queries fail with ErrClosed. Its Close does not wait for its dials in
+// flight (owner's does). Stats reports owner's servers and this
+// connector's tenants. A connector that itself draws on another's budgets
+// passes that one on.
+func WithBudgetsOf(owner *Connector) Option { return func(c *config) { c.budgetOwner = owner } }

@@ -63,7 +63,8 @@ type TenantStats struct {
 // server's lock in turn, so it is not one instant across servers.
 func (c *Connector) Stats() Stats {
 	reg := c.reg.snapshot()
-	s := Stats{MaxConns: c.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
+	home := c.budgetHome() // WithBudgetsOf: the servers' budgets are the owner's
+	s := Stats{MaxConns: home.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
 	byBudget := make(map[*budget][]*tenant)
 	for _, t := range reg {
 		if t.tg == nil {
@@ -71,7 +72,7 @@ func (c *Connector) Stats() Stats {
 		}
 		byBudget[t.tg.b] = append(byBudget[t.tg.b], t)
 	}
-	for _, b := range c.allBudgets() {
+	for _, b := range home.allBudgets() {
 		b.mu.Lock()
 		ss := ServerStats{
 			Budget: b.max, Open: b.open, Idle: b.idle.n, Waiting: b.waiters.n, Pools: len(b.pools),

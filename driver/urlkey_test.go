@@ -30,14 +30,10 @@ type multiDB struct {
 	databases []string
 }
 
+// newMultiDB opens a *sql.DB on each key, each with budgets of its own.
 func newMultiDB(t *testing.T, opts ...driver.Option) *multiDB {
 	t.Helper()
-	fixtureSeq.Lock()
-	fixtureSeq.n++
-	tag := fmt.Sprintf("mdb%d-%s", fixtureSeq.n, runID)
-	fixtureSeq.Unlock()
-	m := &multiDB{t: t, store: store.NewMemory(), admin: testenv.Admin(t), tag: tag, databases: testenv.Names("tsql_mdb", 5)}
-	testenv.EnsureDatabases(t, m.databases...)
+	m := newMultiStore(t)
 	open := func(opts ...driver.Option) *sql.DB {
 		c, err := driver.NewConnector(m.store, append([]driver.Option{driver.WithHooks(nil)}, opts...)...)
 		if err != nil {
@@ -47,6 +43,18 @@ func newMultiDB(t *testing.T, opts ...driver.Option) *multiDB {
 	}
 	m.def = open(opts...)
 	m.an = open(append(opts, driver.WithURLKey(analyticsKey))...)
+	return m
+}
+
+// newMultiStore is a multiDB without its *sql.DB.
+func newMultiStore(t *testing.T) *multiDB {
+	t.Helper()
+	fixtureSeq.Lock()
+	fixtureSeq.n++
+	tag := fmt.Sprintf("mdb%d-%s", fixtureSeq.n, runID)
+	fixtureSeq.Unlock()
+	m := &multiDB{t: t, store: store.NewMemory(), admin: testenv.Admin(t), tag: tag, databases: testenv.Names("tsql_mdb", 5)}
+	testenv.EnsureDatabases(t, m.databases...)
 	return m
 }
 
