@@ -74,14 +74,19 @@
 // create hooks run there and gate its queries. A tenant without the key
 // runs no hooks on adb.
 //
-// Budgets are per connector: db and adb each have WithMaxConns (or
-// WithServerBudget) connections per server, so where both keys' databases
-// live on one server, that server sees up to the sum. Size them to fit
-// together: WithMaxConns(30) on one and WithMaxConns(20) on the other keep
-// within the default budget of 50. Sharing one budget between connectors
-// would tie their lifetimes together (a budget is closed, and its sessions
-// waited for, by the connector that owns it) and mix their options, so
-// they do not.
+// Budgets belong to a connector: by default db and adb each have
+// WithMaxConns (or WithServerBudget) connections per server, so where both
+// keys' databases live on one server, that server sees up to the sum (two
+// *sql.DB opened with sql.Open: 50 each). To keep them within one budget,
+// open adb with NewConnector and WithBudgetsOf(dbConnector): its pools
+// then draw on db's per-server budgets (db's budget options apply), either
+// may take the other's idle sessions by the usual rules, and the two
+// together open no more than the one budget. Close adb before db: db's
+// Close closes the budgets. Otherwise give each connector a share that
+// fits (WithMaxConns(30) and WithMaxConns(20)). Budgets are not shared
+// between connectors by default: a budget is closed, and its sessions
+// waited for, by the connector that owns it, and carries that connector's
+// options.
 //
 // Hooks: give adb a registry of its own (WithHooks), holding the hooks of
 // the analytics databases, hooks.Migrate(adb, analyticsMigrations) among

@@ -89,9 +89,10 @@ func ExampleConn_PgxConn() {
 	})
 }
 
-// Several databases per tenant: one *sql.DB per deploy_info key. The two
-// connectors keep a budget each, so together they open up to 30+20
-// connections to a server both use.
+// Several databases per tenant: one *sql.DB per deploy_info key. The
+// analytics connector draws on the default one's per-server budgets
+// (WithBudgetsOf), so together they open at most 50 connections to a
+// server both use.
 func ExampleWithURLKey() {
 	s := store.NewMemory()
 	s.Create(context.Background(), store.Tenant{ID: "tenant-1.test.com", DeployInfo: map[string]string{
@@ -102,19 +103,19 @@ func ExampleWithURLKey() {
 		store.KeyPostgresURL: "postgres://postgres@127.0.0.1:5432/tenant_2", // no analytics database
 	}})
 
-	def, err := driver.NewConnector(s, driver.WithMaxConns(30))
+	def, err := driver.NewConnector(s, driver.WithMaxConns(50))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	analytics, err := driver.NewConnector(s, driver.WithURLKey("ANALYTICS_URL"), driver.WithMaxConns(20))
+	analytics, err := driver.NewConnector(s, driver.WithURLKey("ANALYTICS_URL"), driver.WithBudgetsOf(def))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	db, adb := sql.OpenDB(def), sql.OpenDB(analytics)
 	defer db.Close()
-	defer adb.Close()
+	defer adb.Close() // before db's: db's Close closes the budgets
 	// Or: sql.Open("tenantsql", "file:tenant_config.json?url_key=ANALYTICS_URL").
 
 	// With "tenant-1.test.com" in ctx, db's queries run on tenant_1 and
