@@ -59,6 +59,7 @@ func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
 // for this very hook's connector in turn. It runs on that connector's
 // current configuration, without waiting for the tenant to be ready, as
 // a hook's queries through its own connector do.
+//
 // Once the hooks have returned, their context (kept with
 // context.WithoutCancel) waits as any other.
 func inHookOf(ctx context.Context, id string) bool {
