@@ -344,3 +344,39 @@ func TestWithURLKeyValidates(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A tenant whose update removes the key loses its database on that
+// *sql.DB only: its queries there fail closed, its sessions there are
+// closed, and the other key's pool is kept.
+func TestURLKeyRemoved(t *testing.T) {
+	m := newMultiDB(t)
+	m.def.SetMaxOpenConns(1)
+	id := m.id(0)
+	info := map[string]string{
+		store.KeyPostgresURL: m.url(id, store.KeyPostgresURL, m.databases[0]),
+		analyticsKey:         m.url(id, analyticsKey, m.databases[1]),
+	}
+	m.put(id, info)
+	_, _, defPID, err := where(m.def, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, err := where(m.an, id); err != nil || got != m.databases[1] {
+		t.Fatalf("analytics query: %q, %v; want %q", got, err, m.databases[1])
+	}
+	anApp := m.app(id, analyticsKey)
+	if m.sessions(anApp) == 0 {
+		t.Fatalf("no session named %q after an analytics query", anApp)
+	}
+
+	delete(info, analyticsKey)
+	m.put(id, info)
+
+	if _, _, _, err := where(m.an, id); !errors.Is(err, driver.ErrMissingURLKey) {
+		t.Errorf("analytics query after the key was removed: %v, want ErrMissingURLKey", err)
+	}
+	eventually(t, 30*time.Second, "analytics sessions closed after the key was removed", func() bool { return m.sessions(anApp) == 0 })
+	if got, _, pid, err := where(m.def, id); err != nil || got != m.databases[0] || pid != defPID {
+		t.Errorf("default query: %q on backend %d, %v; want %q on the same backend %d", got, pid, err, m.databases[0], defPID)
+	}
+}
