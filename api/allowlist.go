@@ -95,7 +95,7 @@ func (a *allowList) allows(addr netip.Addr) bool {
 
 // check applies the rule to the hosts of a parsed URL: the first one and
 // those of its fallbacks (other hosts, or the same host without TLS).
-func (a *allowList) check(ctx context.Context, first string, fallbacks []*pgconn.FallbackConfig) *apiError {
+func (a *allowList) check(ctx context.Context, field, first string, fallbacks []*pgconn.FallbackConfig) *apiError {
 	hosts := []string{first}
 	for _, fb := range fallbacks {
 		if !slices.Contains(hosts, fb.Host) {
@@ -106,14 +106,14 @@ func (a *allowList) check(ctx context.Context, first string, fallbacks []*pgconn
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	for _, host := range hosts {
-		if e := a.checkHost(ctx, host); e != nil {
+		if e := a.checkHost(ctx, field, host); e != nil {
 			return e
 		}
 	}
 	return nil
 }
 
-func (a *allowList) checkHost(ctx context.Context, host string) *apiError {
+func (a *allowList) checkHost(ctx context.Context, field, host string) *apiError {
 	shown := clip.String(host)
 	if strings.Contains(strings.ToLower(host), "password") {
 		// "postgres://password=s3cret" reads as a host to pgx, but its
@@ -124,21 +124,21 @@ func (a *allowList) checkHost(ctx context.Context, host string) *apiError {
 	if strings.HasPrefix(host, "/") {
 		// A Unix socket usually means peer authentication: the server
 		// would take us for its own operating-system user.
-		return errorf(http.StatusBadRequest, "invalid %s: host %q is a Unix socket, which is not accepted when allowed hosts are set (a URL without a host uses the local socket too)", urlField, shown)
+		return errorf(http.StatusBadRequest, "invalid %s: host %q is a Unix socket, which is not accepted when allowed hosts are set (a URL without a host uses the local socket too)", field, shown)
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if !a.allows(addr) {
-			return errorf(http.StatusBadRequest, "invalid %s: host %q is not among the allowed hosts", urlField, shown)
+			return errorf(http.StatusBadRequest, "invalid %s: host %q is not among the allowed hosts", field, shown)
 		}
 		return nil
 	}
 	addrs, err := a.lookup(ctx, host)
 	if err != nil || len(addrs) == 0 {
-		return errorf(http.StatusBadRequest, "invalid %s: host %q cannot be resolved, so it cannot be checked against the allowed hosts", urlField, shown)
+		return errorf(http.StatusBadRequest, "invalid %s: host %q cannot be resolved, so it cannot be checked against the allowed hosts", field, shown)
 	}
 	for _, addr := range addrs {
 		if !a.allows(addr) {
-			return errorf(http.StatusBadRequest, "invalid %s: host %q resolves to %s, which is not among the allowed hosts", urlField, shown, normalAddr(addr))
+			return errorf(http.StatusBadRequest, "invalid %s: host %q resolves to %s, which is not among the allowed hosts", field, shown, normalAddr(addr))
 		}
 	}
 	return nil

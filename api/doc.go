@@ -120,6 +120,13 @@
 // sslcrldir, sslkeylogfile, passfile, servicefile and service. The URL
 // must parse with pgx.
 //
+// Every other deploy_info value that starts with postgres:// or
+// postgresql:// is checked the same way, whatever its key (all the checks
+// here, WithAllowedHosts and WithServerCredentials included): a *sql.DB
+// can route by any key (driver.WithURLKey, such as ANALYTICS_URL for a
+// tenant's second database), and the driver dials nothing that is not
+// such a URL, so no key is a way around the checks.
+//
 // That does not stop pgx from reading this machine's own defaults, as it
 // does for every program: the PG* environment variables (PGHOST, PGUSER,
 // PGPASSWORD, PGSSLMODE, PGSERVICE, ...), the password file (PGPASSFILE

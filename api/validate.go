@@ -16,8 +16,6 @@ import (
 	"github.com/tenantsql/tenantsql/store"
 )
 
-const urlField = "deploy_info." + store.KeyPostgresURL
-
 // fileOptions are connection parameters that make pgx (or libpq, for a
 // program that hands it the same URL) read or write a file on this
 // machine: a private key, a password file, a service file that may also
@@ -36,11 +34,14 @@ var fileOptions = []string{
 }
 
 // checkTenant validates a tenant given to POST or PUT beyond what the store
-// checks: the URL must mean the same to pgx as to everyone else, name no
+// checks: each URL must mean the same to pgx as to everyone else, name no
 // file, parse with pgx, point only at allowed hosts, and, unless
-// WithServerCredentials, bring its own credentials.
+// WithServerCredentials, bring its own credentials. That is POSTGRES_URL
+// and every other deploy_info value that is a postgres:// URL, whatever
+// its key: a *sql.DB can route by any key (driver.WithURLKey), and the
+// driver dials nothing else (a value that is not a postgres:// URL fails
+// its queries), so no key is a way around these checks.
 func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
-	raw := t.PostgresURL()
 	// store.Validate first: it refuses URLs that pgx and net/url read
 	// differently before anything echoes them.
 	if err := store.Validate(t); err != nil {
@@ -49,8 +50,40 @@ func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 		}
 		return errorf(http.StatusBadRequest, "invalid tenant")
 	}
-	// store.Validate has also checked the scheme as pgx reads it
-	// (lowercase postgres:// or postgresql://).
+	for _, k := range urlKeys(t.DeployInfo) {
+		if k != store.KeyPostgresURL {
+			// As store.Validate checked POSTGRES_URL.
+			if err := store.ValidateURL(k, t.DeployInfo[k]); err != nil {
+				e, _ := fromStore(err, t.ID)
+				return e
+			}
+		}
+		if e := h.checkURL(ctx, k, t.DeployInfo[k]); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// urlKeys returns the keys of info whose values are postgres:// URLs:
+// POSTGRES_URL first, then the others in order, so that answers do not
+// depend on map order.
+func urlKeys(info map[string]string) []string {
+	keys := []string{store.KeyPostgresURL}
+	for k, v := range info {
+		if k != store.KeyPostgresURL && pgurl.IsURL(v) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys[1:])
+	return keys
+}
+
+// checkURL checks raw, the value of deploy_info key, which store.ValidateURL
+// has accepted (so its scheme is postgres:// or postgresql:// as pgx
+// reads it).
+func (h *handler) checkURL(ctx context.Context, key, raw string) *apiError {
+	urlField := "deploy_info." + key
 	shown := store.RedactURL(raw)
 	if k := fileOption(raw); k != "" {
 		return errorf(http.StatusBadRequest, "invalid %s %q: option %q reads a file on the server and is not accepted through the API", urlField, shown, k)
@@ -65,7 +98,7 @@ func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 		}
 	}
 	if h.allow != nil {
-		if e := h.allow.check(ctx, cfg.Config.Host, cfg.Config.Fallbacks); e != nil {
+		if e := h.allow.check(ctx, urlField, cfg.Config.Host, cfg.Config.Fallbacks); e != nil {
 			return e
 		}
 	}

@@ -68,6 +68,25 @@ func (b *budget) removeTarget(t *target) {
 	b.closeAll(closing)
 }
 
+// retireTargetNow retires t for good, as removeTarget does, and closes its
+// idle sessions before it returns, for a connector that closes while the
+// budget stays open (WithBudgetsOf).
+func (b *budget) retireTargetNow(t *target) {
+	b.mu.Lock()
+	t.removed = true
+	var closing []*physConn
+	if t.pool != nil {
+		closing = b.retireLocked(t.pool, ErrClosed)
+		t.pool = nil
+	}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pc := range closing {
+		wg.Go(func() { b.closeNow(pc) })
+	}
+	wg.Wait()
+}
+
 // reap closes connections idle longer than idleTimeout or past their
 // lifetime, and drops pools that have had no connection for idleTimeout.
 func (b *budget) reap(now time.Time, idleTimeout time.Duration) {

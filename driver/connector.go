@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type Connector struct {
 
 	budgetsMu sync.Mutex
 	budgets   map[string]*budget // per server: host:port
+	owner     *Connector         // WithBudgetsOf: whose budgets this one's pools draw on; nil: its own
 
 	targetsMu sync.Mutex
 	targets   map[string]*target // shared ones, by URL without tenant settings
@@ -80,6 +82,15 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	owner := cfg.budgetOwner
+	if owner != nil {
+		if owner.owner != nil {
+			owner = owner.owner // one owner for all that share its budgets
+		}
+		if owner.closed.Load() {
+			return nil, fmt.Errorf("tenantsql: WithBudgetsOf: %w", ErrClosed)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	events, err := s.Watch(ctx)
 	if err != nil {
@@ -91,6 +102,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		cfg:        cfg,
 		log:        cfg.log,
 		budgets:    make(map[string]*budget),
+		owner:      owner,
 		targets:    make(map[string]*target),
 		readyCh:    make(chan struct{}),
 		applied:    newBroadcast(),
@@ -110,7 +122,7 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 		}
 	}
 	c.drv = &Driver{c: c}
-	c.reg.init()
+	c.reg.init(cfg.urlKey)
 	c.wg.Add(2)
 	go c.follow(ctx, events)
 	go c.reapLoop(ctx)
@@ -146,6 +158,9 @@ func (c *Connector) Close() error {
 		c.cancel()
 		c.wg.Wait()
 		c.hookq.wait()
+		if c.owner != nil {
+			c.retireTargets()
+		}
 		for _, b := range c.allBudgets() {
 			b.close()
 		}
@@ -180,7 +195,10 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 				return nil, nil, err
 			}
 		}
-		if g := t.gate.Load(); !g.ok.Load() {
+		if t.err != nil {
+			return nil, nil, t.err // no usable URL under this connector's key: fail closed, before any wait
+		}
+		if g := t.gate.Load(); !g.ok.Load() && !inHookOf(ctx, id) {
 			if err := waitGate(ctx, t, g); err != nil {
 				return nil, nil, err
 			}
@@ -357,18 +375,21 @@ func (c *Connector) apply(changes []store.Change) {
 	if len(changes) == 0 {
 		return
 	}
+	// The URL's attribute is named after the key: postgres_url, or
+	// analytics_url for a connector on ANALYTICS_URL.
+	urlAttr := strings.ToLower(c.cfg.urlKey)
 	for _, sw := range c.reg.apply(changes, c.newTenant) {
 		ch := sw.change
 		switch {
 		case ch.Type == store.EventDelete:
 			c.log.Debug("tenantsql: tenant removed", "tenant", ch.Tenant.ID)
 		case sw.old == nil && sw.new != nil && ch.Type == store.EventCreate:
-			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, "postgres_url", store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
 		case sw.old != nil:
-			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, "postgres_url", store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
 		}
-		if sw.old != nil {
-			if sw.new != nil {
+		if sw.old != nil && sw.old.tg != nil {
+			if sw.new != nil && sw.new.tg != nil {
 				inheritStats(sw.old, sw.new)
 			}
 			c.dropTarget(sw.old.tg)
@@ -380,11 +401,19 @@ func (c *Connector) apply(changes []store.Change) {
 // newTenant builds the tenant for a change that needs a new one: a create,
 // or an update that changes the URL (old is the tenant it replaces).
 func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
-	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.PostgresURL()}
+	t := &tenant{id: ch.Tenant.ID, dsn: ch.Tenant.DeployInfo[c.cfg.urlKey]}
 	t.version.Store(ch.Tenant.Version)
+	t.err = urlError(t.id, c.cfg.urlKey, t.dsn)
 	switch {
-	case c.hooks == nil:
+	case c.hooks == nil, t.err != nil:
+		// Without a usable URL its queries fail with t.err before any
+		// gate, and it runs no hooks here (scheduleHooks).
 		t.gate.Store(openGate)
+	case gainsKey(old, t):
+		// For this connector the tenant's database appears now (it had
+		// no URL under the key before): a create, whose hooks (create
+		// the database, migrate it) gate its queries.
+		t.gate.Store(newGate(store.EventCreate, store.Tenant{}))
 	case old != nil:
 		// A move. Until this update's hooks (typically: create the new
 		// database and migrate it) have succeeded, the new database may
@@ -397,15 +426,35 @@ func (c *Connector) newTenant(ch store.Change, old *tenant) *tenant {
 	default:
 		t.gate.Store(newGate(store.EventCreate, store.Tenant{})) // opened by its create hooks
 	}
+	if t.err != nil {
+		// No target: there is nothing to dial, and no default to fall
+		// back on. Queries fail with t.err. A tenant that lacks the key
+		// is normal where only some tenants have, say, an analytics
+		// database: not worth a warning per tenant at every start.
+		level := slog.LevelWarn
+		if errors.Is(t.err, ErrMissingURLKey) {
+			level = slog.LevelDebug
+		}
+		c.log.Log(context.Background(), level, "tenantsql: tenant has no usable "+c.cfg.urlKey+"; its queries through this *sql.DB will fail", "tenant", t.id, "err", t.err)
+		return t
+	}
 	// Report a bad URL now, in the log, not only at the first query.
-	cc, err := parseDSN(t.id, t.dsn)
+	cc, err := parseDSN(t.id, c.cfg.urlKey, t.dsn)
 	if err != nil {
-		c.log.Warn("tenantsql: tenant has an unusable POSTGRES_URL; its queries will fail", "tenant", t.id, "err", err)
+		c.log.Warn("tenantsql: tenant has an unusable "+c.cfg.urlKey+"; its queries will fail", "tenant", t.id, "err", err)
 	}
 	base, set := splitTenantURL(t.dsn)
 	t.set = set
 	t.tg = c.targetFor(t.id, base, set != nil, set.custom(), serverKey(cc))
 	return t
+}
+
+// gainsKey reports whether t, replacing old, is the first usable
+// configuration of its tenant under the connector's key: before, the
+// tenant lacked the key (or its value was not a URL) and ran no hooks
+// here.
+func gainsKey(old, t *tenant) bool {
+	return old != nil && old.err != nil && t.err == nil
 }
 
 // targetFor returns the target a new tenant's sessions dial: a new one
@@ -506,16 +555,58 @@ func (c *Connector) LookupTenant(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
-// budgetFor returns the budget of a server, making it on first use.
+// budgetFor returns the budget of a server, making it on first use: the
+// owner's, for a connector that draws on another's budgets.
 func (c *Connector) budgetFor(server string) *budget {
+	if c.owner != nil {
+		return c.owner.budgetFor(server)
+	}
 	c.budgetsMu.Lock()
 	defer c.budgetsMu.Unlock()
 	b := c.budgets[server]
 	if b == nil {
 		b = newBudget(&c.cfg, server)
+		if c.closed.Load() {
+			// Asked by a connector that draws on this closed one's
+			// budgets: a budget no one would close must not open
+			// sessions.
+			b.closed = true
+			return b
+		}
 		c.budgets[server] = b
 	}
 	return b
+}
+
+// budgetHome is the connector whose budgets this one's pools draw on.
+func (c *Connector) budgetHome() *Connector {
+	if c.owner != nil {
+		return c.owner
+	}
+	return c
+}
+
+// retireTargets retires the pools of a connector that draws on another's
+// budgets, when it closes: the budgets stay open for the owner (and other
+// connectors sharing them), so only its own pools go. Idle sessions are
+// closed before it returns; sessions in use are closed when released.
+func (c *Connector) retireTargets() {
+	var tgs []*target
+	for _, t := range c.reg.snapshot() {
+		if t.tg != nil && !t.tg.shared {
+			tgs = append(tgs, t.tg)
+		}
+	}
+	c.targetsMu.Lock()
+	for _, tg := range c.targets {
+		tgs = append(tgs, tg)
+	}
+	c.targetsMu.Unlock()
+	var wg sync.WaitGroup
+	for _, tg := range tgs {
+		wg.Go(func() { tg.b.retireTargetNow(tg) })
+	}
+	wg.Wait()
 }
 
 func (c *Connector) allBudgets() []*budget {

@@ -54,6 +54,51 @@
 // default_query_exec_mode says otherwise (behind PgBouncer). Row-level-security tenants whose login role bypasses RLS are
 // refused unless WithBypassRLS(true).
 //
+// # Several databases per tenant
+//
+// A *sql.DB routes by one key of the tenants' deploy_info: POSTGRES_URL by
+// default, another with WithURLKey or the store URL option url_key, for
+// tenants that have, say, a default and an analytics database:
+//
+//	db, err := sql.Open("tenantsql", "file:tenants.json")                          // POSTGRES_URL
+//	adb, err := sql.Open("tenantsql", "file:tenants.json?url_key=ANALYTICS_URL")    // ANALYTICS_URL
+//
+// Each is a connector of its own, with the same routing, lifecycle and
+// hooks: an update that changes only ANALYTICS_URL replaces only adb's
+// pool for that tenant (db's sessions stay), a delete closes both. A
+// tenant whose deploy_info lacks the key, or holds it empty, fails closed
+// on adb with a *MissingURLKeyError naming the tenant and the key
+// (errors.Is ErrMissingURLKey and ErrTenantConfig); it is never sent to
+// POSTGRES_URL. A value that is not a postgres:// URL is ErrTenantConfig.
+// For adb, a tenant that gains the key by an update is created: its
+// create hooks run there and gate its queries. A tenant without the key
+// runs no hooks on adb.
+//
+// Budgets belong to a connector: by default db and adb each have
+// WithMaxConns (or WithServerBudget) connections per server, so where both
+// keys' databases live on one server, that server sees up to the sum (two
+// *sql.DB opened with sql.Open: 50 each). To keep them within one budget,
+// open adb with NewConnector and WithBudgetsOf(dbConnector): its pools
+// then draw on db's per-server budgets (db's budget options apply), either
+// may take the other's idle sessions by the usual rules, and the two
+// together open no more than the one budget. Close adb before db: db's
+// Close closes the budgets. Otherwise give each connector a share that
+// fits (WithMaxConns(30) and WithMaxConns(20)). Budgets are not shared
+// between connectors by default: a budget is closed, and its sessions
+// waited for, by the connector that owns it, and carries that connector's
+// options.
+//
+// Hooks: give adb a registry of its own (WithHooks), holding the hooks of
+// the analytics databases, hooks.Migrate(adb, analyticsMigrations) among
+// them. With one registry for both (hooks.Subscribe, sql.Open), each
+// *sql.DB runs every hook, as any two do; a hook's query through the other
+// *sql.DB does not wait for that one's hooks (they may be waiting for this
+// one's), so this works too, at the cost of running every hook twice. But
+// then db runs adb's hooks too, and for a tenant without ANALYTICS_URL
+// they fail with ErrMissingURLKey, which leaves the tenant not ready on
+// db (ErrTenantNotReady): with tenants that lack the key, separate
+// registries are required.
+//
 // # Connections
 //
 // Each tenant has a pool of physical connections, created on first use and

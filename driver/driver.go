@@ -6,6 +6,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/tenantsql/tenantsql/store"
@@ -42,14 +44,23 @@ func (d *Driver) Open(name string) (driver.Conn, error) {
 // OpenConnector implements driver.DriverContext: name is a store URL.
 // The store is opened (and, for a file, read and checked) here, so
 // sql.Open reports a missing or malformed tenant file at once.
+//
+// The store URL may carry one option of the driver's own, url_key=KEY
+// (see WithURLKey), which it takes out before opening the store:
+// "file:tenants.json?url_key=ANALYTICS_URL" routes each tenant to the
+// database of its deploy_info key ANALYTICS_URL instead of POSTGRES_URL.
 func (d *Driver) OpenConnector(name string) (driver.Connector, error) {
+	name, opts, err := driverOptions(name)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := store.Open(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("tenantsql: %w", err)
 	}
-	c, err := NewConnector(s)
+	c, err := NewConnector(s, opts...)
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -66,4 +77,42 @@ func ConnectorOf(db *sql.DB) (*Connector, bool) {
 		return nil, false
 	}
 	return d.c, true
+}
+
+// urlKeyOption is the store URL option that names the deploy_info key of
+// the tenants' database URLs, as WithURLKey does.
+const urlKeyOption = "url_key"
+
+// driverOptions takes the driver's own options (url_key) out of a store
+// URL and returns the URL the store is opened with. The rest of the query
+// is left as written, so what the store reads is what the user wrote.
+func driverOptions(name string) (string, []Option, error) {
+	base, rawQuery, ok := strings.Cut(name, "?")
+	if !ok {
+		return name, nil, nil
+	}
+	var keep []string
+	var opts []Option
+	for part := range strings.SplitSeq(rawQuery, "&") {
+		k, v, _ := strings.Cut(part, "=")
+		if uk, err := url.QueryUnescape(k); err != nil || uk != urlKeyOption {
+			keep = append(keep, part)
+			continue
+		}
+		key, err := url.QueryUnescape(v)
+		if err == nil {
+			err = store.ValidateKey(key)
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("tenantsql: store URL option %s=%q: %w (want the deploy_info key of the tenants' database URLs, such as %s=ANALYTICS_URL)", urlKeyOption, v, err, urlKeyOption)
+		}
+		if len(opts) > 0 {
+			return "", nil, fmt.Errorf("tenantsql: store URL option %s is given twice; give one key per *sql.DB", urlKeyOption)
+		}
+		opts = append(opts, WithURLKey(key))
+	}
+	if len(keep) == 0 {
+		return base, opts, nil
+	}
+	return base + "?" + strings.Join(keep, "&"), opts, nil
 }

@@ -23,8 +23,15 @@ var (
 	// this process: they are still running when the context ended, or they
 	// failed (the error wraps why).
 	ErrTenantNotReady = errors.New("tenantsql: tenant not ready")
-	// ErrTenantConfig: the tenant's POSTGRES_URL could not be used.
+	// ErrTenantConfig: the tenant's POSTGRES_URL (or the deploy_info key
+	// the connector reads, WithURLKey) could not be used.
 	ErrTenantConfig = errors.New("tenantsql: bad tenant configuration")
+	// ErrMissingURLKey: the tenant's deploy_info lacks the key this
+	// connector reads its database URL from (WithURLKey, url_key=), or
+	// holds it empty. The error is a *MissingURLKeyError, which names the
+	// tenant and the key; errors.Is matches ErrTenantConfig too. The
+	// driver never falls back to another key.
+	ErrMissingURLKey = errors.New("tenantsql: tenant lacks the database URL key")
 	// ErrClosed: the connector (the *sql.DB) was closed.
 	ErrClosed = errors.New("tenantsql: connector closed")
 )
@@ -56,3 +63,21 @@ func (e *noTenantError) Unwrap() error { return ErrNoTenant }
 func noTenantBound(bound string) error {
 	return &noTenantError{why: fmt.Sprintf("connection is bound to tenant %q", bound)}
 }
+
+// MissingURLKeyError is the error of a query for a tenant whose deploy_info
+// lacks the key the connector reads (see WithURLKey): the tenant has no
+// database for this *sql.DB. errors.Is matches ErrMissingURLKey and
+// ErrTenantConfig.
+type MissingURLKeyError struct {
+	Tenant string // the tenant's id
+	Key    string // the deploy_info key it lacks, such as "ANALYTICS_URL"
+}
+
+func (e *MissingURLKeyError) Error() string {
+	return fmt.Sprintf("tenantsql: tenant %q has no %s in its deploy_info, the key this *sql.DB routes by (it never falls back to another key): "+
+		"add %s, a postgres:// URL, to the tenant's deploy_info, or query this tenant through a *sql.DB of a key it has",
+		e.Tenant, e.Key, e.Key)
+}
+
+// Unwrap makes errors.Is match ErrMissingURLKey and ErrTenantConfig.
+func (e *MissingURLKeyError) Unwrap() []error { return []error{ErrMissingURLKey, ErrTenantConfig} }

@@ -3,6 +3,7 @@ package driver_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -86,4 +87,45 @@ func ExampleConn_PgxConn() {
 		_, err = pgxConn.Exec(ctx, "LISTEN tenant_events")
 		return err
 	})
+}
+
+// Several databases per tenant: one *sql.DB per deploy_info key. The
+// analytics connector draws on the default one's per-server budgets
+// (WithBudgetsOf), so together they open at most 50 connections to a
+// server both use.
+func ExampleWithURLKey() {
+	s := store.NewMemory()
+	s.Create(context.Background(), store.Tenant{ID: "tenant-1.test.com", DeployInfo: map[string]string{
+		store.KeyPostgresURL: "postgres://postgres@127.0.0.1:5432/tenant_1",
+		"ANALYTICS_URL":      "postgres://postgres@127.0.0.1:5432/tenant_1_analytics",
+	}})
+	s.Create(context.Background(), store.Tenant{ID: "tenant-2.test.com", DeployInfo: map[string]string{
+		store.KeyPostgresURL: "postgres://postgres@127.0.0.1:5432/tenant_2", // no analytics database
+	}})
+
+	def, err := driver.NewConnector(s, driver.WithMaxConns(50))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	analytics, err := driver.NewConnector(s, driver.WithURLKey("ANALYTICS_URL"), driver.WithBudgetsOf(def))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	db, adb := sql.OpenDB(def), sql.OpenDB(analytics)
+	defer db.Close()
+	defer adb.Close() // before db's: db's Close closes the budgets
+	// Or: sql.Open("tenantsql", "file:tenant_config.json?url_key=ANALYTICS_URL").
+
+	// With "tenant-1.test.com" in ctx, db's queries run on tenant_1 and
+	// adb's on tenant_1_analytics. tenant-2 has no analytics database:
+	// refused, never sent to its POSTGRES_URL.
+	ctx := tenantctx.WithTenant(context.Background(), "tenant-2.test.com")
+	_, err = adb.ExecContext(ctx, "SELECT 1")
+	fmt.Println(errors.Is(err, driver.ErrMissingURLKey))
+	fmt.Println(err)
+	// Output:
+	// true
+	// tenantsql: tenant "tenant-2.test.com" has no ANALYTICS_URL in its deploy_info, the key this *sql.DB routes by (it never falls back to another key): add ANALYTICS_URL, a postgres:// URL, to the tenant's deploy_info, or query this tenant through a *sql.DB of a key it has
 }

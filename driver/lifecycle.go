@@ -50,12 +50,37 @@ func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
 	return nil
 }
 
+// inHookOf reports whether ctx is the context of a hook, of any
+// connector, for tenant id. Such a query through another connector (a
+// hook of the default *sql.DB migrating the tenant's analytics database
+// through the analytics *sql.DB) does not wait for that connector's gate:
+// the gate opens when that connector's hooks for the tenant return, and
+// with one registry for both (hooks.Subscribe) those hooks may be waiting
+// for this very hook's connector in turn. It runs on that connector's
+// current configuration, without waiting for the tenant to be ready, as
+// a hook's queries through its own connector do.
+//
+// Once the hooks have returned, their context (kept with
+// context.WithoutCancel) waits as any other.
+func inHookOf(ctx context.Context, id string) bool {
+	hs, ok := ctx.Value(hookKey{}).(*hookScope)
+	if !ok || hs.t.id != id {
+		return false
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return !hs.ended
+}
+
 // acquire checks out a connection at the scope's configuration. Once that
 // configuration has been retired (the tenant was deleted, or changed again
 // while its hooks ran), the scope goes on with a private copy of it, which
 // no other query sees and which is closed when the hooks return.
 func (hs *hookScope) acquire(ctx context.Context, hint *physConn) (*physConn, *tenant, error) {
 	t := hs.t
+	if t.err != nil {
+		return nil, nil, t.err
+	}
 	for {
 		pc, err := t.tg.b.acquire(ctx, t.tg, hint)
 		switch {
@@ -116,6 +141,13 @@ func (c *Connector) scheduleHooks(sw swap) {
 	if c.hooks == nil || ch.Type == store.EventCreate && !c.isNew(ch) {
 		return
 	}
+	// A configuration without a usable URL under this connector's key
+	// (WithURLKey) has no database here to set up or clean up: its
+	// queries fail closed, and hooks for it would only fail too. The
+	// hooks of the other *sql.DB, on the keys the tenant has, run there.
+	if t := sw.new; t != nil && t.err != nil || ch.Type == store.EventDelete && sw.old != nil && sw.old.err != nil {
+		return
+	}
 	var g *gate
 	t := sw.new
 	switch ch.Type {
@@ -124,6 +156,10 @@ func (c *Connector) scheduleHooks(sw swap) {
 	case store.EventUpdate:
 		cur := sw.new.gate.Load()
 		switch {
+		case gainsKey(sw.old, sw.new):
+			// Its database appears for this connector: a create here.
+			g = cur
+			ch = store.Change{Type: store.EventCreate, Tenant: ch.Tenant, Version: ch.Version}
 		case sw.old != nil: // moved: a new configuration, gated
 			g = cur
 		case cur.failed():

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tenantsql/tenantsql/store"
 )
 
 // Defaults for the physical connection pools.
@@ -53,6 +54,8 @@ type config struct {
 	beforeConnect     func(ctx context.Context, tenant string, cfg *pgx.ConnConfig) error
 	afterConnect      func(ctx context.Context, tenant string, conn *pgx.Conn) error
 	allowBypassRLS    bool
+	urlKey            string     // the deploy_info key of the tenants' database URLs
+	budgetOwner       *Connector // WithBudgetsOf
 }
 
 type serverBudget struct {
@@ -69,6 +72,7 @@ func defaultConfig() config {
 		evictionDelay:   DefaultEvictionDelay,
 		hookConcurrency: 4,
 		log:             slog.Default(),
+		urlKey:          store.KeyPostgresURL,
 	}
 }
 
@@ -90,6 +94,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("tenantsql: WithHookConcurrency(%d): must be at least 1", c.hookConcurrency)
 	case c.log == nil:
 		return fmt.Errorf("tenantsql: WithLogger(nil)")
+	}
+	if err := store.ValidateKey(c.urlKey); err != nil {
+		return fmt.Errorf("tenantsql: WithURLKey(%q): %w", c.urlKey, err)
 	}
 	// Key the budgets as serverKey keys servers, so a budget applies
 	// however its server is spelled here and in the URLs. Of two budgets
@@ -227,3 +234,43 @@ func WithAfterConnect(f func(ctx context.Context, tenant string, conn *pgx.Conn)
 func WithBypassRLS(allow bool) Option {
 	return func(c *config) { c.allowBypassRLS = allow }
 }
+
+// WithURLKey makes the connector route each tenant to the database named
+// by another key of its deploy_info than POSTGRES_URL (the default), for
+// a tenant with several databases: one *sql.DB per key, such as a
+// default one on POSTGRES_URL and one on ANALYTICS_URL. Everything else
+// works as for POSTGRES_URL: routing, budgets, pools replaced when the
+// key's URL changes (and only then), lifecycle hooks. The key must be a
+// valid deploy_info key (store.ValidateKey), checked by NewConnector.
+//
+// A tenant whose deploy_info lacks the key, or holds it empty, has no
+// database for this connector: its queries fail with a
+// *MissingURLKeyError (errors.Is ErrMissingURLKey), never reaching
+// another key's database. A value that is not a postgres:// or
+// postgresql:// URL fails them with ErrTenantConfig. For this connector a
+// tenant that gains the key by an update is created: its create hooks run
+// and gate its queries, as for a new tenant.
+//
+// The store URL option url_key=KEY does the same for sql.Open:
+// sql.Open("tenantsql", "file:tenants.json?url_key=ANALYTICS_URL").
+func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
+
+// WithBudgetsOf makes the connector's pools draw on owner's per-server
+// budgets instead of budgets of its own, so that two *sql.DB in one
+// process, typically one on POSTGRES_URL and one on ANALYTICS_URL
+// (WithURLKey), whose databases live on the same servers together stay
+// within each server's budget: a session of either counts against it, and
+// either may close the other's idle sessions to make room, by the usual
+// rules. The budget options of owner apply (WithMaxConns,
+// WithServerBudget, WithMaxConnsPerTenant, WithMaxConnLifetime,
+// WithConnectTimeout, WithEvictionDelay, WithIdleTimeout); this
+// connector's own are not used for them. Its other options (the key,
+// hooks, connect callbacks) stay its own.
+//
+// Close this connector before owner: closing it closes its own pools,
+// while closing owner closes the budgets, after which this connector's
+// queries fail with ErrClosed. Its Close does not wait for its dials in
+// flight (owner's does). Stats reports owner's servers and this
+// connector's tenants. A connector that itself draws on another's budgets
+// passes that one on.
+func WithBudgetsOf(owner *Connector) Option { return func(c *config) { c.budgetOwner = owner } }

@@ -12,10 +12,12 @@ import (
 // follows the store) copies it, which costs O(n) per batch of store
 // events, never per query.
 type registry struct {
-	m atomic.Pointer[map[string]*tenant]
+	m   atomic.Pointer[map[string]*tenant]
+	key string // the deploy_info key of the URL (WithURLKey)
 }
 
-func (r *registry) init() {
+func (r *registry) init(key string) {
+	r.key = key
 	m := make(map[string]*tenant)
 	r.m.Store(&m)
 }
@@ -31,7 +33,8 @@ type swap struct {
 }
 
 // apply applies a batch of changes and returns what each did. mk builds the
-// tenant for a created tenant or a new POSTGRES_URL.
+// tenant for a created tenant or a new URL under the registry's key; a
+// change to other keys of deploy_info keeps the tenant and its pool.
 func (r *registry) apply(changes []store.Change, mk func(store.Change, *tenant) *tenant) []swap {
 	next := maps.Clone(*r.m.Load())
 	out := make([]swap, 0, len(changes))
@@ -40,7 +43,7 @@ func (r *registry) apply(changes []store.Change, mk func(store.Change, *tenant) 
 		sw := swap{change: c, old: old}
 		switch c.Type {
 		case store.EventCreate, store.EventUpdate:
-			if old != nil && old.dsn == c.Tenant.PostgresURL() {
+			if old != nil && old.dsn == c.Tenant.DeployInfo[r.key] {
 				sw.old, sw.new = nil, old // same configuration: keep the pool
 				old.version.Store(c.Tenant.Version)
 				break

@@ -34,7 +34,7 @@ func BenchmarkApplySync(b *testing.B) {
 			b.Fatal(err)
 		}
 		c := &Connector{cfg: cfg, log: cfg.log, budgets: make(map[string]*budget), applied: newBroadcast()}
-		c.reg.init()
+		c.reg.init(store.KeyPostgresURL)
 		return c
 	}
 	b.Run("all new", func(b *testing.B) {

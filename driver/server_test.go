@@ -42,7 +42,7 @@ func TestServerKey(t *testing.T) {
 		{"postgres:///app?host=/tmp&port=6432", "/tmp:6432"},
 	}
 	for _, tt := range tests {
-		cc, err := parseDSN("t1", tt.url)
+		cc, err := parseDSN("t1", "POSTGRES_URL", tt.url)
 		if err != nil {
 			t.Errorf("%s: %v", tt.url, err)
 			continue
@@ -82,7 +82,7 @@ func TestServerBudgetKey(t *testing.T) {
 			continue
 		}
 		for _, u := range tt.urls {
-			cc, err := parseDSN("t1", u)
+			cc, err := parseDSN("t1", "POSTGRES_URL", u)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestServerBudgetKey(t *testing.T) {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	cc, _ := parseDSN("t1", "postgres://localhost/app")
+	cc, _ := parseDSN("t1", "POSTGRES_URL", "postgres://localhost/app")
 	if b := newBudget(&cfg, serverKey(cc)); b.max != 7 {
 		t.Errorf("localhost got the budget of 127.0.0.1: %d", b.max)
 	}

@@ -102,7 +102,7 @@ func waitCleanup(done <-chan struct{}) {
 // is created, not when the tenant is registered, so ten thousand
 // registered tenants hold only their URLs.
 func (t *target) pgDialer() (dialFunc, error) {
-	cc, err := parseDSN(t.name, t.dsn)
+	cc, err := parseDSN(t.name, t.cfg.urlKey, t.dsn)
 	if err != nil {
 		return nil, err
 	}

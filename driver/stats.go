@@ -63,12 +63,16 @@ type TenantStats struct {
 // server's lock in turn, so it is not one instant across servers.
 func (c *Connector) Stats() Stats {
 	reg := c.reg.snapshot()
-	s := Stats{MaxConns: c.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
+	home := c.budgetHome() // WithBudgetsOf: the servers' budgets are the owner's
+	s := Stats{MaxConns: home.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
 	byBudget := make(map[*budget][]*tenant)
 	for _, t := range reg {
+		if t.tg == nil {
+			continue // no URL under the connector's key: no pool
+		}
 		byBudget[t.tg.b] = append(byBudget[t.tg.b], t)
 	}
-	for _, b := range c.allBudgets() {
+	for _, b := range home.allBudgets() {
 		b.mu.Lock()
 		ss := ServerStats{
 			Budget: b.max, Open: b.open, Idle: b.idle.n, Waiting: b.waiters.n, Pools: len(b.pools),
@@ -94,6 +98,9 @@ func (c *Connector) TenantStats(id string) (TenantStats, bool) {
 	t := c.reg.get(id)
 	if t == nil {
 		return TenantStats{}, false
+	}
+	if t.tg == nil {
+		return TenantStats{}, true // no URL under the connector's key: no pool
 	}
 	t.tg.b.mu.Lock()
 	defer t.tg.b.mu.Unlock()

@@ -30,7 +30,7 @@ func TestParseDSNError(t *testing.T) {
 		{"postgres://u:sek%zz/ret@127.0.0.1/db", "cannot parse `(unparsable URL)`: it does not parse, and where its password ends is unclear (percent-encode '@', '/', '?' and '#' in the user name and password: %40, %2F, %3F, %23)"},
 	}
 	for _, tt := range tests {
-		cc, err := parseDSN("t1", tt.dsn)
+		cc, err := parseDSN("t1", "POSTGRES_URL", tt.dsn)
 		if cc != nil || !errors.Is(err, ErrTenantConfig) {
 			t.Errorf("parseDSN(%q) = %v, %v; want ErrTenantConfig", tt.dsn, cc, err)
 			continue
@@ -39,7 +39,7 @@ func TestParseDSNError(t *testing.T) {
 			t.Errorf("parseDSN(%q) error:\n got %s\nwant %s%s", tt.dsn, err, prefix, tt.want)
 		}
 	}
-	if _, err := parseDSN("t1", "postgres://u:p@127.0.0.1/db"); err != nil {
+	if _, err := parseDSN("t1", "POSTGRES_URL", "postgres://u:p@127.0.0.1/db"); err != nil {
 		t.Errorf("parseDSN of a good URL: %v", err)
 	}
 }

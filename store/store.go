@@ -155,6 +155,11 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 		}
 		return nil, fmt.Errorf("store: %s is not a store URL (want file:PATH, memory: or redis://...)", shown)
 	}
+	if _, q, ok := strings.Cut(rest, "?"); ok {
+		if v, err := url.ParseQuery(q); err == nil && v.Has("url_key") {
+			return nil, fmt.Errorf("store: url_key is an option of the tenantsql driver (sql.Open(\"tenantsql\", ...)), which takes it out of the URL; a store does not take it: open the store without it")
+		}
+	}
 	switch strings.ToLower(scheme) {
 	case "memory":
 		if rest != "" && rest != "//" {

@@ -171,6 +171,8 @@ func TestOpen(t *testing.T) {
 		{"file:" + existing + "?pol=1s", []string{`"pol"`, "unknown"}},
 		{"file:" + existing + "?create=true&readonly=1", []string{`"readonly"`, "unknown"}},
 		{"file:" + existing + "?%zz", []string{"options"}},
+		{"file:" + existing + "?create=true&url_key=ANALYTICS_URL", []string{"url_key", "tenantsql driver"}},
+		{"redis://:hunter2@127.0.0.1:6379/0?url_key=ANALYTICS_URL", []string{"url_key", "tenantsql driver"}},
 	}
 	for _, tc := range bad {
 		s, err := Open(ctx, tc.url)

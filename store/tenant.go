@@ -160,11 +160,18 @@ func Validate(t Tenant) error {
 			return &ValidationError{Field: "deploy_info." + k, Reason: fmt.Sprintf("longer than %d bytes", maxDeployValLen)}
 		}
 	}
-	return validatePostgresURL(t.DeployInfo[KeyPostgresURL])
+	return ValidateURL(KeyPostgresURL, t.DeployInfo[KeyPostgresURL])
 }
 
-func validatePostgresURL(raw string) error {
-	const field = "deploy_info." + KeyPostgresURL
+// ValidateURL checks raw, the value of deploy_info key, as Validate checks
+// POSTGRES_URL: a postgres:// or postgresql:// URL that pgx and URL
+// parsers read alike, so that its redacted form hides its password. The
+// admin API checks with it every value of deploy_info that is a postgres
+// URL, whatever its key: the driver can be told to route by any key
+// (driver.WithURLKey). The error is a *ValidationError naming
+// deploy_info.KEY.
+func ValidateURL(key, raw string) error {
+	field := "deploy_info." + key
 	if raw == "" {
 		return &ValidationError{Field: field, Reason: "is missing"}
 	}
@@ -223,6 +230,18 @@ func urlErrorReason(err error) string {
 		msg = msg[i+len(q):]
 	}
 	return strings.Join(strings.Fields(b.String()), " ")
+}
+
+// ValidateKey checks a deploy_info key name as Validate checks the keys of
+// a tenant: 1 to 128 bytes of [A-Za-z0-9_], not starting with a digit.
+// Code that is told which key to read (the driver's WithURLKey) checks it
+// with this, so a key no tenant can hold is refused at start-up instead
+// of failing every query. The error is a *ValidationError.
+func ValidateKey(key string) error {
+	if !validKey(key) {
+		return &ValidationError{Field: "deploy_info key", Value: shorten(key), Reason: "keys are 1 to 128 bytes of [A-Za-z0-9_], not starting with a digit"}
+	}
+	return nil
 }
 
 func validKey(k string) bool {

@@ -1,0 +1,125 @@
+package driver_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// Two *sql.DB on two keys of one server, the analytics one drawing on the
+// default one's budget (WithBudgetsOf): the server never sees more
+// sessions of theirs than that one budget, and each gets its turn.
+func TestWithBudgetsOfSharesTheServerBudget(t *testing.T) {
+	m := newMultiStore(t)
+	owner, err := driver.NewConnector(m.store, driver.WithHooks(nil), driver.WithMaxConns(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.def = sqlOpenDB(t, owner)
+	borrower, err := driver.NewConnector(m.store, driver.WithHooks(nil), driver.WithURLKey(analyticsKey), driver.WithBudgetsOf(owner), driver.WithMaxConns(50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.an = sql.OpenDB(borrower)
+	defer m.an.Close()
+
+	id := m.id(0)
+	m.put(id, map[string]string{
+		store.KeyPostgresURL: m.url(id, store.KeyPostgresURL, m.databases[0]),
+		analyticsKey:         m.url(id, analyticsKey, m.databases[1]),
+	})
+	apps := []string{m.app(id, store.KeyPostgresURL), m.app(id, analyticsKey)}
+	sessions := func() int { return m.sessions(apps[0]) + m.sessions(apps[1]) }
+
+	// The default *sql.DB holds the whole budget, two sessions in use.
+	var txs []*sql.Tx
+	for range 2 {
+		tx, err := m.def.BeginTx(tenantCtx(id), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(tenantCtx(id), "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	// The analytics *sql.DB, whose own WithMaxConns(50) does not apply,
+	// gets no session until one is given back.
+	ctx, cancel := context.WithTimeout(tenantCtx(id), 300*time.Millisecond)
+	_, err = m.an.ExecContext(ctx, "SELECT 1")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("analytics query while the shared budget is in use: %v, want it to wait (context.DeadlineExceeded)", err)
+	}
+	if n := sessions(); n != 2 {
+		t.Errorf("the server sees %d sessions of the two *sql.DB, want the budget's 2", n)
+	}
+	if err := txs[0].Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	// Now it takes the idle session's slot.
+	got, _, _, err := where(m.an, id)
+	if err != nil || got != m.databases[1] {
+		t.Fatalf("analytics query after a session was given back: %q, %v; want %q", got, err, m.databases[1])
+	}
+	if n := sessions(); n > 2 {
+		t.Errorf("the server sees %d sessions of the two *sql.DB, want at most the budget's 2", n)
+	}
+
+	// Closing the analytics *sql.DB closes its sessions and leaves the
+	// budget, and the default *sql.DB, working.
+	if err := m.an.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.sessions(apps[1]); n != 0 {
+		t.Errorf("%d analytics sessions after its *sql.DB was closed, want 0", n)
+	}
+	if err := txs[1].Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, err := where(m.def, id); err != nil || got != m.databases[0] {
+		t.Errorf("default query after the analytics *sql.DB was closed: %q, %v; want %q", got, err, m.databases[0])
+	}
+}
+
+// Once the owner is closed, so are the budgets: the borrower's queries
+// fail closed, for tenants it had and tenants it gets afterwards, and a
+// new borrower is refused. (The URLs name a port nothing listens on: no
+// query may get as far as dialling.)
+func TestWithBudgetsOfClosedOwner(t *testing.T) {
+	s := store.NewMemory()
+	nowhere := "postgres://u:pw@127.0.0.1:1/x"
+	if _, err := s.Create(context.Background(), store.Tenant{ID: "before.test", DeployInfo: map[string]string{store.KeyPostgresURL: nowhere}}); err != nil {
+		t.Fatal(err)
+	}
+	owner, err := driver.NewConnector(s, driver.WithHooks(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	borrower, err := driver.NewConnector(s, driver.WithHooks(nil), driver.WithBudgetsOf(owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqlOpenDB(t, borrower)
+	if err := db.PingContext(context.Background()); err != nil { // the tenants are loaded
+		t.Fatal(err)
+	}
+	owner.Close()
+	if _, err := s.Create(context.Background(), store.Tenant{ID: "after.test", DeployInfo: map[string]string{store.KeyPostgresURL: nowhere}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"before.test", "after.test"} {
+		if _, err := db.ExecContext(tenantCtx(id), "SELECT 1"); !errors.Is(err, driver.ErrClosed) {
+			t.Errorf("%s: query through the borrower of a closed connector: %v, want ErrClosed", id, err)
+		}
+	}
+	if _, err := driver.NewConnector(s, driver.WithBudgetsOf(owner)); !errors.Is(err, driver.ErrClosed) {
+		t.Errorf("WithBudgetsOf a closed connector: %v, want ErrClosed", err)
+	}
+}
