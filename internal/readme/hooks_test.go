@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"embed"
 	"os"
 	"os/exec"
 	"testing"
@@ -15,6 +16,13 @@ import (
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
+
+// snippet:migrate-embed
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// end snippet
 
 // childEnv marks the process that runs TestHooksSnippets' body.
 const childEnv = "TENANTSQL_README_HOOKS_CHILD"

@@ -56,7 +56,10 @@ type Block struct {
 // Where names the block for messages: "README.md:44 (## Tutorial)".
 func (b Block) Where(file string) string {
 	h := "## " + b.Section
-	if b.Subsection != "" {
+	switch {
+	case b.Section == "":
+		h = "before the first ## heading"
+	case b.Subsection != "":
 		h = "### " + b.Subsection
 	}
 	return fmt.Sprintf("%s:%d (%s)", file, b.Line, h)

@@ -3,7 +3,6 @@ package readme
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -29,13 +28,6 @@ import (
 // README quotes them exactly.
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// snippet:migrate-embed
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// end snippet
 
 // tenantFile creates a database for each tenant (named after the tenant,
 // with this process's suffix), writes a tenant_config.json that maps the
