@@ -239,40 +239,51 @@ func splitLines(b []byte) []string {
 }
 
 // Commands splits a shell block into its commands: continuation lines
-// (ending in a backslash) are joined to the next, and blank lines and
-// lines that are only a comment are left out. Each command keeps its
-// line's trailing comment, which the shell ignores. Output lines ("# ..."
-// right after a command) are returned in the command's Output.
+// (ending in a backslash) are joined to the next, and so are the lines of
+// a compound command (from a line ending in "do" or "then" to the line
+// with its "done" or "fi"); blank lines and lines that are only a comment
+// are left out. Each command keeps its line's trailing comment, which the
+// shell ignores. The comment lines right after a command, with no blank
+// line between, are what it prints: its Output.
 func Commands(text string) []Command {
 	var (
-		out []Command
-		cur strings.Builder
+		out   []Command
+		cur   []string
+		depth int  // open do/then
+		after bool // the previous line ended a command
 	)
 	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
-		if cur.Len() > 0 {
-			cur.WriteString("\n" + l)
-			if !strings.HasSuffix(l, `\`) {
-				out = append(out, Command{Text: cur.String()})
-				cur.Reset()
+		t := strings.TrimSpace(l)
+		if len(cur) == 0 {
+			switch {
+			case t == "":
+				after = false
+				continue
+			case strings.HasPrefix(t, "#"):
+				if after {
+					c := &out[len(out)-1]
+					c.Output = append(c.Output, strings.TrimSpace(strings.TrimPrefix(t, "#")))
+				}
+				continue
 			}
+		}
+		cur = append(cur, l)
+		code := strings.Fields(strings.SplitN(t, " #", 2)[0])
+		if n := len(code); n > 0 && (code[n-1] == "do" || code[n-1] == "then") {
+			depth++
+		}
+		if len(code) > 0 && (code[0] == "done" || code[0] == "fi") {
+			depth--
+		}
+		if depth > 0 || strings.HasSuffix(l, `\`) {
+			after = false
 			continue
 		}
-		t := strings.TrimSpace(l)
-		switch {
-		case t == "":
-		case strings.HasPrefix(t, "#"):
-			if len(out) > 0 {
-				c := &out[len(out)-1]
-				c.Output = append(c.Output, strings.TrimSpace(strings.TrimPrefix(t, "#")))
-			}
-		case strings.HasSuffix(l, `\`):
-			cur.WriteString(l)
-		default:
-			out = append(out, Command{Text: l})
-		}
+		out = append(out, Command{Text: strings.Join(cur, "\n")})
+		cur, after = nil, true
 	}
-	if cur.Len() > 0 {
-		out = append(out, Command{Text: cur.String()})
+	if len(cur) > 0 {
+		out = append(out, Command{Text: strings.Join(cur, "\n")})
 	}
 	return out
 }

@@ -82,6 +82,13 @@ const doc = "# Title\n" +
 	"# {\"ok\":true}\n" +
 	"\n" +
 	"H='x y'\n" +
+	"for n in 1 2; do\n" +
+	"  echo $n\n" +
+	"done\n" +
+	"# 1\n" +
+	"# 2\n" +
+	"\n" +
+	"# not an output\n" +
 	"```\n" +
 	"## Layout\n" +
 	"```\n" +
@@ -94,7 +101,7 @@ func TestBlocks(t *testing.T) {
 		{Lang: "go", Text: "a()\n", Line: 2},
 		{Lang: "go", Text: "b()\n", Line: 8, Section: "Tutorial", Snippet: "x_test.go:one"},
 		{Lang: "sh", Line: 12, Section: "Tutorial", Subsection: "Sub"},
-		{Lang: "", Text: "a/  b\n", Line: 20, Section: "Layout"},
+		{Lang: "", Text: "a/  b\n", Line: 27, Section: "Layout"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d blocks, want %d: %+v", len(got), len(want), got)
@@ -107,8 +114,9 @@ func TestBlocks(t *testing.T) {
 	}
 
 	cmds := Commands(got[2].Text)
-	if len(cmds) != 2 || cmds[0].Text != "curl -s x \\\n     -d '{\"a\": 1}'   # a comment" ||
-		!slices.Equal(cmds[0].Output, []string{`{"ok":true}`}) || cmds[1].Text != "H='x y'" || cmds[1].Output != nil {
+	if len(cmds) != 3 || cmds[0].Text != "curl -s x \\\n     -d '{\"a\": 1}'   # a comment" ||
+		!slices.Equal(cmds[0].Output, []string{`{"ok":true}`}) || cmds[1].Text != "H='x y'" || cmds[1].Output != nil ||
+		cmds[2].Text != "for n in 1 2; do\n  echo $n\ndone" || !slices.Equal(cmds[2].Output, []string{"1", "2"}) {
 		t.Fatalf("Commands = %q", cmds)
 	}
 	if w := cmds[0].Words(); !slices.Equal(w, []string{"curl", "-s", "x", "-d", `{"a": 1}`}) {
