@@ -136,6 +136,11 @@ func (tut *tutorial) runBlock(t *testing.T, b readme.Block, target string) {
 }
 `)
 	for i, c := range cmds {
+		if w := c.Words(); len(w) > 0 && w[0] == "make" {
+			// make run-example and the like serve until stopped: the
+			// blocks run against the example the test starts instead.
+			t.Fatalf("README.md:%d: `%s`: the Tutorial's sh blocks are run as written, and a make target would not return. Name it in the prose, as `make run-example` is (TestReadmeTutorial starts the example it names), or teach examples/hospital/readme_test.go how to run it", b.Line, strings.TrimSpace(c.Text))
+		}
 		fmt.Fprintf(&script, "%s\nprintf '\\n@@readme-end %d %%s\\n' \"$?\"\n", tut.rewrite(t, c.Text, ports), i)
 	}
 
