@@ -48,6 +48,9 @@ const readmePath = "../../README.md"
 // root is the repository root, where a marker's PATH starts.
 const root = "../.."
 
+// module is the module path, for "go install MODULE/cmd/X@version".
+const module = "github.com/tenantsql/tenantsql"
+
 func readme(t *testing.T) ([]byte, []Block) {
 	t.Helper()
 	md, err := os.ReadFile(readmePath)
@@ -221,8 +224,9 @@ var notRun = map[string]string{}
 // and `go run ./...` of the prose:
 //
 //   - make TARGET: the Makefile has the target;
-//   - go run ./PATH: PATH is a main package (and for ./cmd/tenantsql, the
-//     rest of the line is checked as below);
+//   - go run ./PATH, go install MODULE/PATH@VERSION: PATH is a main
+//     package (and for go run ./cmd/tenantsql, the rest of the line is
+//     checked as below); go test, vet and build: each ./PATH exists;
 //   - tenantsql ARGS: the CLI, built from ./cmd/tenantsql, accepts the
 //     arguments. Each line runs in an empty directory holding the README's
 //     tenant file and a migrations directory, with TENANTSQL_STORE=memory:
@@ -278,6 +282,25 @@ func TestReadmeCommandLines(t *testing.T) {
 				checkMainPackage(t, where, words[2])
 				if words[2] == "./cmd/tenantsql" {
 					checkCLI(t, where, &cli, dir, words[3:])
+				}
+			case words[0] == "go" && len(words) > 2 && words[1] == "install":
+				// go install github.com/tenantsql/tenantsql/cmd/X@version
+				pkg, _, _ := strings.Cut(words[len(words)-1], "@")
+				rel, ok := strings.CutPrefix(pkg, module+"/")
+				if !ok {
+					t.Errorf("%s: installs %s, which is not a package of %s", where, pkg, module)
+					continue
+				}
+				checkMainPackage(t, where, "./"+rel)
+			case words[0] == "go" && len(words) > 1 && slices.Contains([]string{"test", "vet", "build"}, words[1]):
+				// What CI runs itself; the package paths must exist.
+				for _, w := range words[2:] {
+					if p, ok := strings.CutPrefix(w, "./"); ok {
+						p = strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/")
+						if fi, err := os.Stat(filepath.Join(root, p)); err != nil || !fi.IsDir() {
+							t.Errorf("%s: %s is not a directory of the repository", where, w)
+						}
+					}
 				}
 			case words[0] == "tenantsql":
 				checkCLI(t, where, &cli, dir, words[1:])

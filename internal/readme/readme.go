@@ -5,7 +5,7 @@
 // A Go block in the README is preceded by a marker naming where it comes
 // from:
 //
-//	<!-- snippet: internal/readme/snippets_test.go:migrate-embed,migrate -->
+//	<!-- snippet: internal/readme/hooks_test.go:migrate-embed,migrate -->
 //	```go
 //	...
 //	```

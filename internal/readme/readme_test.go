@@ -149,3 +149,16 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestDiff(t *testing.T) {
+	for _, tc := range []struct{ a, b, want string }{
+		{"x\ny\n", "x\ny\n", "  x\n  y\n"},
+		{"x\ny\nz\n", "x\nY\nz\n", "  x\n- y\n+ Y\n  z\n"},
+		{"x\n", "x\ny\n", "  x\n+ y\n"},
+		{"x\ny\n", "y\n", "- x\n  y\n"},
+	} {
+		if got := diff(tc.a, tc.b); got != tc.want {
+			t.Errorf("diff(%q, %q) =\n%s\nwant\n%s", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
