@@ -6,7 +6,7 @@ GO ?= go
 GOTESTFLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check lint vet-ctx run-example run-example-schemas mutate
+.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check lint vet-ctx run-example run-example-schemas mutate readme
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -88,3 +88,8 @@ run-example-schemas: services ## Run the tutorial app at :8000 with its tenants 
 	@mkdir -p .run
 	@test -f .run/tenant_config_schemas.json || cp examples/hospital/tenant_config_schemas.json .run/tenant_config_schemas.json
 	cd .run && TENANTSQL_ADMIN_TOKEN=$${TENANTSQL_ADMIN_TOKEN:-dev-token} $(GO) run ../examples/hospital --store file:tenant_config_schemas.json
+
+# README.md's Go blocks are copies of regions of tests (internal/readme):
+# this rewrites them from the sources; `make test` fails while they differ.
+readme: ## Copy the README's Go snippets from their sources (internal/readme, // snippet:NAME regions)
+	$(GO) test -count=1 -run '^TestReadmeBlocks$$' ./internal/readme -update

@@ -95,7 +95,15 @@ func startWith(t *testing.T, env []string, args ...string) *server {
 // added to the environment.
 func startBinary(t *testing.T, bin string, env []string, args ...string) *server {
 	t.Helper()
+	return startBinaryIn(t, bin, "", env, args...)
+}
+
+// startBinaryIn is startBinary in the working directory dir ("": the
+// test's).
+func startBinaryIn(t *testing.T, bin, dir string, env []string, args ...string) *server {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "TENANTSQL_ADMIN_TOKEN="+token), env...)
 	logs := &lockedBuffer{b: &bytes.Buffer{}}
 	cmd.Stderr = logs
