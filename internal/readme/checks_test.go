@@ -95,6 +95,9 @@ func TestReadmeBlocks(t *testing.T) {
 		case b.Lang == "sh":
 			// TestReadmeTutorial (examples/hospital) and
 			// TestReadmeCommandLines.
+		case b.Lang == "diff" && b.Subsection == "Porting an application":
+			// TestREADMEPortingDiff (examples/porting/after) regenerates
+			// it with diff -u.
 		case b.Lang == "" && b.Section == "Layout":
 			checkLayout(t, where, b.Text)
 		default:
@@ -279,7 +282,12 @@ func TestReadmeCommandLines(t *testing.T) {
 					}
 				}
 			case words[0] == "go" && len(words) > 2 && words[1] == "run":
-				checkMainPackage(t, where, words[2])
+				// go run ./cmd/X or go run github.com/tenantsql/tenantsql/cmd/X[@version]
+				pkg, _, _ := strings.Cut(words[2], "@")
+				if rel, ok := strings.CutPrefix(pkg, module+"/"); ok {
+					pkg = "./" + rel
+				}
+				checkMainPackage(t, where, pkg)
 				if words[2] == "./cmd/tenantsql" {
 					checkCLI(t, where, &cli, dir, words[3:])
 				}
