@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,28 +74,43 @@ func TestMigrateCommand(t *testing.T) {
 			t.Errorf("%s is at version %d after migrate up, want 5", db, v)
 		}
 	}
-	if !strings.Contains(errOut, "[4/4]") || !strings.Contains(errOut, "4 changed") || !strings.Contains(out, "1,2,3,4,5") {
+	if !strings.Contains(errOut, "[4/4]") || !strings.Contains(errOut, "4 migrated") || !strings.Contains(out, "1,2,3,4,5") {
 		t.Errorf("progress or summary missing:\nstdout:\n%s\nstderr:\n%s", out, errOut)
 	}
 
 	code, _, errOut = migrateCLI(t, storeURL, "migrate", "up", "--dir", dir)
-	if code != 0 || !strings.Contains(errOut, "4 already up to date") {
+	if code != 0 || !strings.Contains(errOut, "0 migrated, 4 already up to date") {
 		t.Errorf("rerun: exit %d\n%s", code, errOut)
 	}
 
-	code, _, errOut = migrateCLI(t, storeURL, "migrate", "down-to", "3", "--dir", dir, "--tenant", "cli-1.test")
+	// Status counts what its words say; APPLIED is a count of applied
+	// migrations, SCHEMA_VERSION the server's.
+	code, out, errOut = migrateCLI(t, storeURL, "migrate", "status", "--dir", dir)
+	if code != 0 || !strings.Contains(errOut, "4 up to date, 0 with pending migrations") ||
+		!hasRow(out, "TENANT", "SCHEMA_VERSION", "APPLIED", "PENDING", "RESULT") || !hasRow(out, "cli-0.test", "5", "5", "-", "ok") {
+		t.Errorf("status with all up to date: exit %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, errOut = migrateCLI(t, storeURL, "migrate", "down-to", "3", "--dir", dir, "--tenant", "cli-1.test")
 	if code != 0 || serverVersion(t, dbs[1]) != 3 || serverVersion(t, dbs[0]) != 5 {
 		t.Errorf("down-to 3 for cli-1 only: exit %d, versions %d and %d\n%s", code, serverVersion(t, dbs[1]), serverVersion(t, dbs[0]), errOut)
 	}
-
-	code, out, _ = migrateCLI(t, storeURL, "migrate", "up", "--dry-run", "--dir", dir)
-	if code != 0 || !strings.Contains(out, "cli-1.test  3        4,5") || serverVersion(t, dbs[1]) != 3 {
-		t.Errorf("dry run: exit %d, version %d\n%s", code, serverVersion(t, dbs[1]), out)
+	// RAN lists the versions this run rolled back, in the order it did.
+	if !strings.Contains(errOut, "1 rolled back, 0 with nothing to roll back") ||
+		!hasRow(out, "TENANT", "SCHEMA_BEFORE", "SCHEMA_AFTER", "RAN", "DURATION", "RESULT") || !strings.Contains(out, "5,4") {
+		t.Errorf("down-to 3 output:\n%s%s", out, errOut)
 	}
 
-	code, out, _ = migrateCLI(t, storeURL, "migrate", "status", "--dir", dir, "--exclude", "cli-0.test")
-	if code != 0 || strings.Contains(out, "cli-0.test") || !strings.Contains(out, "cli-1.test") {
-		t.Errorf("status: exit %d\n%s", code, out)
+	code, out, errOut = migrateCLI(t, storeURL, "migrate", "up", "--dry-run", "--dir", dir)
+	if code != 0 || !hasRow(out, "cli-1.test", "3", "4,5", "ok") || serverVersion(t, dbs[1]) != 3 ||
+		!strings.Contains(errOut, "1 would be migrated, 3 already up to date") {
+		t.Errorf("dry run: exit %d, version %d\n%s%s", code, serverVersion(t, dbs[1]), out, errOut)
+	}
+
+	code, out, errOut = migrateCLI(t, storeURL, "migrate", "status", "--dir", dir, "--exclude", "cli-0.test")
+	if code != 0 || strings.Contains(out, "cli-0.test") || !hasRow(out, "cli-1.test", "3", "3", "4,5", "ok") ||
+		!strings.Contains(errOut, "2 up to date, 1 with pending migrations") {
+		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
 	}
 
 	// A tenant that cannot be reached fails the run: exit 1, named with
@@ -110,6 +126,17 @@ func TestMigrateCommand(t *testing.T) {
 	if serverVersion(t, dbs[1]) != 5 {
 		t.Errorf("cli-1 did not finish beside the failing tenant")
 	}
+}
+
+// hasRow reports whether table, as the command prints it, has a row of
+// these cells.
+func hasRow(table string, cells ...string) bool {
+	for line := range strings.Lines(table) {
+		if slices.Equal(strings.Fields(line), cells) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestMigrateUsage(t *testing.T) {
@@ -205,5 +232,60 @@ func TestMigrateInterrupted(t *testing.T) {
 	}
 	if v := serverVersion(t, db); v > 0 {
 		t.Errorf("the interrupted tenant is at version %d, want nothing applied", v)
+	}
+}
+
+// TestMigrateFailureExplained checks how a tenant that cannot be migrated
+// is reported: the cause first, what the run was doing after it, printed
+// once (not in the progress line and the table too), with a hint, and
+// without the layers of wrapping ("migrate up: tenant ...: migrate: ...:
+// tenantsql: tenant ...: failed to connect ...") that put it last.
+func TestMigrateFailureExplained(t *testing.T) {
+	missing := testenv.Unique("tsql_cli_missing") // never created
+	tests := []struct {
+		name, url string
+		cause     string // in the message, once in the whole output
+		hint      string
+	}{
+		{"unreachable", "postgres://u:sekret@127.0.0.1:1/x?connect_timeout=2", "connection refused", "check the host and port"},
+		{"no database", testenv.DatabaseURL(t, missing), fmt.Sprintf("database %q does not exist (SQLSTATE 3D000)", missing), "--create-database"},
+	}
+	dir := filepath.Join("..", "..", "testdata", "migrations")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			storeURL := "file:" + filepath.Join(t.TempDir(), "tenants.json") + "?create=true"
+			if code, _, errOut := migrateCLI(t, storeURL, "tenants", "add", "b.test", tt.url); code != 0 {
+				t.Fatal(errOut)
+			}
+			code, out, errOut := migrateCLI(t, storeURL, "migrate", "up", "--dir", dir)
+			all := out + errOut
+			if code != 1 {
+				t.Errorf("exit %d, want 1\n%s", code, all)
+			}
+			var msgs, hints []string
+			for line := range strings.Lines(errOut) {
+				switch {
+				case strings.HasPrefix(line, `tenantsql: tenant "b.test": `):
+					msgs = append(msgs, line)
+				case strings.HasPrefix(line, "  hint: "):
+					hints = append(hints, line)
+				}
+			}
+			if len(msgs) != 1 || !strings.HasPrefix(msgs[0], `tenantsql: tenant "b.test": cannot connect: `) ||
+				!strings.HasSuffix(msgs[0], "(while trying to look for the version table goose_db_version)\n") || !strings.Contains(msgs[0], tt.cause) {
+				t.Errorf("want one line: the tenant, cannot connect: %s, then the step; got %q\n%s", tt.cause, msgs, all)
+			}
+			if n := strings.Count(all, tt.cause); n != 1 {
+				t.Errorf("the cause %q is printed %d times, want once:\n%s", tt.cause, n, all)
+			}
+			if len(hints) != 1 || !strings.Contains(hints[0], tt.hint) || !strings.Contains(hints[0], "tenants get b.test") {
+				t.Errorf("want one hint about %q; got %q", tt.hint, hints)
+			}
+			for _, bad := range []string{"migrate up: tenant", "migrate: ", "failed to connect", "sekret"} {
+				if strings.Contains(all, bad) {
+					t.Errorf("the output holds %q:\n%s", bad, all)
+				}
+			}
+		})
 	}
 }
