@@ -66,7 +66,8 @@ func quietRedis(quiet bool) {
 		redis.SetLogger(discardLogger{})
 		return
 	}
-	redis.SetLogger(stderrLogger{log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)})
+	// go-redis prefixes its messages with "redis: " itself.
+	redis.SetLogger(stderrLogger{log.New(os.Stderr, "", log.LstdFlags)})
 }
 
 type discardLogger struct{}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +16,17 @@ import (
 	"github.com/tenantsql/tenantsql/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+// runMainEnv set to 1 makes the test binary run the command (main)
+// instead of the tests, for tests that need it as a process of its own.
+const runMainEnv = "TENANTSQL_TEST_RUN_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	testenv.Main(m)
+}
 
 // migrateEnv is a file store with four tenants on freshly emptied
 // databases of their own, and a fifth whose server does not exist.
