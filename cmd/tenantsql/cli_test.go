@@ -359,7 +359,7 @@ func TestAdd(t *testing.T) {
 		},
 		{
 			name: "add an existing id", seed: []store.Tenant{tenantA}, args: []string{"tenants", "add", "tenant-a.test", urlNew},
-			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "already exists"},
+			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "already exists; use tenants update tenant-a.test to change it"},
 			check: func(t *testing.T, f *fixture, r result) { f.unchanged(t) },
 		},
 		{
@@ -457,7 +457,7 @@ func TestUpdate(t *testing.T) {
 				f.wantTenant(t, "tenant-a.test", 2, replaced) // API_TOKEN and PLAN are gone
 				f.wantTenant(t, "tenant-b.test", 1, tenantB.DeployInfo)
 				g := f.run(t, "", "tenants", "get", "tenant-a.test")
-				if g.code != exitOK || !strings.Contains(g.stdout, "version: 2") || strings.Contains(g.stdout, "PLAN") {
+				if g.code != exitOK || !strings.Contains(g.stdout, "\nstore_version: 2\n") || strings.Contains(g.stdout, "PLAN") {
 					t.Errorf("get after update:\n%v", g)
 				}
 			},
@@ -481,7 +481,10 @@ func TestUpdate(t *testing.T) {
 		{
 			name: "update at a stale version", seed: []store.Tenant{tenantA},
 			args: []string{"tenants", "update", "--version", "5", "tenant-a.test", urlNew},
-			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "conflict"},
+			// As the admin API's answer: which version is current, and
+			// what to do about it.
+			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "conflict", "current is 1",
+				"; read the tenant again (tenantsql tenants get tenant-a.test) and retry with --version set to its current version"},
 			check: func(t *testing.T, f *fixture, r result) { f.unchanged(t) },
 		},
 		{
