@@ -19,8 +19,12 @@ import (
 )
 
 const migrateUsage = `usage: tenantsql [--store URL] [-v] migrate OP [VERSION] --dir DIR [flags]
+       tenantsql migrate create NAME [--dir DIR] [--sql|--go] [--sequential]
 
 Operations:
+  create NAME        write a new migration file in DIR (default: the current directory),
+                     named and versioned as goose create does: --sql (the default) or
+                     --go, a timestamp version unless --sequential; needs no store
   up                 apply every pending migration
   up-to VERSION      apply pending migrations up to and including VERSION
   down               roll back the last migration
@@ -28,7 +32,7 @@ Operations:
   status             show applied and pending migrations
 
 Flags:
-  --dir DIR              directory of goose migrations (required)
+  --dir DIR              directory of goose migrations (required, but for create)
   --concurrency N        tenants migrated at once (default 4)
   --tenant ID            only this tenant (repeatable)
   --exclude ID           not this tenant (repeatable)
@@ -58,12 +62,22 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 	fs.Var(&exclude, "exclude", "")
 	cont := fs.Bool("continue-on-error", false, "")
 	dry := fs.Bool("dry-run", false, "")
+	asSQL := fs.Bool("sql", false, "")
+	asGo := fs.Bool("go", false, "")
+	sequential := fs.Bool("sequential", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return c.parseError(err, migrateUsage)
 	}
 	if len(pos) == 0 {
 		fmt.Fprintf(c.stderr, "tenantsql: migrate: missing operation\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if pos[0] == "create" {
+		return c.create(pos[1:], *dir, *asSQL, *asGo, *sequential)
+	}
+	if *asSQL || *asGo || *sequential {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate %s: --sql, --go and --sequential apply to migrate create only\n\n%s", pos[0], migrateUsage)
 		return exitUsage
 	}
 	ops := map[string]migrate.Op{"up": migrate.Up, "up-to": migrate.UpTo, "down": migrate.Down, "down-to": migrate.DownTo, "status": migrate.Status}
@@ -151,6 +165,42 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 	}
 	if runErr != nil {
 		return exitError
+	}
+	return exitOK
+}
+
+// create scaffolds a migration file: migrate create NAME [--dir DIR]
+// [--sql|--go] [--sequential]. It needs no store.
+func (c *cli) create(pos []string, dir string, asSQL, asGo, sequential bool) int {
+	if len(pos) != 1 {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate create: want one NAME, such as add_users_table\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if asSQL && asGo {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate create: give --sql or --go, not both\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if dir == "" {
+		dir = "." // as goose create
+	}
+	kind := "sql"
+	if asGo {
+		kind = "go"
+	}
+	path, err := createMigration(dir, pos[0], kind, sequential)
+	if errors.Is(err, errBadMigrationName) {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate create: %v\n", err)
+		return exitUsage
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "created %s (schema version %s)\n", path, migrationVersion(path))
+	if asGo {
+		// The command runs .sql files only: a Go migration is code, run
+		// by the program it is compiled into.
+		fmt.Fprintln(c.stderr, "note: a Go migration is code: it runs in a program that imports its package (its init registers it with goose) "+
+			"and migrates with hooks.Migrate or migrate.New; tenantsql migrate runs .sql migrations only")
 	}
 	return exitOK
 }
