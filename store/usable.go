@@ -29,8 +29,9 @@ var fileParams = []string{
 
 // ValidateUsable checks t as Validate does, then every value of its
 // deploy_info that is a postgres:// URL, POSTGRES_URL first and the
-// others by key: each must pass ValidateURL, name no file (sslkey=, sslrootcert=, passfile=, service=, ...),
-// and parse with pgx, which refuses, for example, a port above 65535.
+// others by key: each must pass ValidateURL, name no file (sslkey=,
+// sslrootcert=, passfile=, service=, ...) and parse with pgx, which
+// refuses, for example, a port above 65535.
 // A tenant that fails here would be stored but never served, so both the
 // admin API and the tenantsql command check with it before they write.
 // What depends on who writes (the admin API's allowed hosts, its refusal

@@ -34,6 +34,7 @@ Commands:
   tenants resync                                     Redis: make every process drop tenants the store lost
   migrate up|up-to V|down|down-to V|status --dir DIR run goose migrations for every tenant
                                                      (see tenantsql migrate --help)
+  migrate create NAME [--dir DIR] [--sql|--go]       write a new goose migration file
 
 The store URL (file:PATH, redis://HOST:PORT/DB, ...) comes from --store or $TENANTSQL_STORE.
 -v (or TENANTSQL_DEBUG=1) also shows the logs of the libraries underneath, such as the
