@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pressly/goose/v3"
 
 	"github.com/tenantsql/tenantsql/migrate"
 	"github.com/tenantsql/tenantsql/store"
@@ -49,6 +51,18 @@ func explainMigrate(err error) failure {
 	prefix := ""
 	if tenant != "" {
 		prefix = fmt.Sprintf("tenant %q: ", tenant)
+	}
+	var pme *goose.PartialError
+	if errors.As(err, &pme) && pme.Failed != nil && pme.Failed.Source != nil {
+		// A migration ran and failed: its own error first, then which
+		// one; those before it stay applied (the table's RAN).
+		src := pme.Failed.Source
+		f := failure{msg: fmt.Sprintf("%s%s (migration %s, %s, version %d)", prefix, oneLine(pme.Err), filepath.Base(src.Path), pme.Failed.Direction, src.Version)}
+		if len(pme.Applied) > 0 {
+			f.msg += "; those that ran before it stay applied (RAN)"
+		}
+		f.hint = "fix the migration, then run migrate again: it goes on from the last one applied (a migration without a transaction may have left part of its work)"
+		return f
 	}
 	var ce *pgconn.ConnectError
 	if !errors.As(err, &ce) {
