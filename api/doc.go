@@ -118,7 +118,10 @@
 // key=value string). Options by which the URL would name a file of the
 // server are refused in any case: sslkey, sslcert, sslrootcert, sslcrl,
 // sslcrldir, sslkeylogfile, passfile, servicefile and service. The URL
-// must parse with pgx.
+// must parse with pgx. These checks are store.ValidateUsable's, which the
+// tenantsql command runs too, so that both refuse the same tenants with
+// the same message; WithAllowedHosts and the server credentials below
+// are this API's own.
 //
 // Every other deploy_info value that starts with postgres:// or
 // postgresql:// is checked the same way, whatever its key (all the checks

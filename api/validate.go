@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -16,48 +15,27 @@ import (
 	"github.com/tenantsql/tenantsql/store"
 )
 
-// fileOptions are connection parameters that make pgx (or libpq, for a
-// program that hands it the same URL) read or write a file on this
-// machine: a private key, a password file, a service file that may also
-// redirect the connection. A client of the API has no business naming a
-// file of the server, so they are refused whatever their case.
-var fileOptions = []string{
-	"passfile",
-	"service",
-	"servicefile",
-	"sslcert",
-	"sslcrl",
-	"sslcrldir",
-	"sslkey",
-	"sslkeylogfile",
-	"sslrootcert",
-}
-
-// checkTenant validates a tenant given to POST or PUT beyond what the store
-// checks: each URL must mean the same to pgx as to everyone else, name no
-// file, parse with pgx, point only at allowed hosts, and, unless
-// WithServerCredentials, bring its own credentials. That is POSTGRES_URL
-// and every other deploy_info value that is a postgres:// URL, whatever
-// its key: a *sql.DB can route by any key (driver.WithURLKey), and the
-// driver dials nothing else (a value that is not a postgres:// URL fails
-// its queries), so no key is a way around these checks.
+// checkTenant validates a tenant given to POST or PUT. store.ValidateUsable
+// checks what any writer of a tenant must respect (the tenantsql command
+// checks with it too, so both refuse the same tenants with the same
+// message): every postgres:// value of deploy_info, whatever its key, is
+// a URL that pgx and everyone else read alike, names no file and parses
+// with pgx. On top, each such URL must point only at allowed hosts and,
+// unless WithServerCredentials, bring its own credentials: a *sql.DB can
+// route by any key (driver.WithURLKey), and the driver dials nothing else
+// (a value that is not a postgres:// URL fails its queries), so no key is
+// a way around these checks.
 func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
-	// store.Validate first: it refuses URLs that pgx and net/url read
-	// differently before anything echoes them.
-	if err := store.Validate(t); err != nil {
+	if err := store.ValidateUsable(t); err != nil {
 		if e, ok := fromStore(err, t.ID); ok {
 			return e
 		}
-		return errorf(http.StatusBadRequest, "invalid tenant")
+		// Not a store error (ValidateUsable returns none but
+		// *ValidationError): still the client's tenant that was refused,
+		// not the store that failed.
+		return errorf(http.StatusBadRequest, "invalid tenant %q", t.ID)
 	}
-	for _, k := range urlKeys(t.DeployInfo) {
-		if k != store.KeyPostgresURL {
-			// As store.Validate checked POSTGRES_URL.
-			if err := store.ValidateURL(k, t.DeployInfo[k]); err != nil {
-				e, _ := fromStore(err, t.ID)
-				return e
-			}
-		}
+	for _, k := range store.URLKeys(t.DeployInfo) {
 		if e := h.checkURL(ctx, k, t.DeployInfo[k]); e != nil {
 			return e
 		}
@@ -65,37 +43,16 @@ func (h *handler) checkTenant(ctx context.Context, t store.Tenant) *apiError {
 	return nil
 }
 
-// urlKeys returns the keys of info whose values are postgres:// URLs:
-// POSTGRES_URL first, then the others in order, so that answers do not
-// depend on map order.
-func urlKeys(info map[string]string) []string {
-	keys := []string{store.KeyPostgresURL}
-	for k, v := range info {
-		if k != store.KeyPostgresURL && pgurl.IsURL(v) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys[1:])
-	return keys
-}
-
-// checkURL checks raw, the value of deploy_info key, which store.ValidateURL
-// has accepted (so its scheme is postgres:// or postgresql:// as pgx
-// reads it).
+// checkURL checks raw, the value of deploy_info key, which
+// store.ValidateUsable has accepted (so pgx parses it), against this
+// API's own rules: allowed hosts and server credentials.
 func (h *handler) checkURL(ctx context.Context, key, raw string) *apiError {
 	urlField := "deploy_info." + key
-	shown := store.RedactURL(raw)
-	if k := fileOption(raw); k != "" {
-		return errorf(http.StatusBadRequest, "invalid %s %q: option %q reads a file on the server and is not accepted through the API", urlField, shown, k)
-	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "invalid %s %q: pgx cannot use it: %s", urlField, shown, clip.String(pgurl.ParseFailure(raw, pgxParse)))
-	}
-	for k := range cfg.RuntimeParams {
-		if slices.Contains(fileOptions, strings.ToLower(k)) {
-			return errorf(http.StatusBadRequest, "invalid %s %q: option %q reads a file on the server and is not accepted through the API", urlField, shown, k)
-		}
+		// ValidateUsable parsed it; only a change of the environment
+		// between the two parses gets here.
+		return errorf(http.StatusBadRequest, "invalid %s %q: pgx cannot use it", urlField, store.RedactURL(raw))
 	}
 	if h.allow != nil {
 		if e := h.allow.check(ctx, urlField, cfg.Config.Host, cfg.Config.Fallbacks); e != nil {
@@ -104,7 +61,7 @@ func (h *handler) checkURL(ctx context.Context, key, raw string) *apiError {
 	}
 	if !h.serverCredentials {
 		if why := serverCredential(raw, cfg); why != "" {
-			return errorf(http.StatusBadRequest, "invalid %s %q: %s (this API lends no credentials of its server unless built with WithServerCredentials)", urlField, shown, why)
+			return errorf(http.StatusBadRequest, "invalid %s %q: %s (this API lends no credentials of its server unless built with WithServerCredentials)", urlField, store.RedactURL(raw), why)
 		}
 	}
 	return nil
@@ -142,25 +99,6 @@ func serverCredential(raw string, cfg *pgx.ConnConfig) string {
 		}
 	}
 	return ""
-}
-
-// fileOption returns the first of fileOptions among raw's query keys, or
-// "". It looks at every key that any reader of the URL may see
-// (pgurl.Keys), more than pgx's own parser sees: a refusal too many is
-// better than a file read.
-func fileOption(raw string) string {
-	for k := range pgurl.Keys(raw) {
-		if k = strings.ToLower(k); slices.Contains(fileOptions, k) {
-			return k
-		}
-	}
-	return ""
-}
-
-// pgxParse is pgx's reading of a URL, as pgurl.ParseFailure takes it.
-func pgxParse(raw string) error {
-	_, err := pgx.ParseConfig(raw)
-	return err
 }
 
 // leaks reports whether text holds one of secrets.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tenantsql/tenantsql/internal/pgurl"
+	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -144,29 +146,6 @@ func TestWithResolver(t *testing.T) {
 	}
 }
 
-func TestFileOption(t *testing.T) {
-	tests := []struct {
-		url, want string
-	}{
-		{"postgres://h/db", ""},
-		{"postgres://h/db?sslmode=verify-full&application_name=x", ""},
-		{"postgres://h/db?sslkey=/k", "sslkey"},
-		{"postgres://h/db?SSLRootCert=/k", "sslrootcert"},
-		{"postgres://h/db?x=1&pass%66ile=/k", "passfile"},
-		{"postgres://h/db?x=1&%20service=a", "service"},
-		{"postgres://h/db?x=1#&servicefile=/k", "servicefile"},
-		{"postgres://h/db?x=1;sslcrl=/k", "sslcrl"},
-		{"postgres://h/db?sslkeyx=/k", ""},
-		{"postgres://h/db?x=sslkey", ""},
-		{"postgres://h/db?%zzsslkey=/k", ""}, // not a key pgx would read as sslkey
-	}
-	for _, tt := range tests {
-		if got := fileOption(tt.url); got != tt.want {
-			t.Errorf("fileOption(%q) = %q, want %q", tt.url, got, tt.want)
-		}
-	}
-}
-
 // TestParseFailureShortPasswords checks the message for a URL pgx cannot
 // parse when its password is short or common: the URL is redacted where
 // the password stands, and pgx's reason is shown, not withheld because it
@@ -230,5 +209,29 @@ func TestQuoteTable(t *testing.T) {
 		if got := quoteTable(in); got != want {
 			t.Errorf("quoteTable(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestBadTenantsShared checks that POST and PUT refuse the deploy info of
+// testenv.BadTenants with exactly its message: the tenantsql command
+// checks the same table (cmd/tenantsql), so the two cannot drift apart.
+func TestBadTenantsShared(t *testing.T) {
+	for _, tt := range testenv.BadTenants {
+		t.Run(tt.Name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			info, _ := json.Marshal(tt.DeployInfo)
+			w := e.do(request{method: "POST", path: "/tenant/", body: `{"tenant_id": "t1.test", "deploy_info": ` + string(info) + `}`})
+			if got := errorOf(t, w); w.Code != http.StatusBadRequest || got != tt.Want {
+				t.Errorf("POST: %d %q\nwant 400 %q", w.Code, got, tt.Want)
+			}
+			mustCreate(t, e.s, "t2.test", pgURL("10.0.0.1/two"))
+			w = e.do(request{method: "PUT", path: "/tenant/t2.test/", body: `{"deploy_info": ` + string(info) + `}`})
+			if got := errorOf(t, w); w.Code != http.StatusBadRequest || got != tt.Want {
+				t.Errorf("PUT: %d %q\nwant 400 %q", w.Code, got, tt.Want)
+			}
+			if strings.Contains(w.Body.String(), testenv.BadTenantPassword) {
+				t.Errorf("the answer shows the password: %s", w.Body)
+			}
+		})
 	}
 }

@@ -67,7 +67,11 @@
 // digit. Ids are compared byte for byte, with no folding of case or
 // punctuation, so "a-b" and "a.b" are two tenants. Validate and ValidateID
 // check ids and deploy info; their errors are *ValidationError values that
-// name the field and wrap ErrInvalid.
+// name the field and wrap ErrInvalid. Every store checks with Validate.
+// ValidateUsable checks more, what a writer of tenants should check before
+// it writes: every postgres:// value of deploy_info names no file and
+// parses with pgx (a tenant that fails it would be stored but never
+// served). The admin API and the tenantsql command check with it.
 //
 // # Secrets
 //

@@ -18,7 +18,7 @@ import (
 	"github.com/tenantsql/tenantsql/store"
 )
 
-const usage = `usage: tenantsql [--store URL] COMMAND ...
+const usage = `usage: tenantsql [--store URL] [-v] COMMAND ...
 
 Commands:
   tenants list [--json]                              list tenants (passwords redacted)
@@ -26,6 +26,7 @@ Commands:
   tenants add ID POSTGRES_URL|- [KEY=VALUE ...]      create a tenant ("-": read the URL from stdin)
         [--create-database]                          first create its database (and schema) if missing
   tenants update ID POSTGRES_URL|- [KEY=VALUE ...]   replace a tenant's deploy info [--version N]
+                                                     (only if at store version N, tenants get shows it)
   tenants rm ID [--drop-database [--yes]]            delete a tenant; its database and data are kept
                                                      unless --drop-database (asks first unless --yes),
                                                      and kept while another tenant uses the database
@@ -33,8 +34,11 @@ Commands:
   tenants resync                                     Redis: make every process drop tenants the store lost
   migrate up|up-to V|down|down-to V|status --dir DIR run goose migrations for every tenant
                                                      (see tenantsql migrate --help)
+  migrate create NAME [--dir DIR] [--sql|--go]       write a new goose migration file
 
 The store URL (file:PATH, redis://HOST:PORT/DB, ...) comes from --store or $TENANTSQL_STORE.
+-v (or TENANTSQL_DEBUG=1) also shows the logs of the libraries underneath, such as the
+Redis client's. --store and -v may come anywhere on the line, before or after the command.
 `
 
 // exit codes
@@ -48,19 +52,22 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	storeURL       string
+	verbose        bool // -v or TENANTSQL_DEBUG=1: the libraries' own logs too
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("tenantsql", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // parseError prints it, where it belongs
-	storeURL := fs.String("store", getenv("TENANTSQL_STORE"), "tenant store URL")
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
-	if err := fs.Parse(args); err != nil {
-		return c.parseError(err, usage)
+	g, rest, err := splitGlobal(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "tenantsql: %v\n\n%s", err, usage)
+		return exitUsage
 	}
-	c.storeURL = *storeURL
-	rest := fs.Args()
+	c.storeURL = getenv("TENANTSQL_STORE")
+	if g.store != nil {
+		c.storeURL = *g.store
+	}
+	c.verbose = g.verbose || getenv("TENANTSQL_DEBUG") == "1"
+	quietRedis(!c.verbose)
 	if len(rest) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -73,6 +80,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case isHelp(rest[0]):
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case strings.HasPrefix(rest[0], "-") && rest[0] != "-":
+		return c.usageError("flag provided but not defined: %s", rest[0])
 	}
 	fmt.Fprintf(stderr, "tenantsql: unknown command %q\n\n%s", rest[0], usage)
 	return exitUsage
@@ -150,7 +159,7 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 	fs.SetOutput(c.stderr)
 	fs.Usage = func() {}
 	asJSON := fs.Bool("json", false, "print JSON")
-	version := fs.Int64("version", 0, "update only if the tenant is at this version")
+	version := fs.Int64("version", 0, "update only if the tenant is at this store version (tenants get shows it)")
 	dryRun := fs.Bool("dry-run", false, "show what load would do without doing it")
 	createDB := fs.Bool("create-database", false, "add: create the tenant's database (and schema) if missing, before adding it")
 	dropDB := fs.Bool("drop-database", false, "rm: drop the tenant's database, with all its data, after deleting it")
@@ -206,7 +215,9 @@ func (c *cli) list(ctx context.Context, s store.Store, asJSON bool) int {
 		return c.printJSON(redactAll(ts))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tVERSION\tUPDATED\tPOSTGRES_URL\tOTHER")
+	// STORE_VERSION: the tenant record's version, which --version
+	// names, not the schema version of its database (migrate status).
+	fmt.Fprintln(tw, "ID\tSTORE_VERSION\tUPDATED\tPOSTGRES_URL\tOTHER")
 	for _, t := range ts {
 		r := t.Redacted()
 		var other []string
@@ -252,7 +263,7 @@ func (c *cli) get(ctx context.Context, s store.Store, id string, asJSON bool) in
 		return c.printJSON(t.Redacted())
 	}
 	r := t.Redacted()
-	fmt.Fprintf(c.stdout, "tenant_id: %s\nversion: %d\n", t.ID, t.Version)
+	fmt.Fprintf(c.stdout, "tenant_id: %s\nstore_version: %d\n", t.ID, t.Version)
 	if !t.CreatedAt.IsZero() {
 		fmt.Fprintf(c.stdout, "created_at: %s\nupdated_at: %s\n", t.CreatedAt.Format(time.RFC3339), t.UpdatedAt.Format(time.RFC3339))
 	}
@@ -294,6 +305,11 @@ func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, 
 		return c.fail(err)
 	}
 	t := store.Tenant{ID: pos[0], DeployInfo: info, Version: version}
+	// As the admin API does, so that a tenant the API would refuse, and
+	// that would never be served, is not written here either.
+	if err := store.ValidateUsable(t); err != nil {
+		return c.fail(err)
+	}
 	var got store.Tenant
 	if sub == "add" {
 		if version != 0 {
@@ -309,10 +325,10 @@ func (c *cli) put(ctx context.Context, s store.Store, sub string, pos []string, 
 		got, err = s.Update(ctx, t)
 	}
 	if err != nil {
-		return c.fail(err)
+		return c.fail(explainStore(err, t.ID))
 	}
 	verb := map[string]string{"add": "created", "update": "updated"}[sub]
-	fmt.Fprintf(c.stdout, "%s %s (version %d, POSTGRES_URL %s)\n", verb, got.ID, got.Version, store.RedactURL(got.PostgresURL()))
+	fmt.Fprintf(c.stdout, "%s %s (store version %d, POSTGRES_URL %s)\n", verb, got.ID, got.Version, store.RedactURL(got.PostgresURL()))
 	return exitOK
 }
 
@@ -422,6 +438,11 @@ func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool)
 		default:
 			action = "update"
 		}
+		if err := store.ValidateUsable(t); err != nil {
+			fmt.Fprintf(c.stderr, "tenantsql: %s: %v\n", t.ID, err)
+			failed++
+			continue
+		}
 		if !dryRun {
 			in := store.Tenant{ID: t.ID, DeployInfo: t.DeployInfo}
 			if action == "create" {
@@ -430,7 +451,7 @@ func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool)
 				_, err = s.Update(ctx, in)
 			}
 			if err != nil {
-				fmt.Fprintf(c.stderr, "tenantsql: %s: %v\n", t.ID, err)
+				fmt.Fprintf(c.stderr, "tenantsql: %s: %v\n", t.ID, explainStore(err, t.ID))
 				failed++
 				continue
 			}

@@ -328,7 +328,7 @@ func TestAdd(t *testing.T) {
 	cases := []cliCase{
 		{
 			name: "add", seed: []store.Tenant{tenantB}, args: []string{"tenants", "add", "tenant-n.test", urlNew},
-			code: exitOK, stdout: []string{"created tenant-n.test (version 1, POSTGRES_URL " + shownNew + ")"},
+			code: exitOK, stdout: []string{"created tenant-n.test (store version 1, POSTGRES_URL " + shownNew + ")"},
 			check: func(t *testing.T, f *fixture, r result) {
 				f.wantTenant(t, "tenant-n.test", 1, map[string]string{store.KeyPostgresURL: urlNew})
 				l := f.run(t, "", "tenants", "list")
@@ -359,7 +359,7 @@ func TestAdd(t *testing.T) {
 		},
 		{
 			name: "add an existing id", seed: []store.Tenant{tenantA}, args: []string{"tenants", "add", "tenant-a.test", urlNew},
-			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "already exists"},
+			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "already exists; use tenants update tenant-a.test to change it"},
 			check: func(t *testing.T, f *fixture, r result) { f.unchanged(t) },
 		},
 		{
@@ -413,7 +413,7 @@ func TestAdd(t *testing.T) {
 		},
 		{
 			name: "add reading the URL from stdin", args: []string{"tenants", "add", "tenant-n.test", "-", "PLAN=gold"}, stdin: urlNew + "\n",
-			code: exitOK, stdout: []string{"created tenant-n.test (version 1, POSTGRES_URL " + shownNew + ")"},
+			code: exitOK, stdout: []string{"created tenant-n.test (store version 1, POSTGRES_URL " + shownNew + ")"},
 			check: func(t *testing.T, f *fixture, r result) {
 				f.wantTenant(t, "tenant-n.test", 1, map[string]string{store.KeyPostgresURL: urlNew, "PLAN": "gold"})
 			},
@@ -452,12 +452,12 @@ func TestUpdate(t *testing.T) {
 		{
 			name: "update replaces the deploy info", seed: []store.Tenant{tenantA, tenantB},
 			args: []string{"tenants", "update", "tenant-a.test", urlNew, "TIER=free"},
-			code: exitOK, stdout: []string{"updated tenant-a.test (version 2, POSTGRES_URL " + shownNew + ")"},
+			code: exitOK, stdout: []string{"updated tenant-a.test (store version 2, POSTGRES_URL " + shownNew + ")"},
 			check: func(t *testing.T, f *fixture, r result) {
 				f.wantTenant(t, "tenant-a.test", 2, replaced) // API_TOKEN and PLAN are gone
 				f.wantTenant(t, "tenant-b.test", 1, tenantB.DeployInfo)
 				g := f.run(t, "", "tenants", "get", "tenant-a.test")
-				if g.code != exitOK || !strings.Contains(g.stdout, "version: 2") || strings.Contains(g.stdout, "PLAN") {
+				if g.code != exitOK || !strings.Contains(g.stdout, "\nstore_version: 2\n") || strings.Contains(g.stdout, "PLAN") {
 					t.Errorf("get after update:\n%v", g)
 				}
 			},
@@ -475,13 +475,16 @@ func TestUpdate(t *testing.T) {
 		{
 			name: "update at the current version", seed: []store.Tenant{tenantA},
 			args: []string{"tenants", "update", "tenant-a.test", urlNew, "TIER=free", "--version", "1"},
-			code: exitOK, stdout: []string{"updated tenant-a.test (version 2"},
+			code: exitOK, stdout: []string{"updated tenant-a.test (store version 2"},
 			check: func(t *testing.T, f *fixture, r result) { f.wantTenant(t, "tenant-a.test", 2, replaced) },
 		},
 		{
 			name: "update at a stale version", seed: []store.Tenant{tenantA},
 			args: []string{"tenants", "update", "--version", "5", "tenant-a.test", urlNew},
-			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "conflict"},
+			// As the admin API's answer: which version is current, and
+			// what to do about it.
+			code: exitError, emptyOut: true, stderr: []string{`"tenant-a.test"`, "conflict", "current is 1",
+				"; read the tenant again (tenantsql tenants get tenant-a.test) and retry with --version set to its current version"},
 			check: func(t *testing.T, f *fixture, r result) { f.unchanged(t) },
 		},
 		{
@@ -498,7 +501,7 @@ func TestUpdate(t *testing.T) {
 		{
 			name: "update reading the URL from stdin", seed: []store.Tenant{tenantA},
 			args: []string{"tenants", "update", "tenant-a.test", "-", "TIER=free"}, stdin: urlNew + "\n",
-			code: exitOK, stdout: []string{"updated tenant-a.test (version 2, POSTGRES_URL " + shownNew + ")"},
+			code: exitOK, stdout: []string{"updated tenant-a.test (store version 2, POSTGRES_URL " + shownNew + ")"},
 			check: func(t *testing.T, f *fixture, r result) { f.wantTenant(t, "tenant-a.test", 2, replaced) },
 		},
 		{
@@ -561,7 +564,7 @@ func TestGetAndList(t *testing.T) {
 				if len(lines) != 3 {
 					t.Fatalf("list printed %d lines, want a header and 2 tenants:\n%s", len(lines), r.stdout)
 				}
-				if h := strings.Fields(lines[0]); !slices.Equal(h, []string{"ID", "VERSION", "UPDATED", "POSTGRES_URL", "OTHER"}) {
+				if h := strings.Fields(lines[0]); !slices.Equal(h, []string{"ID", "STORE_VERSION", "UPDATED", "POSTGRES_URL", "OTHER"}) {
 					t.Errorf("header = %q", lines[0])
 				}
 				a, b := strings.Fields(lines[1]), strings.Fields(lines[2])
@@ -723,11 +726,11 @@ func TestRedis(t *testing.T) {
 		stderr []string
 	}{
 		{args: []string{"tenants", "list"}, stdout: []string{"ID"}, stderr: []string{"0 tenants"}},
-		{args: []string{"tenants", "add", "tenant-a.test", urlA, "API_TOKEN=s3cret"}, stdout: []string{"created tenant-a.test (version 1, POSTGRES_URL " + shownA + ")"}},
+		{args: []string{"tenants", "add", "tenant-a.test", urlA, "API_TOKEN=s3cret"}, stdout: []string{"created tenant-a.test (store version 1, POSTGRES_URL " + shownA + ")"}},
 		{args: []string{"tenants", "add", "tenant-n.test", "-"}, stdin: urlNew + "\n", stdout: []string{"created tenant-n.test"}},
 		{args: []string{"tenants", "add", "tenant-a.test", urlA}, code: exitError, stderr: []string{"already exists"}},
 		{args: []string{"tenants", "list"}, stdout: []string{"tenant-a.test", "tenant-n.test", shownA, "API_TOKEN=xxxxx"}, stderr: []string{"2 tenants"}},
-		{args: []string{"tenants", "update", "tenant-a.test", urlNew, "--version", "1"}, stdout: []string{"updated tenant-a.test (version 2"}},
+		{args: []string{"tenants", "update", "tenant-a.test", urlNew, "--version", "1"}, stdout: []string{"updated tenant-a.test (store version 2"}},
 		{args: []string{"tenants", "update", "tenant-a.test", urlA, "--version", "1"}, code: exitError, stderr: []string{"conflict"}},
 		{args: []string{"tenants", "get", "--json", "tenant-a.test"}, stdout: []string{`"tenant_id": "tenant-a.test"`, `"version": 2`, shownNew}},
 		{args: []string{"tenants", "resync"}, stdout: []string{"every process will now resync"}},

@@ -8,11 +8,19 @@
 //	tenantsql [--store URL] tenants load FILE [--dry-run]
 //	tenantsql [--store URL] tenants resync
 //	tenantsql [--store URL] migrate up|up-to V|down|down-to V|status --dir DIR [flags]
+//	tenantsql migrate create NAME [--dir DIR] [--sql|--go] [--sequential]
 //
 // The store URL (file:PATH, redis://..., see store.Open) comes from --store
-// or the TENANTSQL_STORE environment variable. A POSTGRES_URL given as "-"
+// or the TENANTSQL_STORE environment variable. --store and -v may stand
+// anywhere on the line. -v (or TENANTSQL_DEBUG=1) also shows the logs of
+// the libraries underneath, such as go-redis's, which are otherwise quiet:
+// a failure is then told once, by the command. A POSTGRES_URL given as "-"
 // is read from standard input, which keeps its password out of the shell
 // history and the process list. Passwords are redacted in all output.
+//
+// add, update and load check each tenant with store.ValidateUsable, as the
+// admin API does, and refuse it with the API's message: a tenant that pgx
+// cannot use, or whose URL names a file, is never stored.
 //
 // add --create-database first creates the tenant's database (and a schema
 // tenant's schema) if missing, with hooks.Databases and hooks.Schemas, on
@@ -23,7 +31,10 @@
 //
 // migrate runs goose migrations for every tenant (or those named with
 // --tenant, less those named with --exclude), a few at a time, and prints a
-// summary; see "tenantsql migrate --help". The first Ctrl-C starts no more
+// summary; see "tenantsql migrate --help". A tenant's failure is printed
+// once, after the table: its cause first, then what the run was doing,
+// and a hint. migrate create scaffolds a migration file with goose's own
+// create, and needs no store. The first Ctrl-C starts no more
 // tenants, stops those waiting for a lock, and lets those migrating finish
 // (the exit status is then 1); a second one aborts.
 package main

@@ -18,9 +18,13 @@ import (
 	"github.com/tenantsql/tenantsql/migrate"
 )
 
-const migrateUsage = `usage: tenantsql [--store URL] migrate OP [VERSION] --dir DIR [flags]
+const migrateUsage = `usage: tenantsql [--store URL] [-v] migrate OP [VERSION] --dir DIR [flags]
+       tenantsql migrate create NAME [--dir DIR] [--sql|--go] [--sequential]
 
 Operations:
+  create NAME        write a new migration file in DIR (default: the current directory),
+                     named and versioned as goose create does: --sql (the default) or
+                     --go, a timestamp version unless --sequential; needs no store
   up                 apply every pending migration
   up-to VERSION      apply pending migrations up to and including VERSION
   down               roll back the last migration
@@ -28,13 +32,14 @@ Operations:
   status             show applied and pending migrations
 
 Flags:
-  --dir DIR              directory of goose migrations (required)
+  --dir DIR              directory of goose migrations (required, but for create)
   --concurrency N        tenants migrated at once (default 4)
   --tenant ID            only this tenant (repeatable)
   --exclude ID           not this tenant (repeatable)
   --continue-on-error    go on with the other tenants when one fails
   --dry-run              show what would be applied, change nothing
-  --store URL            tenant store (default $TENANTSQL_STORE)
+  --store URL            tenant store (default $TENANTSQL_STORE), anywhere on the line
+  -v                     also show the logs of the libraries underneath
 
 Ctrl-C starts no more tenants and no more migrations, and lets the migrations in
 flight finish; a second Ctrl-C aborts. The exit status is 1 if any tenant failed or
@@ -57,14 +62,22 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 	fs.Var(&exclude, "exclude", "")
 	cont := fs.Bool("continue-on-error", false, "")
 	dry := fs.Bool("dry-run", false, "")
-	storeURL := fs.String("store", c.storeURL, "")
+	asSQL := fs.Bool("sql", false, "")
+	asGo := fs.Bool("go", false, "")
+	sequential := fs.Bool("sequential", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return c.parseError(err, migrateUsage)
 	}
-	c.storeURL = *storeURL
 	if len(pos) == 0 {
 		fmt.Fprintf(c.stderr, "tenantsql: migrate: missing operation\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if pos[0] == "create" {
+		return c.create(pos[1:], *dir, *asSQL, *asGo, *sequential)
+	}
+	if *asSQL || *asGo || *sequential {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate %s: --sql, --go and --sequential apply to migrate create only\n\n%s", pos[0], migrateUsage)
 		return exitUsage
 	}
 	ops := map[string]migrate.Op{"up": migrate.Up, "up-to": migrate.UpTo, "down": migrate.Down, "down-to": migrate.DownTo, "status": migrate.Status}
@@ -156,6 +169,42 @@ func (c *cli) migrate(ctx context.Context, args []string) int {
 	return exitOK
 }
 
+// create scaffolds a migration file: migrate create NAME [--dir DIR]
+// [--sql|--go] [--sequential]. It needs no store.
+func (c *cli) create(pos []string, dir string, asSQL, asGo, sequential bool) int {
+	if len(pos) != 1 {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate create: want one NAME, such as add_users_table\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if asSQL && asGo {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate create: give --sql or --go, not both\n\n%s", migrateUsage)
+		return exitUsage
+	}
+	if dir == "" {
+		dir = "." // as goose create
+	}
+	kind := "sql"
+	if asGo {
+		kind = "go"
+	}
+	path, err := createMigration(dir, pos[0], kind, sequential)
+	if errors.Is(err, errBadMigrationName) {
+		fmt.Fprintf(c.stderr, "tenantsql: migrate create: %v\n", err)
+		return exitUsage
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "created %s (schema version %s)\n", path, migrationVersion(path))
+	if asGo {
+		// The command runs .sql files only: a Go migration is code, run
+		// by the program it is compiled into.
+		fmt.Fprintln(c.stderr, "note: a Go migration is code: it runs in a program that imports its package (its init registers it with goose) "+
+			"and migrates with hooks.Migrate or migrate.New; tenantsql migrate runs .sql migrations only")
+	}
+	return exitOK
+}
+
 // isInterrupted reports a tenant stopped by the end of the run's context.
 func isInterrupted(r migrate.TenantResult) bool {
 	return r.Err != nil && (errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded))
@@ -172,24 +221,39 @@ func interrupted(rep *migrate.Report) int {
 }
 
 // summary prints a table of the tenants that changed, failed or were
-// skipped (all tenants for status and dry runs), then the counts.
+// skipped (all tenants for status and dry runs), then each failure with
+// its cause and a hint, then the counts. A failure is printed here once;
+// the table and the progress lines only say FAILED.
+//
+// Each word means one thing: APPLIED is the number of migrations applied
+// (status), RAN the versions this run applied or rolled back; the
+// versions in the columns are schema versions (goose's), never the
+// tenant's store version that tenants list shows.
 func (c *cli) summary(rep *migrate.Report) {
 	changed, unchanged, failed, skipped := rep.Counts()
+	down := rep.Op == migrate.Down || rep.Op == migrate.DownTo
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	all := rep.Op == migrate.Status || rep.DryRun
 	switch {
 	case rep.Op == migrate.Status:
-		fmt.Fprintln(tw, "TENANT\tVERSION\tAPPLIED\tPENDING\tERROR")
+		fmt.Fprintln(tw, "TENANT\tSCHEMA_VERSION\tAPPLIED\tPENDING\tRESULT")
 	case rep.DryRun:
-		fmt.Fprintln(tw, "TENANT\tVERSION\tWOULD "+strings.ToUpper(map[bool]string{true: "roll back", false: "apply"}[rep.Op == migrate.Down || rep.Op == migrate.DownTo])+"\tERROR")
+		fmt.Fprintln(tw, "TENANT\tSCHEMA_VERSION\tWOULD_"+map[bool]string{true: "ROLL_BACK", false: "APPLY"}[down]+"\tRESULT")
 	default:
-		fmt.Fprintln(tw, "TENANT\tBEFORE\tAFTER\tAPPLIED\tDURATION\tRESULT")
+		fmt.Fprintln(tw, "TENANT\tSCHEMA_BEFORE\tSCHEMA_AFTER\tRAN\tDURATION\tRESULT")
 	}
 	rows := 0
+	var failures []failure
+	pending := 0 // status: tenants with migrations not applied
 	for _, r := range rep.Results {
-		errText := ""
-		if r.Err != nil {
-			errText = oneLine(r.Err)
+		result := "ok"
+		switch {
+		case r.Skipped:
+			result = "skipped"
+		case isInterrupted(r):
+			result = "INTERRUPTED"
+		case r.Err != nil:
+			result = "FAILED"
+			failures = append(failures, explainMigrate(r.Err))
 		}
 		switch {
 		case rep.Op == migrate.Status:
@@ -199,24 +263,16 @@ func (c *cli) summary(rep *migrate.Report) {
 					applied++
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", tenantCell(r), ver(r.After), applied, versions(r.Pending), errText)
+			if r.Err == nil && !r.Skipped && len(r.Pending) > 0 {
+				pending++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", tenantCell(r), ver(r.After), applied, versions(r.Pending), result)
 		case rep.DryRun:
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tenantCell(r), ver(r.Before), versions(r.Pending), errText)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tenantCell(r), ver(r.Before), versions(r.Pending), result)
 		case r.Skipped:
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped\n", tenantCell(r))
-		case r.Err != nil || len(r.Applied) > 0 || all:
-			result := "ok"
-			switch {
-			case isInterrupted(r):
-				result = "INTERRUPTED: " + errText
-			case r.Err != nil:
-				result = "FAILED: " + errText
-			}
-			var applied []int64
-			for _, a := range r.Applied {
-				applied = append(applied, a.Version)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tenantCell(r), ver(r.Before), ver(r.After), versions(applied), r.Duration.Round(time.Millisecond), result)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\n", tenantCell(r), result)
+		case r.Err != nil || len(r.Applied) > 0:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tenantCell(r), ver(r.Before), ver(r.After), versions(appliedVersions(r)), r.Duration.Round(time.Millisecond), result)
 		default:
 			continue
 		}
@@ -234,11 +290,14 @@ func (c *cli) summary(rep *migrate.Report) {
 			fmt.Fprintf(c.stdout, "%s: shared tables (one database and search_path), for %s\n", r.Tenant, strings.Join(r.Covers, ", "))
 		}
 	}
-	verb := "changed"
-	if rep.DryRun || rep.Op == migrate.Status {
-		verb = "looked at"
-		changed += unchanged
-		unchanged = 0
+	hints := map[string]bool{}
+	for _, f := range failures {
+		fmt.Fprintf(c.stderr, "tenantsql: %s\n", f.msg)
+		if f.hint != "" && !hints[f.hint] {
+			// Once per kind: a hundred unreachable tenants need it once.
+			hints[f.hint] = true
+			fmt.Fprintf(c.stderr, "  hint: %s\n", f.hint)
+		}
 	}
 	stopped := ""
 	if n := interrupted(rep); n > 0 {
@@ -254,8 +313,31 @@ func (c *cli) summary(rep *migrate.Report) {
 		}
 		who += " (" + sets + ")"
 	}
-	fmt.Fprintf(c.stderr, "migrate %s: %s: %d %s, %d already up to date, %d failed%s, %d skipped (%v)\n",
-		rep.Op, who, changed, verb, unchanged, failed, stopped, skipped, rep.Duration.Round(time.Millisecond))
+	// For status and dry runs, Counts' changed is always 0 and unchanged
+	// means "did not fail": count what the words say instead.
+	var counts string
+	switch {
+	case rep.Op == migrate.Status:
+		counts = fmt.Sprintf("%d up to date, %d with pending migrations", unchanged-pending, pending)
+	case rep.DryRun:
+		would := 0
+		for _, r := range rep.Results {
+			if r.Err == nil && !r.Skipped && len(r.Pending) > 0 {
+				would++
+			}
+		}
+		if down {
+			counts = fmt.Sprintf("%d would be rolled back, %d with nothing to roll back", would, unchanged-would)
+		} else {
+			counts = fmt.Sprintf("%d would be migrated, %d already up to date", would, unchanged-would)
+		}
+	case down:
+		counts = fmt.Sprintf("%d rolled back, %d with nothing to roll back", changed, unchanged)
+	default:
+		counts = fmt.Sprintf("%d migrated, %d already up to date", changed, unchanged)
+	}
+	fmt.Fprintf(c.stderr, "migrate %s: %s: %s, %d failed%s, %d skipped (%v)\n",
+		rep.Op, who, counts, failed, stopped, skipped, rep.Duration.Round(time.Millisecond))
 }
 
 // tenantCell names a result's tenant, and how many others share its
@@ -265,6 +347,15 @@ func tenantCell(r migrate.TenantResult) string {
 		return fmt.Sprintf("%s (+%d)", r.Tenant, len(r.Covers)-1)
 	}
 	return r.Tenant
+}
+
+// appliedVersions lists the versions r ran, in the order they ran.
+func appliedVersions(r migrate.TenantResult) []int64 {
+	var vs []int64
+	for _, a := range r.Applied {
+		vs = append(vs, a.Version)
+	}
+	return vs
 }
 
 func ver(v int64) string {
@@ -311,15 +402,16 @@ func (p *progress) update(pr migrate.Progress) {
 		case isInterrupted(pr.Result):
 			status = "INTERRUPTED: " + oneLine(r.Err)
 		case r.Err != nil:
-			status = "FAILED: " + oneLine(r.Err)
+			// The cause follows the table, once, with a hint.
+			status = "FAILED (the cause is printed at the end)"
 		case len(r.Applied) > 0:
-			status = fmt.Sprintf("ok, %d applied", len(r.Applied))
+			status = fmt.Sprintf("ok, ran %s", versions(appliedVersions(r)))
 		case len(r.Pending) > 0:
 			status = "pending " + versions(r.Pending)
 		default:
 			status = "up to date"
 		}
-		fmt.Fprintf(p.w, "[%d/%d] %s: %s -> %s: %s (%v)\n", pr.Done, pr.Total, tenantCell(r), ver(r.Before), ver(r.After), status, r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(p.w, "[%d/%d] %s: schema version %s -> %s: %s (%v)\n", pr.Done, pr.Total, tenantCell(r), ver(r.Before), ver(r.After), status, r.Duration.Round(time.Millisecond))
 		return
 	}
 	const width = 30

@@ -228,8 +228,9 @@ var notRun = map[string]string{}
 //
 //   - make TARGET: the Makefile has the target;
 //   - go run ./PATH, go install MODULE/PATH@VERSION: PATH is a main
-//     package (and for go run ./cmd/tenantsql, the rest of the line is
-//     checked as below); go test, vet and build: each ./PATH exists;
+//     package; go run ./cmd/tenantsql ARGS runs from the repository root,
+//     as a reader would run it, and must succeed; go test, vet and build:
+//     each ./PATH exists;
 //   - tenantsql ARGS: the CLI, built from ./cmd/tenantsql, accepts the
 //     arguments. Each line runs in an empty directory holding the README's
 //     tenant file and a migrations directory, with TENANTSQL_STORE=memory:
@@ -289,7 +290,10 @@ func TestReadmeCommandLines(t *testing.T) {
 				}
 				checkMainPackage(t, where, pkg)
 				if words[2] == "./cmd/tenantsql" {
-					checkCLI(t, where, &cli, dir, words[3:])
+					// go run works from the repository root only: there,
+					// as a reader runs it, and it must succeed (its files,
+					// such as --store file:..., must exist there).
+					checkCLI(t, where, &cli, root, words[3:], true)
 				}
 			case words[0] == "go" && len(words) > 2 && words[1] == "install":
 				// go install github.com/tenantsql/tenantsql/cmd/X@version
@@ -311,7 +315,7 @@ func TestReadmeCommandLines(t *testing.T) {
 					}
 				}
 			case words[0] == "tenantsql":
-				checkCLI(t, where, &cli, dir, words[1:])
+				checkCLI(t, where, &cli, dir, words[1:], false)
 			default:
 				t.Errorf("%s: no rule checks a %q command here: give it one in TestReadmeCommandLines, or add the line to notRun with the reason it is not run", where, words[0])
 			}
@@ -364,8 +368,8 @@ func checkMainPackage(t *testing.T, where, path string) {
 }
 
 // checkCLI runs the tenantsql CLI with args in dir and fails if it
-// answers with a usage error.
-func checkCLI(t *testing.T, where string, cli *string, dir string, args []string) {
+// answers with a usage error or, if mustSucceed, with any failure.
+func checkCLI(t *testing.T, where string, cli *string, dir string, args []string, mustSucceed bool) {
 	t.Helper()
 	if *cli == "" {
 		*cli = filepath.Join(t.TempDir(), "tenantsql")
@@ -393,6 +397,8 @@ func checkCLI(t *testing.T, where string, cli *string, dir string, args []string
 			where, args, stderr.String())
 	case err != nil && exit == nil:
 		t.Errorf("%s: %v", where, err)
+	case err != nil && mustSucceed:
+		t.Errorf("%s: run in %s, the CLI fails (exit status %d):\n%s", where, dir, exit.ExitCode(), stderr.String())
 	}
 }
 
