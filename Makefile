@@ -55,6 +55,7 @@ fuzz: ## Run each fuzz target briefly (FUZZTIME executions, default 100000x): re
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME) ./store
 	$(GO) test -run '^$$' -fuzz '^FuzzRedactURL$$' -fuzztime $(FUZZTIME) ./internal/pgurl
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFailure$$' -fuzztime $(FUZZTIME) ./internal/pgurl
+	$(GO) test -run '^$$' -fuzz '^FuzzRedactText$$' -fuzztime $(FUZZTIME) ./internal/pgurl
 	$(GO) test -run '^$$' -fuzz '^FuzzMiddlewareHeader$$' -fuzztime $(FUZZTIME) ./tenantctx
 
 fmt-check: ## Fail if gofmt would change any file
