@@ -107,7 +107,9 @@
 // store.RedactURL; errors of pgx and of the network are not passed on,
 // since their redaction is only "best effort": a parse error is described
 // by parsing a copy of the URL without its secrets, and a failed health
-// check shows the error only if it holds none of the tenant's secrets.
+// check shows the error with every occurrence of the tenant's passwords
+// masked as "xxxxx" (so a user or database name equal to the password is
+// masked too).
 // Redaction follows net/url, so a URL that pgx reads differently is
 // refused: one whose user info holds a raw '@', '?' or '#', and one with a
 // raw '#' anywhere (pgx reads on past it, net/url takes the rest for a

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -240,5 +241,60 @@ func TestHealthTimeoutAndConcurrency(t *testing.T) {
 		if conc == n && took >= n*timeout {
 			t.Errorf("concurrency %d took %v, as long as one at a time", n, took)
 		}
+	}
+}
+
+// TestHealthShowsCauseWithoutPassword adds, through the API, a tenant
+// whose password is also its user name, as in the README's
+// postgres:postgres, and whose role the server does not know: the health
+// check shows the server's own cause, with the password (and so the
+// user name) masked, instead of withholding it.
+func TestHealthShowsCauseWithoutPassword(t *testing.T) {
+	testenv.EnsureDatabases(t, "tsql_api_0")
+	const pw = "tsql_no_such_role"
+	u, err := url.Parse(testenv.DatabaseURL(t, "tsql_api_0", "application_name", "tsql_api_health"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(pw, pw)
+
+	mem := store.NewMemory()
+	c, err := driver.NewConnector(mem, driver.WithHooks(nil), driver.WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	e := newEnv(t, mem, WithHealth(db, WithHealthTimeout(10*time.Second)))
+	if w := e.do(request{method: "POST", path: "/tenant/", body: createBody("norole.test", u.String())}); w.Code != http.StatusCreated {
+		t.Fatalf("POST: %d %s", w.Code, w.Body)
+	}
+
+	w := e.do(request{method: "GET", path: "/health-check/"})
+	var ans healthAnswerForTest
+	decode(t, w, &ans)
+	got := ans.Tenants["norole.test"]
+	t.Logf("norole.test: %s", got.Msg)
+	if w.Code != http.StatusServiceUnavailable || got.Result {
+		t.Fatalf("health: %d %s, want 503 and a failure", w.Code, w.Body)
+	}
+	if strings.Contains(w.Body.String(), pw) {
+		t.Errorf("answer holds the password: %s", w.Body)
+	}
+	// The server's cause: the role does not exist (28000), or, on a
+	// server that asks for a password first, authentication failed
+	// (28P01); either way quoting the role, masked.
+	for _, want := range []string{"failed to connect to", "user=xxxxx", "SQLSTATE 28", "xxxxx"} {
+		if !strings.Contains(got.Msg, want) {
+			t.Errorf("message %q lacks %q", got.Msg, want)
+		}
+	}
+	if strings.Contains(got.Msg, "withheld") {
+		t.Errorf("message %q withholds the cause", got.Msg)
+	}
+	// The log shows the tenant's URL, redacted: the user name stays (it
+	// is no secret there, where it is not in a password's place).
+	if strings.Contains(e.logs.String(), ":"+pw+"@") {
+		t.Errorf("log holds the password:\n%s", e.logs)
 	}
 }

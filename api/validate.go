@@ -101,28 +101,20 @@ func serverCredential(raw string, cfg *pgx.ConnConfig) string {
 	return ""
 }
 
-// leaks reports whether text holds one of secrets.
-func leaks(text string, secrets []string) bool {
-	for _, s := range secrets {
-		if strings.Contains(text, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// safeErrorText is err's message if it holds none of secrets, shortened;
-// else a note that it was withheld. It is for errors of pgx and the
-// driver, whose messages are not promised to be free of passwords.
+// safeErrorText is err's message with every occurrence of secrets
+// masked (pgurl.RedactText), on one line and shortened. It is for errors
+// of pgx and the driver, whose messages are not promised to be free of
+// passwords: the cause is shown, the password is not. Where the password
+// is also the user or database name (postgres:postgres), those are masked
+// too.
 func safeErrorText(err error, secrets []string) string {
 	// pgx spreads the attempts at several addresses over lines.
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	if leaks(msg, secrets) {
-		return "failed (the error message is withheld because it contains a secret)"
-	}
+	msg := pgurl.RedactText(strings.Join(strings.Fields(err.Error()), " "), secrets)
 	const maxLen = 300 // enough for a cause; an answer does not grow with it
 	if len(msg) > maxLen {
-		msg = msg[:maxLen] + "..."
+		// Masked again: the cut and the "..." could form a short secret
+		// anew.
+		msg = pgurl.RedactText(msg[:maxLen]+"...", secrets)
 	}
 	return msg
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -175,20 +176,27 @@ func TestSQLOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"tenants": {"a": {"deploy_info": {"POSTGRES_URL": "postgres://u:sekret@h/db"}},}}`), 0o600)
+	missing := "file:" + filepath.Join(dir, "missing.json")
 	tests := []struct {
 		dsn  string
 		want []string
+		is   error
 	}{
-		{"file:" + filepath.Join(dir, "missing.json"), []string{"missing.json", "no such file"}},
-		{"file:" + bad, []string{"bad.json", "line 1"}},
-		{"nonsense", []string{"not a store URL"}},
-		{"ftp://x", []string{`"ftp"`}},
+		{missing, []string{"missing.json", "no such file", missing + "?create=true"}, fs.ErrNotExist},
+		{"file:" + bad, []string{"bad.json", "line 1"}, nil},
+		{"nonsense", []string{"not a tenant store URL"}, store.ErrNotStoreURL},
+		{"ftp://x", []string{`"ftp"`}, store.ErrNotStoreURL},
+		// What sql.Open("pgx", ...) takes: the DSN names the store.
+		{"postgres://u:sekret@127.0.0.1/db?sslmode=disable", []string{"PostgreSQL URL", "tenant store", `sql.Open("tenantsql", "file:tenant_config.json")`}, store.ErrNotStoreURL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dsn, func(t *testing.T) {
 			_, err := sql.Open("tenantsql", tt.dsn)
 			mustContain(t, err, tt.want...)
 			mustNotContain(t, err, "sekret")
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("sql.Open(%q) = %v, does not wrap %v", tt.dsn, err, tt.is)
+			}
 		})
 	}
 }

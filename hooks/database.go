@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,24 +91,29 @@ func DropDatabaseOnDelete(tenants migrate.Lister) DatabaseOption {
 // another process created meanwhile for success; a database dropped
 // meanwhile is not an error either.
 //
-// Errors name the tenant and the database and show no password.
+// Errors name the tenant and the database and show no password (where the
+// password is also the user or database name, those are masked too). Each
+// database created or dropped is logged at level Info, to the logger of
+// the Registry that runs the hook (slog.Default() for a hook called
+// directly), with the tenant and the database. Registry.Subscribe names the
+// hooks "hooks.Databases.create" and "hooks.Databases.drop".
 func Databases(opts ...DatabaseOption) (create, drop Func) {
 	cfg := databaseConfig{maintenance: DefaultMaintenanceDatabase}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	maintenance := cfg.maintenance
-	create = func(ctx context.Context, ev Event) error {
+	create = named("hooks.Databases.create", func(ctx context.Context, ev Event) error {
 		if (ev.Kind == OnUpdate || ev.Kind == PostUpdate) && ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
 			return nil
 		}
-		return createDatabase(ctx, ev.Tenant, maintenance)
-	}
+		return scrubTenant(createDatabase(ctx, ev.Tenant, maintenance), ev.Tenant)
+	})
 	if cfg.dropTenants != nil {
 		tenants := cfg.dropTenants
-		drop = func(ctx context.Context, ev Event) error {
-			return dropDatabase(ctx, ev.Tenant, maintenance, tenants)
-		}
+		drop = named("hooks.Databases.drop", func(ctx context.Context, ev Event) error {
+			return scrubTenant(dropDatabase(ctx, ev.Tenant, maintenance, tenants), ev.Tenant)
+		})
 	}
 	return create, drop
 }
@@ -178,15 +182,9 @@ func connectMaintenance(ctx context.Context, id string, td tenantDatabase) (*pgx
 	return conn, nil
 }
 
-// scrub makes sure err's text holds none of the tenant's passwords.
+// scrub masks the tenant's passwords in err's text.
 func (td tenantDatabase) scrub(err error) error {
-	err = scrub(err, td.password)
-	for _, s := range td.secrets {
-		if strings.Contains(err.Error(), s) {
-			return errors.New("the server's error quoted the password, so it is not shown")
-		}
-	}
-	return err
+	return scrub(err, append([]string{td.password}, td.secrets...))
 }
 
 func createDatabase(ctx context.Context, t store.Tenant, maintenance string) error {
@@ -230,6 +228,7 @@ func createDatabase(ctx context.Context, t store.Tenant, maintenance string) err
 	if err != nil {
 		return fmt.Errorf("tenant %q: create database %s: %w", t.ID, td.quoted, td.scrub(err))
 	}
+	logFrom(ctx, t.ID).Info("tenantsql: created the tenant's database", "database", td.name)
 	return nil
 }
 
@@ -269,5 +268,6 @@ func dropDatabase(ctx context.Context, t store.Tenant, maintenance string, tenan
 	if err != nil {
 		return fmt.Errorf("tenant %q: drop database %s: %w", t.ID, td.quoted, td.scrub(err))
 	}
+	logFrom(ctx, t.ID).Info("tenantsql: dropped the deleted tenant's database", "database", td.name)
 	return nil
 }

@@ -302,3 +302,34 @@ func TestDatabasesErrors(t *testing.T) {
 		}
 	}
 }
+
+// A server's error that quotes the password (here the role name, which is
+// also the password, as in postgres:postgres) is shown with it masked,
+// not withheld.
+func TestDatabasesErrorShowsCauseWithoutPassword(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const pw = "tsql_hooks_no_such_role"
+	u, err := url.Parse(testenv.DatabaseURL(t, testenv.Unique("tsql_hooks_dbr")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(pw, pw)
+	create, _ := hooks.Databases()
+	err = create(ctx, hooks.Event{Kind: hooks.OnCreate, Tenant: tenantOn("norole.test", u.String())})
+	if err == nil {
+		t.Fatal("create with an unknown role succeeded")
+	}
+	msg := err.Error()
+	t.Logf("error: %s", msg)
+	if strings.Contains(msg, pw) {
+		t.Errorf("error %q shows the password", msg)
+	}
+	// The server's cause (28000 role does not exist, or 28P01 where it
+	// asks for a password), with the role masked.
+	for _, want := range []string{`tenant "norole.test"`, "SQLSTATE 28", `"xxxxx"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+}

@@ -31,8 +31,8 @@
 // A tenant whose POSTGRES_URL has a search_path lives in a schema of a
 // database it shares with others: the first schema of the list
 // (postgres://app:pw@db1/saas?search_path=tenant_42 lives in tenant_42).
-// Schemas returns a create hook that creates that schema (CREATE SCHEMA
-// IF NOT EXISTS) and, only with DropSchemaOnDelete, a delete hook that
+// Schemas returns a create hook that creates that schema if it does not
+// exist and, only with DropSchemaOnDelete, a delete hook that
 // drops it with everything in it (DROP SCHEMA ... CASCADE), unless another
 // tenant still uses it:
 //
@@ -105,8 +105,34 @@
 //
 // Subscribe adds a hook to the default registry (Default), which
 // sql.Open("tenantsql", ...) and driver.NewConnector use: importing this
-// package is enough to enable it. Subscribe before opening the *sql.DB,
-// so that the hook sees every change.
+// package is enough to enable it.
+//
+// When to subscribe: a registry reads its hooks when it runs a change's
+// hooks, so a hook runs for every change whose hooks start after it was
+// subscribed, and for none before. The *sql.DB follows the store from
+// sql.Open (or driver.NewConnector) on, and its first sync runs the create
+// hooks of tenants created in the minute before; any other process may
+// create a tenant at any time. So subscribe before sql.Open the hooks that
+// do not need the *sql.DB (Databases, Schemas). A hook that needs it
+// (Migrate) can only be subscribed after sql.Open: do it before the
+// program serves or creates tenants, and bring the tenants that exist by
+// then up to date at start-up (migrate.New(...).Run, as
+// examples/hospital does), since their create hooks may have run without
+// it. Subscribing later is allowed (even from a hook), and takes effect
+// from the next change.
+//
+// # Names and logs
+//
+// Logs, errors and Failure.Hook call a hook by its name: the ready-made
+// hooks by theirs ("hooks.Migrate", "hooks.Databases.create",
+// "hooks.Databases.drop", "hooks.Schemas.create", "hooks.Schemas.drop"),
+// a hook subscribed with SubscribeNamed by the name given, any other by
+// its Go function name. Every record a registry logs about a hook carries
+// hook, kind, tenant and store_version (the store's version of the
+// change; a migration's versions are the tenant's schema's, and are
+// logged as schema_version). The ready-made hooks log at level Info what
+// they provision: a database or schema created or dropped, migrations
+// applied.
 //
 // Programs that avoid global state build a Registry with New and give it
 // to driver.NewConnector with driver.WithHooks; driver.WithHooks(nil) runs

@@ -94,8 +94,8 @@ type Func func(ctx context.Context, ev Event) error
 // A Failure is a hook that returned an error or panicked.
 type Failure struct {
 	Kind    Kind
-	Hook    string // the function's name
-	Version int64
+	Hook    string // the hook's name (see Registry.Subscribe)
+	Version int64  // the store version of the change
 	Err     error
 	At      time.Time
 }
@@ -146,23 +146,64 @@ func Default() *Registry { return defaultRegistry }
 // Subscribe adds fn to the default registry's hooks for kind.
 func Subscribe(kind Kind, fn Func) { defaultRegistry.Subscribe(kind, fn) }
 
+// SubscribeNamed adds fn to the default registry's hooks for kind, under
+// name in logs and errors.
+func SubscribeNamed(kind Kind, name string, fn Func) { defaultRegistry.SubscribeNamed(kind, name, fn) }
+
 // Subscribe adds fn to the hooks for kind. Hooks of a kind run in the
 // order they were subscribed. It panics on an unknown kind or a nil fn,
 // as those are programming errors.
+//
+// Logs and errors name the hook: a ready-made hook of this package by its
+// own name ("hooks.Migrate", "hooks.Databases.create", ...), any other by
+// its Go function name, which for a function literal is only its place
+// ("main.newApp.func2"): give such a hook a name with SubscribeNamed.
 func (r *Registry) Subscribe(kind Kind, fn Func) {
+	r.subscribe("Subscribe", kind, "", fn)
+}
+
+// SubscribeNamed is Subscribe with the name logs and errors call the hook
+// by, instead of its Go function name. It panics on an empty name too.
+func (r *Registry) SubscribeNamed(kind Kind, name string, fn Func) {
+	if name == "" {
+		panic("hooks: SubscribeNamed: empty name")
+	}
+	r.subscribe("SubscribeNamed", kind, name, fn)
+}
+
+func (r *Registry) subscribe(caller string, kind Kind, name string, fn Func) {
 	if kind < OnCreate || kind > PostDelete {
-		panic(fmt.Sprintf("hooks: Subscribe: unknown kind %v", kind))
+		panic(fmt.Sprintf("hooks: %s: unknown kind %v", caller, kind))
 	}
 	if fn == nil {
-		panic("hooks: Subscribe: nil hook")
+		panic("hooks: " + caller + ": nil hook")
+	}
+	if name == "" {
+		name = funcName(fn)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.hooks[kind] = append(r.hooks[kind], hook{name: funcName(fn), fn: fn})
+	r.hooks[kind] = append(r.hooks[kind], hook{name: name, fn: fn})
+}
+
+// readyMade maps the code of this package's ready-made hooks (the
+// function literals that Migrate, Databases and Schemas return) to their
+// names: a Func cannot carry a name, and the literals' Go names
+// ("hooks.Databases.func1") tell a reader nothing.
+var readyMade sync.Map // uintptr -> string
+
+// named records fn's name for Subscribe, and returns fn.
+func named(name string, fn Func) Func {
+	readyMade.Store(reflect.ValueOf(fn).Pointer(), name)
+	return fn
 }
 
 func funcName(fn Func) string {
-	if f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()); f != nil {
+	pc := reflect.ValueOf(fn).Pointer()
+	if name, ok := readyMade.Load(pc); ok {
+		return name.(string)
+	}
+	if f := runtime.FuncForPC(pc); f != nil {
 		return f.Name()
 	}
 	return "hook"
@@ -195,9 +236,12 @@ func (r *Registry) Run(ctx context.Context, ev Event) error {
 }
 
 func (r *Registry) runOne(ctx context.Context, h hook, ev Event) (err error) {
+	// "store_version", not "version": a hook's log may be about a
+	// migration, whose versions are the tenant's schema's.
+	log := r.logger().With("hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "store_version", ev.Version)
 	defer func() {
 		if p := recover(); p != nil {
-			r.logger().Error("tenantsql: hook panicked", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "version", ev.Version, "panic", p, "stack", string(debug.Stack()))
+			log.Error("tenantsql: hook panicked", "panic", p, "stack", string(debug.Stack()))
 			if e, ok := p.(error); ok {
 				err = fmt.Errorf("hooks: %s hook %s for tenant %q panicked: %w", ev.Kind, h.name, ev.Tenant.ID, e)
 			} else {
@@ -206,8 +250,8 @@ func (r *Registry) runOne(ctx context.Context, h hook, ev Event) (err error) {
 			r.keep(ev, h, err)
 		}
 	}()
-	if err := h.fn(ctx, ev); err != nil {
-		r.logger().Error("tenantsql: hook failed", "hook", h.name, "kind", ev.Kind.String(), "tenant", ev.Tenant.ID, "version", ev.Version, "err", err)
+	if err := h.fn(withLogger(ctx, log), ev); err != nil {
+		log.Error("tenantsql: hook failed", "err", err)
 		err = fmt.Errorf("hooks: %s hook %s for tenant %q: %w", ev.Kind, h.name, ev.Tenant.ID, err)
 		r.keep(ev, h, err)
 		return err

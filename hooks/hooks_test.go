@@ -3,6 +3,7 @@ package hooks
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/tenantsql/tenantsql/internal/lifecycle"
@@ -112,6 +114,7 @@ func TestSubscribePanics(t *testing.T) {
 		{"zero kind", 0, nop, "unknown kind hooks.Kind(0)"},
 		{"kind past the last", PostDelete + 1, nop, "unknown kind hooks.Kind(7)"},
 		{"nil hook", OnCreate, nil, "nil hook"},
+		{"empty name", OnCreate, nop, "empty name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +131,9 @@ func TestSubscribePanics(t *testing.T) {
 					t.Errorf("a hook was added anyway: %v", r.hooks)
 				}
 			}()
+			if tt.name == "empty name" {
+				r.SubscribeNamed(tt.kind, "", tt.fn)
+			}
 			r.Subscribe(tt.kind, tt.fn)
 		})
 	}
@@ -305,6 +311,63 @@ func TestFailureNamesTheHook(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("Run's error %q does not name %s", err, name)
 		}
+	}
+}
+
+// SubscribeNamed's name is what failures, errors and logs call the hook;
+// Subscribe keeps the Go name of a hook it knows no other name for.
+func TestSubscribeNamed(t *testing.T) {
+	var buf safeBuffer
+	r := New(slog.New(slog.NewJSONHandler(&buf, nil)))
+	r.SubscribeNamed(PostCreate, "seed the tenant", func(context.Context, Event) error { return errBoom })
+	r.Subscribe(PostCreate, func(context.Context, Event) error { return errBoom })
+	err := r.Run(t.Context(), Event{Kind: PostCreate, Tenant: store.Tenant{ID: "t1"}})
+	fs := r.Failures("t1")
+	if len(fs) != 2 {
+		t.Fatalf("Failures = %v", fs)
+	}
+	if fs[0].Hook != "seed the tenant" || !strings.Contains(err.Error(), "hook seed the tenant for tenant") {
+		t.Errorf("named hook: Failure.Hook %q, error %q", fs[0].Hook, err)
+	}
+	if want := "hooks.TestSubscribeNamed.func"; !strings.HasPrefix(strings.TrimPrefix(fs[1].Hook, "github.com/tenantsql/tenantsql/"), want) {
+		t.Errorf("unnamed hook: Failure.Hook %q, want the Go name %s...", fs[1].Hook, want)
+	}
+	if recs := buf.records(t); len(recs) != 2 || recs[0]["hook"] != "seed the tenant" {
+		t.Errorf("log records %v, want the first to name the hook \"seed the tenant\"", recs)
+	}
+}
+
+// The package's ready-made hooks carry their own names, whichever way
+// they are subscribed.
+func TestReadyMadeHookNames(t *testing.T) {
+	dbCreate, dbDrop := Databases(DropDatabaseOnDelete(store.NewMemory()))
+	schCreate, schDrop := Schemas(DropSchemaOnDelete(store.NewMemory()))
+	mig, err := Migrate(&sql.DB{}, fstest.MapFS{"00001_a.sql": {Data: []byte("-- +goose Up\nSELECT 1;\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(quiet)
+	for _, tt := range []struct {
+		kind Kind
+		fn   Func
+		want string
+	}{
+		{OnCreate, dbCreate, "hooks.Databases.create"},
+		{PostDelete, dbDrop, "hooks.Databases.drop"},
+		{OnCreate, schCreate, "hooks.Schemas.create"},
+		{PostDelete, schDrop, "hooks.Schemas.drop"},
+		{PostCreate, mig, "hooks.Migrate"},
+	} {
+		r.Subscribe(tt.kind, tt.fn)
+		hs := r.hooks[tt.kind]
+		if got := hs[len(hs)-1].name; got != tt.want {
+			t.Errorf("Subscribe(%v, ...) named the hook %q, want %q", tt.kind, got, tt.want)
+		}
+	}
+	// A hook the caller names keeps the caller's name.
+	r.SubscribeNamed(OnCreate, "create the database", dbCreate)
+	if hs := r.hooks[OnCreate]; hs[len(hs)-1].name != "create the database" {
+		t.Errorf("SubscribeNamed on a ready-made hook: %q", hs[len(hs)-1].name)
 	}
 }
 
@@ -653,6 +716,11 @@ func TestFailuresAreLogged(t *testing.T) {
 		}
 		if rec[want.extra] != want.value {
 			t.Errorf("record %d: %s = %v, want %q", i, want.extra, rec[want.extra], want.value)
+		}
+		// The store's version of the change, named so: not to be read as
+		// a migration (schema) version.
+		if _, ok := rec["version"]; ok || rec["store_version"] != 4.0 {
+			t.Errorf("record %d: store_version %v (version %v), want store_version 4 and no version", i, rec["store_version"], rec["version"])
 		}
 	}
 	if stack, _ := recs[1]["stack"].(string); !strings.Contains(stack, "panickingHook") {

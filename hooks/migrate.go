@@ -33,12 +33,24 @@ import (
 // `//go:embed migrations/*.sql` is taken as it is: when the root holds no
 // migration, those of its "migrations" directory are used (see
 // migrate.New).
+//
+// When it applies migrations, the hook logs it at level Info, to the
+// logger of the Registry that runs it, with the tenant, how many were
+// applied and the schema versions before and after. Registry.Subscribe
+// names it "hooks.Migrate".
 func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
 	m, err := migrate.New(db, nil, fsys, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, ev Event) error {
-		return m.Tenant(ctx, ev.Tenant.ID, migrate.Up, 0).Err
-	}, nil
+	return named("hooks.Migrate", func(ctx context.Context, ev Event) error {
+		res := m.Tenant(ctx, ev.Tenant.ID, migrate.Up, 0)
+		if len(res.Applied) > 0 {
+			// Schema versions, not the store's: the attribute names say
+			// which (the registry's logger adds store_version).
+			logFrom(ctx, ev.Tenant.ID).Info("tenantsql: migrated the tenant",
+				"applied", len(res.Applied), "schema_version_before", res.Before, "schema_version", res.After)
+		}
+		return res.Err
+	}), nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,8 +39,7 @@ func DropSchemaOnDelete(tenants migrate.Lister) SchemaOption {
 // POSTGRES_URL (postgres://app:pw@db1/saas?search_path=tenant_42; the
 // first schema of the list is the tenant's).
 //
-// create creates the tenant's schema if it does not exist (CREATE SCHEMA
-// IF NOT EXISTS). Subscribe it to OnCreate, so that it runs before the
+// create creates the tenant's schema if it does not exist (CREATE SCHEMA). Subscribe it to OnCreate, so that it runs before the
 // PostCreate hooks (Migrate, whose tables go into the schema), and to
 // OnUpdate for tenants that move to another schema or database: on an
 // update that keeps POSTGRES_URL it does nothing.
@@ -67,23 +65,28 @@ func DropSchemaOnDelete(tenants migrate.Lister) SchemaOption {
 // hooks in several processes at once is safe: a schema another process
 // created or dropped meanwhile is not an error.
 //
-// Errors name the tenant and show no password.
+// Errors name the tenant and show no password (where the password is also
+// the user or database name, those are masked too). Each schema created or
+// dropped is logged at level Info, to the logger of the Registry that runs
+// the hook (slog.Default() for a hook called directly), with the tenant and
+// the schema. Registry.Subscribe names the hooks "hooks.Schemas.create"
+// and "hooks.Schemas.drop".
 func Schemas(opts ...SchemaOption) (create, drop Func) {
 	var cfg schemaConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
-	create = func(ctx context.Context, ev Event) error {
+	create = named("hooks.Schemas.create", func(ctx context.Context, ev Event) error {
 		if (ev.Kind == OnUpdate || ev.Kind == PostUpdate) && ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
 			return nil
 		}
-		return createSchema(ctx, ev.Tenant)
-	}
+		return scrubTenant(createSchema(ctx, ev.Tenant), ev.Tenant)
+	})
 	if cfg.dropTenants != nil {
 		tenants := cfg.dropTenants
-		drop = func(ctx context.Context, ev Event) error {
-			return dropSchema(ctx, ev.Tenant, tenants)
-		}
+		drop = named("hooks.Schemas.drop", func(ctx context.Context, ev Event) error {
+			return scrubTenant(dropSchema(ctx, ev.Tenant, tenants), ev.Tenant)
+		})
 	}
 	return create, drop
 }
@@ -136,19 +139,9 @@ func connectShared(ctx context.Context, id string, ts tenantSchema) (*pgx.Conn, 
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %q: connect to its database %s: %w", id, store.RedactURL(ts.base), scrub(err, cfg.Password))
+		return nil, fmt.Errorf("tenant %q: connect to its database %s: %w", id, store.RedactURL(ts.base), scrub(err, []string{cfg.Password}))
 	}
 	return conn, nil
-}
-
-// scrub makes sure err's text holds no password: pgx's connect errors name
-// the user, host and database, not the password, but a server's message
-// might quote anything it was sent.
-func scrub(err error, password string) error {
-	if password == "" || !strings.Contains(err.Error(), password) {
-		return err
-	}
-	return errors.New("the connection failed (the error quoted the password, so it is not shown)")
 }
 
 func createSchema(ctx context.Context, t store.Tenant) error {
@@ -161,16 +154,29 @@ func createSchema(ctx context.Context, t store.Tenant) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{ts.schema}.Sanitize())
-	// Two processes at once: IF NOT EXISTS looks, then inserts, and the
-	// later one can fail on the catalog's unique index.
+	quoted := pgx.Identifier{ts.schema}.Sanitize()
+	// Most creates find the schema there (every process runs the hook):
+	// look first, so that only a schema this call creates is logged as
+	// created, and the server logs no error for one that exists.
+	var exists bool
+	err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", ts.schema).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("tenant %q: look for schema %s: %w", t.ID, quoted, err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE SCHEMA "+quoted)
+	// Created meanwhile by another process: duplicate_schema, or, when
+	// both inserted at once, a unique violation on the catalog's index.
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && (pe.Code == "42P06" || pe.Code == "23505") {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("tenant %q: create schema %s: %w", t.ID, pgx.Identifier{ts.schema}.Sanitize(), err)
+		return fmt.Errorf("tenant %q: create schema %s: %w", t.ID, quoted, err)
 	}
+	logFrom(ctx, t.ID).Info("tenantsql: created the tenant's schema", "schema", ts.schema)
 	return nil
 }
 
@@ -215,6 +221,7 @@ func dropSchema(ctx context.Context, t store.Tenant, tenants migrate.Lister) err
 	if err != nil {
 		return fmt.Errorf("tenant %q: drop schema %s: %w", t.ID, quoted, err)
 	}
+	logFrom(ctx, t.ID).Info("tenantsql: dropped the deleted tenant's schema", "schema", ts.schema)
 	return nil
 }
 

@@ -20,6 +20,11 @@ var (
 	ErrConflict = errors.New("tenant version conflict")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrNotStoreURL: Open was given something that names no tenant
+	// store: an unknown scheme, or a PostgreSQL URL or key=value DSN,
+	// which tenantsql takes per tenant (POSTGRES_URL), not as the
+	// data source name.
+	ErrNotStoreURL = errors.New("not a tenant store URL")
 )
 
 // ValidationError says which field of a tenant is wrong and why. It wraps

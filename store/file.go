@@ -85,6 +85,8 @@ func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, erro
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && o.create:
 		f.st = newState()
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w (to start with no tenants, and the file written on the first change, open file:%s?create=true, or OpenFile with WithFileCreate(true))", err, path)
 	case err != nil:
 		return nil, err
 	default:

@@ -144,8 +144,16 @@ func (e Event) LogValue() slog.Value {
 // file an empty store instead of an error, and poll=DURATION sets how often
 // the file is checked for changes made by other processes (default 1s,
 // 0 turns it off).
+//
+// A rawURL that names no store (a PostgreSQL URL or DSN among them: the
+// tenants' databases are in the store, not in its URL) is an error
+// wrapping ErrNotStoreURL; a missing file, without create=true, one
+// wrapping fs.ErrNotExist. Neither message shows a password.
 func Open(ctx context.Context, rawURL string) (Store, error) {
 	scheme, rest, ok := strings.Cut(rawURL, ":")
+	if isPostgresDSN(rawURL, scheme, ok) {
+		return nil, errPostgresDSN
+	}
 	if !ok || scheme == "" {
 		// Echo a mistyped path, but not what may be a key=value DSN with
 		// a password in it.
@@ -153,7 +161,7 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 		if !strings.Contains(rawURL, "=") {
 			shown = strconv.Quote(shorten(rawURL))
 		}
-		return nil, fmt.Errorf("store: %s is not a store URL (want file:PATH, memory: or redis://...)", shown)
+		return nil, fmt.Errorf("store: %s: %w (want file:PATH, memory: or redis://...)", shown, ErrNotStoreURL)
 	}
 	if _, q, ok := strings.Cut(rest, "?"); ok {
 		if v, err := url.ParseQuery(q); err == nil && v.Has("url_key") {
@@ -175,8 +183,40 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 	case "redis", "rediss":
 		return OpenRedis(ctx, rawURL)
 	default:
-		return nil, fmt.Errorf("store: unsupported store URL scheme %q (want file:, memory:, redis:// or rediss://)", scheme)
+		return nil, fmt.Errorf("store: %w: unsupported scheme %q (want file:, memory:, redis:// or rediss://)", ErrNotStoreURL, shorten(scheme))
 	}
+}
+
+// errPostgresDSN is Open's error for a PostgreSQL URL or DSN: the mistake
+// of a newcomer who hands sql.Open("tenantsql", ...) what
+// sql.Open("pgx", ...) takes. It does not echo the DSN, which may hold a
+// password.
+var errPostgresDSN = fmt.Errorf("store: %w: it is a PostgreSQL URL, but the tenantsql DSN names the tenant store, "+
+	"in which each tenant has its own POSTGRES_URL: use file:PATH, redis://HOST:PORT/DB or memory:, "+
+	`for example sql.Open("tenantsql", "file:tenant_config.json") with `+
+	`{"tenants": {"tenant-1": {"deploy_info": {"POSTGRES_URL": "postgres://..."}}}} in tenant_config.json`, ErrNotStoreURL)
+
+// isPostgresDSN reports whether rawURL, cut at its first ':' into scheme
+// (ok if there was one), is what pgx takes: a postgres:// or
+// postgresql:// URL, or key=value settings naming a host, database or
+// user.
+func isPostgresDSN(rawURL, scheme string, ok bool) bool {
+	if ok {
+		switch strings.ToLower(scheme) {
+		case "postgres", "postgresql":
+			return true
+		}
+	}
+	for _, f := range strings.Fields(rawURL) {
+		k, _, hasValue := strings.Cut(f, "=")
+		switch strings.ToLower(k) {
+		case "host", "hostaddr", "dbname", "user", "port":
+			if hasValue {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func parseFileURL(rest string) (string, []FileOption, error) {

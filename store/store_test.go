@@ -153,26 +153,32 @@ func TestOpen(t *testing.T) {
 	bad := []struct {
 		url  string
 		want []string // substrings of the error
+		is   error    // what the error wraps, if anything in particular
 	}{
-		{"", []string{"not a store URL"}},
-		{"tenant_config.json", []string{"tenant_config.json", "not a store URL"}},
-		{"memory:foo", []string{"memory:", "foo"}},
-		{"memory:?x=1", []string{"memory:"}},
-		{"redis://127.0.0.1:6379/x", []string{"redis", "database number"}},
-		{"redis://:hunter2@127.0.0.1:6379/0?prefix=a%20b", []string{"prefix", "xxxxx"}},
-		{"redis://127.0.0.1:6379/0?check=soon", []string{"check"}},
-		{"redis://127.0.0.1:6379/0?bogus=1", []string{"bogus"}},
-		{"postgres://app:hunter2@db/app", []string{`"postgres"`}},
-		{"file:", []string{"no path"}},
-		{"file://otherhost/tenants.json", []string{"otherhost"}},
-		{"file:" + missing, []string{missing}},
-		{"file:" + existing + "?create=maybe", []string{"create", "maybe"}},
-		{"file:" + existing + "?poll=often", []string{"poll", "often"}},
-		{"file:" + existing + "?pol=1s", []string{`"pol"`, "unknown"}},
-		{"file:" + existing + "?create=true&readonly=1", []string{`"readonly"`, "unknown"}},
-		{"file:" + existing + "?%zz", []string{"options"}},
-		{"file:" + existing + "?create=true&url_key=ANALYTICS_URL", []string{"url_key", "tenantsql driver"}},
-		{"redis://:hunter2@127.0.0.1:6379/0?url_key=ANALYTICS_URL", []string{"url_key", "tenantsql driver"}},
+		{"", []string{"not a tenant store URL"}, ErrNotStoreURL},
+		{"tenant_config.json", []string{"tenant_config.json", "not a tenant store URL", "file:PATH"}, ErrNotStoreURL},
+		{"memory:foo", []string{"memory:", "foo"}, nil},
+		{"memory:?x=1", []string{"memory:"}, nil},
+		{"redis://127.0.0.1:6379/x", []string{"redis", "database number"}, nil},
+		{"redis://:hunter2@127.0.0.1:6379/0?prefix=a%20b", []string{"prefix", "xxxxx"}, nil},
+		{"redis://127.0.0.1:6379/0?check=soon", []string{"check"}, nil},
+		{"redis://127.0.0.1:6379/0?bogus=1", []string{"bogus"}, nil},
+		// A PostgreSQL URL or DSN: what the DSN is instead, with an
+		// example, and the password not echoed.
+		{"postgres://app:hunter2@db/app", []string{"PostgreSQL URL", "tenant store", "file:PATH", "redis://", "memory:", `sql.Open("tenantsql", "file:tenant_config.json")`, "POSTGRES_URL"}, ErrNotStoreURL},
+		{"postgresql://app:hunter2@db/app?sslmode=disable", []string{"PostgreSQL URL", "file:tenant_config.json"}, ErrNotStoreURL},
+		{"host=db user=app password=hunter2 dbname=app", []string{"PostgreSQL URL", "file:tenant_config.json"}, ErrNotStoreURL},
+		{"mysql://app:hunter2@db/app", []string{`unsupported scheme "mysql"`, "file:"}, ErrNotStoreURL},
+		{"file:", []string{"no path"}, nil},
+		{"file://otherhost/tenants.json", []string{"otherhost"}, nil},
+		{"file:" + missing, []string{missing, "file:" + missing + "?create=true"}, fs.ErrNotExist},
+		{"file:" + existing + "?create=maybe", []string{"create", "maybe"}, nil},
+		{"file:" + existing + "?poll=often", []string{"poll", "often"}, nil},
+		{"file:" + existing + "?pol=1s", []string{`"pol"`, "unknown"}, nil},
+		{"file:" + existing + "?create=true&readonly=1", []string{`"readonly"`, "unknown"}, nil},
+		{"file:" + existing + "?%zz", []string{"options"}, nil},
+		{"file:" + existing + "?create=true&url_key=ANALYTICS_URL", []string{"url_key", "tenantsql driver"}, nil},
+		{"redis://:hunter2@127.0.0.1:6379/0?url_key=ANALYTICS_URL", []string{"url_key", "tenantsql driver"}, nil},
 	}
 	for _, tc := range bad {
 		s, err := Open(ctx, tc.url)
@@ -189,9 +195,9 @@ func TestOpen(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("Open(%q) error %q contains the password", tc.url, err)
 		}
-	}
-	if _, err := Open(ctx, "file:"+missing); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Open of a missing file: error %v does not wrap fs.ErrNotExist", err)
+		if tc.is != nil && !errors.Is(err, tc.is) {
+			t.Errorf("Open(%q) error %v does not wrap %v", tc.url, err, tc.is)
+		}
 	}
 
 	cancelled, cancel := context.WithCancel(ctx)

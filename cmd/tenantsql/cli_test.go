@@ -309,7 +309,7 @@ func TestStoreSelection(t *testing.T) {
 		},
 		{
 			name: "bad store URL", noFlag: true, args: []string{"--store", "nope:x", "tenants", "list"},
-			code: exitError, emptyOut: true, stderr: []string{`unsupported store URL scheme "nope"`},
+			code: exitError, emptyOut: true, stderr: []string{`unsupported scheme "nope"`},
 		},
 		{
 			name: "missing store file", noFlag: true, args: []string{"--store", "file:$DIR/missing.json", "tenants", "list"},

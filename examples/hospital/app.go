@@ -99,7 +99,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	// A tenant moved to another database or schema gets it created (by
 	// the ON hooks above) and migrated there too; its queries wait for
 	// this hook, as for a create's.
-	reg.Subscribe(hooks.PostUpdate, func(ctx context.Context, ev hooks.Event) error {
+	reg.SubscribeNamed(hooks.PostUpdate, "hospital: migrate a moved tenant", func(ctx context.Context, ev hooks.Event) error {
 		if ev.Old.PostgresURL() == ev.Tenant.PostgresURL() {
 			return nil
 		}

@@ -314,7 +314,7 @@ func (tut *tutorial) rewrittenFile(t *testing.T, name string) string {
 
 var (
 	makeCopyRE = regexp.MustCompile(`\bcp (examples/hospital/[a-z_]+\.json) \.run/([a-z_]+\.json)`)
-	makeRunRE  = regexp.MustCompile(`\brun \.\./examples/hospital\b(.*)$`)
+	makeRunRE  = regexp.MustCompile(`\bexec \./hospital\b(.*)$`)
 )
 
 // example starts, once, the example as the make target does, and returns
@@ -348,7 +348,7 @@ func (tut *tutorial) example(t *testing.T, target string) int {
 		}
 	}
 	if file == "" || args == nil && !makeRunRE.Match(recipe[1]) {
-		t.Fatalf("make %s's recipe no longer copies examples/hospital/FILE.json to .run/ and runs ../examples/hospital there:\n%s\nTeach TestReadmeTutorial (examples/hospital/readme_test.go) how it starts the example now.", target, recipe[1])
+		t.Fatalf("make %s's recipe no longer copies examples/hospital/FILE.json to .run/ and execs ./hospital, built from ./examples/hospital, there:\n%s\nTeach TestReadmeTutorial (examples/hospital/readme_test.go) how it starts the example now.", target, recipe[1])
 	}
 	dir := filepath.Join(tut.dir, target)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -5,7 +5,9 @@
 // Redact shows a URL without its passwords; Secrets lists them and
 // GivesPassword tells whether a password pgx settled on came from the URL;
 // ParseFailure says why pgx cannot parse a URL without quoting them; Keys
-// lists the query keys that some reader of the URL may act on.
+// lists the query keys that some reader of the URL may act on; RedactText
+// masks passwords (Secrets) in text with no structure, such as an error
+// message, so that the message can be shown.
 //
 // # Readers
 //

@@ -1,0 +1,39 @@
+package hooks
+
+import (
+	"github.com/tenantsql/tenantsql/internal/pgurl"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// scrub returns err, or, if its text holds one of secrets, an error whose
+// text is err's with every occurrence of them masked (pgurl.RedactText).
+// pgx's connect errors name the user, host and database, not the
+// password, but a server's message may quote anything it was sent; the
+// cause stays readable either way.
+func scrub(err error, secrets []string) error {
+	msg := err.Error()
+	if red := pgurl.RedactText(msg, secrets); red != msg {
+		return &redactedError{msg: red}
+	}
+	return err
+}
+
+// redactedError is an error whose text quoted a password, with the
+// password masked. It does not unwrap to the original error: that one's
+// text, and the fields of a *pgconn.PgError in it, still hold the
+// password.
+type redactedError struct{ msg string }
+
+func (e *redactedError) Error() string { return e.msg }
+
+// scrubTenant masks t's passwords in err's whole text, the tenant's
+// redacted URL included: where a password is also the user name
+// (postgres:postgres), that URL shows it as the user. Masking the name too
+// costs the reader a name they can find in their own URL; showing it
+// would show the password. It returns nil for nil.
+func scrubTenant(err error, t store.Tenant) error {
+	if err == nil {
+		return nil
+	}
+	return scrub(err, pgurl.Secrets(t.PostgresURL()))
+}
