@@ -188,6 +188,17 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 		return nil, nil, err
 	}
 	for {
+		// Each round may follow an errRetired: a replacement appears in
+		// the registry, but nothing replaces the pools of a closed
+		// connector (a WithBudgetsOf borrower's are retired by its Close
+		// while the owner's budgets stay open), and a caller that gave
+		// up must not be kept looking.
+		if c.closed.Load() {
+			return nil, nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, fmt.Errorf("tenantsql: tenant %q: %w", id, err)
+		}
 		t := c.reg.get(id)
 		if t == nil {
 			var err error
