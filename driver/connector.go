@@ -209,7 +209,7 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 		if t.err != nil {
 			return nil, nil, t.err // no usable URL under this connector's key: fail closed, before any wait
 		}
-		if g := t.gate.Load(); !g.ok.Load() && !inHookOf(ctx, id) {
+		if g := t.gate.Load(); !g.ok.Load() && (g.failed() || !c.inHookOf(ctx, id)) {
 			if err := waitGate(ctx, t, g); err != nil {
 				return nil, nil, err
 			}

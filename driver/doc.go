@@ -93,7 +93,10 @@
 // them. With one registry for both (hooks.Subscribe, sql.Open), each
 // *sql.DB runs every hook, as any two do; a hook's query through the other
 // *sql.DB does not wait for that one's hooks (they may be waiting for this
-// one's), so this works too, at the cost of running every hook twice. But
+// one's), so this works too, at the cost of running every hook twice; if
+// those hooks have failed, it fails with ErrTenantNotReady as any query
+// does. With a registry each, a hook's query through the other *sql.DB
+// waits for that one's hooks as any query does. But
 // then db runs adb's hooks too, and for a tenant without ANALYTICS_URL
 // they fail with ErrMissingURLKey, which leaves the tenant not ready on
 // db (ErrTenantNotReady): with tenants that lack the key, separate
