@@ -171,6 +171,10 @@ func (c *Connector) Close() error {
 	return err
 }
 
+// URLKey returns the deploy_info key whose URLs the connector routes to:
+// POSTGRES_URL, or the key given WithURLKey (or url_key).
+func (c *Connector) URLKey() string { return c.cfg.urlKey }
+
 // Store returns the tenant store the connector follows.
 func (c *Connector) Store() store.Store { return c.store }
 
