@@ -3,8 +3,11 @@ package hooks
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io/fs"
+	"log/slog"
 
+	"github.com/tenantsql/tenantsql/internal/lifecycle"
 	"github.com/tenantsql/tenantsql/migrate"
 )
 
@@ -33,12 +36,25 @@ import (
 // `//go:embed migrations/*.sql` is taken as it is: when the root holds no
 // migration, those of its "migrations" directory are used (see
 // migrate.New).
+//
+// A tenant that has no database under db's key (db opened with
+// driver.WithURLKey, a tenant without that key: driver.ErrMissingURLKey)
+// has nothing to migrate: the hook returns nil and logs it at Debug level
+// with slog's default logger. So one registry may hold the Migrate hooks
+// of a *sql.DB per key even when some tenants lack a key.
 func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
 	m, err := migrate.New(db, nil, fsys, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context, ev Event) error {
-		return m.Tenant(ctx, ev.Tenant.ID, migrate.Up, 0).Err
+		err := m.Tenant(ctx, ev.Tenant.ID, migrate.Up, 0).Err
+		if errors.Is(err, lifecycle.ErrMissingURLKey) {
+			// No database under db's key (a tenant without ANALYTICS_URL,
+			// with one registry for two *sql.DB): nothing to migrate.
+			slog.DebugContext(ctx, "tenantsql: migrate hook: the tenant has no database under this *sql.DB's key; nothing to migrate", "tenant", ev.Tenant.ID, "err", err)
+			return nil
+		}
+		return err
 	}, nil
 }

@@ -67,6 +67,12 @@ func DropSchemaOnDelete(tenants migrate.Lister) SchemaOption {
 // hooks in several processes at once is safe: a schema another process
 // created or dropped meanwhile is not an error.
 //
+// They read POSTGRES_URL only, whichever *sql.DB runs them: a tenant's
+// databases under other keys (driver.WithURLKey, such as ANALYTICS_URL)
+// are not provisioned by them. Provision those beforehand (the tenant's
+// deploy_info then names a database that exists), or in a hook of your
+// own that connects with that key's URL.
+//
 // Errors name the tenant and show no password.
 func Schemas(opts ...SchemaOption) (create, drop Func) {
 	var cfg schemaConfig
