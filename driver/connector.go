@@ -395,13 +395,21 @@ func (c *Connector) apply(changes []store.Change) {
 	urlAttr := strings.ToLower(c.cfg.urlKey)
 	for _, sw := range c.reg.apply(changes, c.newTenant) {
 		ch := sw.change
+		// The URL, redacted, only if it is a postgres:// one: another
+		// value under the key may be anything (a webhook address with a
+		// token in its path), which RedactURL does not know how to mask.
+		// newTenant has logged why it is unusable.
+		var url []any
+		if sw.new != nil && sw.new.err == nil {
+			url = []any{urlAttr, store.RedactURL(sw.new.dsn)}
+		}
 		switch {
 		case ch.Type == store.EventDelete:
 			c.log.Debug("tenantsql: tenant removed", "tenant", ch.Tenant.ID)
 		case sw.old == nil && sw.new != nil && ch.Type == store.EventCreate:
-			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant added", append([]any{"tenant", ch.Tenant.ID}, url...)...)
 		case sw.old != nil:
-			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant configuration changed", append([]any{"tenant", ch.Tenant.ID}, url...)...)
 		}
 		if sw.old != nil && sw.old.tg != nil {
 			if sw.new != nil && sw.new.tg != nil {
