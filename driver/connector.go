@@ -171,6 +171,10 @@ func (c *Connector) Close() error {
 	return err
 }
 
+// URLKey returns the deploy_info key whose URLs the connector routes to:
+// POSTGRES_URL, or the key given WithURLKey (or url_key).
+func (c *Connector) URLKey() string { return c.cfg.urlKey }
+
 // Store returns the tenant store the connector follows.
 func (c *Connector) Store() store.Store { return c.store }
 
@@ -188,6 +192,17 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 		return nil, nil, err
 	}
 	for {
+		// Each round may follow an errRetired: a replacement appears in
+		// the registry, but nothing replaces the pools of a closed
+		// connector (a WithBudgetsOf borrower's are retired by its Close
+		// while the owner's budgets stay open), and a caller that gave
+		// up must not be kept looking.
+		if c.closed.Load() {
+			return nil, nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, fmt.Errorf("tenantsql: tenant %q: %w", id, err)
+		}
 		t := c.reg.get(id)
 		if t == nil {
 			var err error
@@ -198,7 +213,7 @@ func (c *Connector) acquire(ctx context.Context, id string, hint *physConn) (*ph
 		if t.err != nil {
 			return nil, nil, t.err // no usable URL under this connector's key: fail closed, before any wait
 		}
-		if g := t.gate.Load(); !g.ok.Load() && !inHookOf(ctx, id) {
+		if g := t.gate.Load(); !g.ok.Load() && (g.failed() || !c.inHookOf(ctx, id)) {
 			if err := waitGate(ctx, t, g); err != nil {
 				return nil, nil, err
 			}
@@ -380,13 +395,21 @@ func (c *Connector) apply(changes []store.Change) {
 	urlAttr := strings.ToLower(c.cfg.urlKey)
 	for _, sw := range c.reg.apply(changes, c.newTenant) {
 		ch := sw.change
+		// The URL, redacted, only if it is a postgres:// one: another
+		// value under the key may be anything (a webhook address with a
+		// token in its path), which RedactURL does not know how to mask.
+		// newTenant has logged why it is unusable.
+		var url []any
+		if sw.new != nil && sw.new.err == nil {
+			url = []any{urlAttr, store.RedactURL(sw.new.dsn)}
+		}
 		switch {
 		case ch.Type == store.EventDelete:
 			c.log.Debug("tenantsql: tenant removed", "tenant", ch.Tenant.ID)
 		case sw.old == nil && sw.new != nil && ch.Type == store.EventCreate:
-			c.log.Debug("tenantsql: tenant added", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant added", append([]any{"tenant", ch.Tenant.ID}, url...)...)
 		case sw.old != nil:
-			c.log.Debug("tenantsql: tenant configuration changed", "tenant", ch.Tenant.ID, urlAttr, store.RedactURL(sw.new.dsn))
+			c.log.Debug("tenantsql: tenant configuration changed", append([]any{"tenant", ch.Tenant.ID}, url...)...)
 		}
 		if sw.old != nil && sw.old.tg != nil {
 			if sw.new != nil && sw.new.tg != nil {

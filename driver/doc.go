@@ -93,11 +93,21 @@
 // them. With one registry for both (hooks.Subscribe, sql.Open), each
 // *sql.DB runs every hook, as any two do; a hook's query through the other
 // *sql.DB does not wait for that one's hooks (they may be waiting for this
-// one's), so this works too, at the cost of running every hook twice. But
-// then db runs adb's hooks too, and for a tenant without ANALYTICS_URL
-// they fail with ErrMissingURLKey, which leaves the tenant not ready on
-// db (ErrTenantNotReady): with tenants that lack the key, separate
-// registries are required.
+// one's), so this works too, at the cost of running every hook twice; if
+// those hooks have failed, it fails with ErrTenantNotReady as any query
+// does. With a registry each, a hook's query through the other *sql.DB
+// waits for that one's hooks as any query does. A tenant without
+// ANALYTICS_URL runs no hooks on adb; with one registry, db runs adb's
+// hooks for it too: hooks.Migrate(adb, ...) takes ErrMissingURLKey for
+// nothing to migrate, but a hook of your own that queries adb gets the
+// error, which leaves the tenant not ready on db (ErrTenantNotReady).
+// hooks.Databases and hooks.Schemas provision the database of
+// POSTGRES_URL only: create the databases of other keys beforehand, or in
+// a hook of your own.
+//
+// WithMaxConnsPerTenant applies per connector, so per key: a tenant may
+// hold that many sessions through db and as many through adb, also with
+// WithBudgetsOf (the owner's cap, for each connector's pool).
 //
 // # Connections
 //

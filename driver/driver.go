@@ -69,6 +69,17 @@ func (d *Driver) OpenConnector(name string) (driver.Connector, error) {
 	return c, nil
 }
 
+// URLKey is the deploy_info key whose URLs the Driver's connector routes
+// to (WithURLKey), for packages that see only a *sql.DB and must read the
+// same URLs (package migrate groups tenants by them): db.Driver() is the
+// Driver of db's connector. POSTGRES_URL for the registered Driver.
+func (d *Driver) URLKey() string {
+	if d.c == nil {
+		return store.KeyPostgresURL
+	}
+	return d.c.URLKey()
+}
+
 // ConnectorOf returns the Connector behind db, for its statistics and
 // store, if db was opened with this driver.
 func ConnectorOf(db *sql.DB) (*Connector, bool) {

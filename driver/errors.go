@@ -3,6 +3,8 @@ package driver
 import (
 	"errors"
 	"fmt"
+
+	"github.com/tenantsql/tenantsql/internal/lifecycle"
 )
 
 // Errors a query can fail with before it reaches a database. They are never
@@ -31,7 +33,7 @@ var (
 	// holds it empty. The error is a *MissingURLKeyError, which names the
 	// tenant and the key; errors.Is matches ErrTenantConfig too. The
 	// driver never falls back to another key.
-	ErrMissingURLKey = errors.New("tenantsql: tenant lacks the database URL key")
+	ErrMissingURLKey = lifecycle.ErrMissingURLKey // shared with package hooks, which must not import the driver
 	// ErrClosed: the connector (the *sql.DB) was closed.
 	ErrClosed = errors.New("tenantsql: connector closed")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/tenantsql/tenantsql/store"
@@ -50,26 +51,41 @@ func (c *Connector) hookScopeOf(ctx context.Context, id string) *hookScope {
 	return nil
 }
 
-// inHookOf reports whether ctx is the context of a hook, of any
-// connector, for tenant id. Such a query through another connector (a
-// hook of the default *sql.DB migrating the tenant's analytics database
-// through the analytics *sql.DB) does not wait for that connector's gate:
-// the gate opens when that connector's hooks for the tenant return, and
-// with one registry for both (hooks.Subscribe) those hooks may be waiting
-// for this very hook's connector in turn. It runs on that connector's
-// current configuration, without waiting for the tenant to be ready, as
-// a hook's queries through its own connector do.
+// inHookOf reports whether ctx is the context of a hook that c's own
+// hooks may be waiting for: a hook still running for tenant id, through
+// another connector, from the same hooks registry as c's. Such a query
+// (a hook of the default *sql.DB migrating the tenant's analytics
+// database through the analytics *sql.DB, both following one registry, as
+// hooks.Subscribe and sql.Open give) does not wait for c's gate: that
+// gate opens when c's hooks for the tenant return, and c runs the same
+// hooks, which may be waiting for the hook's own connector in turn. It
+// runs on c's current configuration, without waiting for the tenant to
+// be ready, as a hook's queries through its own connector do.
 //
-// Once the hooks have returned, their context (kept with
-// context.WithoutCancel) waits as any other.
-func inHookOf(ctx context.Context, id string) bool {
+// Nothing else passes the gate. With another registry, c's hooks are not
+// this hook's to wait on, so its query waits as any other. Once the
+// hooks have returned, their context (kept with context.WithoutCancel)
+// waits as any other too. And the caller never bypasses a gate that has
+// failed: the tenant is not ready on c, and its error is the answer.
+func (c *Connector) inHookOf(ctx context.Context, id string) bool {
 	hs, ok := ctx.Value(hookKey{}).(*hookScope)
-	if !ok || hs.t.id != id {
+	if !ok || hs.t.id != id || !sameHooks(hs.c.hooks, c.hooks) {
 		return false
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	return !hs.ended
+}
+
+// sameHooks reports whether a and b are one hooks registry. A Hooks of
+// an uncomparable type (a struct holding a slice) is never the same as
+// another, rather than a panic in ==.
+func sameHooks(a, b Hooks) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return va.Type() == vb.Type() && va.Comparable() && vb.Comparable() && a == b
 }
 
 // acquire checks out a connection at the scope's configuration. Once that

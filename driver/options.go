@@ -159,7 +159,10 @@ func WithServerBudget(server string, n int) Option {
 // default is the budget of the tenant's server (WithServerBudget, else
 // WithMaxConns), so one busy tenant can use all of it (pgxpool's own
 // default of max(4, NumCPU) starves a busy tenant that database/sql would
-// give more). A cap above a server's budget is that budget.
+// give more). A cap above a server's budget is that budget. It applies
+// per connector, so per key (WithURLKey): a tenant may hold that many
+// sessions through each *sql.DB, also with WithBudgetsOf (the owner's
+// cap, for each connector's pool).
 func WithMaxConnsPerTenant(n int) Option { return func(c *config) { c.maxConnsPerTenant = n } }
 
 // WithIdleTimeout sets how long a physical connection may sit unused before

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,5 +123,116 @@ func TestWithBudgetsOfClosedOwner(t *testing.T) {
 	}
 	if _, err := driver.NewConnector(s, driver.WithBudgetsOf(owner)); !errors.Is(err, driver.ErrClosed) {
 		t.Errorf("WithBudgetsOf a closed connector: %v, want ErrClosed", err)
+	}
+}
+
+// newBorrower opens the default *sql.DB (the owner) and an analytics one
+// drawing on its budgets (the borrower), with tenant id on a database of
+// each, and warms the borrower's pool for id.
+func newBorrower(t *testing.T) (m *multiDB, borrower *driver.Connector, id string) {
+	t.Helper()
+	m = newMultiStore(t)
+	owner, err := driver.NewConnector(m.store, driver.WithHooks(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.def = sqlOpenDB(t, owner)
+	borrower, err = driver.NewConnector(m.store, driver.WithHooks(nil), driver.WithURLKey(analyticsKey), driver.WithBudgetsOf(owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.an = sqlOpenDB(t, borrower)
+	id = m.id(0)
+	m.put(id, map[string]string{
+		store.KeyPostgresURL: m.url(id, store.KeyPostgresURL, m.databases[0]),
+		analyticsKey:         m.url(id, analyticsKey, m.databases[1]),
+	})
+	if got, _, _, err := where(m.an, id); err != nil || got != m.databases[1] {
+		t.Fatalf("analytics query: %q, %v; want %q", got, err, m.databases[1])
+	}
+	return m, borrower, id
+}
+
+// hangGuard is how long a query that must end at once may take before the
+// test calls it a hang. It catches hangs only; nothing is timed.
+const hangGuard = 20 * time.Second
+
+// A borrower's Close retires its pools, in a budget that stays open for
+// the owner: a checkout through it afterwards (a *sql.Conn taken before
+// the Close) must fail with ErrClosed, not look the tenant up again and
+// again (its pool is retired for good), and the owner keeps serving.
+func TestWithBudgetsOfBorrowerClosed(t *testing.T) {
+	m, borrower, id := newBorrower(t)
+	conn, err := m.an.Conn(context.Background()) // unbound: binds on its first query
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := borrower.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.ExecContext(tenantCtx(id), "SELECT 1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, driver.ErrClosed) {
+			t.Errorf("query through the closed borrower: %v, want ErrClosed", err)
+		}
+		conn.Close() // not on a hang: it would wait for the query
+	case <-time.After(hangGuard):
+		t.Fatalf("query through the closed borrower has not returned after %v", hangGuard)
+	}
+	if got, _, _, err := where(m.def, id); err != nil || got != m.databases[0] {
+		t.Errorf("default query after the borrower was closed: %q, %v; want %q", got, err, m.databases[0])
+	}
+}
+
+// Queries racing the borrower's Close each end with the server's answer
+// or ErrClosed, whichever side of the Close they fall on; none hangs, and
+// the owner keeps serving.
+func TestWithBudgetsOfBorrowerCloseRace(t *testing.T) {
+	m, borrower, id := newBorrower(t)
+	const workers, queries = 8, 20
+	errs := make(chan error, workers*queries)
+	var started, finished sync.WaitGroup
+	started.Add(workers)
+	for range workers {
+		finished.Go(func() {
+			started.Done()
+			for range queries {
+				var db string
+				err := m.an.QueryRowContext(tenantCtx(id), "SELECT current_database()").Scan(&db)
+				switch {
+				case err == nil && db != m.databases[1]:
+					errs <- fmt.Errorf("analytics query ran on %q, want %q", db, m.databases[1])
+				case err != nil && !errors.Is(err, driver.ErrClosed):
+					errs <- fmt.Errorf("analytics query racing the borrower's Close: %w, want an answer or ErrClosed", err)
+				}
+			}
+		})
+	}
+	started.Wait()
+	if err := borrower.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { finished.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("queries racing the borrower's Close have not returned after %v", hangGuard)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// After the Close, every query fails closed.
+	if _, err := m.an.ExecContext(tenantCtx(id), "SELECT 1"); !errors.Is(err, driver.ErrClosed) {
+		t.Errorf("analytics query after the borrower's Close: %v, want ErrClosed", err)
+	}
+	if got, _, _, err := where(m.def, id); err != nil || got != m.databases[0] {
+		t.Errorf("default query after the borrower was closed: %q, %v; want %q", got, err, m.databases[0])
 	}
 }

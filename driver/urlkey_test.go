@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -378,5 +380,61 @@ func TestURLKeyRemoved(t *testing.T) {
 	eventually(t, 30*time.Second, "analytics sessions closed after the key was removed", func() bool { return m.sessions(anApp) == 0 })
 	if got, _, pid, err := where(m.def, id); err != nil || got != m.databases[0] || pid != defPID {
 		t.Errorf("default query: %q on backend %d, %v; want %q on the same backend %d", got, pid, err, m.databases[0], defPID)
+	}
+}
+
+// logBuffer collects a connector's log, written from its goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A value under the connector's key that is not a postgres:// URL may be
+// anything, a webhook address with its token in the path among them: the
+// debug log of the tenant's creation and update must not echo it (only
+// that it is unusable), nor must the query's error.
+func TestURLKeyNotAURLIsNotLogged(t *testing.T) {
+	const secret = "T0KENs3cret"
+	var logs logBuffer
+	s := store.NewMemory()
+	c, err := driver.NewConnector(s, driver.WithHooks(nil), driver.WithURLKey(analyticsKey),
+		driver.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqlOpenDB(t, c)
+	const id = "not-a-url.test"
+	tn, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{
+		store.KeyPostgresURL: "postgres://u@127.0.0.1:1/x",
+		analyticsKey:         "https://hooks.example.com/services/" + secret,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errCreate := db.ExecContext(tenantCtx(id), "SELECT 1") // after the create is applied
+	tn.DeployInfo[analyticsKey] = "https://hooks.example.com/other/" + secret
+	if _, err := s.Update(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+	_, errUpdate := db.ExecContext(tenantCtx(id), "SELECT 1") // after the update is applied
+	for _, err := range []error{errCreate, errUpdate} {
+		if !errors.Is(err, driver.ErrTenantConfig) || strings.Contains(err.Error(), secret) {
+			t.Errorf("query: %v; want ErrTenantConfig without the value", err)
+		}
+	}
+	if out := logs.String(); strings.Contains(out, secret) {
+		t.Errorf("the log shows the value of %s:\n%s", analyticsKey, out)
 	}
 }

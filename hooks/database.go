@@ -91,6 +91,12 @@ func DropDatabaseOnDelete(tenants migrate.Lister) DatabaseOption {
 // another process created meanwhile for success; a database dropped
 // meanwhile is not an error either.
 //
+// They read POSTGRES_URL only, whichever *sql.DB runs them: a tenant's
+// databases under other keys (driver.WithURLKey, such as ANALYTICS_URL)
+// are not created or dropped by them. Create those beforehand (the
+// tenant's deploy_info then names a database that exists), or in a hook
+// of your own that connects with that key's URL.
+//
 // Errors name the tenant and the database and show no password (where the
 // password is also the user or database name, those are masked too). Each
 // database created or dropped is logged at level Info, to the logger of

@@ -3,8 +3,10 @@ package hooks
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io/fs"
 
+	"github.com/tenantsql/tenantsql/internal/lifecycle"
 	"github.com/tenantsql/tenantsql/migrate"
 )
 
@@ -38,6 +40,12 @@ import (
 // logger of the Registry that runs it, with the tenant, how many were
 // applied and the schema versions before and after. Registry.Subscribe
 // names it "hooks.Migrate".
+//
+// A tenant that has no database under db's key (db opened with
+// driver.WithURLKey, a tenant without that key: driver.ErrMissingURLKey)
+// has nothing to migrate: the hook returns nil and logs it at level
+// Debug. So one registry may hold the Migrate hooks of a *sql.DB per key
+// even when some tenants lack a key.
 func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
 	m, err := migrate.New(db, nil, fsys, opts...)
 	if err != nil {
@@ -45,6 +53,12 @@ func Migrate(db *sql.DB, fsys fs.FS, opts ...migrate.Option) (Func, error) {
 	}
 	return named("hooks.Migrate", func(ctx context.Context, ev Event) error {
 		res := m.Tenant(ctx, ev.Tenant.ID, migrate.Up, 0)
+		if errors.Is(res.Err, lifecycle.ErrMissingURLKey) {
+			// No database under db's key (a tenant without ANALYTICS_URL,
+			// with one registry for two *sql.DB): nothing to migrate.
+			logFrom(ctx, ev.Tenant.ID).Debug("tenantsql: the tenant has no database under this *sql.DB's key; nothing to migrate", "err", res.Err)
+			return nil
+		}
 		if len(res.Applied) > 0 {
 			// Schema versions, not the store's: the attribute names say
 			// which (the registry's logger adds store_version).

@@ -65,6 +65,12 @@ func DropSchemaOnDelete(tenants migrate.Lister) SchemaOption {
 // hooks in several processes at once is safe: a schema another process
 // created or dropped meanwhile is not an error.
 //
+// They read POSTGRES_URL only, whichever *sql.DB runs them: a tenant's
+// databases under other keys (driver.WithURLKey, such as ANALYTICS_URL)
+// are not provisioned by them. Provision those beforehand (the tenant's
+// deploy_info then names a database that exists), or in a hook of your
+// own that connects with that key's URL.
+//
 // Errors name the tenant and show no password (where the password is also
 // the user or database name, those are masked too). Each schema created or
 // dropped is logged at level Info, to the logger of the Registry that runs

@@ -179,3 +179,53 @@ func TestSharedRegistryTwoKeys(t *testing.T) {
 		t.Errorf("hook failures: %+v", fs)
 	}
 }
+
+// This run's database of TestMigrateLacksKey.
+var lackDefault = testenv.Unique("tsql_hooks_ldef")
+
+// One registry for both *sql.DB, as hooks.Subscribe and sql.Open give,
+// and a tenant without ANALYTICS_URL: the analytics Migrate hook, run by
+// the default *sql.DB too, finds no analytics database for it, which is
+// nothing to do, not a failure. So the tenant is ready on the default
+// *sql.DB, migrated there, and no hook failed.
+func TestMigrateLacksKey(t *testing.T) {
+	testenv.EnsureDatabases(t, lackDefault)
+	testenv.ResetSchema(t, lackDefault)
+	s := store.NewMemory()
+	reg := hooks.New(slog.New(slog.DiscardHandler))
+	open := func(opts ...driver.Option) *sql.DB {
+		c, err := driver.NewConnector(s, append([]driver.Option{driver.WithHooks(reg)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	def := open()
+	an := open(driver.WithURLKey("ANALYTICS_URL"))
+	for _, db := range []*sql.DB{def, an} {
+		h, err := hooks.Migrate(db, os.DirFS("../testdata/migrations"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Subscribe(hooks.PostCreate, h)
+	}
+	const id = "mdb-lacks.test"
+	if _, err := s.Create(t.Context(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, lackDefault)}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(tenantctx.WithTenant(t.Context(), id), 30*time.Second)
+	defer cancel()
+	var got string
+	var migrated bool
+	if err := def.QueryRowContext(ctx, "SELECT current_database(), to_regclass('hospital') IS NOT NULL").Scan(&got, &migrated); err != nil || got != lackDefault || !migrated {
+		t.Errorf("default *sql.DB: database %q, migrated %v, err %v; want %q, true", got, migrated, err, lackDefault)
+	}
+	if fs := reg.Failures(id); len(fs) != 0 {
+		t.Errorf("hook failures for a tenant without ANALYTICS_URL: %+v", fs)
+	}
+	if _, err := an.ExecContext(ctx, "SELECT 1"); !errors.Is(err, driver.ErrMissingURLKey) {
+		t.Errorf("analytics query of a tenant without ANALYTICS_URL: %v, want ErrMissingURLKey", err)
+	}
+}

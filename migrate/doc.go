@@ -60,8 +60,9 @@
 // hooks.Schemas create hook, which runs before the tenant's first query.
 //
 // Tenants whose tables are the same are migrated once per run: the
-// Migrator groups the tenants it lists by their POSTGRES_URL without its
-// tenant settings (pgurl.SplitSettings: search_path and settings with a
+// Migrator groups the tenants it lists by their POSTGRES_URL (for a
+// *sql.DB opened on another key with driver.WithURLKey or url_key, that
+// key's URL, the one its migrations reach) without its tenant settings (pgurl.SplitSettings: search_path and settings with a
 // dot taken out, everything else kept, compared as text) together with
 // their search_path (compared as written, or absent). Row-level-security
 // tenants of one database (URLs that differ only in app.tenant_id, say)

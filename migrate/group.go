@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,14 +19,19 @@ type unit struct {
 }
 
 // tablesKey says where a tenant's migrations land: the database its URL
-// names once its tenant settings are taken out (pgurl.SplitSettings), and
-// its search_path, which picks the schema of goose's version table and of
-// the tables the migrations create. Tenants with the same key share their
-// tables. A URL that cannot be read gets a key of its own: its run fails
-// on its own, naming it.
-func tablesKey(t store.Tenant) string {
-	raw := t.PostgresURL()
+// under urlKey (the key the *sql.DB routes by, see urlKeyOf) names once
+// its tenant settings are taken out (pgurl.SplitSettings), and its
+// search_path, which picks the schema of goose's version table and of the
+// tables the migrations create. Tenants with the same key share their
+// tables. A URL that is missing or cannot be read gets a key of its own:
+// its run fails on its own, naming it (for a missing key, the driver's
+// ErrMissingURLKey).
+func tablesKey(t store.Tenant, urlKey string) string {
+	raw := t.DeployInfo[urlKey]
 	own := "\x00tenant\x00" + t.ID
+	if raw == "" {
+		return own // pgconn would read "" as the environment's defaults
+	}
 	cfg, err := pgconn.ParseConfig(raw)
 	if err != nil {
 		return own
@@ -41,12 +47,24 @@ func tablesKey(t store.Tenant) string {
 	return key
 }
 
-// group groups the tenants by tablesKey and keeps the groups with a
+// urlKeyOf is the deploy_info key of the URLs db routes by: the one its
+// tenantsql driver reports (driver.WithURLKey, url_key=), POSTGRES_URL for
+// any other driver. Grouping by another key than the one the migrations
+// run on would skip tenants whose databases under that key differ, or
+// group tenants that do not share their tables.
+func urlKeyOf(db *sql.DB) string {
+	if k, ok := db.Driver().(interface{ URLKey() string }); ok {
+		return k.URLKey()
+	}
+	return store.KeyPostgresURL
+}
+
+// group groups the tenants by tablesKey (of their URLs under urlKey) and keeps the groups with a
 // selected tenant, sorted by the tenant each runs through: the first
 // selected one. A group of which some tenants are excluded and others
 // selected is an error: its tables cannot be migrated for some of its
 // tenants and not for the others.
-func group(all []store.Tenant, selected, excluded func(id string) bool) ([]unit, error) {
+func group(all []store.Tenant, urlKey string, selected, excluded func(id string) bool) ([]unit, error) {
 	sorted := slices.Clone(all)
 	slices.SortFunc(sorted, func(a, b store.Tenant) int { return strings.Compare(a.ID, b.ID) })
 	var (
@@ -54,7 +72,7 @@ func group(all []store.Tenant, selected, excluded func(id string) bool) ([]unit,
 		members = map[string][]string{}
 	)
 	for _, t := range sorted {
-		k := tablesKey(t)
+		k := tablesKey(t, urlKey)
 		if _, seen := members[k]; !seen {
 			keys = append(keys, k)
 		}

@@ -26,7 +26,7 @@ func TestGroup(t *testing.T) {
 	}
 	everyone := func(string) bool { return true }
 	none := func(string) bool { return false }
-	got, err := group(all, everyone, none)
+	got, err := group(all, store.KeyPostgresURL, everyone, none)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,18 +43,26 @@ func TestGroup(t *testing.T) {
 		t.Fatalf("group:\n got %+v\nwant %+v", got, want)
 	}
 
+	// Under a key they lack, the tenants share nothing: each is a unit of
+	// its own (whose run fails with the driver's ErrMissingURLKey), not
+	// one group of empty URLs, which pgconn would read as the defaults.
+	got, err = group(all, "ANALYTICS_URL", everyone, none)
+	if err != nil || len(got) != len(all) || slices.ContainsFunc(got, func(u unit) bool { return u.covers != nil }) {
+		t.Fatalf("grouped by a key no tenant has: %+v, %v; want %d units of one", got, err, len(all))
+	}
+
 	// One tenant of a group selected: the group, through it.
-	got, err = group(all, func(id string) bool { return id == "r2" }, none)
+	got, err = group(all, store.KeyPostgresURL, func(id string) bool { return id == "r2" }, none)
 	if err != nil || len(got) != 1 || got[0].tenant != "r2" || len(got[0].covers) != 3 {
 		t.Fatalf("r2 selected: %+v, %v", got, err)
 	}
 	// Part of a group excluded: refused, naming the tenants.
-	_, err = group(all, everyone, func(id string) bool { return id == "r2" })
+	_, err = group(all, store.KeyPostgresURL, everyone, func(id string) bool { return id == "r2" })
 	if err == nil || !strings.Contains(err.Error(), "r2") || !strings.Contains(err.Error(), "r1, r3") {
 		t.Fatalf("r2 excluded: %v, want a refusal naming r2 and r1, r3", err)
 	}
 	// The whole group excluded: fine.
-	got, err = group(all, everyone, func(id string) bool { return id[0] == 'r' })
+	got, err = group(all, store.KeyPostgresURL, everyone, func(id string) bool { return id[0] == 'r' })
 	if err != nil || slices.ContainsFunc(got, func(u unit) bool { return u.tenant[0] == 'r' }) {
 		t.Fatalf("group excluded: %+v, %v", got, err)
 	}
@@ -65,7 +73,7 @@ func TestGroup(t *testing.T) {
 }
 
 func err2(all []store.Tenant) string {
-	_, err := group(all, func(string) bool { return true }, func(id string) bool { return id == "r1" })
+	_, err := group(all, store.KeyPostgresURL, func(string) bool { return true }, func(id string) bool { return id == "r1" })
 	if err == nil {
 		return ""
 	}

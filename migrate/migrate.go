@@ -45,7 +45,8 @@ func (o Op) String() string {
 }
 
 // Lister lists the tenants to migrate; a store.Store is one. Run reads
-// each tenant's POSTGRES_URL (DeployInfo) to group the tenants that share
+// each tenant's URL (DeployInfo) under the key the *sql.DB routes by
+// (POSTGRES_URL, or the one given driver.WithURLKey) to group the tenants that share
 // their tables; the migrations themselves go through the *sql.DB, which
 // finds the tenant by its id.
 type Lister interface {
@@ -226,7 +227,7 @@ func (m *Migrator) selectTenants(ctx context.Context) ([]unit, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("migrate: no such tenant: %s", strings.Join(missing, ", "))
 	}
-	return group(all, func(id string) bool {
+	return group(all, urlKeyOf(m.db), func(id string) bool {
 		return len(m.cfg.include) == 0 || slices.Contains(m.cfg.include, id)
 	}, func(id string) bool {
 		return slices.Contains(m.cfg.exclude, id)

@@ -5,6 +5,7 @@
 package lifecycle
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/tenantsql/tenantsql/store"
@@ -25,3 +26,8 @@ func Default() store.ChangeHandler {
 	}
 	return nil
 }
+
+// ErrMissingURLKey is driver.ErrMissingURLKey, here so that package hooks
+// can tell "this tenant has no database under the *sql.DB's key" (nothing
+// for a hook to do) from a failure, without importing the driver.
+var ErrMissingURLKey = errors.New("tenantsql: tenant lacks the database URL key")
