@@ -228,14 +228,31 @@ func ResetSchema(t testing.TB, name string) {
 }
 
 // Eventually polls cond every few milliseconds until it holds, and fails
-// the test if it still does not after timeout.
+// the test if it still does not after a while: timeout is what cond takes
+// at most on a quiet machine, and Eventually waits four times that, and at
+// least a minute, so that only a hang fails on a busy one (a suite beside
+// another on two cores ran a 20-second wait out). A test's own deadline
+// (go test -timeout) leaves room for the failure to be reported.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	wait := hangWait(t, timeout)
+	deadline := time.Now().Add(wait)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			t.Fatalf("timed out after %v waiting for %s", wait.Round(time.Second), what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// hangWait is how long Eventually waits for what takes at most quiet on a
+// quiet machine.
+func hangWait(t testing.TB, quiet time.Duration) time.Duration {
+	wait := max(4*quiet, time.Minute)
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if dl, ok := dt.Deadline(); ok {
+			wait = max(min(wait, time.Until(dl)/2), quiet)
+		}
+	}
+	return wait
 }
