@@ -128,7 +128,7 @@ func (b *budget) acquire(ctx context.Context, t *target, hint *physConn) (*physC
 				return co.pc, nil
 			}
 		case co.dial != nil:
-			return co.dial.wait(ctx)
+			return b.waitDial(ctx, p, co.dial)
 		default:
 			if pc, err = b.afterWait(ctx, p, co.w, start); pc != nil || err != nil {
 				return pc, err
@@ -251,7 +251,7 @@ func (b *budget) afterWait(ctx context.Context, p *pool, w *waiter, start time.T
 	case g.err != nil:
 		return nil, g.err
 	case d != nil:
-		return d.wait(ctx)
+		return b.waitDial(ctx, p, d)
 	case b.reusable(ctx, g.pc):
 		return g.pc, nil
 	}

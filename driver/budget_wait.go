@@ -78,6 +78,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			return g, nil
 		case <-ctx.Done():
 			b.mu.Lock()
+			b.countLocked(w.p.t, counters{timeouts: 1})
 			if w.queued {
 				b.dequeueLocked(w)
 				b.mu.Unlock()

@@ -56,6 +56,7 @@ type config struct {
 	allowBypassRLS    bool
 	urlKey            string     // the deploy_info key of the tenants' database URLs
 	budgetOwner       *Connector // WithBudgetsOf
+	queryTracer       func(PoolInfo) pgx.QueryTracer
 }
 
 type serverBudget struct {
@@ -274,3 +275,35 @@ func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
 // connector's tenants. A connector that itself draws on another's budgets
 // passes that one on.
 func WithBudgetsOf(owner *Connector) Option { return func(c *config) { c.budgetOwner = owner } }
+
+// PoolInfo describes the sessions of one pool to WithQueryTracer: the
+// server and the database they reach.
+type PoolInfo struct {
+	// Server is the "host:port" whose budget the pool shares, as Stats
+	// names it.
+	Server string
+	// Database is the database the sessions log in to.
+	Database string
+	// Tenant is the tenant whose database it is, or "" for a pool that
+	// tenants share (their URLs differ only in settings): there the
+	// tenant of a query is the one its context carries
+	// (tenantctx.TenantFrom).
+	Tenant string
+}
+
+// WithQueryTracer gives the sessions of each pool the pgx tracer newTracer
+// returns for it (pgx.ConnConfig.Tracer), so that every statement the
+// driver sends to a tenant's database is seen: its SQL, duration and
+// error, with the caller's context (and so its tenant). The tracer may
+// also implement pgx's other tracer interfaces (BatchTracer,
+// ConnectTracer, PrepareTracer, ...). newTracer runs once per pool, when
+// a tenant's pool is made, not per query, so it can prepare what its
+// pool's queries share (attributes naming the server and database).
+//
+// The telemetry package builds one that records query durations through
+// OpenTelemetry. A tracer that WithBeforeConnect sets on the
+// configuration runs too, after this one. Without this option no
+// tracer is set and queries cost what they did.
+func WithQueryTracer(newTracer func(PoolInfo) pgx.QueryTracer) Option {
+	return func(c *config) { c.queryTracer = newTracer }
+}

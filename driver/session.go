@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -106,10 +107,26 @@ func (t *target) pgDialer() (dialFunc, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tracer pgx.QueryTracer
+	if f := t.cfg.queryTracer; f != nil {
+		info := PoolInfo{Server: t.b.server, Database: cc.Database}
+		if !t.shared {
+			info.Tenant = t.name
+		}
+		if tracer = f(info); tracer != nil {
+			cc.Tracer = tracer
+		}
+	}
 	var opts []stdlib.OptionOpenDB
 	if f := t.cfg.beforeConnect; f != nil {
 		opts = append(opts, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
-			return f(ctx, t.tenantOf(ctx), cc)
+			err := f(ctx, t.tenantOf(ctx), cc)
+			// A tracer the callback sets must not silence the one of
+			// WithQueryTracer (the metrics of every query): both run.
+			if tracer != nil && cc.Tracer != tracer && cc.Tracer != nil {
+				cc.Tracer = multitracer.New(tracer, cc.Tracer)
+			}
+			return err
 		}))
 	}
 	// WithAfterConnect is not passed to pgx: pgx's stdlib connector returns
