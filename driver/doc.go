@@ -157,7 +157,10 @@
 // wait for the tenant to be ready.
 //
 // Stats (per server and per tenant), TenantStats, StoreStatus and
-// ConnectorOf expose the pools and the store; (*sql.Conn).Raw
+// ConnectorOf expose the pools and the store; WithQueryTracer gives the
+// sessions a pgx tracer (the telemetry package's, which reports these
+// figures and the queries' durations through OpenTelemetry without the
+// driver importing it); (*sql.Conn).Raw
 // with (*Conn).PgxConn gives the bound *pgx.Conn for CopyFrom, batches and
 // LISTEN.
 package driver
