@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/store"
@@ -402,5 +404,35 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 	if _, err := telemetry.New(); !errors.Is(err, telemetry.ErrNoMeterProvider) {
 		t.Errorf("New(): %v, want ErrNoMeterProvider", err)
+	}
+}
+
+// countingTracer counts the statements it sees.
+type countingTracer struct{ n atomic.Int64 }
+
+func (c *countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) { c.n.Add(1) }
+
+// TestBeforeConnectTracerKeepsMetrics: a tracer WithBeforeConnect sets
+// runs besides the query tracer, which still records every statement.
+func TestBeforeConnectTracerKeepsMetrics(t *testing.T) {
+	own := &countingTracer{}
+	e := newEnv(t, 1, nil, driver.WithBeforeConnect(func(_ context.Context, _ string, cc *pgx.ConnConfig) error {
+		cc.Tracer = own
+		return nil
+	}))
+	const k = 4
+	for range k {
+		if _, err := e.db.ExecContext(e.ctx(0), "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := value(t, e.collect(), "db.client.operation.duration"); n != k {
+		t.Errorf("histogram counted %v statements, want %d", n, k)
+	}
+	if n := own.n.Load(); n != k {
+		t.Errorf("the BeforeConnect tracer saw %d statements, want %d", n, k)
 	}
 }
