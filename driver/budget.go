@@ -224,6 +224,7 @@ func (b *budget) afterWait(ctx context.Context, p *pool, w *waiter, start time.T
 		return nil, err
 	}
 	waited := b.now().Sub(start)
+	b.event(ctx, p.t, PoolWait, waited, g.err)
 	b.mu.Lock()
 	b.countLocked(p.t, counters{waits: 1, waitTime: waited})
 	// A caller handed an evicted connection's slot is in no queue, so
@@ -395,6 +396,20 @@ func (b *budget) removeLocked(pc *physConn) {
 	}
 	pc.state = stateClosed
 	pc.pool.open--
+}
+
+// event reports a wait or a dial of t's to WithPoolEvents, if set. It
+// runs without b.mu.
+func (b *budget) event(ctx context.Context, t *target, kind PoolEventKind, d time.Duration, err error) {
+	f := t.cfg.poolEvents
+	if f == nil {
+		return
+	}
+	id := t.name
+	if t.shared {
+		id = t.tenantOf(ctx)
+	}
+	f(PoolEvent{Kind: kind, Server: b.server, Tenant: id, Duration: d, Err: err})
 }
 
 // countLocked adds c to the statistics of t and of the budget.

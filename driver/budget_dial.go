@@ -60,6 +60,7 @@ func (b *budget) waitDial(ctx context.Context, p *pool, d *dial) (*physConn, err
 func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	began := b.now()
 	s, err := p.dial(ctx)
+	b.event(ctx, p.t, PoolDial, b.now().Sub(began), err)
 	if err != nil {
 		b.mu.Lock()
 		b.countLocked(p.t, counters{connectErrors: 1})

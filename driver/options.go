@@ -57,6 +57,7 @@ type config struct {
 	urlKey            string     // the deploy_info key of the tenants' database URLs
 	budgetOwner       *Connector // WithBudgetsOf
 	queryTracer       func(PoolInfo) pgx.QueryTracer
+	poolEvents        func(PoolEvent)
 }
 
 type serverBudget struct {
@@ -307,3 +308,40 @@ type PoolInfo struct {
 func WithQueryTracer(newTracer func(PoolInfo) pgx.QueryTracer) Option {
 	return func(c *config) { c.queryTracer = newTracer }
 }
+
+// A PoolEvent is a wait for a session or a dial of one, for
+// WithPoolEvents.
+type PoolEvent struct {
+	Kind PoolEventKind
+	// Server is the "host:port" whose budget the session counts against,
+	// as Stats names it.
+	Server string
+	// Tenant is the tenant whose checkout waited or dialled: for a pool
+	// that tenants share, the one whose checkout it was.
+	Tenant string
+	// Duration is how long the caller waited in the queue (PoolWait), or
+	// the dial took (PoolDial).
+	Duration time.Duration
+	// Err is, for a wait, the caller's context error when it gave up
+	// waiting (a timeout); for a dial, why it failed. nil otherwise.
+	Err error
+}
+
+// PoolEventKind tells the events of WithPoolEvents apart.
+type PoolEventKind uint8
+
+const (
+	// PoolWait: a checkout found the budget or its tenant's cap full and
+	// waited in the queue, until it was served or gave up.
+	PoolWait PoolEventKind = iota + 1
+	// PoolDial: a session was dialled, successfully or not.
+	PoolDial
+)
+
+// WithPoolEvents calls f after each wait in a checkout queue and each
+// dial, so that their durations can be recorded one by one (the
+// telemetry package's histograms); Stats has their totals. A checkout
+// served by an idle session, the common case, makes no event. f runs on
+// the caller's goroutine (or the dial's), with no lock held: it must be
+// quick and must not block.
+func WithPoolEvents(f func(PoolEvent)) Option { return func(c *config) { c.poolEvents = f } }

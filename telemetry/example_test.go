@@ -29,7 +29,8 @@ func Example() {
 	s.Create(ctx, store.Tenant{ID: "tenant-1.test.com", DeployInfo: map[string]string{
 		store.KeyPostgresURL: "postgres://app@db1.internal:5432/tenant_1",
 	}})
-	c, err := driver.NewConnector(s, driver.WithHooks(nil), driver.WithQueryTracer(m.QueryTracer))
+	c, err := driver.NewConnector(s, driver.WithHooks(nil),
+		driver.WithQueryTracer(m.QueryTracer), driver.WithPoolEvents(m.PoolEvent))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -44,7 +44,10 @@ type Metrics struct {
 	meter      metric.Meter
 	maxTenants int
 
-	duration metric.Float64Histogram
+	duration   metric.Float64Histogram
+	waitHist   metric.Float64Histogram // with driver.WithPoolEvents
+	createHist metric.Float64Histogram
+	eventSets  sync.Map // eventKey -> metric.MeasurementOption
 
 	// pool and process instruments, observed by Register's callbacks
 	connCount    metric.Int64ObservableUpDownCounter
@@ -93,6 +96,14 @@ func New(opts ...Option) (*Metrics, error) {
 	var err error
 	m.duration, err = mt.Float64Histogram("db.client.operation.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of the statements sent to the tenants' databases; its count is the number of statements."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	check(err)
+	m.waitHist, err = mt.Float64Histogram("db.client.connection.wait_time", metric.WithUnit("s"),
+		metric.WithDescription("Time a checkout waited in the queue for a session, for each checkout that waited and was served (driver.WithPoolEvents)."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	check(err)
+	m.createHist, err = mt.Float64Histogram("db.client.connection.create_time", metric.WithUnit("s"),
+		metric.WithDescription("Time each successful dial of a session took (driver.WithPoolEvents)."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	check(err)
 	m.connCount, err = mt.Int64ObservableUpDownCounter("db.client.connection.count", metric.WithUnit("{connection}"),
@@ -225,4 +236,43 @@ func (m *Metrics) tenantValue(id string) string {
 		return id
 	}
 	return OtherTenants
+}
+
+// PoolEvent records a wait or a dial in the db.client.connection.wait_time
+// and create_time histograms. Give it to the connector:
+// driver.WithPoolEvents(m.PoolEvent). Waits that ended in a timeout and
+// failed dials are counted by Register (db.client.connection.timeouts,
+// tenantsql.connection.create_errors), not timed.
+func (m *Metrics) PoolEvent(ev driver.PoolEvent) {
+	if ev.Err != nil {
+		return
+	}
+	var h metric.Float64Histogram
+	switch ev.Kind {
+	case driver.PoolWait:
+		h = m.waitHist
+	case driver.PoolDial:
+		h = m.createHist
+	default:
+		return
+	}
+	k := eventKey{server: ev.Server}
+	if m.maxTenants > 0 {
+		k.tenant = m.tenantValue(ev.Tenant)
+	}
+	h.Record(context.Background(), ev.Duration.Seconds(), m.eventAttrs(k))
+}
+
+type eventKey struct{ server, tenant string }
+
+func (m *Metrics) eventAttrs(k eventKey) metric.MeasurementOption {
+	if o, ok := m.eventSets.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	kv := []attribute.KeyValue{systemPostgres, attrPoolName.String(k.server)}
+	if m.maxTenants > 0 {
+		kv = append(kv, TenantAttribute.String(k.tenant))
+	}
+	o, _ := m.eventSets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kv...)))
+	return o.(metric.MeasurementOption)
 }

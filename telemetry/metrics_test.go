@@ -62,7 +62,7 @@ func newEnv(t *testing.T, n int, mopts []telemetry.Option, dopts ...driver.Optio
 		}
 		e.tenants = append(e.tenants, id)
 	}
-	e.conn, err = driver.NewConnector(e.store, append([]driver.Option{driver.WithHooks(nil), driver.WithQueryTracer(m.QueryTracer)}, dopts...)...)
+	e.conn, err = driver.NewConnector(e.store, append([]driver.Option{driver.WithHooks(nil), driver.WithQueryTracer(m.QueryTracer), driver.WithPoolEvents(m.PoolEvent)}, dopts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +252,13 @@ func TestPoolMetricsMatchServer(t *testing.T) {
 	if v, _ := value(t, ms, "tenantsql.connection.created", pool); v != 5 {
 		t.Errorf("created = %v, want the 5 sessions the server has", v)
 	}
+	if v, _ := value(t, ms, "db.client.connection.create_time", pool); v != 5 {
+		t.Errorf("create_time has %v dials, want the 5 sessions the server has", v)
+	}
+	// A histogram with nothing recorded yet is not collected at all.
+	if _, ok := ms["db.client.connection.wait_time"]; ok {
+		t.Errorf("wait_time collected while both callers still wait: %+v", ms["db.client.connection.wait_time"].Data)
+	}
 	for name, want := range map[string]float64{"tenantsql.tenants.registered": 2, "tenantsql.tenants.pooled": 2, "tenantsql.tenants.not_ready": 0, "db.client.connection.timeouts": 0} {
 		if v, _ := value(t, ms, name); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)
@@ -282,6 +289,11 @@ func TestPoolMetricsMatchServer(t *testing.T) {
 	}
 	if v, _ := value(t, ms, "tenantsql.connection.waits", pool); v != 1 {
 		t.Errorf("waits = %v, want 1 (the caller served after waiting)", v)
+	}
+	// The histogram times the served wait only; the one that gave up is
+	// the timeout above.
+	if v, _ := value(t, ms, "db.client.connection.wait_time", pool); v != 1 {
+		t.Errorf("wait_time has %v waits, want 1 (the caller served after waiting)", v)
 	}
 }
 
@@ -345,6 +357,18 @@ func TestTenantAttributeCap(t *testing.T) {
 	}
 	if _, series := value(t, ms, "db.client.operation.duration"); series != 3 {
 		t.Errorf("%d series, want 3 (two tenants and %s)", series, telemetry.OtherTenants)
+	}
+	// Each tenant's statements ran one after another on one session (the
+	// server has one of each): one dial each, under the same cap.
+	for i := range 3 {
+		if n := e.sessions(i, ""); n != 1 {
+			t.Errorf("tenant %d has %d sessions on the server, want 1", i, n)
+		}
+	}
+	for _, want := range []string{e.tenants[0], e.tenants[1], telemetry.OtherTenants} {
+		if got, _ := value(t, ms, "db.client.connection.create_time", telemetry.TenantAttribute.String(want)); got != 1 {
+			t.Errorf("tenant %s: %v dials, want 1", want, got)
+		}
 	}
 }
 

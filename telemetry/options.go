@@ -23,10 +23,12 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.provider = mp; c.set["WithMeterProvider"] = true }
 }
 
-// WithTenantAttribute adds the tenant (TenantAttribute) to the query
-// instruments, for at most maxTenants distinct tenants: the first
-// maxTenants tenants a process sees keep their own value, the queries of
-// any other are recorded under OtherTenants. Without it the tenant is no
+// WithTenantAttribute adds the tenant (TenantAttribute) to the
+// histograms (statements, waits, dials), for at most maxTenants distinct
+// tenants: the first maxTenants tenants a process sees keep their own
+// value, those of any other are recorded under OtherTenants. The pool
+// counts stay per server (driver.Connector.TenantStats has them per
+// tenant). Without it the tenant is no
 // attribute at all, since every distinct value is a time series of its
 // own in the backend, and a process may serve tens of thousands of
 // tenants.
