@@ -113,20 +113,28 @@ func (t *target) pgDialer() (dialFunc, error) {
 		if !t.shared {
 			info.Tenant = t.name
 		}
-		if tracer = f(info); tracer != nil {
-			cc.Tracer = tracer
-		}
+		tracer = f(info)
 	}
 	var opts []stdlib.OptionOpenDB
-	if f := t.cfg.beforeConnect; f != nil {
+	if before := t.cfg.beforeConnect; before != nil || tracer != nil {
 		opts = append(opts, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
-			err := f(ctx, t.tenantOf(ctx), cc)
-			// A tracer the callback sets must not silence the one of
-			// WithQueryTracer (the metrics of every query): both run.
-			if tracer != nil && cc.Tracer != tracer && cc.Tracer != nil {
+			if before != nil {
+				if err := before(ctx, t.tenantOf(ctx), cc); err != nil {
+					return err
+				}
+			}
+			// Set after the callback, so that a tracer it sets does not
+			// silence the one of WithQueryTracer (the metrics of every
+			// query): both run. Tracers are not compared, which would
+			// panic on a tracer of an uncomparable type.
+			switch {
+			case tracer == nil:
+			case cc.Tracer == nil:
+				cc.Tracer = tracer
+			default:
 				cc.Tracer = multitracer.New(tracer, cc.Tracer)
 			}
-			return err
+			return nil
 		}))
 	}
 	// WithAfterConnect is not passed to pgx: pgx's stdlib connector returns
