@@ -323,7 +323,8 @@ type PoolEvent struct {
 	// the dial took (PoolDial).
 	Duration time.Duration
 	// Err is, for a wait, the caller's context error when it gave up
-	// waiting (a timeout); for a dial, why it failed. nil otherwise.
+	// waiting (a timeout), or ErrClosed when the connector closed under
+	// it; for a dial, why it failed. nil otherwise.
 	Err error
 }
 

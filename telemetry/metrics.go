@@ -78,7 +78,7 @@ var durationBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
 // Nothing is measured until a connector is registered (Register) or given
 // the query tracer (driver.WithQueryTracer(m.QueryTracer)).
 func New(opts ...Option) (*Metrics, error) {
-	cfg := config{set: map[string]bool{}}
+	var cfg config
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -429,6 +429,13 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	if _, err := telemetry.New(); !errors.Is(err, telemetry.ErrNoMeterProvider) {
 		t.Errorf("New(): %v, want ErrNoMeterProvider", err)
 	}
+	m, err := telemetry.New(telemetry.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Register(nil); err == nil || !strings.Contains(err.Error(), "driver.ConnectorOf") {
+		t.Errorf("Register(nil): %v, want an error saying where a connector comes from", err)
+	}
 }
 
 // countingTracer counts the statements it sees.

@@ -11,8 +11,8 @@ type Option func(*config)
 
 type config struct {
 	provider   metric.MeterProvider
-	maxTenants int // 0: no tenant attribute
-	set        map[string]bool
+	maxTenants int  // 0: no tenant attribute
+	tenantSet  bool // WithTenantAttribute was given, so 0 is a mistake, not the default
 }
 
 // WithMeterProvider sets the MeterProvider the instruments are created
@@ -20,7 +20,7 @@ type config struct {
 // provider, which an application may not mean to feed; pass
 // otel.GetMeterProvider() to use it.
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(c *config) { c.provider = mp; c.set["WithMeterProvider"] = true }
+	return func(c *config) { c.provider = mp }
 }
 
 // WithTenantAttribute adds the tenant (TenantAttribute) to the
@@ -33,14 +33,14 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // own in the backend, and a process may serve tens of thousands of
 // tenants.
 func WithTenantAttribute(maxTenants int) Option {
-	return func(c *config) { c.maxTenants = maxTenants; c.set["WithTenantAttribute"] = true }
+	return func(c *config) { c.maxTenants, c.tenantSet = maxTenants, true }
 }
 
 func (c *config) validate() error {
 	if c.provider == nil {
 		return fmt.Errorf("telemetry: %w", ErrNoMeterProvider)
 	}
-	if c.set["WithTenantAttribute"] && c.maxTenants < 1 {
+	if c.tenantSet && c.maxTenants < 1 {
 		return fmt.Errorf("telemetry: WithTenantAttribute(%d): the cap must be at least 1 (leave the option out to keep the tenant out of the attributes)", c.maxTenants)
 	}
 	return nil
