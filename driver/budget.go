@@ -128,7 +128,7 @@ func (b *budget) acquire(ctx context.Context, t *target, hint *physConn) (*physC
 				return co.pc, nil
 			}
 		case co.dial != nil:
-			return co.dial.wait(ctx)
+			return b.waitDial(ctx, p, co.dial)
 		default:
 			if pc, err = b.afterWait(ctx, p, co.w, start); pc != nil || err != nil {
 				return pc, err
@@ -224,6 +224,7 @@ func (b *budget) afterWait(ctx context.Context, p *pool, w *waiter, start time.T
 		return nil, err
 	}
 	waited := b.now().Sub(start)
+	b.event(ctx, p.t, PoolWait, waited, g.err)
 	b.mu.Lock()
 	b.countLocked(p.t, counters{waits: 1, waitTime: waited})
 	// A caller handed an evicted connection's slot is in no queue, so
@@ -251,7 +252,7 @@ func (b *budget) afterWait(ctx context.Context, p *pool, w *waiter, start time.T
 	case g.err != nil:
 		return nil, g.err
 	case d != nil:
-		return d.wait(ctx)
+		return b.waitDial(ctx, p, d)
 	case b.reusable(ctx, g.pc):
 		return g.pc, nil
 	}
@@ -395,6 +396,20 @@ func (b *budget) removeLocked(pc *physConn) {
 	}
 	pc.state = stateClosed
 	pc.pool.open--
+}
+
+// event reports a wait or a dial of t's to WithPoolEvents, if set. It
+// runs without b.mu.
+func (b *budget) event(ctx context.Context, t *target, kind PoolEventKind, d time.Duration, err error) {
+	f := t.cfg.poolEvents
+	if f == nil {
+		return
+	}
+	id := t.name
+	if t.shared {
+		id = t.tenantOf(ctx)
+	}
+	f(PoolEvent{Kind: kind, Server: b.server, Tenant: id, Duration: d, Err: err})
 }
 
 // countLocked adds c to the statistics of t and of the budget.

@@ -41,13 +41,18 @@ func (b *budget) dialLocked(ctx context.Context, p *pool) *dial {
 	return d
 }
 
-// wait returns the dial's connection, or ctx's error if ctx ends first.
-func (d *dial) wait(ctx context.Context) (*physConn, error) {
+// waitDial returns the dial's connection, or ctx's error if ctx ends
+// first: a caller that gave up on its connection, counted as a timeout of
+// p's tenant like one that gave up in the queue.
+func (b *budget) waitDial(ctx context.Context, p *pool, d *dial) (*physConn, error) {
 	select {
 	case r := <-d.done:
 		return r.pc, r.err
 	case <-ctx.Done():
 		close(d.abandoned)
+		b.mu.Lock()
+		b.countLocked(p.t, counters{timeouts: 1})
+		b.mu.Unlock()
 		return nil, ctx.Err()
 	}
 }
@@ -55,6 +60,7 @@ func (d *dial) wait(ctx context.Context) (*physConn, error) {
 func (b *budget) connect(ctx context.Context, p *pool) (*physConn, error) {
 	began := b.now()
 	s, err := p.dial(ctx)
+	b.event(ctx, p.t, PoolDial, b.now().Sub(began), err)
 	if err != nil {
 		b.mu.Lock()
 		b.countLocked(p.t, counters{connectErrors: 1})

@@ -78,9 +78,11 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			return g, nil
 		case <-ctx.Done():
 			b.mu.Lock()
+			b.countLocked(w.p.t, counters{timeouts: 1})
 			if w.queued {
 				b.dequeueLocked(w)
 				b.mu.Unlock()
+				b.event(ctx, w.p.t, PoolWait, b.now().Sub(w.since), ctx.Err())
 				return grant{}, ctx.Err()
 			}
 			// Granted meanwhile, or a hand-over is on its way (every
@@ -95,6 +97,7 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			}
 			b.mu.Unlock()
 			b.giveBack(w, g)
+			b.event(ctx, w.p.t, PoolWait, b.now().Sub(w.since), ctx.Err())
 			return grant{}, ctx.Err()
 		case <-timer.C:
 			b.mu.Lock()

@@ -54,6 +54,8 @@ type Connector struct {
 
 	started time.Time // when NewConnector ran
 
+	hookFailures atomic.Int64 // runs of a change's hooks that failed or panicked (Stats)
+
 	ready     atomic.Bool
 	readyCh   chan struct{}
 	ctx       context.Context // ends when the connector closes; waits select on it

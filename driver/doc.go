@@ -167,7 +167,11 @@
 // wait for the tenant to be ready.
 //
 // Stats (per server and per tenant), TenantStats, StoreStatus and
-// ConnectorOf expose the pools and the store; (*sql.Conn).Raw
+// ConnectorOf expose the pools and the store; WithQueryTracer gives the
+// sessions a pgx tracer and WithPoolEvents reports each wait and dial
+// (the telemetry package uses them to report these figures and their
+// durations through OpenTelemetry without the driver importing it);
+// (*sql.Conn).Raw
 // with (*Conn).PgxConn gives the bound *pgx.Conn for CopyFrom, batches and
 // LISTEN.
 package driver

@@ -199,6 +199,7 @@ func (c *Connector) scheduleHooks(sw swap) {
 			// A Hooks that panics, or a hook that calls runtime.Goexit,
 			// must not leave the tenant's queries waiting for ever.
 			if p := recover(); p != nil {
+				c.hookFailures.Add(1)
 				c.log.Error("tenantsql: lifecycle hooks panicked", "tenant", ch.Tenant.ID, "panic", p)
 			}
 			if g != nil && !resolved {
@@ -212,8 +213,12 @@ func (c *Connector) scheduleHooks(sw swap) {
 		ctx = tenantctx.WithTenant(ctx, ch.Tenant.ID)
 		on := c.hooks.HandleChange(ctx, ch, store.PhaseOn)
 		post := c.hooks.HandleChange(ctx, ch, store.PhasePost)
+		err := errors.Join(on, post)
+		if err != nil {
+			c.hookFailures.Add(1)
+		}
 		if g != nil {
-			g.resolve(errors.Join(on, post))
+			g.resolve(err)
 			resolved = true
 		}
 	}, func() {

@@ -56,6 +56,8 @@ type config struct {
 	allowBypassRLS    bool
 	urlKey            string     // the deploy_info key of the tenants' database URLs
 	budgetOwner       *Connector // WithBudgetsOf
+	queryTracer       func(PoolInfo) pgx.QueryTracer
+	poolEvents        func(PoolEvent)
 }
 
 type serverBudget struct {
@@ -277,3 +279,73 @@ func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
 // connector's tenants. A connector that itself draws on another's budgets
 // passes that one on.
 func WithBudgetsOf(owner *Connector) Option { return func(c *config) { c.budgetOwner = owner } }
+
+// PoolInfo describes the sessions of one pool to WithQueryTracer: the
+// server and the database they reach.
+type PoolInfo struct {
+	// Server is the "host:port" whose budget the pool shares, as Stats
+	// names it.
+	Server string
+	// Database is the database the sessions log in to.
+	Database string
+	// Tenant is the tenant whose database it is, or "" for a pool that
+	// tenants share (their URLs differ only in settings): there the
+	// tenant of a query is the one its context carries
+	// (tenantctx.TenantFrom).
+	Tenant string
+}
+
+// WithQueryTracer gives the sessions of each pool the pgx tracer newTracer
+// returns for it (pgx.ConnConfig.Tracer), so that every statement the
+// driver sends to a tenant's database is seen: its SQL, duration and
+// error, with the caller's context (and so its tenant). The tracer may
+// also implement pgx's other tracer interfaces (BatchTracer,
+// ConnectTracer, PrepareTracer, ...). newTracer runs once per pool, when
+// a tenant's pool is made, not per query, so it can prepare what its
+// pool's queries share (attributes naming the server and database).
+//
+// The telemetry package builds one that records query durations through
+// OpenTelemetry. A tracer that WithBeforeConnect sets on the
+// configuration runs too, after this one. Without this option no
+// tracer is set and queries cost what they did.
+func WithQueryTracer(newTracer func(PoolInfo) pgx.QueryTracer) Option {
+	return func(c *config) { c.queryTracer = newTracer }
+}
+
+// A PoolEvent is a wait for a session or a dial of one, for
+// WithPoolEvents.
+type PoolEvent struct {
+	Kind PoolEventKind
+	// Server is the "host:port" whose budget the session counts against,
+	// as Stats names it.
+	Server string
+	// Tenant is the tenant whose checkout waited or dialled: for a pool
+	// that tenants share, the one whose checkout it was.
+	Tenant string
+	// Duration is how long the caller waited in the queue (PoolWait), or
+	// the dial took (PoolDial).
+	Duration time.Duration
+	// Err is, for a wait, the caller's context error when it gave up
+	// waiting (a timeout), or ErrClosed when the connector closed under
+	// it; for a dial, why it failed. nil otherwise.
+	Err error
+}
+
+// PoolEventKind tells the events of WithPoolEvents apart.
+type PoolEventKind uint8
+
+const (
+	// PoolWait: a checkout found the budget or its tenant's cap full and
+	// waited in the queue, until it was served or gave up.
+	PoolWait PoolEventKind = iota + 1
+	// PoolDial: a session was dialled, successfully or not.
+	PoolDial
+)
+
+// WithPoolEvents calls f after each wait in a checkout queue and each
+// dial, so that their durations can be recorded one by one (the
+// telemetry package's histograms); Stats has their totals. A checkout
+// served by an idle session, the common case, makes no event. f runs on
+// the caller's goroutine (or the dial's), with no lock held: it must be
+// quick and must not block.
+func WithPoolEvents(f func(PoolEvent)) Option { return func(c *config) { c.poolEvents = f } }

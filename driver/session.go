@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -106,10 +107,34 @@ func (t *target) pgDialer() (dialFunc, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tracer pgx.QueryTracer
+	if f := t.cfg.queryTracer; f != nil {
+		info := PoolInfo{Server: t.b.server, Database: cc.Database}
+		if !t.shared {
+			info.Tenant = t.name
+		}
+		tracer = f(info)
+	}
 	var opts []stdlib.OptionOpenDB
-	if f := t.cfg.beforeConnect; f != nil {
+	if before := t.cfg.beforeConnect; before != nil || tracer != nil {
 		opts = append(opts, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
-			return f(ctx, t.tenantOf(ctx), cc)
+			if before != nil {
+				if err := before(ctx, t.tenantOf(ctx), cc); err != nil {
+					return err
+				}
+			}
+			// Set after the callback, so that a tracer it sets does not
+			// silence the one of WithQueryTracer (the metrics of every
+			// query): both run. Tracers are not compared, which would
+			// panic on a tracer of an uncomparable type.
+			switch {
+			case tracer == nil:
+			case cc.Tracer == nil:
+				cc.Tracer = tracer
+			default:
+				cc.Tracer = multitracer.New(tracer, cc.Tracer)
+			}
+			return nil
 		}))
 	}
 	// WithAfterConnect is not passed to pgx: pgx's stdlib connector returns

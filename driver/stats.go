@@ -14,6 +14,16 @@ type Stats struct {
 	Idle    int
 	InUse   int
 	Waiting int // callers waiting for a connection
+
+	// Registered counts the tenants this connector knows, and NotReady
+	// those of them whose queries would not run now: their create hooks
+	// (or those of a move to another database) are running or failed in
+	// this process. HookFailures counts the runs of a change's hooks that
+	// failed (or panicked) since the connector started.
+	Registered   int
+	NotReady     int
+	HookFailures int64
+
 	// Servers has an entry per PostgreSQL server the registered tenants
 	// use, named "host:port" in the canonical form WithMaxConns describes
 	// (lower case, an IPv6 address in brackets, fallback hosts after a
@@ -40,6 +50,7 @@ type ServerStats struct {
 	Waits         int64
 	WaitDuration  time.Duration
 	Evictions     int64 // idle connections closed to make room for another tenant
+	Timeouts      int64 // checkouts whose context ended while they waited for a connection
 }
 
 // TenantStats describes one tenant's physical connections. Counters are
@@ -57,6 +68,7 @@ type TenantStats struct {
 	Waits         int64         // checkouts that had to wait
 	WaitDuration  time.Duration // total time spent waiting
 	Evictions     int64         // idle connections closed to make room for other tenants
+	Timeouts      int64         // checkouts whose context ended while they waited for a connection
 }
 
 // Stats returns a snapshot of the connector's pools. It takes each
@@ -64,9 +76,15 @@ type TenantStats struct {
 func (c *Connector) Stats() Stats {
 	reg := c.reg.snapshot()
 	home := c.budgetHome() // WithBudgetsOf: the servers' budgets are the owner's
-	s := Stats{MaxConns: home.cfg.maxConns, Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg))}
+	s := Stats{
+		MaxConns: home.cfg.maxConns, Registered: len(reg), HookFailures: c.hookFailures.Load(),
+		Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg)),
+	}
 	byBudget := make(map[*budget][]*tenant)
 	for _, t := range reg {
+		if !t.gate.Load().ok.Load() {
+			s.NotReady++
+		}
 		if t.tg == nil {
 			continue // no URL under the connector's key: no pool
 		}
@@ -78,6 +96,7 @@ func (c *Connector) Stats() Stats {
 			Budget: b.max, Open: b.open, Idle: b.idle.n, Waiting: b.waiters.n, Pools: len(b.pools),
 			Acquires: b.stats.acquires, NewConns: b.stats.newConns, ConnectErrors: b.stats.connectErrors,
 			Waits: b.stats.waits, WaitDuration: b.stats.waitTime, Evictions: b.stats.evictions,
+			Timeouts: b.stats.timeouts,
 		}
 		ss.InUse = ss.Open - ss.Idle
 		for _, t := range byBudget[b] {
@@ -119,6 +138,7 @@ func (t *target) statsLocked() TenantStats {
 		Waits:         t.stats.waits,
 		WaitDuration:  t.stats.waitTime,
 		Evictions:     t.stats.evictions,
+		Timeouts:      t.stats.timeouts,
 	}
 	if p := t.pool; p != nil {
 		ts.Open, ts.Idle, ts.InUse, ts.Waiting = p.open, p.idle.n, p.inUse, p.waiters.n

@@ -40,6 +40,7 @@ type counters struct {
 	waitTime      time.Duration
 	evictions     int64
 	connectErrors int64
+	timeouts      int64
 }
 
 func (c *counters) add(o counters) {
@@ -49,6 +50,7 @@ func (c *counters) add(o counters) {
 	c.waitTime += o.waitTime
 	c.evictions += o.evictions
 	c.connectErrors += o.connectErrors
+	c.timeouts += o.timeouts
 }
 
 // dialer returns the dial function of a new pool for t.
