@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -108,13 +109,19 @@ func serverCredential(raw string, cfg *pgx.ConnConfig) string {
 // is also the user or database name (postgres:postgres), those are masked
 // too.
 func safeErrorText(err error, secrets []string) string {
-	// pgx spreads the attempts at several addresses over lines.
-	msg := pgurl.RedactText(strings.Join(strings.Fields(err.Error()), " "), secrets)
+	// Masked before pgx's lines (attempts at several addresses) are
+	// joined into one: joining collapses whitespace, and a password with
+	// spaces or tabs in it would no longer match.
+	msg := strings.Join(strings.Fields(pgurl.RedactText(err.Error(), secrets)), " ")
 	const maxLen = 300 // enough for a cause; an answer does not grow with it
 	if len(msg) > maxLen {
+		cut := maxLen
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut-- // not inside a character
+		}
 		// Masked again: the cut and the "..." could form a short secret
 		// anew.
-		msg = pgurl.RedactText(msg[:maxLen]+"...", secrets)
+		msg = pgurl.RedactText(msg[:cut]+"...", secrets)
 	}
 	return msg
 }

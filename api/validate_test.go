@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/internal/testenv"
@@ -191,6 +192,16 @@ func TestSafeErrorText(t *testing.T) {
 	// A secret that the cut and its "..." could form again.
 	if got := safeErrorText(errors.New(strings.Repeat("y", 299)+"z.."), []string{"z..."}); strings.Contains(got, "z...") {
 		t.Errorf("cut error = %q, holds the secret", got)
+	}
+	// A password with whitespace in it: masked before the lines are
+	// joined, which collapses whitespace.
+	spaced := pgurl.Secrets("postgres://app:pa%20%20ss%09word@h/db")
+	if got := safeErrorText(errors.New("password \"pa  ss\tword\" refused"), spaced); strings.Contains(got, "pa ss") || strings.Contains(got, "word\"") {
+		t.Errorf("safeErrorText = %q, holds the spaced password", got)
+	}
+	// The cut never splits a character.
+	if got := safeErrorText(errors.New(strings.Repeat("y", 299)+"é tail"), nil); !utf8.ValidString(got) {
+		t.Errorf("cut error = %q, not valid UTF-8", got)
 	}
 }
 

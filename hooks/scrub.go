@@ -1,6 +1,9 @@
 package hooks
 
 import (
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/store"
 )
@@ -13,7 +16,7 @@ import (
 func scrub(err error, secrets []string) error {
 	msg := err.Error()
 	if red := pgurl.RedactText(msg, secrets); red != msg {
-		return &redactedError{msg: red}
+		return &redactedError{msg: red, orig: err}
 	}
 	return err
 }
@@ -21,10 +24,30 @@ func scrub(err error, secrets []string) error {
 // redactedError is an error whose text quoted a password, with the
 // password masked. It does not unwrap to the original error: that one's
 // text, and the fields of a *pgconn.PgError in it, still hold the
-// password.
-type redactedError struct{ msg string }
+// password. But errors.Is still matches what the original matches
+// (context.Canceled on a shutdown, driver.ErrTenantNotReady), and
+// SQLState reports the server's code, which hold no secret: a caller must
+// still be able to tell a cancellation, or a unique violation, from a
+// failure.
+type redactedError struct {
+	msg  string
+	orig error
+}
 
 func (e *redactedError) Error() string { return e.msg }
+
+// Is reports whether the original error matches target.
+func (e *redactedError) Is(target error) bool { return errors.Is(e.orig, target) }
+
+// SQLState returns the SQLSTATE of the server's error in the original
+// chain, or "" (the interface pgconn.PgError and pgx's users check).
+func (e *redactedError) SQLState() string {
+	var pe *pgconn.PgError
+	if errors.As(e.orig, &pe) {
+		return pe.Code
+	}
+	return ""
+}
 
 // scrubTenant masks t's passwords in err's whole text, the tenant's
 // redacted URL included: where a password is also the user name

@@ -54,18 +54,21 @@ func ValidateUsable(t Tenant) error {
 }
 
 // URLKeys returns the keys of info whose values are postgres:// URLs,
-// KeyPostgresURL first, then the others sorted, so that the first error
+// KeyPostgresURL first (when it is one), then the others sorted, so that the first error
 // found does not depend on map order. A *sql.DB can route by any key
 // (driver.WithURLKey), and the driver dials nothing that is not such a
 // URL, so these are the values worth checking.
 func URLKeys(info map[string]string) []string {
-	keys := []string{KeyPostgresURL}
+	var keys []string
 	for k, v := range info {
 		if k != KeyPostgresURL && pgurl.IsURL(v) {
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys[1:])
+	slices.Sort(keys)
+	if pgurl.IsURL(info[KeyPostgresURL]) {
+		keys = slices.Insert(keys, 0, KeyPostgresURL)
+	}
 	return keys
 }
 

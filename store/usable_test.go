@@ -33,3 +33,24 @@ func TestValidateUsable(t *testing.T) {
 		}
 	}
 }
+
+func TestURLKeys(t *testing.T) {
+	const pg = "postgres://app@h/db"
+	for _, tt := range []struct {
+		name string
+		info map[string]string
+		want []string
+	}{
+		{"default only", map[string]string{KeyPostgresURL: pg, "REGION": "eu"}, []string{KeyPostgresURL}},
+		{"default first, others sorted", map[string]string{"Z_URL": pg, KeyPostgresURL: pg, "ANALYTICS_URL": "postgresql://h/a"}, []string{KeyPostgresURL, "ANALYTICS_URL", "Z_URL"}},
+		{"no default", map[string]string{"ANALYTICS_URL": pg}, []string{"ANALYTICS_URL"}},
+		{"default not a postgres URL", map[string]string{KeyPostgresURL: "https://h/x"}, nil},
+		{"none", nil, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := URLKeys(tt.info); strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("URLKeys = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
