@@ -3,6 +3,7 @@ package driver_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/tenantctx"
@@ -146,5 +148,70 @@ func TestWithPoolEvents(t *testing.T) {
 	st, _ := f.conn.TenantStats(ti.ID)
 	if st.Timeouts != 1 {
 		t.Errorf("TenantStats.Timeouts = %d, want 1", st.Timeouts)
+	}
+}
+
+// endTracer records, per tenant of the context, each statement's start
+// and its end's command tag or error.
+type endTracer struct {
+	mu     sync.Mutex
+	starts map[string]int
+	ends   map[string][]string // tag, or "error: SQLSTATE"
+}
+
+func (r *endTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	id, _ := tenantctx.TenantFrom(ctx)
+	r.mu.Lock()
+	r.starts[id]++
+	r.mu.Unlock()
+	return ctx
+}
+
+func (r *endTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
+	id, _ := tenantctx.TenantFrom(ctx)
+	what := d.CommandTag.String()
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(d.Err, &pe):
+		what = "error: " + pe.Code
+	case d.Err != nil:
+		what = "error: " + d.Err.Error()
+	}
+	r.mu.Lock()
+	r.ends[id] = append(r.ends[id], what)
+	r.mu.Unlock()
+}
+
+// TestWithQueryTracerShared: the statements of tenants that share a pool
+// (schemas of one database), which the driver sends in its own pipeline
+// below pgx.Conn.Query, pass through the pool's tracer too, each once,
+// with its tenant's context and its command tag or the server's error.
+func TestWithQueryTracerShared(t *testing.T) {
+	r := &endTracer{starts: map[string]int{}, ends: map[string][]string{}}
+	f := newSchemaFixture(t, 3, driver.WithMaxConns(2), driver.WithQueryTracer(func(driver.PoolInfo) pgx.QueryTracer { return r }))
+	ctx := t.Context()
+	for _, id := range f.tenants {
+		tctx := tenantctx.WithTenant(ctx, id)
+		var tag string
+		if err := f.tdb.QueryRowContext(tctx, "select tag from items").Scan(&tag); err != nil || tag != id {
+			t.Fatalf("tenant %s: select = %q, %v; want its own row", id, tag, err)
+		}
+		if _, err := f.tdb.ExecContext(tctx, "update items set tag = tag"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.tdb.ExecContext(tctx, "select * from no_such_table"); err == nil {
+			t.Fatal("select from a missing table succeeded")
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := []string{"SELECT 1", "UPDATE 1", "error: 42P01"}
+	for _, id := range f.tenants {
+		if r.starts[id] != len(want) || !slices.Equal(r.ends[id], want) {
+			t.Errorf("tenant %s: tracer saw %d starts and ends %q, want %d and %q", id, r.starts[id], r.ends[id], len(want), want)
+		}
+	}
+	if len(r.starts) != len(f.tenants) {
+		t.Errorf("tracer saw tenants %v, want exactly %v", r.starts, f.tenants)
 	}
 }

@@ -304,6 +304,13 @@ type PoolInfo struct {
 // a tenant's pool is made, not per query, so it can prepare what its
 // pool's queries share (attributes naming the server and database).
 //
+// Statements of tenants that share a pool (schemas, row-level security)
+// are traced too, once each, with their tenant's context, although the
+// driver sends them with their settings in a pipeline of its own: the
+// settings are not traced apart. A new row-level-security session's
+// role check (WithBypassRLS) is a statement of the driver's that the
+// tracer sees.
+//
 // The telemetry package builds one that records query durations through
 // OpenTelemetry. A tracer that WithBeforeConnect sets on the
 // configuration runs too, after this one. Without this option no

@@ -3,6 +3,7 @@ package driver
 import (
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -17,7 +18,8 @@ const (
 // physConn is one server session in a tenant's pool.
 type physConn struct {
 	sess    session
-	sc      *stdlib.Conn // sess's, for the checkout path; nil for a fake session
+	sc      *stdlib.Conn    // sess's, for the checkout path; nil for a fake session
+	tracer  pgx.QueryTracer // sess's pgx tracer, if any (pgSession.tracer)
 	pool    *pool
 	expires time.Time
 
@@ -36,7 +38,7 @@ type physConn struct {
 func newPhysConn(s session, p *pool) *physConn {
 	pc := &physConn{sess: s, pool: p, state: stateInUse}
 	if ps, ok := s.(*pgSession); ok {
-		pc.sc = ps.sc
+		pc.sc, pc.tracer = ps.sc, ps.tracer
 	}
 	return pc
 }

@@ -35,7 +35,14 @@ type dialFunc func(ctx context.Context) (session, error)
 
 // pgSession is a pgx connection, kept with its *stdlib.Conn wrapper for
 // its whole life: building a wrapper per checkout costs 8 allocations.
-type pgSession struct{ sc *stdlib.Conn }
+type pgSession struct {
+	sc *stdlib.Conn
+	// The session's pgx tracer (WithQueryTracer's, WithBeforeConnect's),
+	// read once at dial: pgx.Conn.Config copies the whole configuration,
+	// too dear for each statement of a shared target, which calls it
+	// itself (runShared).
+	tracer pgx.QueryTracer
+}
 
 func (s *pgSession) reset(ctx context.Context) error { return s.sc.ResetSession(ctx) }
 
@@ -141,6 +148,7 @@ func (t *target) pgDialer() (dialFunc, error) {
 	// an AfterConnect error without closing the new connection, leaving a
 	// live session outside the budget until the garbage collector finds it.
 	connector := stdlib.GetConnector(*cc, opts...)
+	hasTracer := cc.Tracer != nil || len(opts) > 0 // a callback may set one
 	after := t.cfg.afterConnect
 	return func(ctx context.Context) (session, error) {
 		dc, err := connector.Connect(ctx)
@@ -148,6 +156,9 @@ func (t *target) pgDialer() (dialFunc, error) {
 			return nil, err
 		}
 		s := &pgSession{sc: dc.(*stdlib.Conn)}
+		if hasTracer {
+			s.tracer = s.sc.Conn().Config().Tracer
+		}
 		if t.rls && !t.cfg.allowBypassRLS {
 			if err := refuseBypassRLS(ctx, s.sc.Conn()); err != nil {
 				s.terminate()

@@ -47,26 +47,46 @@ import (
 // closes a session, so there are at most as many bad ones as the server's
 // budget allows, and a fresh session needs no cleaning. The bound only
 // stops a loop against sessions made unclean faster than they are closed.
+//
+// The statement is sent below pgx.Conn's Query and Exec, which would call
+// the session's tracer (WithQueryTracer, WithBeforeConnect's): so it calls
+// it itself, once per statement however many sessions it tries, and
+// pipeline.finish ends the trace.
 func (vc *Conn) runShared(ctx context.Context, query string, args []driver.NamedValue) (*pipeline, error) {
+	conn := vc.pc.sc.Conn()
+	tracer := vc.pc.tracer
+	if tracer != nil {
+		ctx = tracer.TraceQueryStart(ctx, conn, pgx.TraceQueryStartData{SQL: query, Args: namedArgs(args)})
+	}
 	tries := vc.t.tg.b.max + 2
 	for try := 1; ; try++ {
 		pc := vc.pc
-		conn := pc.sc.Conn()
+		conn = pc.sc.Conn()
 		if conn.IsClosed() {
-			return nil, driver.ErrBadConn
+			return nil, traceEnd(ctx, tracer, conn, driver.ErrBadConn)
 		}
 		p, err := vc.sendShared(ctx, conn, query, args)
 		if err == nil {
+			p.tracer, p.tctx, p.conn = tracer, ctx, conn
 			return p, nil
 		}
 		if !errors.Is(err, errNotClean) || try >= tries {
-			return nil, err
+			return nil, traceEnd(ctx, tracer, conn, err)
 		}
 		// Another session, for the same tenant.
 		if err := vc.rebind(ctx); err != nil {
-			return nil, err
+			return nil, traceEnd(ctx, tracer, conn, err)
 		}
 	}
+}
+
+// traceEnd ends the trace of a statement that failed before its result,
+// if there is a tracer, and returns err.
+func traceEnd(ctx context.Context, tracer pgx.QueryTracer, conn *pgx.Conn, err error) error {
+	if tracer != nil {
+		tracer.TraceQueryEnd(ctx, conn, pgx.TraceQueryEndData{Err: err})
+	}
+	return err
 }
 
 // errNotClean reports a session holding another tenant's state that
@@ -80,6 +100,13 @@ type pipeline struct {
 	owner string // the tenant the session is the new owner of, on success
 	query string
 	named bool // the statement was sent as a statement prepared on the session
+
+	// The session's tracer, if any, the context its TraceQueryStart
+	// returned, and the statement's command tag, for finish.
+	tracer pgx.QueryTracer
+	tctx   context.Context
+	conn   *pgx.Conn
+	tag    pgconn.CommandTag
 }
 
 func (vc *Conn) sendShared(ctx context.Context, conn *pgx.Conn, query string, args []driver.NamedValue) (*pipeline, error) {
@@ -181,6 +208,13 @@ func (pl *pipeline) finish(stmtErr error) error {
 	if err == nil && stmtErr == nil && !pl.pc.sc.Conn().IsClosed() {
 		pl.pc.owner = pl.owner
 	}
+	if pl.tracer != nil {
+		traced := stmtErr
+		if traced == nil {
+			traced = err
+		}
+		pl.tracer.TraceQueryEnd(pl.tctx, pl.conn, pgx.TraceQueryEndData{CommandTag: pl.tag, Err: traced})
+	}
 	return err
 }
 
@@ -196,6 +230,7 @@ func (vc *Conn) execShared(ctx context.Context, query string, args []driver.Name
 			tag, err = rr.Close()
 		}
 	}
+	pl.tag = tag
 	if ferr := pl.finish(err); err == nil {
 		err = ferr
 	}
@@ -223,6 +258,14 @@ func (vc *Conn) queryShared(ctx context.Context, query string, args []driver.Nam
 	}
 	conn := vc.pc.sc.Conn()
 	r := &rows{conn: conn, rows: pgx.RowsFromResultReader(conn.TypeMap(), rr), done: pl.finish}
+	if pl.tracer != nil {
+		// The trace ends with the rows' command tag (SELECT n), known
+		// once they are closed.
+		r.done = func(err error) error {
+			pl.tag = r.rows.CommandTag()
+			return pl.finish(err)
+		}
+	}
 	// As stdlib does: read the first row now, so that an error of the
 	// statement comes from the query, not from the first Next.
 	r.skipNextMore = r.rows.Next()
