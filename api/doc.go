@@ -108,8 +108,9 @@
 // since their redaction is only "best effort": a parse error is described
 // by parsing a copy of the URL without its secrets, and a failed health
 // check shows the error with every occurrence of the tenant's passwords
-// masked as "xxxxx" (so a user or database name equal to the password is
-// masked too).
+// masked as "xxxxx" ("*****" or "#####" for a password with an x in it,
+// so that no mask can spell it; a user or database name equal to the
+// password is masked too).
 // Redaction follows net/url, so a URL that pgx reads differently is
 // refused: one whose user info holds a raw '@', '?' or '#', and one with a
 // raw '#' anywhere (pgx reads on past it, net/url takes the rest for a

@@ -202,6 +202,13 @@ func WithEvictionDelay(d time.Duration) Option { return func(c *config) { c.evic
 // *hooks.Registry). The default is the hooks package's default registry
 // (hooks.Subscribe) if that package is linked in; WithHooks(nil) runs
 // none.
+//
+// Two connectors of one application (WithURLKey) that should run the same
+// hooks must be given the same registry, a pointer: a hook's query
+// through the other connector then does not wait for that connector's
+// hooks, which may be waiting for it. A Hooks of a type that == cannot
+// compare (a func, a struct holding a slice) is never the same as
+// another, and such a query waits as any other.
 func WithHooks(h Hooks) Option {
 	return func(c *config) { c.hooks, c.hooksSet = h, true }
 }

@@ -39,8 +39,9 @@ func DropSchemaOnDelete(tenants migrate.Lister) SchemaOption {
 // POSTGRES_URL (postgres://app:pw@db1/saas?search_path=tenant_42; the
 // first schema of the list is the tenant's).
 //
-// create creates the tenant's schema if it does not exist (CREATE SCHEMA). Subscribe it to OnCreate, so that it runs before the
-// PostCreate hooks (Migrate, whose tables go into the schema), and to
+// create creates the tenant's schema if it does not exist (CREATE
+// SCHEMA). Subscribe it to OnCreate, so that it runs before the PostCreate
+// hooks (Migrate, whose tables go into the schema), and to
 // OnUpdate for tenants that move to another schema or database: on an
 // update that keeps POSTGRES_URL it does nothing.
 //
