@@ -334,3 +334,19 @@ func TestOTLPProtocolRefused(t *testing.T) {
 		})
 	}
 }
+
+// The exporters are the example's dependencies: a program that imports
+// the library's driver or telemetry package does not compile them.
+func TestExportersStayInTheExample(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./driver", "./telemetry")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./driver ./telemetry: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.Contains(pkg, "prometheus") || strings.Contains(pkg, "otlp") {
+			t.Errorf("the library imports %s: keep the exporters in examples/hospital", pkg)
+		}
+	}
+}
