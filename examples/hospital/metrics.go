@@ -37,11 +37,10 @@ type observability struct {
 	metrics  *telemetry.Metrics
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler // GET /metrics
-	otlp     bool         // an OTLP exporter runs
 }
 
 // newObservability sets up the exporters; getenv reads the environment
-// (os.Getenv; a map in tests).
+// (os.Getenv), the OTEL_* variables the choice of OTLP depends on.
 func newObservability(ctx context.Context, getenv func(string) string, log *slog.Logger) (*observability, error) {
 	// A registry of our own, not prometheus.DefaultRegisterer: /metrics
 	// shows the connector's instruments and nothing a library registered
@@ -66,7 +65,6 @@ func newObservability(ctx context.Context, getenv func(string) string, log *slog
 			return nil, fmt.Errorf("OTLP metrics exporter (%s): %w", endpoint, err)
 		}
 		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
-		o.otlp = true
 		log.Info("hospital: exporting metrics over OTLP (http/protobuf)", "endpoint", endpoint)
 	}
 	o.provider = sdkmetric.NewMeterProvider(opts...)
