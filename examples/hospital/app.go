@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ type app struct {
 	conn  *driver.Connector
 	db    *sql.DB
 	admin http.Handler
+	obs   *observability
+	// stopMetrics stops reporting the connector's pools and tenants.
+	stopMetrics func() error
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -76,8 +80,19 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	if dropDatabase != nil {
 		reg.Subscribe(hooks.PostDelete, dropDatabase)
 	}
-	a.conn, err = driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(log))
+	// Metrics: every statement's duration and every wait and dial come
+	// through the connector's options; the pools and tenants are read
+	// from its Stats at each scrape or export (Register).
+	if a.obs, err = newObservability(ctx, os.Getenv, log); err != nil {
+		return nil, err
+	}
+	a.conn, err = driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(log),
+		driver.WithMaxConns(cfg.maxConns),
+		driver.WithQueryTracer(a.obs.metrics.QueryTracer), driver.WithPoolEvents(a.obs.metrics.PoolEvent))
 	if err != nil {
+		return nil, err
+	}
+	if a.stopMetrics, err = a.obs.metrics.Register(a.conn); err != nil {
 		return nil, err
 	}
 	a.db = sql.OpenDB(a.conn)
@@ -172,10 +187,22 @@ func (a *app) migrateKnownTenants(ctx context.Context, createDatabase, createSch
 }
 
 func (a *app) close() {
+	if a.stopMetrics != nil {
+		a.stopMetrics()
+	}
 	if a.db != nil {
 		a.db.Close()
 	}
 	a.store.Close()
+	if a.obs != nil {
+		// The last OTLP export, with the final counts; bounded, since
+		// a collector that does not answer must not hold the exit.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.obs.shutdown(ctx); err != nil {
+			a.log.Warn("hospital: metrics exporter shutdown", "err", err)
+		}
+	}
 }
 
 func (a *app) handler() http.Handler {
@@ -183,8 +210,13 @@ func (a *app) handler() http.Handler {
 	mux.Handle("/api/", http.StripPrefix("/api", a.admin))
 	mux.HandleFunc("GET /hospital/{$}", a.listHospitals)
 	mux.HandleFunc("POST /hospital/{$}", a.addHospital)
+	// /metrics is on the application's side, without the admin token:
+	// it shows servers (host:port), counts and durations, no tenant and
+	// no secret, and a scraper should not hold a token that can change
+	// tenants.
+	mux.Handle("GET /metrics", a.obs.handler)
 	return tenantctx.Middleware(mux,
-		tenantctx.SkipPrefix("/api/"),
+		tenantctx.SkipPrefix("/api/", "/metrics"),
 		tenantctx.WithLookup(a.conn.LookupTenant),
 	)
 }

@@ -10,6 +10,13 @@
 //	GET  /hospital/        {"data": [...], "tenant_id": "..."}  the tenant's hospitals
 //	POST /hospital/        {"name": "...", "city": "..."}       add one
 //	     /api/...          the admin API (package api), bearer token from TENANTSQL_ADMIN_TOKEN
+//	GET  /metrics          the connector's metrics (package telemetry), Prometheus text format
+//
+// /metrics needs no token: it names servers (host:port) and counts, no
+// tenant and no password. With OTEL_EXPORTER_OTLP_ENDPOINT (or
+// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) set the same metrics are also
+// pushed over OTLP (http/protobuf), every OTEL_METRIC_EXPORT_INTERVAL
+// milliseconds (60000 by default); without, nothing is pushed.
 //
 // The tenant comes from the x-tenant-id header. Migrations are embedded;
 // they run for every known tenant at start-up and, through a create hook,
@@ -44,6 +51,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tenantsql/tenantsql/driver"
 )
 
 //go:embed migrations/*.sql
@@ -85,6 +94,7 @@ type config struct {
 	dropSchemas     bool
 	dropDatabases   bool
 	allowedHosts    []string
+	maxConns        int
 }
 
 func main() {
@@ -95,6 +105,7 @@ func main() {
 	flag.BoolVar(&cfg.createDatabases, "create-databases", true, "create a tenant's database when it does not exist")
 	flag.BoolVar(&cfg.dropDatabases, "drop-databases", false, "drop a deleted tenant's database, with its tables and rows, unless another tenant still uses it; kept by default")
 	flag.BoolVar(&cfg.dropSchemas, "drop-schemas", false, "drop a deleted tenant's schema, with its tables and rows (tenants with a search_path); kept by default")
+	flag.IntVar(&cfg.maxConns, "max-conns", driver.DefaultMaxConns, "sessions the example may keep open to one PostgreSQL server, over all its tenants (the server's budget)")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
 	addrSet := false
