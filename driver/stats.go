@@ -24,6 +24,13 @@ type Stats struct {
 	NotReady     int
 	HookFailures int64
 
+	// BorrowedBudgets says that the connector draws on another's budgets
+	// (WithBudgetsOf): Servers and the totals above are that owner's,
+	// every connector's sessions on those servers, so whoever adds up
+	// several connectors' figures (the telemetry package) counts them
+	// once, with the owner.
+	BorrowedBudgets bool
+
 	// Servers has an entry per PostgreSQL server the registered tenants
 	// use, named "host:port" in the canonical form WithMaxConns describes
 	// (lower case, an IPv6 address in brackets, fallback hosts after a
@@ -77,7 +84,7 @@ func (c *Connector) Stats() Stats {
 	reg := c.reg.snapshot()
 	home := c.budgetHome() // WithBudgetsOf: the servers' budgets are the owner's
 	s := Stats{
-		MaxConns: home.cfg.maxConns, Registered: len(reg), HookFailures: c.hookFailures.Load(),
+		MaxConns: home.cfg.maxConns, BorrowedBudgets: home != c, Registered: len(reg), HookFailures: c.hookFailures.Load(),
 		Servers: make(map[string]ServerStats), Tenants: make(map[string]TenantStats, len(reg)),
 	}
 	byBudget := make(map[*budget][]*tenant)

@@ -73,6 +73,15 @@ func TestWithBudgetsOfSharesTheServerBudget(t *testing.T) {
 	if n := sessions(); n > 2 {
 		t.Errorf("the server sees %d sessions of the two *sql.DB, want at most the budget's 2", n)
 	}
+	// Both report the owner's servers, the two's sessions together; only
+	// the borrower says they are borrowed, so a sum counts them once.
+	ost, bst := owner.Stats(), borrower.Stats()
+	if ost.BorrowedBudgets || !bst.BorrowedBudgets {
+		t.Errorf("BorrowedBudgets: owner %v, borrower %v; want false, true", ost.BorrowedBudgets, bst.BorrowedBudgets)
+	}
+	if ost.Open != bst.Open || ost.Open != sessions() {
+		t.Errorf("open sessions: owner's Stats %d, borrower's %d, the server %d; want all equal", ost.Open, bst.Open, sessions())
+	}
 
 	// Closing the analytics *sql.DB closes its sessions and leaves the
 	// budget, and the default *sql.DB, working.
