@@ -168,7 +168,7 @@ func testSpansUnderLoad(t *testing.T, shared bool) {
 			}
 		}
 		if v, _ := attrOf(s, "server.port"); strconv.FormatInt(v.AsInt64(), 10) != port {
-			t.Errorf("span %q: server.port = %v, want %s", s.Name(), v.Emit(), port)
+			t.Errorf("span %q: server.port = %v, want %s", s.Name(), v.String(), port)
 		}
 		if want := "SELECT " + c.database; s.Name() != want {
 			t.Errorf("span name %q, want %q", s.Name(), want)
@@ -345,7 +345,7 @@ func TestHookAndMigrationSpans(t *testing.T) {
 	after, _ := attrOf(migrated, telemetry.MigrateAfterAttribute)
 	applied, _ := attrOf(migrated, telemetry.MigrateAppliedAttribute)
 	if after.AsInt64() != version || fmt.Sprint(applied.AsInt64Slice()) != fmt.Sprint([]int64{version}) {
-		t.Errorf("migrate up: after %v, applied %v; the server's goose table is at %d", after.Emit(), applied.Emit(), version)
+		t.Errorf("migrate up: after %v, applied %v; the server's goose table is at %d", after.String(), applied.String(), version)
 	}
 	var children int
 	for _, s := range rec.Ended() {
