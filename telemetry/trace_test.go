@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -362,5 +363,23 @@ func TestHookAndMigrationSpans(t *testing.T) {
 	}
 	if children == 0 {
 		t.Error("no statement span under the migration's span")
+	}
+}
+
+// A Metrics made for traces only has no instruments: Register says so,
+// and how to get them.
+func TestTracesOnlyHasNoMeter(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	m, err := telemetry.New(telemetry.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := driver.NewConnector(store.NewMemory(), driver.WithHooks(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Register(c); !errors.Is(err, telemetry.ErrNoMeter) || !strings.Contains(err.Error(), "WithMeterProvider") {
+		t.Errorf("Register: %v, want ErrNoMeter naming WithMeterProvider", err)
 	}
 }
