@@ -138,4 +138,8 @@
 // to driver.NewConnector with driver.WithHooks; driver.WithHooks(nil) runs
 // no hooks at all. A Registry can also be driven directly, by Run or by
 // HandleChange for code that follows a store with a store.Tracker.
+//
+// Registry.SetObserver reports each hook run, as it starts and when it
+// returns, to a plain function: the telemetry package's HookObserver makes
+// a span of it, so this package imports no OpenTelemetry.
 package hooks

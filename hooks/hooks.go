@@ -111,6 +111,36 @@ type Registry struct {
 	mu       sync.RWMutex
 	hooks    map[Kind][]hook
 	failures map[string][]Failure
+	observe  Observer
+}
+
+// A HookRun is one run of one hook, as an Observer sees it.
+type HookRun struct {
+	Hook    string // the hook's name (see Registry.Subscribe)
+	Kind    Kind
+	Tenant  string
+	Version int64 // the store version of the change
+}
+
+// An Observer is called as each hook starts, with the context the hook
+// would get, and returns the context the hook gets instead (carrying a
+// span, for one) and the function to call with the hook's error (nil on
+// success, the panic as an error after a panic) when it returns.
+//
+// It is how the telemetry package traces hooks (telemetry's
+// HookObserver) without this package importing OpenTelemetry: a program
+// that uses the driver alone compiles none. A plain function rather than
+// a wrapper of each Func, so that the hooks keep their names, and the
+// ready-made ones their own, in logs and Failures.
+type Observer func(ctx context.Context, run HookRun) (context.Context, func(err error))
+
+// SetObserver has every hook run from now on reported to o; nil stops
+// it. The driver runs the hooks of hooks.Default() unless given another
+// registry (driver.WithHooks): set the observer on that one.
+func (r *Registry) SetObserver(o Observer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.observe = o
 }
 
 type hook struct {
@@ -225,14 +255,26 @@ func (r *Registry) Run(ctx context.Context, ev Event) error {
 	}
 	r.mu.RLock()
 	hs := slices.Clone(r.hooks[ev.Kind])
+	observe := r.observe
 	r.mu.RUnlock()
 	var errs []error
 	for _, h := range hs {
-		if err := r.runOne(ctx, h, ev); err != nil {
+		if err := r.runObserved(ctx, observe, h, ev); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// runObserved runs h, reported to observe if there is one.
+func (r *Registry) runObserved(ctx context.Context, observe Observer, h hook, ev Event) error {
+	if observe == nil {
+		return r.runOne(ctx, h, ev)
+	}
+	ctx, done := observe(ctx, HookRun{Hook: h.name, Kind: ev.Kind, Tenant: ev.Tenant.ID, Version: ev.Version})
+	err := r.runOne(ctx, h, ev)
+	done(err)
+	return err
 }
 
 func (r *Registry) runOne(ctx context.Context, h hook, ev Event) (err error) {

@@ -105,4 +105,8 @@
 // For new tenants, hooks.Migrate wraps a Migrator as a create hook, so a
 // tenant's first query runs after its migrations; the tenantsql command
 // runs it from the shell ("tenantsql migrate up --dir migrations").
+//
+// WithObserver reports each tenant's run, as it starts and with its
+// result, to a plain function: the telemetry package's MigrateObserver
+// makes a span of it, so this package imports no OpenTelemetry.
 package migrate

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -17,6 +18,7 @@ type config struct {
 	exclude         []string
 	dryRun          bool
 	progress        func(Progress)
+	observe         Observer
 	table           string
 	lockTimeout     time.Duration
 	gooseOpts       []goose.ProviderOption
@@ -91,3 +93,18 @@ func WithLockTimeout(d time.Duration) Option { return func(c *config) { c.lockTi
 func WithGooseOptions(opts ...goose.ProviderOption) Option {
 	return func(c *config) { c.gooseOpts = append(c.gooseOpts, opts...) }
 }
+
+// An Observer is called as a tenant's run starts (in Run, or Tenant), with
+// the run's context, the tenant, the operation and its version (UpTo and
+// DownTo), and returns the context the tenant's run uses instead
+// (carrying a span, for one) and the function to call with the tenant's
+// result when it ends.
+//
+// It is how the telemetry package traces migrations (telemetry's
+// MigrateObserver) without this package importing OpenTelemetry: a
+// program that migrates without it compiles none.
+type Observer func(ctx context.Context, tenant string, op Op, version int64) (context.Context, func(TenantResult))
+
+// WithObserver reports each tenant's run to o; o must be safe for
+// concurrent use (tenants run at once, WithConcurrency).
+func WithObserver(o Observer) Option { return func(c *config) { c.observe = o } }

@@ -25,10 +25,17 @@ func (m *Migrator) Tenant(ctx context.Context, id string, op Op, version int64) 
 func (m *Migrator) runTenant(ctx context.Context, id string, op Op, version int64) (res TenantResult) {
 	start := time.Now()
 	res = TenantResult{Tenant: id, Before: -1, After: -1}
+	var observed func(TenantResult)
+	if o := m.cfg.observe; o != nil {
+		ctx, observed = o(ctx, id, op, version)
+	}
 	defer func() {
 		res.Duration = time.Since(start)
 		if res.Err != nil {
 			res.Err = &TenantError{Tenant: id, Op: op, Err: res.Err}
+		}
+		if observed != nil {
+			observed(res)
 		}
 	}()
 	ctx = tenantctx.WithTenant(ctx, id)

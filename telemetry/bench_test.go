@@ -13,13 +13,16 @@ import (
 	"github.com/tenantsql/tenantsql/telemetry"
 	"github.com/tenantsql/tenantsql/tenantctx"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // BenchmarkQueryMetrics is driver.BenchmarkQuery's 1-tenant case (8
-// goroutines running SELECT $1::int) without the telemetry package and
-// with all of it: the query tracer, the pool events and Register, on an
-// SDK MeterProvider (a ManualReader that is never collected, so this
-// measures recording, not export).
+// goroutines running SELECT $1::int) without the telemetry package (off)
+// and with all of its metrics (on): the query tracer, the pool events and
+// Register, on an SDK MeterProvider (a ManualReader that is never
+// collected, so this measures recording, not export); and with its spans
+// only (traces): an SDK TracerProvider sampling every span, with no
+// processor, so this measures making spans, not exporting them.
 func BenchmarkQueryMetrics(b *testing.B) {
 	ctx := context.Background()
 	url := os.Getenv("TENANTSQL_BENCH_POSTGRES_URL")
@@ -34,11 +37,8 @@ func BenchmarkQueryMetrics(b *testing.B) {
 		b.Fatal(err)
 	}
 	const workers = 8
-	for _, on := range []bool{false, true} {
-		name := "off"
-		if on {
-			name = "on"
-		}
+	for _, name := range []string{"off", "on", "traces"} {
+		on := name == "on"
 		b.Run(name, func(b *testing.B) {
 			s := store.NewMemory()
 			if _, err := s.Create(ctx, store.Tenant{ID: "bench-0.test", DeployInfo: map[string]string{store.KeyPostgresURL: urls[0]}}); err != nil {
@@ -53,6 +53,15 @@ func BenchmarkQueryMetrics(b *testing.B) {
 					b.Fatal(err)
 				}
 				opts = append(opts, driver.WithQueryTracer(m.QueryTracer), driver.WithPoolEvents(m.PoolEvent))
+			}
+			if name == "traces" {
+				tp := sdktrace.NewTracerProvider()
+				defer tp.Shutdown(ctx)
+				tm, err := telemetry.New(telemetry.WithTracerProvider(tp))
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts = append(opts, driver.WithQueryTracer(tm.QueryTracer))
 			}
 			c, err := driver.NewConnector(s, opts...)
 			if err != nil {

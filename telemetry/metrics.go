@@ -9,15 +9,17 @@ import (
 	"github.com/tenantsql/tenantsql/driver"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// ScopeName is the instrumentation scope (meter name) of the instruments.
+// ScopeName is the instrumentation scope of the instruments and spans
+// (the meter's and tracer's name).
 const ScopeName = "github.com/tenantsql/tenantsql/telemetry"
 
 // Attribute keys beyond OpenTelemetry's database conventions.
 const (
 	// TenantAttribute carries the tenant id on the query instruments,
-	// with WithTenantAttribute only.
+	// with WithTenantAttribute only, and on every span.
 	TenantAttribute = attribute.Key("tenantsql.tenant")
 	// OtherTenants is its value for the tenants beyond the cap.
 	OtherTenants = "_other"
@@ -34,14 +36,19 @@ const (
 	attrOperation = attribute.Key("db.operation.name")
 	attrStatus    = attribute.Key("db.response.status_code")
 	attrErrorType = attribute.Key("error.type")
+	attrQueryText = attribute.Key("db.query.text")
 )
 
 var systemPostgres = attrSystem.String("postgresql")
 
-// Metrics holds the instruments. One Metrics serves any number of
-// connectors: Register each, and give each WithQueryTracer(m.QueryTracer).
+// Metrics holds the instruments and the tracer: it makes the metrics,
+// the spans or both, as New was given a MeterProvider, a TracerProvider or
+// both. One Metrics serves any number of connectors: Register each, and
+// give each WithQueryTracer(m.QueryTracer).
 type Metrics struct {
-	meter      metric.Meter
+	meter      metric.Meter // nil without WithMeterProvider
+	tracer     trace.Tracer // nil without WithTracerProvider
+	queryText  bool
 	maxTenants int
 
 	duration   metric.Float64Histogram
@@ -74,9 +81,11 @@ type Metrics struct {
 // conventions advise for db.client.operation.duration, in seconds.
 var durationBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
 
-// New creates the instruments on the provider WithMeterProvider gives.
-// Nothing is measured until a connector is registered (Register) or given
-// the query tracer (driver.WithQueryTracer(m.QueryTracer)).
+// New creates the instruments on the provider WithMeterProvider gives,
+// and the tracer on the one WithTracerProvider gives; it needs at least
+// one of them. Nothing is measured until a connector is registered
+// (Register) or given the query tracer
+// (driver.WithQueryTracer(m.QueryTracer)).
 func New(opts ...Option) (*Metrics, error) {
 	var cfg config
 	for _, o := range opts {
@@ -85,7 +94,14 @@ func New(opts ...Option) (*Metrics, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := &Metrics{meter: cfg.provider.Meter(ScopeName), maxTenants: cfg.maxTenants, tenants: map[string]bool{}}
+	m := &Metrics{maxTenants: cfg.maxTenants, queryText: cfg.queryText, tenants: map[string]bool{}}
+	if cfg.tracers != nil {
+		m.tracer = cfg.tracers.Tracer(ScopeName)
+	}
+	if cfg.provider == nil {
+		return m, nil
+	}
+	m.meter = cfg.provider.Meter(ScopeName)
 	mt := m.meter
 	var errs []error
 	check := func(err error) {
@@ -167,6 +183,9 @@ func (m *Metrics) Register(c *driver.Connector) (stop func() error, err error) {
 	if c == nil {
 		return nil, errors.New("telemetry: Register: nil *driver.Connector (driver.ConnectorOf(db) gives the one of a *sql.DB)")
 	}
+	if m.meter == nil {
+		return nil, fmt.Errorf("telemetry: Register: %w", ErrNoMeter)
+	}
 	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		m.observe(c.Stats(), o)
 		return nil
@@ -244,7 +263,7 @@ func (m *Metrics) tenantValue(id string) string {
 // failed dials are counted by Register (db.client.connection.timeouts,
 // tenantsql.connection.create_errors), not timed.
 func (m *Metrics) PoolEvent(ev driver.PoolEvent) {
-	if ev.Err != nil {
+	if ev.Err != nil || m.meter == nil {
 		return
 	}
 	var h metric.Float64Histogram

@@ -426,8 +426,8 @@ func TestNewRejectsBadOptions(t *testing.T) {
 			}
 		})
 	}
-	if _, err := telemetry.New(); !errors.Is(err, telemetry.ErrNoMeterProvider) {
-		t.Errorf("New(): %v, want ErrNoMeterProvider", err)
+	if _, err := telemetry.New(); !errors.Is(err, telemetry.ErrNoProvider) {
+		t.Errorf("New(): %v, want ErrNoProvider", err)
 	}
 	m, err := telemetry.New(telemetry.WithMeterProvider(mp))
 	if err != nil {
