@@ -23,6 +23,9 @@ const (
 	TenantAttribute = attribute.Key("tenantsql.tenant")
 	// OtherTenants is its value for the tenants beyond the cap.
 	OtherTenants = "_other"
+	// URLKeyAttribute names, on the tenant instruments, the deploy_info
+	// key of the connector (driver.WithURLKey; POSTGRES_URL by default).
+	URLKeyAttribute = attribute.Key("tenantsql.url_key")
 )
 
 // The conventions' attributes.
@@ -176,9 +179,13 @@ func New(opts ...Option) (*Metrics, error) {
 // Register reports c's pools and tenants through m's instruments, at each
 // collection, from c.Stats(). Call the function it returns to stop.
 //
-// Register connectors that share budgets (driver.WithBudgetsOf) on
-// different Metrics, or only the owner: each reports the servers' figures,
-// which are the same.
+// Several connectors may be registered on one Metrics (or on Metrics of
+// one MeterProvider, which share instruments): their figures add up. A
+// connector that draws on another's budgets (driver.WithBudgetsOf)
+// reports no server figures, which are its owner's, so a server's
+// sessions and budget are counted once; the tenant figures carry the
+// connector's deploy_info key (tenantsql.url_key), so a tenant of the
+// POSTGRES_URL and the ANALYTICS_URL *sql.DB is counted once under each.
 func (m *Metrics) Register(c *driver.Connector) (stop func() error, err error) {
 	if c == nil {
 		return nil, errors.New("telemetry: Register: nil *driver.Connector (driver.ConnectorOf(db) gives the one of a *sql.DB)")
@@ -187,7 +194,7 @@ func (m *Metrics) Register(c *driver.Connector) (stop func() error, err error) {
 		return nil, fmt.Errorf("telemetry: Register: %w", ErrNoMeter)
 	}
 	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		m.observe(c.Stats(), o)
+		m.observe(c.Stats(), c.URLKey(), o)
 		return nil
 	}, m.connCount, m.connMax, m.pending, m.timeouts, m.waits, m.waitTime, m.created, m.createErrors,
 		m.evictions, m.checkouts, m.pools, m.registered, m.pooled, m.notReady, m.hookFailures)
@@ -208,10 +215,13 @@ func RegisterMetrics(c *driver.Connector, opts ...Option) (stop func() error, er
 	return m.Register(c)
 }
 
-func (m *Metrics) observe(s driver.Stats, o metric.Observer) {
+func (m *Metrics) observe(s driver.Stats, urlKey string, o metric.Observer) {
 	pooled := 0
 	for server, ss := range s.Servers {
 		pooled += ss.Pools
+		if s.BorrowedBudgets {
+			continue // the owner's figures, which the owner reports
+		}
 		pool := attrPoolName.String(server)
 		all := metric.WithAttributeSet(attribute.NewSet(systemPostgres, pool))
 		o.ObserveInt64(m.connCount, int64(ss.InUse), metric.WithAttributeSet(attribute.NewSet(systemPostgres, pool, attrState.String("used"))))
@@ -227,10 +237,11 @@ func (m *Metrics) observe(s driver.Stats, o metric.Observer) {
 		o.ObserveInt64(m.checkouts, ss.Acquires, all)
 		o.ObserveInt64(m.pools, int64(ss.Pools), all)
 	}
-	o.ObserveInt64(m.registered, int64(s.Registered))
-	o.ObserveInt64(m.pooled, int64(pooled))
-	o.ObserveInt64(m.notReady, int64(s.NotReady))
-	o.ObserveInt64(m.hookFailures, s.HookFailures)
+	key := metric.WithAttributeSet(attribute.NewSet(URLKeyAttribute.String(urlKey)))
+	o.ObserveInt64(m.registered, int64(s.Registered), key)
+	o.ObserveInt64(m.pooled, int64(pooled), key)
+	o.ObserveInt64(m.notReady, int64(s.NotReady), key)
+	o.ObserveInt64(m.hookFailures, s.HookFailures, key)
 }
 
 // tenantValue is the tenant attribute's value for id: id itself while

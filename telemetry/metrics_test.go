@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ type env struct {
 	db      *sql.DB
 	admin   *sql.DB
 	reader  *sdkmetric.ManualReader
+	m       *telemetry.Metrics
 	tenants []string // ids, also their application_name
 }
 
@@ -53,6 +55,7 @@ func newEnv(t *testing.T, n int, mopts []telemetry.Option, dopts ...driver.Optio
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.m = m
 	tag := fmt.Sprintf("otel%04x", rand.IntN(1<<16))
 	for i := range n {
 		id := fmt.Sprintf("%s-%d.test", tag, i)
@@ -319,8 +322,8 @@ func TestQueryDuration(t *testing.T) {
 		if _, ok := p.Attributes.Value(telemetry.TenantAttribute); ok {
 			t.Errorf("tenant attribute present without WithTenantAttribute: %v", p.Attributes)
 		}
-		if v, _ := p.Attributes.Value("server.address"); v.AsString() != "127.0.0.1" {
-			t.Errorf("server.address = %q", v.AsString())
+		if v, _ := p.Attributes.Value("server.address"); v.AsString() != testHost(t) {
+			t.Errorf("server.address = %q, want the test server's %q", v.AsString(), testHost(t))
 		}
 	}
 	if s := ms["db.client.operation.duration"].Unit; s != "s" {
@@ -465,5 +468,51 @@ func TestBeforeConnectTracerKeepsMetrics(t *testing.T) {
 	}
 	if n := own.n.Load(); n != k {
 		t.Errorf("the BeforeConnect tracer saw %d statements, want %d", n, k)
+	}
+}
+
+// testHost is the host of the test server's URL.
+func testHost(t *testing.T) string {
+	u, err := url.Parse(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Hostname()
+}
+
+// TestBorrowerCountedOnce: a connector that draws on another's budgets
+// (driver.WithBudgetsOf), registered on the same Metrics, adds its
+// sessions to the server's figures once: used sessions are what the
+// server shows, the budget is the owner's, not twice it.
+func TestBorrowerCountedOnce(t *testing.T) {
+	e := newEnv(t, 1, nil, driver.WithMaxConns(4))
+	borrower, err := driver.NewConnector(e.store, driver.WithHooks(nil), driver.WithBudgetsOf(e.conn), driver.WithQueryTracer(e.m.QueryTracer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdb := sql.OpenDB(borrower)
+	defer bdb.Close()
+	stop, err := e.m.Register(borrower)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, db := range []*sql.DB{e.db, bdb} {
+		tx, err := db.BeginTx(e.ctx(0), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(e.ctx(0), "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms := e.collect()
+	pool := attribute.String("db.client.connection.pool.name", e.server())
+	if used, _ := value(t, ms, "db.client.connection.count", pool, attribute.String("db.client.connection.state", "used")); int(used) != e.sessions(0, "idle in transaction") || used != 2 {
+		t.Errorf("used sessions = %v, the server shows %d in a transaction (want 2)", used, e.sessions(0, "idle in transaction"))
+	}
+	if max, _ := value(t, ms, "db.client.connection.max", pool); max != 4 {
+		t.Errorf("budget = %v, want the owner's 4, counted once", max)
 	}
 }

@@ -52,10 +52,11 @@ func WithQueryText(on bool) Option {
 // tenants: the first maxTenants tenants a process sees keep their own
 // value, those of any other are recorded under OtherTenants. The pool
 // counts stay per server (driver.Connector.TenantStats has them per
-// tenant). Without it the tenant is no
-// attribute at all, since every distinct value is a time series of its
-// own in the backend, and a process may serve tens of thousands of
-// tenants. Spans always carry the tenant: a span is one event, not a
+// tenant). A tenant keeps its place for the life of the Metrics, even
+// once deleted: its series may still be read, and a place that moved to
+// another tenant would mix the two. Without it the tenant is no attribute
+// at all, since every distinct value is a time series of its own in the
+// backend, and a process may serve tens of thousands of tenants. Spans always carry the tenant: a span is one event, not a
 // series, so its attributes cost no cardinality.
 func WithTenantAttribute(maxTenants int) Option {
 	return func(c *config) { c.maxTenants, c.tenantSet = maxTenants, true }
