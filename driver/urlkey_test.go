@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -383,31 +382,13 @@ func TestURLKeyRemoved(t *testing.T) {
 	}
 }
 
-// logBuffer collects a connector's log, written from its goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A value under the connector's key that is not a postgres:// URL may be
 // anything, a webhook address with its token in the path among them: the
 // debug log of the tenant's creation and update must not echo it (only
 // that it is unusable), nor must the query's error.
 func TestURLKeyNotAURLIsNotLogged(t *testing.T) {
 	const secret = "T0KENs3cret"
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	s := store.NewMemory()
 	c, err := driver.NewConnector(s, driver.WithHooks(nil), driver.WithURLKey(analyticsKey),
 		driver.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))

@@ -1,10 +1,8 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tenantsql/tenantsql/internal/lifecycle"
+	"github.com/tenantsql/tenantsql/internal/testenv"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -317,7 +316,7 @@ func TestFailureNamesTheHook(t *testing.T) {
 // SubscribeNamed's name is what failures, errors and logs call the hook;
 // Subscribe keeps the Go name of a hook it knows no other name for.
 func TestSubscribeNamed(t *testing.T) {
-	var buf safeBuffer
+	var buf testenv.LogBuffer
 	r := New(slog.New(slog.NewJSONHandler(&buf, nil)))
 	r.SubscribeNamed(PostCreate, "seed the tenant", func(context.Context, Event) error { return errBoom })
 	r.Subscribe(PostCreate, func(context.Context, Event) error { return errBoom })
@@ -332,7 +331,7 @@ func TestSubscribeNamed(t *testing.T) {
 	if want := "hooks.TestSubscribeNamed.func"; !strings.HasPrefix(strings.TrimPrefix(fs[1].Hook, "github.com/tenantsql/tenantsql/"), want) {
 		t.Errorf("unnamed hook: Failure.Hook %q, want the Go name %s...", fs[1].Hook, want)
 	}
-	if recs := buf.records(t); len(recs) != 2 || recs[0]["hook"] != "seed the tenant" {
+	if recs := buf.Records(t); len(recs) != 2 || recs[0]["hook"] != "seed the tenant" {
 		t.Errorf("log records %v, want the first to name the hook \"seed the tenant\"", recs)
 	}
 }
@@ -658,36 +657,8 @@ func TestSubscribeFromAHook(t *testing.T) {
 	}
 }
 
-// safeBuffer is a bytes.Buffer for a log handler.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *safeBuffer) records(t *testing.T) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b.b.Bytes()))
-	for dec.More() {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			t.Fatalf("log output: %v", err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 func TestFailuresAreLogged(t *testing.T) {
-	var buf safeBuffer
+	var buf testenv.LogBuffer
 	r := New(slog.New(slog.NewJSONHandler(&buf, nil)))
 	r.Subscribe(PostCreate, nop)
 	r.Subscribe(PostCreate, failingHook)
@@ -696,7 +667,7 @@ func TestFailuresAreLogged(t *testing.T) {
 		t.Fatalf("Run = %v, want the failing hook's errBoom among its errors", err)
 	}
 
-	recs := buf.records(t)
+	recs := buf.Records(t)
 	if len(recs) != 2 {
 		t.Fatalf("%d log records, want one per failure (2): %v", len(recs), recs)
 	}
@@ -732,8 +703,8 @@ var runs atomic.Int64
 
 // withSlogDefault makes slog.Default() log JSON to a buffer until the test
 // ends.
-func withSlogDefault(t *testing.T) *safeBuffer {
-	buf := &safeBuffer{}
+func withSlogDefault(t *testing.T) *testenv.LogBuffer {
+	buf := &testenv.LogBuffer{}
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewJSONHandler(buf, nil)))
 	t.Cleanup(func() { slog.SetDefault(prev) })
@@ -768,7 +739,7 @@ func TestNilLoggerFollowsSlogDefault(t *testing.T) {
 				t.Fatalf("Run = %v, want errBoom", err)
 			}
 			r.ClearFailures(id)
-			recs := buf.records(t)
+			recs := buf.Records(t)
 			if len(recs) != 1 {
 				t.Fatalf("slog.Default() got %d records, want 1: %v", len(recs), recs)
 			}

@@ -1,13 +1,10 @@
 package hooks_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +15,11 @@ import (
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
-// lockedBuffer collects JSON log records from concurrent hooks.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// withMsg returns the records whose msg is msg.
-func (b *lockedBuffer) withMsg(t *testing.T, msg string) []map[string]any {
+// withMsg returns the records of logs whose msg is msg.
+func withMsg(t *testing.T, logs *testenv.LogBuffer, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b.b.Bytes()))
-	for dec.More() {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			t.Fatalf("log output: %v", err)
-		}
+	for _, m := range logs.Records(t) {
 		if m["msg"] == msg {
 			out = append(out, m)
 		}
@@ -56,7 +34,7 @@ func (b *lockedBuffer) withMsg(t *testing.T, msg string) []map[string]any {
 func TestProvisioningIsLogged(t *testing.T) {
 	name := testenv.Unique("tsql_hooks_prov")
 	dropAfter(t, name)
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := hooks.New(slog.New(slog.NewJSONHandler(logs, nil)))
 	s := store.NewMemory()
 	c, err := driver.NewConnector(s, driver.WithHooks(reg), driver.WithLogger(slog.New(slog.DiscardHandler)))
@@ -100,7 +78,7 @@ func TestProvisioningIsLogged(t *testing.T) {
 		{"tenantsql: created the tenant's schema", "hooks.Schemas.create", "schema", "tenant_prov"},
 		{"tenantsql: migrated the tenant", "hooks.Migrate", "", ""},
 	} {
-		recs := logs.withMsg(t, want.msg)
+		recs := withMsg(t, logs, want.msg)
 		if len(recs) != 1 {
 			t.Errorf("%d records %q, want 1", len(recs), want.msg)
 			continue
@@ -127,7 +105,7 @@ func TestProvisioningIsLogged(t *testing.T) {
 		}
 	}
 	for _, msg := range []string{"tenantsql: created the tenant's database", "tenantsql: created the tenant's schema", "tenantsql: migrated the tenant"} {
-		if n := len(logs.withMsg(t, msg)); n != 1 {
+		if n := len(withMsg(t, logs, msg)); n != 1 {
 			t.Errorf("%d records %q after the hooks ran again, want still 1", n, msg)
 		}
 	}

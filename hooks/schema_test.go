@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +43,7 @@ func TestSchemasCreateAndDrop(t *testing.T) {
 	defer admin.Close(context.Background())
 
 	s := store.NewMemory()
-	var logged syncBuffer
+	var logged testenv.LogBuffer
 	reg := hooks.New(slog.New(slog.NewTextHandler(&logged, nil)))
 	create, drop := hooks.Schemas(hooks.DropSchemaOnDelete(s))
 	reg.Subscribe(hooks.OnCreate, create)
@@ -126,23 +125,6 @@ func TestSchemasCreateAndDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, "shared_s dropped after its last tenant's delete", func() bool { return !schemaExists(t, admin, "shared_s") })
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // The hooks do nothing for a tenant without search_path, without even

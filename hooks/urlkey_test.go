@@ -131,26 +131,7 @@ func TestSharedRegistryTwoKeys(t *testing.T) {
 	for _, name := range dbs {
 		testenv.ResetSchema(t, name)
 	}
-	s := store.NewMemory()
-	reg := hooks.New(slog.New(slog.DiscardHandler))
-	open := func(opts ...driver.Option) *sql.DB {
-		c, err := driver.NewConnector(s, append([]driver.Option{driver.WithHooks(reg)}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db := sql.OpenDB(c)
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	def := open()
-	an := open(driver.WithURLKey("ANALYTICS_URL"))
-	for _, db := range []*sql.DB{def, an} {
-		h, err := hooks.Migrate(db, os.DirFS("../testdata/migrations"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg.Subscribe(hooks.PostCreate, h)
-	}
+	s, reg, def, an := twoKeysMigrated(t)
 	const id = "mdb-shared.test"
 	if _, err := s.Create(t.Context(), store.Tenant{ID: id, DeployInfo: map[string]string{
 		store.KeyPostgresURL: testenv.DatabaseURL(t, sharedDefault),
@@ -191,26 +172,7 @@ var lackDefault = testenv.Unique("tsql_hooks_ldef")
 func TestMigrateLacksKey(t *testing.T) {
 	testenv.EnsureDatabases(t, lackDefault)
 	testenv.ResetSchema(t, lackDefault)
-	s := store.NewMemory()
-	reg := hooks.New(slog.New(slog.DiscardHandler))
-	open := func(opts ...driver.Option) *sql.DB {
-		c, err := driver.NewConnector(s, append([]driver.Option{driver.WithHooks(reg)}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db := sql.OpenDB(c)
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	def := open()
-	an := open(driver.WithURLKey("ANALYTICS_URL"))
-	for _, db := range []*sql.DB{def, an} {
-		h, err := hooks.Migrate(db, os.DirFS("../testdata/migrations"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg.Subscribe(hooks.PostCreate, h)
-	}
+	s, reg, def, an := twoKeysMigrated(t)
 	const id = "mdb-lacks.test"
 	if _, err := s.Create(t.Context(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, lackDefault)}}); err != nil {
 		t.Fatal(err)
@@ -228,4 +190,32 @@ func TestMigrateLacksKey(t *testing.T) {
 	if _, err := an.ExecContext(ctx, "SELECT 1"); !errors.Is(err, driver.ErrMissingURLKey) {
 		t.Errorf("analytics query of a tenant without ANALYTICS_URL: %v, want ErrMissingURLKey", err)
 	}
+}
+
+// twoKeysMigrated opens a *sql.DB on POSTGRES_URL and one on ANALYTICS_URL
+// over one memory store, sharing one hooks registry (as hooks.Subscribe
+// and sql.Open give) in which each has a PostCreate Migrate hook.
+func twoKeysMigrated(t *testing.T) (s *store.Memory, reg *hooks.Registry, def, an *sql.DB) {
+	t.Helper()
+	s = store.NewMemory()
+	reg = hooks.New(slog.New(slog.DiscardHandler))
+	open := func(opts ...driver.Option) *sql.DB {
+		c, err := driver.NewConnector(s, append([]driver.Option{driver.WithHooks(reg)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	def = open()
+	an = open(driver.WithURLKey("ANALYTICS_URL"))
+	for _, db := range []*sql.DB{def, an} {
+		h, err := hooks.Migrate(db, os.DirFS("../testdata/migrations"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Subscribe(hooks.PostCreate, h)
+	}
+	return s, reg, def, an
 }
