@@ -56,6 +56,12 @@ type Connector struct {
 
 	hookFailures atomic.Int64 // runs of a change's hooks that failed or panicked (Stats)
 
+	// lastHookFailure holds each registered tenant's last failed hook run
+	// (TenantStats.LastHookFailure), by tenant id. Guarded by
+	// hookFailMu; an entry goes when the tenant's delete hooks have run.
+	hookFailMu      sync.Mutex
+	lastHookFailure map[string]HookFailure
+
 	ready     atomic.Bool
 	readyCh   chan struct{}
 	ctx       context.Context // ends when the connector closes; waits select on it

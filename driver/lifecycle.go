@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
+	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
@@ -201,6 +203,7 @@ func (c *Connector) scheduleHooks(sw swap) {
 			if p := recover(); p != nil {
 				c.hookFailures.Add(1)
 				c.log.Error("tenantsql: lifecycle hooks panicked", "tenant", ch.Tenant.ID, "panic", p)
+				c.noteHookRun(ch, fmt.Errorf("the hooks panicked: %v", p))
 			}
 			if g != nil && !resolved {
 				g.resolve(fmt.Errorf("tenantsql: tenant %q: its %s hooks did not return", ch.Tenant.ID, ch.Type))
@@ -217,6 +220,7 @@ func (c *Connector) scheduleHooks(sw swap) {
 		if err != nil {
 			c.hookFailures.Add(1)
 		}
+		c.noteHookRun(ch, err)
 		if g != nil {
 			g.resolve(err)
 			resolved = true
@@ -226,4 +230,32 @@ func (c *Connector) scheduleHooks(sw swap) {
 			g.resolve(ErrClosed)
 		}
 	})
+}
+
+// noteHookRun keeps a failed run of ch's hooks as the tenant's last
+// failure, for Stats; after its delete hooks have run, the tenant has no
+// entry any more (one that failed is in the log). The error text is
+// masked with every password of the tenant: the hooks package scrubs its
+// own hooks' errors, but a Hooks of the user's may quote anything.
+func (c *Connector) noteHookRun(ch store.Change, err error) {
+	c.hookFailMu.Lock()
+	defer c.hookFailMu.Unlock()
+	switch {
+	case ch.Type == store.EventDelete:
+		delete(c.lastHookFailure, ch.Tenant.ID)
+	case err != nil:
+		var secrets []string
+		for _, t := range []store.Tenant{ch.Tenant, ch.Old} {
+			for _, k := range store.URLKeys(t.DeployInfo) {
+				secrets = append(secrets, pgurl.Secrets(t.DeployInfo[k])...)
+			}
+		}
+		if c.lastHookFailure == nil {
+			c.lastHookFailure = make(map[string]HookFailure)
+		}
+		c.lastHookFailure[ch.Tenant.ID] = HookFailure{
+			Time: time.Now(), Change: ch.Type.String(),
+			Error: pgurl.RedactText(err.Error(), secrets),
+		}
+	}
 }

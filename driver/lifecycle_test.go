@@ -3,10 +3,13 @@ package driver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,7 +183,9 @@ func TestTenantReadiness(t *testing.T) {
 			return nil
 		}
 		if fail.Load() {
-			return errors.New("migration 3 failed: relation x exists")
+			// Quoting the tenant's URL, password included, as a careless
+			// hook might: Stats must not show it.
+			return fmt.Errorf("migration 3 failed: relation x exists (on %s)", ev.Tenant.PostgresURL())
 		}
 		return nil
 	})
@@ -222,6 +227,14 @@ func TestTenantReadiness(t *testing.T) {
 	f.check(slow, hookSaw)
 
 	broken := newTenantInfo(t, f, "broken", "tsql_t_2")
+	// A password of its own, to look for in what Stats shows; it never
+	// connects (its hooks fail), so any password will do.
+	u, err := url.Parse(broken.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "secret-pw")
+	broken.URL = u.String()
 	f.add(broken)
 	_, err = f.db.ExecContext(broken.ctx(bg), "SELECT 1")
 	if !errors.Is(err, driver.ErrTenantNotReady) {
@@ -234,6 +247,18 @@ func TestTenantReadiness(t *testing.T) {
 	if fs := reg.Failures(broken.ID); len(fs) != 2 {
 		t.Errorf("failures kept: %v, want 2", fs)
 	}
+	// Stats says which tenant is not ready and why, without its password.
+	st := f.conn.Stats()
+	if ts := st.Tenants[slow.ID]; !ts.Ready || ts.LastHookFailure != nil {
+		t.Errorf("Stats of the tenant whose hooks succeeded: Ready %v, LastHookFailure %+v; want ready, no failure", ts.Ready, ts.LastHookFailure)
+	}
+	bs := st.Tenants[broken.ID]
+	if bs.Ready || bs.LastHookFailure == nil || bs.LastHookFailure.Change != "create" {
+		t.Fatalf("Stats of the tenant whose hooks failed: Ready %v, LastHookFailure %+v; want not ready, a create's failure", bs.Ready, bs.LastHookFailure)
+	}
+	if msg := bs.LastHookFailure.Error; !strings.Contains(msg, "migration 3 failed") || !strings.Contains(msg, "panicked") || strings.Contains(msg, "secret-pw") {
+		t.Errorf("LastHookFailure.Error = %q: want both hooks' causes and no password", msg)
+	}
 	fail.Store(false)
 	if _, err := f.store.Update(bg, store.Tenant{ID: broken.ID, DeployInfo: map[string]string{store.KeyPostgresURL: broken.URL}}); err != nil {
 		t.Fatal(err)
@@ -241,4 +266,7 @@ func TestTenantReadiness(t *testing.T) {
 	eventually(t, 5*time.Second, "the retried create hooks (the panicking one still fails)", func() bool { return secondRan.Load() == 2 })
 	_, err = f.db.ExecContext(broken.ctx(bg), "SELECT 1")
 	mustContain(t, err, "panicked")
+	if f := f.conn.Stats().Tenants[broken.ID].LastHookFailure; f == nil || !f.Time.After(bs.LastHookFailure.Time) || f.Change != "create" {
+		t.Errorf("after the retried create failed again: LastHookFailure %+v, want a later create's", f)
+	}
 }

@@ -76,6 +76,26 @@ type TenantStats struct {
 	WaitDuration  time.Duration // total time spent waiting
 	Evictions     int64         // idle connections closed to make room for other tenants
 	Timeouts      int64         // checkouts whose context ended while they waited for a connection
+
+	// Ready reports whether the tenant's queries would run now, as
+	// Stats.NotReady counts: false while the hooks of its create (or of a
+	// move to another database) run in this process, or after they
+	// failed.
+	Ready bool
+	// LastHookFailure is the last run of the tenant's lifecycle hooks
+	// that failed in this process, nil if none has. It stays after a
+	// later run succeeds (Ready says whether one did), so that an
+	// operator sees what went wrong, and when.
+	LastHookFailure *HookFailure
+}
+
+// HookFailure describes a failed run of a tenant's lifecycle hooks.
+type HookFailure struct {
+	Time   time.Time
+	Change string // what the hooks ran for: "create", "update" or "delete"
+	// Error is the hooks' error, with every password of the tenant's
+	// URLs masked.
+	Error string
 }
 
 // Stats returns a snapshot of the connector's pools. It takes each
@@ -107,7 +127,7 @@ func (c *Connector) Stats() Stats {
 		}
 		ss.InUse = ss.Open - ss.Idle
 		for _, t := range byBudget[b] {
-			s.Tenants[t.id] = t.tg.statsLocked()
+			s.Tenants[t.id] = c.tenantStatsLocked(t)
 		}
 		b.mu.Unlock()
 		s.Servers[b.server] = ss
@@ -126,11 +146,25 @@ func (c *Connector) TenantStats(id string) (TenantStats, bool) {
 		return TenantStats{}, false
 	}
 	if t.tg == nil {
-		return TenantStats{}, true // no URL under the connector's key: no pool
+		// No URL under the connector's key: no pool, and no hooks here.
+		return TenantStats{Ready: t.gate.Load().ok.Load()}, true
 	}
 	t.tg.b.mu.Lock()
 	defer t.tg.b.mu.Unlock()
-	return t.tg.statsLocked(), true
+	return c.tenantStatsLocked(t), true
+}
+
+// tenantStatsLocked reports t's figures, its readiness and its last hook
+// failure. The caller holds t's budget's lock.
+func (c *Connector) tenantStatsLocked(t *tenant) TenantStats {
+	ts := t.tg.statsLocked()
+	ts.Ready = t.gate.Load().ok.Load()
+	c.hookFailMu.Lock()
+	if f, ok := c.lastHookFailure[t.id]; ok {
+		ts.LastHookFailure = &f
+	}
+	c.hookFailMu.Unlock()
+	return ts
 }
 
 // statsLocked reports a target's figures. Tenants that share a target
