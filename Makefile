@@ -17,7 +17,7 @@ help: ## List the targets
 	@echo 'Targets:'
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-20s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-services: ## Ensure PostgreSQL and Redis are running and pgbouncer installed (scripts/services.sh)
+services: ## Ensure PostgreSQL and Redis are running, pgbouncer and chromium installed (scripts/services.sh)
 	@bash scripts/services.sh
 
 test: services ## go vet, then go test -race (extra flags: GOTESTFLAGS)

@@ -28,7 +28,8 @@ type handler struct {
 	healthQuery       string // SELECT max(version_id) FROM <quoted table>
 	stats             func(context.Context) any
 	log               *slog.Logger
-	serverCredentials bool // WithServerCredentials
+	serverCredentials bool     // WithServerCredentials
+	ui                uiAssets // WithUI; nil without
 
 	collection, item, healthRoute, statsRoute route
 }
@@ -60,6 +61,11 @@ func New(s store.Store, opts ...Option) (http.Handler, error) {
 	}
 	if c.allowedSet {
 		if h.allow, err = newAllowList(c.allowed, c.lookup); err != nil {
+			return nil, err
+		}
+	}
+	if c.ui {
+		if h.ui, err = loadUI(); err != nil {
 			return nil, err
 		}
 	}
@@ -96,6 +102,13 @@ func (h *handler) routes() {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.recoverPanic(w, r)
+	// The page's files are the one exception to the token (see serveUI).
+	if h.ui != nil {
+		if name, ok := uiPath(r.URL.Path); ok {
+			h.serveUI(w, r, name)
+			return
+		}
+	}
 	// Authentication comes before routing, so that without a token not
 	// even the existence of a route can be probed.
 	e := h.authenticate(w, r)
@@ -112,6 +125,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		routes := "/tenant/, /tenant/{id}/, /health-check/"
 		if h.stats != nil {
 			routes += ", /stats/"
+		}
+		if h.ui != nil {
+			routes += ", /ui/"
 		}
 		writeError(w, errorf(http.StatusNotFound, "no such route: %s %s (routes: %s)", clip.String(r.Method), clip.String(r.URL.Path), routes))
 		return

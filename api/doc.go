@@ -26,6 +26,7 @@
 //	GET    /tenant/{id}/     200 tenant
 //	GET    /health-check/    200 or 503 {"status", "store": {...}, "tenants": {ID: {...}}}
 //	GET    /stats/           200 what the WithStats function returns (404 without WithStats)
+//	GET    /ui/              the operator's page, with WithUI (its files need no token; see WithUI)
 //
 // A tenant is shown as store.Tenant encodes it, after Tenant.Redacted:
 // passwords in URLs read "xxxxx", and values of keys that name a secret

@@ -74,3 +74,32 @@ func Example() {
 	// 401 {"error":"invalid bearer token: send the header Authorization: Bearer <token> once, with the configured token"}
 	// 200 {"tenant_id":"tenant-2.test.com","lifecycle_event":"tenant_delete"}
 }
+
+// The operator's page: a browser opens /api/ui/ and types the token,
+// which only the page's API calls carry.
+func ExampleWithUI() {
+	h, err := api.New(store.NewMemory(),
+		api.WithToken("admin-token"),
+		api.WithUI(),
+		api.WithLogger(slog.New(slog.DiscardHandler)),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.StripPrefix("/api", h))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	for _, path := range []string{"/api/ui/", "/api/tenant/"} {
+		resp, err := http.Get(srv.URL + path) // no token
+		if err != nil {
+			log.Fatal(err)
+		}
+		resp.Body.Close()
+		fmt.Println(path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// Output:
+	// /api/ui/ 200 text/html; charset=utf-8
+	// /api/tenant/ 401 application/json
+}

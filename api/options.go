@@ -49,6 +49,7 @@ type config struct {
 	health            *healthConfig
 	stats             func(context.Context) any
 	statsSet          bool
+	ui                bool
 	log               *slog.Logger
 	resolver          *net.Resolver
 	// lookup resolves a host name. Tests replace it to avoid DNS; in
@@ -161,6 +162,21 @@ func WithHealthTimeout(d time.Duration) HealthOption {
 func WithStats(f func(ctx context.Context) any) Option {
 	return func(c *config) { c.stats, c.statsSet = f, true }
 }
+
+// WithUI serves the operator's page at /ui/: the tenants with their
+// readiness, health, migration version and last hook failure, each
+// server's budget with a live chart of its sessions, the store's status,
+// and forms to create, update and delete tenants through the API. The
+// page reads /stats/ when WithStats is given and /health-check/ (whose
+// per-tenant figures need WithHealth).
+//
+// The page's files are served without the token: a browser loads a page
+// without an Authorization header, and they hold no data. The page asks
+// for the token, keeps it in memory only (not in storage, a cookie or the
+// address) and sends it with each API request it makes, so every route
+// but the files still needs it. The files carry a strict
+// Content-Security-Policy: nothing but them runs or loads.
+func WithUI() Option { return func(c *config) { c.ui = true } }
 
 // WithLogger sets the logger for the audit log and for errors (default
 // slog.Default()).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ensure the PostgreSQL and Redis servers the tests run against are up,
-# and that the pgbouncer program is installed (see ensure_pgbouncer).
+# and that the pgbouncer and chromium programs are installed (see
+# ensure_pgbouncer and ensure_chromium).
 #
 # For each service: if it answers, do nothing (never restart or reconfigure
 # a running server, never touch pg_hba.conf); if it is installed but
@@ -326,6 +327,34 @@ ensure_pgbouncer() {
 	say "pgbouncer: installed (the tests start their own)"
 }
 
+# ------------------------------------------------------------------ Chromium
+
+# The browser tests of the operator's page (examples/hospital/ui_test.go)
+# drive a headless Chromium. Only installed here, never started: each test
+# starts its own. chromium-driver (ChromeDriver) comes with it for those
+# who drive the page through WebDriver instead of the DevTools protocol.
+ensure_chromium() {
+	if have chromium; then
+		say "chromium: installed (the browser tests start their own)"
+		return 0
+	fi
+	if ! is_root; then
+		err "chromium: not installed; the browser tests of the operator's page will skip (or fail under CI)."
+		err "    Install it as root:  apt-get install chromium chromium-driver   (or run this script as root),"
+		err "    or point the tests at a Chrome binary with TENANTSQL_CHROMIUM."
+		[[ -z ${CI:-} ]] || exit 1
+		return 0
+	fi
+	take_lock
+	if ! have chromium; then
+		apt_install chromium || fail "chromium: apt-get install chromium failed:"
+		apt_install chromium-driver || fail "chromium: apt-get install chromium-driver failed:"
+		: >"$LOG"
+	fi
+	have chromium || fail "chromium: installed, but no chromium on PATH"
+	say "chromium: installed (the browser tests start their own)"
+}
+
 # ---------------------------------------------------------------------- main
 
 # Each service runs in a subshell with errexit in force (not in a condition
@@ -346,6 +375,11 @@ set +e
 (
 	set -e
 	ensure_pgbouncer
+)
+((rc |= $?))
+(
+	set -e
+	ensure_chromium
 )
 ((rc |= $?))
 set -e

@@ -135,6 +135,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	opts = append(opts,
 		api.WithHealth(a.db),
 		api.WithStats(func(context.Context) any { return a.conn.Stats() }),
+		api.WithUI(),
 		api.WithLogger(log),
 	)
 	if len(cfg.allowedHosts) > 0 {
@@ -229,7 +230,7 @@ type hospital struct {
 }
 
 func (a *app) listHospitals(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.requestTimeout)
 	defer cancel()
 	id, _ := tenantctx.TenantFrom(ctx)
 	rows, err := a.db.QueryContext(ctx, "SELECT id, name, city, created_at FROM hospital ORDER BY id")
@@ -255,7 +256,7 @@ func (a *app) listHospitals(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *app) addHospital(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.requestTimeout)
 	defer cancel()
 	id, _ := tenantctx.TenantFrom(ctx)
 	var in struct {

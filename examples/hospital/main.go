@@ -10,6 +10,7 @@
 //	GET  /hospital/        {"data": [...], "tenant_id": "..."}  the tenant's hospitals
 //	POST /hospital/        {"name": "...", "city": "..."}       add one
 //	     /api/...          the admin API (package api), bearer token from TENANTSQL_ADMIN_TOKEN
+//	GET  /api/ui/          the operator's page (api.WithUI), in a browser; it asks for the token
 //	GET  /metrics          the connector's metrics (package telemetry), Prometheus text format
 //
 // /metrics needs no token: it names servers (host:port) and counts, no
@@ -95,6 +96,7 @@ type config struct {
 	dropDatabases   bool
 	allowedHosts    []string
 	maxConns        int
+	requestTimeout  time.Duration
 }
 
 func main() {
@@ -106,6 +108,7 @@ func main() {
 	flag.BoolVar(&cfg.dropDatabases, "drop-databases", false, "drop a deleted tenant's database, with its tables and rows, unless another tenant still uses it; kept by default")
 	flag.BoolVar(&cfg.dropSchemas, "drop-schemas", false, "drop a deleted tenant's schema, with its tables and rows (tenants with a search_path); kept by default")
 	flag.IntVar(&cfg.maxConns, "max-conns", driver.DefaultMaxConns, "sessions the example may keep open to one PostgreSQL server, over all its tenants (the server's budget)")
+	flag.DurationVar(&cfg.requestTimeout, "request-timeout", 10*time.Second, "how long a /hospital/ request may wait for a session and its statement, before it is answered 504")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
 	addrSet := false
@@ -138,6 +141,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write
 	if cfg.token == "" && !cfg.noAuth {
 		return errors.New("set TENANTSQL_ADMIN_TOKEN to the admin API's bearer token, or pass --insecure-no-auth for local development")
 	}
+	if cfg.requestTimeout <= 0 {
+		return fmt.Errorf("--request-timeout %s: want a positive duration, such as 10s", cfg.requestTimeout)
+	}
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -161,6 +167,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out interface{ Write
 		}
 	}
 	fmt.Fprintf(out, "listening on http://%s\n", ln.Addr())
+	log.Info("hospital: the operator's page, for a browser", "url", "http://"+ln.Addr().String()+"/api/ui/")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
