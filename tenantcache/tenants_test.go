@@ -284,3 +284,81 @@ func TestURLKey(t *testing.T) {
 		}
 	}
 }
+
+// A command in flight when its tenant moves to another Redis finishes on
+// the old one, whose client is closed after it: a Scan holds its client
+// from its first key to its last, across several SCAN round trips.
+func TestUpdateDuringCommand(t *testing.T) {
+	second, third := testenv.StartRedis(t, false), testenv.StartRedis(t, false)
+	raw2, raw3 := client(t, second.URL()), client(t, third.URL())
+	e := newEnv(t, map[string]map[string]string{"own": redisURL(second.URL())})
+	const n = 1200 // more than two SCAN batches
+	for i := range n {
+		e.set("own", "k"+strconv.Itoa(i), "v")
+	}
+	seen := make(map[string]bool)
+	for k, err := range e.cache.Scan(as("own"), "*") {
+		if err != nil {
+			t.Fatalf("Scan after %d keys: %v", len(seen), err)
+		}
+		if len(seen) == 0 {
+			e.update("own", redisURL(third.URL()))
+			e.set("own", "moved", "v") // after the update: on the third
+			if n, _ := raw3.Exists(context.Background(), e.ns("own")+"moved").Result(); n != 1 {
+				t.Fatal("the command after the update did not go to the third Redis")
+			}
+			if n := connectedClients(t, raw2); n != 2 {
+				t.Fatalf("second Redis has %d clients while a Scan runs on it, want 2", n)
+			}
+		}
+		seen[k] = true
+	}
+	if len(seen) != n {
+		t.Errorf("Scan begun before the update yielded %d keys, want the %d on the second Redis", len(seen), n)
+	}
+	testenv.Eventually(t, 5*time.Second, "the old client to close after the Scan", func() bool {
+		return connectedClients(t, raw2) == 1
+	})
+}
+
+// With the Redis store, a tenant created through one process's store is
+// usable at once through another's cache, and a delete there drops its
+// keys.
+func TestRedisStore(t *testing.T) {
+	u := testenv.RedisURL(t)
+	prefix := testenv.RedisPrefix(t)
+	open := func() store.Store {
+		s, err := store.OpenRedis(context.Background(), u, store.WithRedisPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	writer, reader := open(), open()
+	raw := client(t, u)
+	cachePrefix := "{" + prefix + "}:cache"
+	c, err := tenantcache.New(context.Background(), reader, raw, tenantcache.WithPrefix(cachePrefix), tenantcache.DropKeysOnDelete())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, id := range []string{"x", "y"} {
+		if _, err := writer.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(nil)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Set(as(id), "k", []byte(id), time.Hour); err != nil {
+			t.Fatalf("Set right after the create in another process: %v", err)
+		}
+	}
+	if _, err := writer.Delete(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "x's key to be dropped", func() bool {
+		n, err := raw.Exists(context.Background(), cachePrefix+":t:x:k").Result()
+		return err == nil && n == 0
+	})
+	if v, err := raw.Get(context.Background(), cachePrefix+":t:y:k").Result(); err != nil || v != "y" {
+		t.Errorf("y's key after x's delete: %q, %v", v, err)
+	}
+}
