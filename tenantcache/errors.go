@@ -5,9 +5,10 @@ import (
 	"fmt"
 )
 
-// Errors of the cache. Each error returned for one of these conditions
-// wraps the sentinel, so callers test with errors.Is; the message names
-// the tenant involved.
+// Errors of the cache. Callers test with errors.Is: an error returned for
+// one of these conditions wraps the sentinel, and names the tenant
+// involved, except ErrMiss, returned as it is since a miss is common and
+// the caller knows its key.
 var (
 	// ErrMiss: Get found no value under the key (it was never set, it
 	// expired, or it was deleted or evicted). It is what redis.Nil is to

@@ -19,6 +19,23 @@ import (
 // redisURL is a tenant's deploy_info naming its own Redis.
 func redisURL(u string) map[string]string { return map[string]string{tenantcache.KeyRedisURL: u} }
 
+// urlPassword is in the tenants' REDIS_URLs, for the logs to be checked
+// for it. The private servers have none: go-redis passes over the error
+// of an AUTH with a password alone that the server does not need.
+const urlPassword = "r3dis-Pw"
+
+func withPassword(u string) string {
+	return strings.Replace(u, "redis://", "redis://:"+urlPassword+"@", 1)
+}
+
+// noPassword fails the test if the cache's logs hold urlPassword.
+func (e *env) noPassword() {
+	e.t.Helper()
+	if logs := e.logs.String(); strings.Contains(logs, urlPassword) {
+		e.t.Errorf("the logs show a REDIS_URL's password:\n%s", logs)
+	}
+}
+
 // A tenant's own Redis: the client is made by the first command, not
 // before; an update to another URL sends the next commands there and
 // closes the old client; a delete closes the client and, without
@@ -27,7 +44,9 @@ func TestOwnRedisLifecycle(t *testing.T) {
 	second := testenv.StartRedis(t, false)
 	third := testenv.StartRedis(t, false)
 	raw2, raw3 := client(t, second.URL()), client(t, third.URL())
-	e := newEnv(t, map[string]map[string]string{"own": redisURL(second.URL()), "plain": nil})
+	e := newEnv(t, map[string]map[string]string{"own": redisURL(withPassword(second.URL())), "plain": nil})
+	defer e.noPassword()
+
 	// Only the test's own connection, until the tenant's first command.
 	if n := connectedClients(t, raw2); n != 1 {
 		t.Fatalf("second Redis has %d clients before any command of the tenant, want 1 (ours)", n)
@@ -49,7 +68,7 @@ func TestOwnRedisLifecycle(t *testing.T) {
 
 	// Update to the third: the next command goes there, the old client
 	// is closed (the server sees its connection go).
-	e.update("own", redisURL(third.URL()))
+	e.update("own", redisURL(withPassword(third.URL())))
 	e.set("own", "k2", "on-third")
 	if v, err := raw3.Get(context.Background(), e.ns("own")+"k2").Result(); err != nil || v != "on-third" {
 		t.Errorf("third Redis: own's k2 is %q, %v", v, err)
@@ -65,7 +84,7 @@ func TestOwnRedisLifecycle(t *testing.T) {
 	}
 
 	// An update that leaves REDIS_URL alone keeps the client.
-	e.update("own", map[string]string{tenantcache.KeyRedisURL: third.URL(), "REGION": "eu"})
+	e.update("own", map[string]string{tenantcache.KeyRedisURL: withPassword(third.URL()), "REGION": "eu"})
 	e.set("own", "k3", "v")
 	if n := connectedClients(t, raw3); n != 2 {
 		t.Errorf("third Redis has %d clients after an update that kept the URL, want 2", n)
@@ -95,12 +114,13 @@ func TestDropKeysOnDelete(t *testing.T) {
 	second := testenv.StartRedis(t, false)
 	raw2 := client(t, second.URL())
 	e := newEnv(t, map[string]map[string]string{
-		"own":     redisURL(second.URL()),
+		"own":     redisURL(withPassword(second.URL())),
 		"own2":    redisURL(second.URL()),
 		"plain":   nil,
 		"plain-2": nil,
 		"p":       nil, // a prefix of the others' ids
 	}, tenantcache.DropKeysOnDelete())
+	defer e.noPassword()
 	for _, id := range []string{"own", "own2", "plain", "plain-2", "p"} {
 		for _, k := range []string{"a", "b", "c"} {
 			e.set(id, k, id)

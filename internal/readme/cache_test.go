@@ -46,7 +46,11 @@ func TestCacheSnippet(t *testing.T) {
 	defer cache.Close()
 	// snippet:cache-use
 	err = cache.Set(ctx, "report:2026-12", report, time.Hour) // ctx names the tenant, as for queries
-	// ...
+	// end snippet
+	if err != nil {
+		t.Fatal(err)
+	}
+	// snippet:cache-get
 	report, err = cache.Get(ctx, "report:2026-12") // tenantcache.ErrMiss if it is not there
 	// end snippet
 	if err != nil {
