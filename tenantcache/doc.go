@@ -1,0 +1,59 @@
+// Package tenantcache is a cache on Redis whose keys belong to the tenant
+// of each call's context, as the tenantsql driver's queries do.
+//
+//	c, err := tenantcache.New(ctx, s, redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}))
+//	...
+//	ctx = tenantctx.WithTenant(ctx, "tenant-1.test.com") // usually done by HTTP middleware
+//	err = c.Set(ctx, "profile:42", data, 10*time.Minute)
+//	data, err = c.Get(ctx, "profile:42") // tenant-1's profile:42, or ErrMiss
+//
+// # Namespaces
+//
+// Tenant t's key k is stored in Redis as PREFIX:t:ID:k (PREFIX is
+// "tenantcache" unless WithPrefix says otherwise). Tenant ids are made of
+// [a-z0-9._-] (store.ValidateID), so the ':' after the id ends it: no
+// tenant's namespace is a prefix of another's, and "a" never reaches the
+// keys of "ab" or "a.b". Get, Set and Delete take the key as it is; Scan
+// and Flush escape the namespace in their SCAN MATCH pattern, so that a
+// glob character in the prefix widens nothing, and a pattern given to
+// Scan applies inside the namespace only. The cache offers no raw client:
+// every command it sends is one of its own, in the caller's namespace.
+//
+// A context without a tenant fails with ErrNoTenant, one whose tenant the
+// store does not have with ErrUnknownTenant: there is no shared
+// namespace to fall back on. The cache follows the store (Watch), so it
+// knows the tenants without asking for each command, and a change made
+// through the same store value is seen by every command started after it
+// returned, as with the driver.
+//
+// # A Redis per tenant
+//
+// A tenant whose deploy_info holds REDIS_URL (KeyRedisURL, or the key
+// given WithURLKey) is cached on that Redis, in the same namespace;
+// other tenants on the default client given to New. The URL takes the
+// forms of the store's Redis URLs: redis:// or rediss:// for one server,
+// several addr= (or cluster=true) for a Redis Cluster, master_name= for
+// Sentinel. Like the driver's database pools, a tenant's client is made by
+// its first command, replaced when an update changes the URL (commands in
+// flight finish on the old client, closed after the last of them; keys
+// written on the old Redis stay there until they expire) and closed when
+// the tenant is deleted. Deleting a tenant leaves its keys unless the
+// cache was made with DropKeysOnDelete.
+//
+// A REDIS_URL that cannot be used (not a URL, a wrong scheme, an option
+// go-redis does not know) fails that tenant's commands with
+// ErrTenantConfig, whose message names the tenant and the key; the cache
+// logs it once when it reads the tenant. No error or log line of this
+// package shows a password: URLs are redacted as the store redacts them
+// (store.RedactURL), and the tenant's secrets are masked in errors that
+// come from go-redis.
+//
+// # Redis Cluster
+//
+// Commands go through redis.UniversalClient, so the default client and a
+// tenant's own may be Cluster clients. Delete and Flush send one command
+// per key (pipelined, which a cluster client splits by slot), never a
+// multi-key command across slots; Scan and Flush scan each master in turn
+// (ForEachMaster). A tenant's keys spread over the cluster by their own
+// hash slots, unless the prefix holds a hash tag.
+package tenantcache

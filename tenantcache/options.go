@@ -1,0 +1,53 @@
+package tenantcache
+
+import (
+	"log/slog"
+	"time"
+)
+
+// KeyRedisURL is the deploy_info key under which a tenant may name a
+// Redis of its own.
+const KeyRedisURL = "REDIS_URL"
+
+// An Option configures a Cache.
+type Option func(*config)
+
+type config struct {
+	prefix      string
+	urlKey      string
+	dropOnDel   bool
+	dropTimeout time.Duration
+	log         *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{prefix: "tenantcache", urlKey: KeyRedisURL, dropTimeout: 30 * time.Second, log: slog.Default()}
+}
+
+// WithPrefix sets the prefix of every key the cache writes (default
+// "tenantcache"): tenant t's key k is stored as PREFIX:t:ID:k. Caches that
+// share a Redis but not their keys need different prefixes. On a Redis
+// Cluster, a prefix holding a hash tag ("{app}") would put every key in
+// one slot; without one, a tenant's keys spread over the cluster.
+func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
+
+// WithURLKey sets the deploy_info key read for a tenant's own Redis
+// (default REDIS_URL).
+func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
+
+// DropKeysOnDelete makes the cache delete a tenant's keys when the tenant
+// is deleted from the store: from the tenant's own Redis, or from the
+// default one. Without it they stay until they expire, which suits keys
+// set with a TTL. Every process that follows the store with such a Cache
+// drops them; after the first, the others find nothing left.
+//
+// The drop first waits for the tenant's commands in flight, so that none
+// of them writes a key after it, then scans the namespace and deletes what
+// it finds; the whole is bounded by 30 seconds. Meanwhile the cache
+// applies no other change of the store.
+func DropKeysOnDelete() Option { return func(c *config) { c.dropOnDel = true } }
+
+// WithLogger sets where the cache logs what happens in the background:
+// clients replaced and closed, keys dropped, a tenant's REDIS_URL refused.
+// Default slog.Default(). Passwords are never logged.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }

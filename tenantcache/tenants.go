@@ -1,0 +1,297 @@
+package tenantcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tenantsql/tenantsql/internal/pgurl"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// A binding is a tenant as the cache uses it: its namespace and the Redis
+// its commands go to. An update that changes the tenant's REDIS_URL
+// replaces the binding: commands in flight finish on the old one, whose
+// client is closed after the last of them.
+type binding struct {
+	id        string
+	ns        namespace
+	own       bool                         // the tenant names a Redis of its own
+	url       string                       // which one (password included: never shown)
+	err       error                        // the tenant cannot be served: every command fails with it
+	newClient func() redis.UniversalClient // makes the tenant's own client; nil for the default
+
+	// Guarded by Cache.mu.
+	client  redis.UniversalClient // the tenant's own client, made on first use
+	refs    int                   // commands in flight
+	retired bool                  // replaced or deleted: no command starts on it any more
+	keep    bool                  // retired, but its client is still needed to drop the keys
+	idle    chan struct{}         // closed once retired with no command in flight
+}
+
+// clientLocked returns the client the binding's commands go to, making
+// the tenant's own on first use: no command, no connection. Making one
+// does no I/O (go-redis dials on the first command), so it is done under
+// Cache.mu.
+func (b *binding) clientLocked(def redis.UniversalClient) redis.UniversalClient {
+	if b.newClient == nil {
+		return def
+	}
+	if b.client == nil {
+		b.client = b.newClient()
+	}
+	return b.client
+}
+
+// errorf wraps an error of a command with the tenant's id. go-redis's
+// errors for a command name no password, but a URL's could be quoted by
+// a dialer some day: the tenant's secrets are masked all the same.
+func (b *binding) errorf(format string, args ...any) error {
+	err := fmt.Errorf("tenantcache: tenant %q: "+format, append([]any{b.id}, args...)...)
+	if !b.own {
+		return err
+	}
+	return scrubbed(err, pgurl.Secrets(b.url))
+}
+
+// scrubbed is err with secrets masked in its message, still matching what
+// err matches with errors.Is and errors.As.
+func scrubbed(err error, secrets []string) error {
+	msg := err.Error()
+	if safe := pgurl.RedactText(msg, secrets); safe != msg {
+		return &scrubbedError{msg: safe, err: err}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// newBinding reads how tenant t is to be served.
+func (c *Cache) newBinding(t store.Tenant) *binding {
+	b := &binding{id: t.ID, ns: newNamespace(c.cfg.prefix, t.ID), idle: make(chan struct{})}
+	// Stores validate ids, but the namespaces are kept apart only by ids
+	// without ':' or glob characters: a Store of another make is checked
+	// too.
+	if err := store.ValidateID(t.ID); err != nil {
+		b.err = fmt.Errorf("%w: %w", ErrTenantConfig, err)
+		return b
+	}
+	b.url, b.own = t.DeployInfo[c.cfg.urlKey]
+	switch {
+	case b.own:
+		b.newClient, b.err = parseRedisURL(t.ID, c.cfg.urlKey, b.url)
+	case c.def == nil:
+		b.err = fmt.Errorf("%w: tenant %q has no %s in deploy_info, and the cache has no default Redis client (tenantcache.New was given nil)", ErrTenantConfig, t.ID, c.cfg.urlKey)
+	}
+	return b
+}
+
+// parseRedisURL returns a function that makes the client raw describes,
+// or an error that names the tenant and the key and shows no password.
+// Like the store's Redis URLs, raw may name a Redis Cluster (several
+// addr=, or cluster=true) or a Redis behind Sentinel (master_name=).
+func parseRedisURL(id, key, raw string) (func() redis.UniversalClient, error) {
+	shown := store.RedactURL(raw)
+	if shown == pgurl.UnparsableText {
+		shown = ""
+	} else {
+		shown = " " + shown
+	}
+	bad := func(reason string) error {
+		return fmt.Errorf("%w: tenant %q: deploy_info.%s%s: %s", ErrTenantConfig, id, key, shown, reason)
+	}
+	if raw == "" {
+		return nil, bad("is empty; remove the key for the tenant to use the cache's default Redis")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Not the error itself: url.Error quotes the URL, password and all.
+		return nil, bad("not a URL; percent-encode any '@', ':', '/', '?', '#' or space in the user name or password")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "redis", "rediss", "unix":
+	default:
+		return nil, bad("scheme must be redis://, rediss:// or unix://")
+	}
+	q := u.Query()
+	cluster := q.Get("cluster") == "true"
+	q.Del("cluster")
+	u.RawQuery = q.Encode()
+	secrets := pgurl.Secrets(raw)
+	parseErr := func(err error) error {
+		return bad(pgurl.RedactText(strings.TrimPrefix(err.Error(), "redis: "), secrets))
+	}
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(u.String())
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		return func() redis.UniversalClient { return redis.NewFailoverClient(o) }, nil
+	case q.Has("addr") || cluster:
+		o, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		return func() redis.UniversalClient { return redis.NewClusterClient(o) }, nil
+	default:
+		o, err := redis.ParseURL(u.String())
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		return func() redis.UniversalClient { return redis.NewClient(o) }, nil
+	}
+}
+
+// follow applies the store's changes until ctx ends or the store closes
+// the watch.
+func (c *Cache) follow(ctx context.Context, events <-chan store.Event) {
+	defer c.wg.Done()
+	defer close(c.followDone)
+	tr := store.NewTracker()
+	ready := false
+	for ev := range events {
+		for _, ch := range tr.Apply(ev) {
+			c.apply(ctx, ch)
+		}
+		if ev.Seq > c.appliedSeq.Load() {
+			c.appliedSeq.Store(ev.Seq)
+		}
+		c.mu.Lock()
+		close(c.applied)
+		c.applied = make(chan struct{})
+		c.mu.Unlock()
+		if !ready && tr.Synced() {
+			ready = true
+			close(c.ready)
+		}
+	}
+}
+
+// apply makes one tenant's change take effect.
+func (c *Cache) apply(ctx context.Context, ch store.Change) {
+	id := ch.Tenant.ID
+	switch ch.Type {
+	case store.EventCreate, store.EventUpdate:
+		nb := c.newBinding(ch.Tenant)
+		c.mu.Lock()
+		old := c.tenants[id]
+		if old != nil && old.own == nb.own && old.url == nb.url {
+			c.mu.Unlock() // same Redis: keep the client
+			return
+		}
+		c.tenants[id] = nb
+		var idle redis.UniversalClient
+		if old != nil {
+			idle = c.retireLocked(old, false)
+		}
+		c.mu.Unlock()
+		if nb.err != nil {
+			c.log.Warn("tenantcache: tenant cannot be served", "tenant", id, "err", nb.err)
+		} else if old != nil {
+			c.log.Info("tenantcache: tenant's Redis changed; commands in flight finish on the old one",
+				"tenant", id, "redis", c.describe(nb))
+		}
+		if idle != nil {
+			c.closeClient(id, idle)
+		}
+	case store.EventDelete:
+		c.mu.Lock()
+		old := c.tenants[id]
+		if old == nil {
+			c.mu.Unlock()
+			return
+		}
+		delete(c.tenants, id)
+		drop := c.cfg.dropOnDel && old.err == nil
+		idle := c.retireLocked(old, drop)
+		c.mu.Unlock()
+		if idle != nil {
+			c.closeClient(id, idle)
+		}
+		if drop {
+			c.drop(ctx, old)
+		}
+	}
+}
+
+// describe names the Redis a binding uses, for logs.
+func (c *Cache) describe(b *binding) string {
+	if !b.own {
+		return "default"
+	}
+	return store.RedactURL(b.url)
+}
+
+// retireLocked stops new commands on b and returns its client if it is to
+// be closed now: it has no command in flight, and keep (its keys are to be
+// dropped with it) is not set. Otherwise the last command's release closes
+// it, or drop does.
+func (c *Cache) retireLocked(b *binding, keep bool) redis.UniversalClient {
+	b.retired, b.keep = true, keep
+	if b.refs > 0 {
+		return nil
+	}
+	close(b.idle)
+	if keep {
+		return nil
+	}
+	rc := b.client
+	b.client = nil
+	return rc
+}
+
+// dropTimeout bounds each step of dropping a deleted tenant's keys: the
+// wait for its commands in flight, then the scan and delete.
+const dropTimeout = 30 * time.Second
+
+// drop deletes the keys of b, a deleted tenant, then closes its client.
+func (c *Cache) drop(ctx context.Context, b *binding) {
+	wait, cancel := context.WithTimeout(ctx, dropTimeout)
+	select {
+	case <-b.idle:
+	case <-wait.Done():
+		c.log.Warn("tenantcache: deleted tenant's commands still in flight; dropping its keys anyway", "tenant", b.id)
+	}
+	cancel()
+	c.mu.Lock()
+	rc := b.clientLocked(c.def)
+	c.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, dropTimeout)
+	n, err := flushNamespace(dctx, rc, b.ns)
+	cancel()
+	if err != nil {
+		c.log.Error("tenantcache: could not drop all keys of a deleted tenant", "tenant", b.id, "redis", c.describe(b), "dropped", n, "err", b.errorf("drop keys: %w", err))
+	} else {
+		c.log.Info("tenantcache: dropped the keys of a deleted tenant", "tenant", b.id, "redis", c.describe(b), "dropped", n)
+	}
+	c.mu.Lock()
+	b.keep = false
+	var own redis.UniversalClient
+	if b.refs == 0 {
+		own, b.client = b.client, nil
+	}
+	c.mu.Unlock()
+	if own != nil {
+		c.closeClient(b.id, own)
+	}
+}
+
+// closeClient closes a client the cache made for tenant id.
+func (c *Cache) closeClient(id string, rc redis.UniversalClient) {
+	if err := rc.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		c.log.Warn("tenantcache: closing a tenant's Redis client", "tenant", id, "err", err)
+		return
+	}
+	c.log.Debug("tenantcache: closed a tenant's Redis client", "tenant", id)
+}
