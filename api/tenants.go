@@ -167,7 +167,7 @@ func (h *handler) fromStore(r *http.Request, action, id string, err error) *apiE
 
 // storeFailed logs a failure of the store. Store errors hold no password.
 func (h *handler) storeFailed(r *http.Request, action, id string, err error) {
-	h.log.Error("tenantsql admin API: tenant store failed", "action", action, "tenant_id", id, "remote_addr", r.RemoteAddr, "err", err)
+	h.log.Error("tenantsql admin API: tenant store failed", "action", action, "tenant", id, "remote_addr", r.RemoteAddr, "err", err)
 }
 
 // finish answers a create, update or delete and writes its audit record:
@@ -176,7 +176,7 @@ func (h *handler) storeFailed(r *http.Request, action, id string, err error) {
 func (h *handler) finish(w http.ResponseWriter, r *http.Request, action, id string, status int, ok lifecycleAnswer, t store.Tenant, e *apiError) {
 	attrs := []slog.Attr{
 		slog.String("action", action),
-		slog.String("tenant_id", clip.String(id)),
+		slog.String("tenant", clip.String(id)),
 		slog.String("remote_addr", r.RemoteAddr),
 	}
 	if e != nil {

@@ -423,7 +423,7 @@ func TestAuditLog(t *testing.T) {
 	}
 	for i, rec := range recs {
 		w := want[i]
-		if !strings.HasSuffix(rec["msg"].(string), w.msg) || rec["level"] != "INFO" || rec["tenant_id"] != "t1.test" ||
+		if !strings.HasSuffix(rec["msg"].(string), w.msg) || rec["level"] != "INFO" || rec["tenant"] != "t1.test" ||
 			rec["remote_addr"] != "192.0.2.1:1234" || rec["outcome"] != w.outcome || rec["status"] != w.status {
 			t.Errorf("record %d: %v, want %s %s %v", i, rec, w.msg, w.outcome, w.status)
 		}
