@@ -15,7 +15,8 @@
 //
 // # Routes
 //
-// Every route answers with or without its trailing slash.
+// Every route answers with or without its trailing slash (/ui redirects
+// to /ui/).
 //
 //	POST   /tenant/          {"tenant_id": ID, "deploy_info": {"POSTGRES_URL": URL, ...}}
 //	                         201 {"tenant_id": ID, "lifecycle_event": "tenant_create", "version": 1}
@@ -55,6 +56,13 @@
 // the token, not even its length. A missing or wrong token gets 401 with
 // a WWW-Authenticate: Bearer header, whatever the route, so routes cannot
 // be probed without the token.
+//
+// The one exception is the operator's page of WithUI: its files under
+// /ui/ (and /ui/auth.json, which tells the page whether to ask for a
+// token) are served to anyone, since a browser loads a page without an
+// Authorization header. They hold no data, but they do tell whoever asks
+// that the page is on. The page sends the token with each API request it
+// makes, and those are checked as any other.
 //
 // # Browsers
 //

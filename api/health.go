@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/tenantsql/tenantsql/internal/pgurl"
 	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
@@ -131,12 +130,10 @@ func (h *handler) probeAll(ctx context.Context, list []store.Tenant) map[string]
 func (h *handler) probe(ctx context.Context, t store.Tenant) tenantHealth {
 	ctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, t.ID), h.health.timeout)
 	defer cancel()
-	// Every URL's passwords: the *sql.DB may route by another key than
-	// POSTGRES_URL (url_key), and a failing hook's error may quote any.
-	var secrets []string
-	for _, k := range store.URLKeys(t.DeployInfo) {
-		secrets = append(secrets, pgurl.Secrets(t.DeployInfo[k])...)
-	}
+	// Every secret the tenant has: the *sql.DB may route by another key
+	// than POSTGRES_URL (url_key), and a failing hook's error may quote
+	// any value.
+	secrets := store.Secrets(t.DeployInfo)
 	db := h.health.db
 	if err := db.PingContext(ctx); err != nil {
 		return tenantHealth{Msg: h.failure(ctx, err, secrets)}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -8,8 +9,8 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tenantsql/tenantsql/internal/clip"
 )
@@ -129,17 +130,10 @@ func (h *handler) serveUI(w http.ResponseWriter, r *http.Request, name string) {
 	hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
 	hdr.Set("Cross-Origin-Resource-Policy", "same-origin")
 	// Revalidated every time, so that a new version of the program serves
-	// its own page; the ETag makes that a 304.
+	// its own page; the ETag makes that a 304 (ServeContent answers the
+	// conditional and HEAD requests as the standard library does).
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("ETag", f.etag)
-	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, f.etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
 	hdr.Set("Content-Type", f.contentType)
-	hdr.Set("Content-Length", strconv.Itoa(len(f.body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		w.Write(f.body)
-	}
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(f.body))
 }

@@ -58,7 +58,7 @@ type Connector struct {
 
 	// lastHookFailure holds each registered tenant's last failed hook run
 	// (TenantStats.LastHookFailure), by tenant id. Guarded by
-	// hookFailMu; an entry goes when the tenant's delete hooks have run.
+	// hookFailMu; an entry goes when the registry drops its tenant.
 	hookFailMu      sync.Mutex
 	lastHookFailure map[string]HookFailure
 
@@ -414,6 +414,7 @@ func (c *Connector) apply(changes []store.Change) {
 		switch {
 		case ch.Type == store.EventDelete:
 			c.log.Debug("tenantsql: tenant removed", "tenant", ch.Tenant.ID)
+			c.forgetHookFailure(ch.Tenant.ID)
 		case sw.old == nil && sw.new != nil && ch.Type == store.EventCreate:
 			c.log.Debug("tenantsql: tenant added", append([]any{"tenant", ch.Tenant.ID}, url...)...)
 		case sw.old != nil:

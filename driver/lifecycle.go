@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sync"
 	"time"
@@ -202,8 +203,9 @@ func (c *Connector) scheduleHooks(sw swap) {
 			// must not leave the tenant's queries waiting for ever.
 			if p := recover(); p != nil {
 				c.hookFailures.Add(1)
-				c.log.Error("tenantsql: lifecycle hooks panicked", "tenant", ch.Tenant.ID, "panic", p)
-				c.noteHookRun(ch, fmt.Errorf("the hooks panicked: %v", p))
+				msg := maskTenant(fmt.Sprint(p), ch)
+				c.log.Error("tenantsql: lifecycle hooks panicked", "tenant", ch.Tenant.ID, "panic", msg)
+				c.noteHookRun(ch, t, errors.New("the hooks panicked: "+msg))
 			}
 			if g != nil && !resolved {
 				g.resolve(fmt.Errorf("tenantsql: tenant %q: its %s hooks did not return", ch.Tenant.ID, ch.Type))
@@ -220,7 +222,7 @@ func (c *Connector) scheduleHooks(sw swap) {
 		if err != nil {
 			c.hookFailures.Add(1)
 		}
-		c.noteHookRun(ch, err)
+		c.noteHookRun(ch, t, err)
 		if g != nil {
 			g.resolve(err)
 			resolved = true
@@ -232,30 +234,59 @@ func (c *Connector) scheduleHooks(sw swap) {
 	})
 }
 
-// noteHookRun keeps a failed run of ch's hooks as the tenant's last
-// failure, for Stats; after its delete hooks have run, the tenant has no
-// entry any more (one that failed is in the log). The error text is
-// masked with every password of the tenant: the hooks package scrubs its
-// own hooks' errors, but a Hooks of the user's may quote anything.
-func (c *Connector) noteHookRun(ch store.Change, err error) {
+// noteHookRun keeps a failed run of ch's hooks, made for t, as the
+// tenant's last failure, for Stats, unless the registry holds another
+// configuration of the tenant by now, or none (a delete's failure, or a
+// run that ended after its tenant was deleted: the entry would outlive
+// it). The error text is masked with every secret of the tenant, before
+// and after the change (store.Secrets): the hooks package scrubs its own
+// hooks' errors, but a Hooks of the user's may quote anything.
+func (c *Connector) noteHookRun(ch store.Change, t *tenant, err error) {
+	if err == nil || t == nil {
+		return
+	}
+	f := HookFailure{Time: time.Now(), Change: ch.Type.String(), Error: maskTenant(err.Error(), ch)}
 	c.hookFailMu.Lock()
 	defer c.hookFailMu.Unlock()
-	switch {
-	case ch.Type == store.EventDelete:
-		delete(c.lastHookFailure, ch.Tenant.ID)
-	case err != nil:
-		var secrets []string
-		for _, t := range []store.Tenant{ch.Tenant, ch.Old} {
-			for _, k := range store.URLKeys(t.DeployInfo) {
-				secrets = append(secrets, pgurl.Secrets(t.DeployInfo[k])...)
-			}
-		}
-		if c.lastHookFailure == nil {
-			c.lastHookFailure = make(map[string]HookFailure)
-		}
-		c.lastHookFailure[ch.Tenant.ID] = HookFailure{
-			Time: time.Now(), Change: ch.Type.String(),
-			Error: pgurl.RedactText(err.Error(), secrets),
+	// Under hookFailMu, which the apply's forgetHookFailure takes after
+	// the registry changed: either this sees the change, or the forget
+	// comes after this.
+	if c.reg.get(ch.Tenant.ID) != t {
+		return
+	}
+	if c.lastHookFailure == nil {
+		c.lastHookFailure = make(map[string]HookFailure)
+	}
+	c.lastHookFailure[ch.Tenant.ID] = f
+}
+
+// forgetHookFailure drops the last hook failure of a tenant the registry
+// no longer has, so that a tenant created again with its id starts clean.
+func (c *Connector) forgetHookFailure(id string) {
+	c.hookFailMu.Lock()
+	defer c.hookFailMu.Unlock()
+	delete(c.lastHookFailure, id)
+}
+
+// copyHookFailures returns a copy of the last hook failures of the
+// tenants ids, or of all without ids.
+func (c *Connector) copyHookFailures(ids ...string) map[string]HookFailure {
+	c.hookFailMu.Lock()
+	defer c.hookFailMu.Unlock()
+	if len(ids) == 0 {
+		return maps.Clone(c.lastHookFailure)
+	}
+	out := make(map[string]HookFailure, len(ids))
+	for _, id := range ids {
+		if f, ok := c.lastHookFailure[id]; ok {
+			out[id] = f
 		}
 	}
+	return out
+}
+
+// maskTenant masks in text every secret of ch's tenant, as it is and as
+// it was.
+func maskTenant(text string, ch store.Change) string {
+	return pgurl.RedactText(text, append(store.Secrets(ch.Tenant.DeployInfo), store.Secrets(ch.Old.DeployInfo)...))
 }

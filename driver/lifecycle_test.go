@@ -270,3 +270,64 @@ func TestTenantReadiness(t *testing.T) {
 		t.Errorf("after the retried create failed again: LastHookFailure %+v, want a later create's", f)
 	}
 }
+
+// quotingHooks is a Hooks of the user's own, not the hooks package's
+// (which scrubs its errors): its create hooks fail with an error that
+// quotes every value of the tenant's deploy_info, secrets included.
+type quotingHooks struct{ fail atomic.Bool }
+
+func (h *quotingHooks) HandleChange(ctx context.Context, ch store.Change, p store.Phase) error {
+	if ch.Type != store.EventCreate || p != store.PhasePost || !h.fail.Load() {
+		return nil
+	}
+	return fmt.Errorf("provisioning failed with %v", ch.Tenant.DeployInfo)
+}
+
+// A tenant's last hook failure shows what went wrong without any of its
+// secrets, whatever the key that holds one, and goes with the tenant: one
+// created again under its id starts clean.
+func TestLastHookFailureMasksSecrets(t *testing.T) {
+	h := &quotingHooks{}
+	h.fail.Store(true)
+	f := newFixture(t, "hookfail", 1, driver.WithHooks(h), driver.WithLogger(quietLog))
+	bg := context.Background()
+	ti := newTenantInfo(t, f, "quoted", "tsql_t_1")
+	info := map[string]string{
+		store.KeyPostgresURL: ti.URL,
+		"REDIS_URL":          "redis://cache:redis-pw-7@10.0.0.9:6379/0",
+		"BILLING_API_KEY":    "sk-live-abc123",
+		"REGION":             "eu-west",
+	}
+	if _, err := f.store.Create(bg, store.Tenant{ID: ti.ID, DeployInfo: info}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.ExecContext(ti.ctx(bg), "SELECT 1"); !errors.Is(err, driver.ErrTenantNotReady) {
+		t.Fatalf("query after the failed create hooks: %v, want ErrTenantNotReady", err)
+	}
+	got := f.conn.Stats().Tenants[ti.ID].LastHookFailure
+	if got == nil {
+		t.Fatal("Stats shows no hook failure for the tenant whose create hooks failed")
+	}
+	for _, secret := range []string{"redis-pw-7", "sk-live-abc123"} {
+		if strings.Contains(got.Error, secret) {
+			t.Errorf("LastHookFailure.Error shows the secret %q: %s", secret, got.Error)
+		}
+	}
+	if !strings.Contains(got.Error, "eu-west") || !strings.Contains(got.Error, "10.0.0.9") {
+		t.Errorf("LastHookFailure.Error = %q: want what is not secret kept (the region, the Redis host)", got.Error)
+	}
+
+	if _, err := f.store.Delete(bg, ti.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.fail.Store(false)
+	if _, err := f.store.Create(bg, store.Tenant{ID: ti.ID, DeployInfo: info}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.ExecContext(ti.ctx(bg), "SELECT 1"); err != nil {
+		t.Fatalf("query of the tenant created again: %v", err)
+	}
+	if ts := f.conn.Stats().Tenants[ti.ID]; !ts.Ready || ts.LastHookFailure != nil {
+		t.Errorf("the tenant created again under its id: Ready %v, LastHookFailure %+v; want ready, with no failure of the deleted one", ts.Ready, ts.LastHookFailure)
+	}
+}

@@ -117,6 +117,7 @@ func (c *Connector) Stats() Stats {
 		}
 		byBudget[t.tg.b] = append(byBudget[t.tg.b], t)
 	}
+	failures := c.copyHookFailures() // not under the budgets' locks, which checkouts take
 	for _, b := range home.allBudgets() {
 		b.mu.Lock()
 		ss := ServerStats{
@@ -127,7 +128,7 @@ func (c *Connector) Stats() Stats {
 		}
 		ss.InUse = ss.Open - ss.Idle
 		for _, t := range byBudget[b] {
-			s.Tenants[t.id] = c.tenantStatsLocked(t)
+			s.Tenants[t.id] = tenantStatsLocked(t, failures[t.id])
 		}
 		b.mu.Unlock()
 		s.Servers[b.server] = ss
@@ -149,21 +150,20 @@ func (c *Connector) TenantStats(id string) (TenantStats, bool) {
 		// No URL under the connector's key: no pool, and no hooks here.
 		return TenantStats{Ready: t.gate.Load().ok.Load()}, true
 	}
+	failures := c.copyHookFailures(t.id)
 	t.tg.b.mu.Lock()
 	defer t.tg.b.mu.Unlock()
-	return c.tenantStatsLocked(t), true
+	return tenantStatsLocked(t, failures[t.id]), true
 }
 
 // tenantStatsLocked reports t's figures, its readiness and its last hook
-// failure. The caller holds t's budget's lock.
-func (c *Connector) tenantStatsLocked(t *tenant) TenantStats {
+// failure f (zero: none). The caller holds t's budget's lock.
+func tenantStatsLocked(t *tenant, f HookFailure) TenantStats {
 	ts := t.tg.statsLocked()
 	ts.Ready = t.gate.Load().ok.Load()
-	c.hookFailMu.Lock()
-	if f, ok := c.lastHookFailure[t.id]; ok {
+	if !f.Time.IsZero() {
 		ts.LastHookFailure = &f
 	}
-	c.hookFailMu.Unlock()
 	return ts
 }
 

@@ -49,7 +49,8 @@ func (e *redactedError) SQLState() string {
 	return ""
 }
 
-// scrubTenant masks t's passwords in err's whole text, the tenant's
+// scrubTenant masks t's secrets (store.Secrets: every password and the
+// values of keys that name a secret) in err's whole text, the tenant's
 // redacted URL included: where a password is also the user name
 // (postgres:postgres), that URL shows it as the user. Masking the name too
 // costs the reader a name they can find in their own URL; showing it
@@ -58,5 +59,5 @@ func scrubTenant(err error, t store.Tenant) error {
 	if err == nil {
 		return nil
 	}
-	return scrub(err, pgurl.Secrets(t.PostgresURL()))
+	return scrub(err, store.Secrets(t.DeployInfo))
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tenantsql/tenantsql/internal/clip"
 	"github.com/tenantsql/tenantsql/internal/pgurl"
 )
@@ -97,18 +99,68 @@ func (t Tenant) LogValue() slog.Value {
 var secretKeyWords = []string{"PASS", "PWD", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL", "PRIVATE"}
 
 func redactValue(key, v string) string {
-	k := strings.ToUpper(key)
-	for _, s := range secretKeyWords {
-		if strings.Contains(k, s) {
-			return pgurl.Mask
-		}
+	if secretKey(key) {
+		return pgurl.Mask
 	}
-	// A key=value DSN holds its password in plain sight too; RedactURL
-	// does not echo it.
-	if key == KeyPostgresURL || strings.Contains(v, "://") || strings.Contains(strings.ToLower(v), "password=") {
+	if hidesSecret(key, v) {
 		return RedactURL(v)
 	}
 	return v
+}
+
+// secretKey reports whether a deploy_info key names a secret
+// (secretKeyWords).
+func secretKey(key string) bool {
+	k := strings.ToUpper(key)
+	for _, s := range secretKeyWords {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// hidesSecret reports whether v may hold a password: a URL, or a
+// key=value DSN, which holds its password in plain sight too.
+func hidesSecret(key, v string) bool {
+	return key == KeyPostgresURL || strings.Contains(v, "://") || strings.Contains(strings.ToLower(v), "password=")
+}
+
+// Secrets returns the secrets in info that Redacted hides: the values of
+// keys that name a secret, and the passwords of URLs and DSNs. Masking
+// them in a text (an error a hook returned, a server's message) hides
+// what Redacted would, whatever the key.
+func Secrets(info map[string]string) []string {
+	var out []string
+	for k, v := range info {
+		switch {
+		case secretKey(k):
+			if v != "" {
+				out = append(out, v)
+			}
+		case hidesSecret(k, v):
+			out = append(out, pgurl.Secrets(v)...)
+			out = append(out, dsnPasswords(v)...)
+		}
+	}
+	return out
+}
+
+// dsnPasswords returns the passwords of a key=value DSN ("host=h
+// password=pw"), which pgurl.Secrets, made for URLs, does not read: as
+// pgx reads them, and as written, in case pgx cannot read the rest.
+func dsnPasswords(v string) []string {
+	var out []string
+	if cfg, err := pgx.ParseConfig(v); err == nil && !pgurl.IsURL(v) && cfg.Password != "" {
+		out = append(out, cfg.Password)
+	}
+	for _, f := range strings.Fields(v) {
+		k, val, ok := strings.Cut(f, "=")
+		if ok && val != "" && strings.Contains(strings.ToLower(k), "password") {
+			out = append(out, strings.Trim(val, "'"))
+		}
+	}
+	return out
 }
 
 // RedactURL returns rawURL with any password (in the user info or in a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -336,5 +337,45 @@ func TestEventTypeString(t *testing.T) {
 		if got := typ.String(); got != want {
 			t.Errorf("EventType(%d).String() = %q, want %q", uint8(typ), got, want)
 		}
+	}
+}
+
+// Secrets finds what Redacted hides, so that masking a text with them
+// hides it too.
+func TestSecrets(t *testing.T) {
+	tests := []struct {
+		name string
+		info map[string]string
+		want []string // each must be among the secrets
+		not  []string // none may be
+	}{
+		{"postgres URL", map[string]string{KeyPostgresURL: "postgres://app:pg-pw@db/x"}, []string{"pg-pw"}, []string{"app", "db"}},
+		{"another URL", map[string]string{"REDIS_URL": "redis://u:redis-pw@cache:6379/0"}, []string{"redis-pw"}, []string{"cache"}},
+		{"password= DSN", map[string]string{"LEGACY": "host=h password=dsn-pw"}, []string{"dsn-pw"}, []string{"h"}},
+		{"key naming a secret", map[string]string{"BILLING_API_KEY": "sk-1", "x_token": "tok-2"}, []string{"sk-1", "tok-2"}, nil},
+		{"plain values", map[string]string{"REGION": "eu-west", "PLAN": "gold"}, nil, []string{"eu-west", "gold"}},
+		{"empty secret", map[string]string{"API_KEY": ""}, nil, []string{""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Secrets(tt.info)
+			for _, w := range tt.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("Secrets(%v) = %q, want %q among them", tt.info, got, w)
+				}
+			}
+			for _, n := range tt.not {
+				if slices.Contains(got, n) {
+					t.Errorf("Secrets(%v) = %q, want no %q", tt.info, got, n)
+				}
+			}
+			// What Redacted shows holds none of them.
+			shown := fmt.Sprint(Tenant{ID: "t", DeployInfo: tt.info}.Redacted().DeployInfo)
+			for _, s := range got {
+				if s != "" && strings.Contains(shown, s) {
+					t.Errorf("Redacted shows %q, one of Secrets: %s", s, shown)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -45,9 +46,36 @@ func ValidateUsable(t Tenant) error {
 	if err := Validate(t); err != nil {
 		return err
 	}
+	if err := refusePlaceholders(t.DeployInfo); err != nil {
+		return err
+	}
 	for _, k := range URLKeys(t.DeployInfo) {
 		if err := validateUsableURL(k, t.DeployInfo[k]); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// refusePlaceholders refuses a deploy_info that holds what Redacted shows
+// in place of a secret: "xxxxx" as a password or as the value of a key
+// that names a secret, or a whole value withheld ("(unparsable URL)",
+// "(ambiguous URL, not shown)"). Such a value was copied from an answer
+// (an update form filled from GET, a tenant listed and written back):
+// stored, it would replace the real secret with the mask.
+func refusePlaceholders(info map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(info)) {
+		v := info[k]
+		switch {
+		case v == pgurl.UnparsableText || v == pgurl.AmbiguousText:
+			return &ValidationError{Field: "deploy_info." + k, Value: v,
+				Reason: "this is what answers show in place of a value they withhold; give the value itself"}
+		case secretKey(k) && v == pgurl.Mask:
+			return &ValidationError{Field: "deploy_info." + k, Value: v,
+				Reason: "this is what answers show in place of a secret; give the secret itself"}
+		case !secretKey(k) && slices.Contains(pgurl.Secrets(v), pgurl.Mask):
+			return &ValidationError{Field: "deploy_info." + k, Value: shorten(redactValue(k, v)),
+				Reason: "its password is " + pgurl.Mask + ", what answers show in place of a password; give the password itself"}
 		}
 	}
 	return nil

@@ -16,7 +16,10 @@
   // for each: polled rarely, and on demand.
   const HEALTH_EVERY = 60000;
   const HISTORY = 5 * 60 * 1000; // what the charts show
-  const MASK = 'xxxxx'; // what the API shows instead of a password
+  // What the API shows in place of what it withholds: a password or a
+  // secret, or a whole value it cannot show safely. Sent back as a value,
+  // each would replace the real one (the API refuses them too).
+  const PLACEHOLDERS = ['xxxxx', '(unparsable URL)', '(ambiguous URL, not shown)'];
   const SERIES = [
     { key: 'open', label: 'open', color: '#0969da' },
     { key: 'inUse', label: 'in use', color: '#bc4c00' },
@@ -28,13 +31,23 @@
   const state = {
     tenants: [], // from /tenant/, sorted by id
     stats: null, // /stats/, null until read
-    statsMissing: false, // 404: the API has no WithStats
+    statsMissingAt: 0, // when /stats/ answered 404 (the API has no WithStats); 0: it did not
     health: null, // /health-check/
     healthAt: 0,
     history: new Map(), // server -> [{t, open, inUse, waiting, budget}]
+    rows: new Map(), // tenant id -> its <tr>, kept so that focus and selection survive a refresh
     editing: null, // the tenant being edited, or null when creating
     confirmDelete: null, // {id, until}
+    // gen is the generation of the pollers: stop bumps it, and a poller
+    // of an older generation ends when it wakes, so that a new login
+    // never runs beside the pollers of the last one.
+    gen: 0,
     running: false,
+    timers: new Set(),
+    // issued counts the requests made per resource; an answer is applied
+    // only if no newer request was made since (the poll's /tenant/ that
+    // left before a create must not undo its refresh).
+    issued: { tenants: 0, stats: 0, health: 0 },
   };
 
   const $ = (id) => document.getElementById(id);
@@ -99,10 +112,24 @@
     $('token').focus();
   }
 
-  // stop ends the polling and asks for the token.
+  // stop ends the polling, forgets the token and everything read with it,
+  // and asks for the token.
   function stop(message) {
     state.running = false;
+    state.gen++;
+    for (const id of state.timers) clearTimeout(id);
+    state.timers.clear();
     token = null;
+    endEdit();
+    result(true, '');
+    Object.assign(state, { tenants: [], stats: null, statsMissingAt: 0, health: null, healthAt: 0, confirmDelete: null });
+    state.history.clear();
+    state.rows.clear();
+    $('tenants').tBodies[0].replaceChildren();
+    $('servers').replaceChildren();
+    $('store').textContent = 'store: not checked yet';
+    $('store').dataset.state = 'unknown';
+    banner('');
     showLogin(message);
   }
 
@@ -152,22 +179,40 @@
     if (first.status === 200) setTenants(first.data);
     if (state.running) return;
     state.running = true;
-    poll(refreshStats, STATS_EVERY);
-    poll(refreshTenants, TENANTS_EVERY);
-    poll(refreshHealth, HEALTH_EVERY);
+    const gen = state.gen;
+    poll(refreshStats, STATS_EVERY, gen);
+    poll(refreshTenants, TENANTS_EVERY, gen);
+    poll(refreshHealth, HEALTH_EVERY, gen);
   }
 
-  // poll runs f now and then every ms after it returns, while running.
-  async function poll(f, ms) {
-    while (state.running) {
+  // poll runs f now and then every ms after it returns, until stop starts
+  // another generation.
+  async function poll(f, ms, gen) {
+    while (state.gen === gen) {
       try {
         await f();
       } catch (e) {
         if (e instanceof APIError && e.status === 401) return;
         banner('The API cannot be reached: ' + e.message);
       }
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      await new Promise((resolve) => {
+        const id = setTimeout(() => {
+          state.timers.delete(id);
+          resolve();
+        }, ms);
+        state.timers.add(id);
+      });
     }
+  }
+
+  // latest makes a request for kind with f and returns its answer, or
+  // null if another request for kind was made meanwhile or the pollers
+  // stopped: that one's answer, newer, is the one to show.
+  async function latest(kind, f) {
+    const n = ++state.issued[kind];
+    const gen = state.gen;
+    const r = await f();
+    return n === state.issued[kind] && gen === state.gen ? r : null;
   }
 
   function banner(message) {
@@ -183,7 +228,8 @@
   // ---------------------------------------------------------------- data
 
   async function refreshTenants() {
-    const r = await api('GET', 'tenant/');
+    const r = await latest('tenants', () => api('GET', 'tenant/'));
+    if (r === null) return;
     if (r.status !== 200) {
       banner('Listing the tenants failed: ' + errorText(r.status, r.data));
       return;
@@ -199,13 +245,18 @@
   }
 
   async function refreshStats() {
-    if (state.statsMissing) return;
-    const r = await api('GET', 'stats/');
+    // Without WithStats, asked again now and then: the 404 may have come
+    // from a proxy while the program restarted.
+    if (state.statsMissingAt !== 0 && Date.now() - state.statsMissingAt < HEALTH_EVERY) return;
+    const r = await latest('stats', () => api('GET', 'stats/'));
+    if (r === null) return;
     if (r.status === 404) {
-      state.statsMissing = true;
+      state.statsMissingAt = Date.now();
+      state.stats = null;
       $('servers-note').textContent = 'This API has no statistics: the program gives none (api.WithStats).';
       return;
     }
+    state.statsMissingAt = 0;
     if (r.status !== 200 || !r.data) {
       banner('Reading the statistics failed: ' + errorText(r.status, r.data));
       return;
@@ -220,7 +271,7 @@
       while (h.length > 0 && h[0].t < now - HISTORY) h.shift();
     }
     for (const name of state.history.keys()) {
-      if (!(name in servers)) state.history.delete(name);
+      if (!Object.hasOwn(servers, name)) state.history.delete(name);
     }
     $('servers-note').textContent = Object.keys(servers).length === 0
       ? 'No server yet: no tenant has a database.'
@@ -232,7 +283,8 @@
 
   async function refreshHealth() {
     $('health-note').textContent = 'checking...';
-    const r = await api('GET', 'health-check/');
+    const r = await latest('health', () => api('GET', 'health-check/'));
+    if (r === null) return;
     state.healthAt = Date.now();
     if (r.status !== 200 && r.status !== 503) {
       $('health-note').textContent = 'health check failed: ' + errorText(r.status, r.data);
@@ -285,7 +337,7 @@
     const box = $('servers');
     const names = Object.keys(servers).sort();
     for (const card of [...box.children]) {
-      if (!(card.dataset.server in servers)) card.remove();
+      if (!Object.hasOwn(servers, card.dataset.server)) card.remove();
     }
     for (const name of names) {
       let card = [...box.children].find((c) => c.dataset.server === name);
@@ -396,69 +448,117 @@
       if (samples.length > 0) g.lineTo(x(now), y(samples[samples.length - 1][s.key]));
       g.stroke();
     }
+    // For whoever checks what was drawn (the browser tests): the figures
+    // of the last sample, and where the zero line is, in canvas pixels.
     canvas.dataset.samples = String(samples.length);
+    canvas.dataset.baseline = String(Math.round(y(0) * ratio));
+    const last = samples[samples.length - 1];
+    canvas.dataset.last = last ? [last.open, last.inUse, last.waiting].join(',') : '';
   }
 
   // ---------------------------------------------------------------- tenants
 
   $('filter').addEventListener('input', () => renderTenants());
 
+  // own returns obj[key] if obj has it as its own property: a tenant id
+  // such as "constructor" must not find Object.prototype's.
+  const own = (obj, key) => (obj && Object.hasOwn(obj, key) ? obj[key] : undefined);
+
+  // renderTenants brings the table up to date in place: rows are kept by
+  // tenant and a cell is written only when what it shows changed, so that
+  // the focus, a selection, or a click in progress survive the refresh
+  // every second.
   function renderTenants() {
     const filter = $('filter').value.trim().toLowerCase();
-    const stats = (state.stats && state.stats.Tenants) || {};
+    const stats = (state.stats && state.stats.Tenants) || null;
     const health = (state.health && state.health.tenants) || null;
     const rows = [];
+    const seen = new Set();
     for (const t of state.tenants) {
+      seen.add(t.tenant_id);
       if (filter && !t.tenant_id.toLowerCase().includes(filter)) continue;
-      rows.push(tenantRow(t, stats[t.tenant_id], health && health[t.tenant_id]));
+      let row = state.rows.get(t.tenant_id);
+      if (!row) {
+        row = newRow(t.tenant_id);
+        state.rows.set(t.tenant_id, row);
+      }
+      updateRow(row, t, own(stats, t.tenant_id), own(health, t.tenant_id));
+      rows.push(row);
     }
-    $('tenants').tBodies[0].replaceChildren(...rows);
+    for (const id of [...state.rows.keys()]) {
+      if (!seen.has(id)) state.rows.delete(id);
+    }
+    const body = $('tenants').tBodies[0];
+    const current = [...body.children];
+    if (current.length !== rows.length || current.some((r, i) => r !== rows[i])) body.replaceChildren(...rows);
     $('tenant-count').textContent = '(' + state.tenants.length + (filter ? ', ' + rows.length + ' shown' : '') + ')';
   }
 
-  function tenantRow(t, st, hc) {
-    let ready;
-    if (state.statsMissing) ready = el('span', { class: 'muted' }, 'unknown');
-    else if (!st) ready = el('span', { class: 'muted', title: 'this process has not applied it yet, or it has no database under this program\'s key' }, 'pending');
-    else if (st.Ready) ready = el('span', { class: 'ok' }, 'ready');
-    else ready = el('span', { class: 'error' }, 'not ready');
+  const COLUMNS = ['id', 'version', 'ready', 'health', 'migration', 'sessions', 'failure'];
 
-    let healthCell = el('span', { class: 'muted' }, 'not checked');
-    let migration = el('span', { class: 'muted' }, '-');
-    if (hc) {
-      healthCell = hc.result ? el('span', { class: 'ok' }, hc.msg || 'ok') : el('span', { class: 'error' }, hc.msg || 'failed');
-      migration = hc.migration_version === null || hc.migration_version === undefined
-        ? el('span', { class: 'muted' }, 'none')
-        : String(hc.migration_version);
+  function newRow(id) {
+    const row = el('tr', { 'data-tenant': id });
+    for (const c of COLUMNS) {
+      const cls = { id: 'id', version: 'num', migration: 'num', failure: 'failure' }[c];
+      row.append(el('td', cls ? { class: cls, 'data-col': c } : { 'data-col': c }));
     }
-
-    const sessions = st ? st.Open + ' open, ' + st.InUse + ' in use, ' + st.Waiting + ' waiting' : '-';
-    let failure = el('span', { class: 'muted' }, '-');
-    if (st && st.LastHookFailure) {
-      const f = st.LastHookFailure;
-      failure = el('span', { class: st.Ready ? 'warn' : 'error' },
-        f.Change + ' hooks, ' + new Date(f.Time).toLocaleString() + ': ' + f.Error);
-    }
-
     const edit = el('button', { type: 'button', 'data-action': 'edit' }, 'Edit');
-    edit.addEventListener('click', () => beginEdit(t.tenant_id));
-    const confirming = state.confirmDelete && state.confirmDelete.id === t.tenant_id && state.confirmDelete.until > Date.now();
-    const del = el('button', { type: 'button', class: 'danger', 'data-action': 'delete' }, confirming ? 'Confirm delete' : 'Delete');
-    if (confirming) del.dataset.confirm = '1';
-    del.addEventListener('click', () => deleteTenant(t.tenant_id));
-
-    return el('tr', { 'data-tenant': t.tenant_id },
-      el('td', { class: 'id', 'data-col': 'id', title: 'created ' + (t.created_at || '?') + ', updated ' + (t.updated_at || '?') }, t.tenant_id),
-      el('td', { class: 'num', 'data-col': 'version' }, String(t.version)),
-      el('td', { 'data-col': 'ready' }, ready),
-      el('td', { 'data-col': 'health' }, healthCell),
-      el('td', { class: 'num', 'data-col': 'migration' }, migration),
-      el('td', { 'data-col': 'sessions' }, sessions),
-      el('td', { class: 'failure', 'data-col': 'failure' }, failure),
-      el('td', { class: 'actions' }, edit, ' ', del));
+    edit.addEventListener('click', () => beginEdit(id));
+    const del = el('button', { type: 'button', class: 'danger', 'data-action': 'delete' }, 'Delete');
+    del.addEventListener('click', () => deleteTenant(id, del));
+    row.append(el('td', { class: 'actions' }, edit, ' ', del));
+    return row;
   }
 
-  async function deleteTenant(id) {
+  // setCell shows text in a cell, in a span of class cls ('' for none),
+  // with a title; it touches the cell only if one of them changed.
+  function setCell(row, col, text, cls, title) {
+    const td = row.querySelector('td[data-col="' + col + '"]');
+    const key = cls + '\u0000' + text + '\u0000' + (title || '');
+    if (td.dataset.shown === key) return;
+    td.dataset.shown = key;
+    td.replaceChildren(cls ? el('span', { class: cls }, text) : document.createTextNode(text));
+    if (title) td.title = title;
+    else td.removeAttribute('title');
+  }
+
+  function updateRow(row, t, st, hc) {
+    setCell(row, 'id', t.tenant_id, '', 'created ' + (t.created_at || '?') + ', updated ' + (t.updated_at || '?'));
+    setCell(row, 'version', String(t.version), '');
+
+    if (state.statsMissingAt !== 0) setCell(row, 'ready', 'unknown', 'muted');
+    else if (!st) setCell(row, 'ready', 'pending', 'muted', 'this process has not applied it yet, or it has no database under this program\'s key');
+    else if (st.Ready) setCell(row, 'ready', 'ready', 'ok');
+    else setCell(row, 'ready', 'not ready', 'error');
+
+    if (!hc) {
+      setCell(row, 'health', 'not checked', 'muted');
+      setCell(row, 'migration', '-', 'muted');
+    } else {
+      if (hc.result) setCell(row, 'health', hc.msg || 'ok', 'ok');
+      else setCell(row, 'health', hc.msg || 'failed', 'error');
+      if (hc.migration_version === null || hc.migration_version === undefined) setCell(row, 'migration', 'none', 'muted');
+      else setCell(row, 'migration', String(hc.migration_version), '');
+    }
+
+    setCell(row, 'sessions', st ? st.Open + ' open, ' + st.InUse + ' in use, ' + st.Waiting + ' waiting' : '-', st ? '' : 'muted');
+    if (st && st.LastHookFailure) {
+      const f = st.LastHookFailure;
+      setCell(row, 'failure', f.Change + ' hooks, ' + new Date(f.Time).toLocaleString() + ': ' + f.Error, st.Ready ? 'warn' : 'error');
+    } else {
+      setCell(row, 'failure', '-', 'muted');
+    }
+
+    const del = row.querySelector('button[data-action="delete"]');
+    const c = state.confirmDelete;
+    const confirming = c !== null && c.id === t.tenant_id && c.until > Date.now();
+    const label = confirming ? 'Confirm delete' : 'Delete';
+    if (del.textContent !== label) del.textContent = label;
+    if (confirming) del.dataset.confirm = '1';
+    else delete del.dataset.confirm;
+  }
+
+  async function deleteTenant(id, button) {
     const c = state.confirmDelete;
     if (!c || c.id !== id || c.until <= Date.now()) {
       // A second click within five seconds deletes: no dialog to miss.
@@ -468,10 +568,17 @@
       return;
     }
     state.confirmDelete = null;
-    const r = await api('DELETE', 'tenant/' + encodeURIComponent(id) + '/');
-    result(r.status === 200, r.status === 200 ? 'Deleted ' + id + '.' : 'Deleting ' + id + ' failed: ' + errorText(r.status, r.data));
-    if (state.editing && state.editing.id === id) endEdit();
-    await refreshTenants();
+    button.disabled = true;
+    try {
+      const r = await api('DELETE', 'tenant/' + encodeURIComponent(id) + '/');
+      result(r.status === 200, r.status === 200 ? 'Deleted ' + id + '.' : 'Deleting ' + id + ' failed: ' + errorText(r.status, r.data));
+      if (r.status === 200 && state.editing && state.editing.id === id) endEdit();
+      await refreshTenants();
+    } catch (e) {
+      if (!(e instanceof APIError)) result(false, 'Deleting ' + id + ': the API cannot be reached: ' + e.message);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   // ---------------------------------------------------------------- form
@@ -496,8 +603,9 @@
     $('f-more').value = JSON.stringify(info, null, 2);
     $('f-submit').textContent = 'Update';
     $('f-cancel').hidden = false;
-    $('form-help').textContent = 'The API never shows passwords: type each one where ' + MASK +
-      ' stands. The update replaces the whole deploy_info, and fails if the tenant changed since version ' + t.version + '.';
+    $('form-help').textContent = 'The API never shows passwords: type each one where ' + PLACEHOLDERS[0] +
+      ' stands (and any value shown as ' + PLACEHOLDERS[1] + ' or ' + PLACEHOLDERS[2] + '). ' +
+      'The update replaces the whole deploy_info, and fails if the tenant changed since version ' + t.version + '.';
     result(true, '');
     $('f-url').focus();
   }
@@ -538,25 +646,34 @@
         result(false, 'deploy_info.' + k + ': want a string');
         return;
       }
-      if (state.editing && v.includes(MASK)) {
-        result(false, 'deploy_info.' + k + ' still holds ' + MASK + ', which stands for a password the API does not show: type the password in its place.');
+      const placeholder = PLACEHOLDERS.find((p) => v.includes(p));
+      if (state.editing && placeholder) {
+        result(false, 'deploy_info.' + k + ' still holds ' + placeholder + ', which stands for what the API does not show: type the password or the value in its place.');
         return;
       }
     }
-    let r;
-    if (state.editing) {
-      r = await api('PUT', 'tenant/' + encodeURIComponent(id) + '/', { deploy_info: info, version: state.editing.version });
-    } else {
-      r = await api('POST', 'tenant/', { tenant_id: id, deploy_info: info });
+    const submit = $('f-submit');
+    submit.disabled = true; // one request per click, not two creates
+    try {
+      let r;
+      if (state.editing) {
+        r = await api('PUT', 'tenant/' + encodeURIComponent(id) + '/', { deploy_info: info, version: state.editing.version });
+      } else {
+        r = await api('POST', 'tenant/', { tenant_id: id, deploy_info: info });
+      }
+      if (r.status === 200 || r.status === 201) {
+        const what = state.editing ? 'Updated ' : 'Created ';
+        endEdit();
+        result(true, what + id + ' (version ' + r.data.version + ').');
+      } else {
+        result(false, errorText(r.status, r.data));
+      }
+      await refreshTenants();
+    } catch (e) {
+      if (!(e instanceof APIError)) result(false, 'The API cannot be reached: ' + e.message);
+    } finally {
+      submit.disabled = false;
     }
-    if (r.status === 200 || r.status === 201) {
-      const what = state.editing ? 'Updated ' : 'Created ';
-      endEdit();
-      result(true, what + id + ' (version ' + r.data.version + ').');
-    } else {
-      result(false, errorText(r.status, r.data));
-    }
-    await refreshTenants();
   });
 
   open();

@@ -52,8 +52,8 @@ func TestOperatorPage(t *testing.T) {
 	// The token, typed once; the page keeps it in a variable.
 	b.do(chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
 	row := func(id string) string { return `tr[data-tenant="` + id + `"]` }
-	b.waitText(row(u1)+` td[data-col="ready"]`, "ready")
-	b.waitText(row(u2)+` td[data-col="ready"]`, "ready")
+	b.waitExact(row(u1)+` td[data-col="ready"]`, "ready")
+	b.waitExact(row(u2)+` td[data-col="ready"]`, "ready")
 	for _, where := range []string{
 		"localStorage.length + ':' + sessionStorage.length",
 		"document.cookie", "location.href", "document.documentElement.outerHTML",
@@ -67,8 +67,8 @@ func TestOperatorPage(t *testing.T) {
 	// Health and migrations, as the servers answer them.
 	b.do(chromedp.Click(chromedp.CSS("#check-health")))
 	want := strconv.Itoa(countRows(t, dbs[0], "SELECT max(version_id)::int FROM goose_db_version"))
-	b.waitText(row(u1)+` td[data-col="health"]`, "ok")
-	b.waitText(row(u1)+` td[data-col="migration"]`, want)
+	b.waitExact(row(u1)+` td[data-col="health"]`, "ok")
+	b.waitExact(row(u1)+` td[data-col="migration"]`, want)
 	b.waitText(`#store`, "store ok")
 
 	// The chart under load: a lock on tenant u1's table holds the
@@ -77,8 +77,11 @@ func TestOperatorPage(t *testing.T) {
 	// session then (u2's last, idle one is not taken from it while it is
 	// recent), so the page's figures are compared with the server's.
 	card := `[data-server="` + server + `"]`
-	b.waitText(card+` [data-figure="budget"]`, strconv.Itoa(budget))
-	before := b.eval(`document.querySelector('` + card + ` canvas').toDataURL()`)
+	b.waitExact(card+` [data-figure="budget"]`, strconv.Itoa(budget))
+	canvas := card + ` canvas`
+	if n := b.waitingPixels(canvas); n != 0 {
+		t.Errorf("before any load, the chart has %d pixels of the waiting line above zero", n)
+	}
 	unlock := lockTable(t, dbs[0], "hospital")
 	const requests = 6
 	var wg sync.WaitGroup
@@ -95,19 +98,22 @@ func TestOperatorPage(t *testing.T) {
 		inUse := b.eval(`document.querySelector('` + card + ` [data-figure="in_use"]').textContent`)
 		waiting := b.eval(`document.querySelector('` + card + ` [data-figure="waiting"]').textContent`)
 		sessions := b.eval(`document.querySelector('` + row(u1) + ` td[data-col="sessions"]').textContent`)
-		seen = fmt.Sprintf("page: %s in use, %s waiting, tenant %q; server: %d on the lock (%s)", inUse, waiting, sessions, locked, all)
+		drawn := b.eval(`document.querySelector('` + canvas + `').dataset.last`)
+		seen = fmt.Sprintf("page: %s in use, %s waiting, tenant %q, chart's last sample %s; server: %d on the lock (%s)", inUse, waiting, sessions, drawn, locked, all)
 		return locked > 0 && inUse == strconv.Itoa(locked) && waiting == strconv.Itoa(requests-locked) &&
-			strings.Contains(sessions, fmt.Sprintf("%d in use, %d waiting", locked, requests-locked))
+			strings.Contains(sessions, fmt.Sprintf("%d in use, %d waiting", locked, requests-locked)) &&
+			strings.HasSuffix(drawn, fmt.Sprintf(",%d,%d", locked, requests-locked))
 	})
 	t.Log(seen)
-	b.screenshot("operator-page-under-load.png")
-	if after := b.eval(`document.querySelector('` + card + ` canvas').toDataURL()`); after == before {
-		t.Error("the chart did not change while the sessions were in use and others waited")
+	// What the chart drew: the waiting line rose above zero.
+	if n := b.waitingPixels(canvas); n == 0 {
+		t.Error("under load, the chart has no pixel of the waiting line above zero")
 	}
+	b.screenshot("operator-page-under-load.png")
 	unlock()
 	wg.Wait()
-	b.waitText(card+` [data-figure="in_use"]`, "0")
-	b.waitText(card+` [data-figure="waiting"]`, "0")
+	b.waitExact(card+` [data-figure="in_use"]`, "0")
+	b.waitExact(card+` [data-figure="waiting"]`, "0")
 
 	// Create through the form: the tenant appears, becomes ready, and its
 	// database exists, migrated.
@@ -117,7 +123,7 @@ func TestOperatorPage(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#f-submit")),
 	)
 	b.waitText("#form-result", "Created "+u3)
-	b.waitText(row(u3)+` td[data-col="ready"]`, "ready")
+	b.waitExact(row(u3)+` td[data-col="ready"]`, "ready")
 	if tables := strings.Join(serverTables(t, dbs[2]), ","); !strings.Contains(tables, "hospital") || !strings.Contains(tables, "patient") {
 		t.Errorf("the database of the tenant created through the page has tables %q, want hospital and patient (migrated)", tables)
 	}
@@ -132,7 +138,7 @@ func TestOperatorPage(t *testing.T) {
 				t.Errorf("the update form shows POSTGRES_URL %q, want its password masked", shown)
 			}
 			b.do(chromedp.Click(chromedp.CSS("#f-submit")))
-			b.waitText("#form-result", "type the password in its place")
+			b.waitText("#form-result", "still holds xxxxx")
 		}
 	}
 	b.do(
@@ -145,7 +151,7 @@ func TestOperatorPage(t *testing.T) {
 		body["deploy_info"].(map[string]any)["PLAN"] != "gold" {
 		t.Errorf("after the update through the page, the API answers %d %v; want version 2 with PLAN gold", code, body)
 	}
-	b.waitText(row(u3)+` td[data-col="version"]`, "2")
+	b.waitExact(row(u3)+` td[data-col="version"]`, "2")
 
 	// Delete through the form, in two clicks.
 	del := row(u3) + ` button[data-action="delete"]`
@@ -159,6 +165,15 @@ func TestOperatorPage(t *testing.T) {
 	}
 
 	b.screenshot("operator-page.png")
+
+	// Forgetting the token forgets what was read with it.
+	b.do(chromedp.Click(chromedp.CSS("#forget")), chromedp.WaitVisible(chromedp.CSS("#token")))
+	if left := b.eval(`document.querySelectorAll('#tenants tbody tr, #servers .server').length`); left != "0" {
+		t.Errorf("after the token was forgotten, the page still shows %s tenants and servers", left)
+	}
+	b.do(chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
+	b.waitExact(row(u1)+` td[data-col="ready"]`, "ready")
+
 	for _, m := range b.errors() {
 		t.Errorf("console: %s", m)
 	}
@@ -329,11 +344,23 @@ func (b *browser) eval(expr string) string {
 // want, as the operator reads it.
 func (b *browser) waitText(sel, want string) {
 	b.t.Helper()
+	b.wait(sel, want, strings.Contains)
+}
+
+// waitExact waits until the text of the element sel selects is want,
+// spaces around aside: "not ready" is not "ready".
+func (b *browser) waitExact(sel, want string) {
+	b.t.Helper()
+	b.wait(sel, want, func(got, want string) bool { return strings.TrimSpace(got) == want })
+}
+
+func (b *browser) wait(sel, want string, match func(got, want string) bool) {
+	b.t.Helper()
 	var last string
 	deadline := time.Now().Add(hang)
 	for {
 		last = b.eval(`(document.querySelector('` + sel + `') || {textContent: '(no element)'}).textContent`)
-		if strings.Contains(last, want) {
+		if match(last, want) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -341,6 +368,27 @@ func (b *browser) waitText(sel, want string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitingPixels counts the pixels of the chart's waiting line (its colour,
+// #cf222e) above the zero line of the canvas sel selects.
+func (b *browser) waitingPixels(sel string) int {
+	b.t.Helper()
+	n, err := strconv.Atoi(b.eval(`(() => {
+		const c = document.querySelector('` + sel + `');
+		const top = Math.max(0, Number(c.dataset.baseline) - 3);
+		if (top === 0) return 0;
+		const d = c.getContext('2d').getImageData(0, 0, c.width, top).data;
+		let n = 0;
+		for (let i = 0; i < d.length; i += 4) {
+			if (Math.abs(d[i] - 0xcf) < 24 && Math.abs(d[i + 1] - 0x22) < 24 && Math.abs(d[i + 2] - 0x2e) < 24) n++;
+		}
+		return n;
+	})()`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return n
 }
 
 func (b *browser) console() string {
@@ -436,9 +484,9 @@ func TestOperatorPageWithoutAuth(t *testing.T) {
 	if code, body := other.do("POST", "/api/tenant/", "", map[string]any{"tenant_id": id, "deploy_info": map[string]string{"POSTGRES_URL": tenantURL(t, db)}}, false); code != http.StatusCreated {
 		t.Fatalf("create through the other instance: %d %v", code, body)
 	}
-	b.waitText(`tr[data-tenant="`+id+`"] td[data-col="ready"]`, "ready")
+	b.waitExact(`tr[data-tenant="`+id+`"] td[data-col="ready"]`, "ready")
 	b.do(chromedp.Click(chromedp.CSS("#check-health")))
-	b.waitText(`tr[data-tenant="`+id+`"] td[data-col="health"]`, "ok")
+	b.waitExact(`tr[data-tenant="`+id+`"] td[data-col="health"]`, "ok")
 	b.waitText("#store", "store ok: connected")
 	for _, m := range b.errors() {
 		t.Errorf("console: %s", m)

@@ -58,4 +58,21 @@ var BadTenants = []BadTenant{
 		Want: `invalid deploy_info.ANALYTICS_URL "postgresql://app:xxxxx@10.0.0.2/a?PassFile=/root/.pgpass": option "passfile" reads a file on the server that connects, ` +
 			"which a tenant may not name; set it in the environment of the servers that connect instead (for example PGSSLROOTCERT)",
 	},
+	// What answers show in place of a secret, written back (an update
+	// form filled from GET): stored, it would replace the secret.
+	{
+		Name:       "masked password",
+		DeployInfo: map[string]string{"POSTGRES_URL": "postgres://app:xxxxx@10.0.0.1/one"},
+		Want:       `invalid deploy_info.POSTGRES_URL "postgres://app:xxxxx@10.0.0.1/one": its password is xxxxx, what answers show in place of a password; give the password itself`,
+	},
+	{
+		Name:       "masked secret",
+		DeployInfo: map[string]string{"POSTGRES_URL": badGood, "API_TOKEN": "xxxxx"},
+		Want:       `invalid deploy_info.API_TOKEN "xxxxx": this is what answers show in place of a secret; give the secret itself`,
+	},
+	{
+		Name:       "withheld value",
+		DeployInfo: map[string]string{"POSTGRES_URL": badGood, "LEGACY_DSN": "(unparsable URL)"},
+		Want:       `invalid deploy_info.LEGACY_DSN "(unparsable URL)": this is what answers show in place of a value they withhold; give the value itself`,
+	},
 }
