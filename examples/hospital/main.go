@@ -31,6 +31,11 @@
 // two): the schema is created before the migrations run in it. A deleted
 // tenant's schema is kept, with its rows, unless --drop-schemas.
 //
+// With --jobs-database URL, adding a hospital also enqueues a River job
+// (package tenantriver) that records a hospital_added row in the tenant's
+// hospital_event table; River's own tables live in that one database,
+// created if it does not exist.
+//
 // --insecure-no-auth serves the admin API without a token, for local
 // development; without --addr it then listens on 127.0.0.1:8000 only, so
 // that other machines cannot reach an API that lets anyone change tenants.
@@ -95,6 +100,7 @@ type config struct {
 	dropDatabases   bool
 	allowedHosts    []string
 	maxConns        int
+	jobsDatabase    string
 }
 
 func main() {
@@ -106,6 +112,7 @@ func main() {
 	flag.BoolVar(&cfg.dropDatabases, "drop-databases", false, "drop a deleted tenant's database, with its tables and rows, unless another tenant still uses it; kept by default")
 	flag.BoolVar(&cfg.dropSchemas, "drop-schemas", false, "drop a deleted tenant's schema, with its tables and rows (tenants with a search_path); kept by default")
 	flag.IntVar(&cfg.maxConns, "max-conns", driver.DefaultMaxConns, "sessions the example may keep open to one PostgreSQL server, over all its tenants (the server's budget)")
+	flag.StringVar(&cfg.jobsDatabase, "jobs-database", "", "postgres:// URL of River's database for background jobs (created if missing); none: no background jobs")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
 	addrSet := false
