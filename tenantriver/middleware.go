@@ -214,13 +214,13 @@ type noTenantError struct {
 }
 
 func (e *noTenantError) Error() string {
-	what := fmt.Sprintf("job of kind %q", e.kind)
 	if e.jobID != 0 {
-		what = fmt.Sprintf("job %d of kind %q", e.jobID, e.kind)
+		return fmt.Sprintf("tenantsql: no tenant in context: job %d of kind %q names no tenant in its metadata (%s), "+
+			"so it was cancelled unrun: it was inserted by a client without tenantriver's Middleware, "+
+			"or its kind was declared with tenantriver.WithoutTenant then", e.jobID, e.kind, MetadataKey)
 	}
-	return "tenantsql: no tenant in context: " + what + " belongs to a tenant: insert it with a context from " +
-		"tenantctx.WithTenant(ctx, tenantID) through a client with tenantriver's Middleware, " +
-		"or declare its kind with tenantriver.WithoutTenant"
+	return fmt.Sprintf("tenantsql: no tenant in context: job of kind %q belongs to a tenant: insert it with a context from "+
+		"tenantctx.WithTenant(ctx, tenantID), or declare its kind with tenantriver.WithoutTenant", e.kind)
 }
 
 func (e *noTenantError) Unwrap() error { return driver.ErrNoTenant }

@@ -196,21 +196,32 @@ func TestNoTenantFailsClosed(t *testing.T) {
 		t.Fatalf("river_job holds %d jobs (%v), want none", n, err)
 	}
 
+	// Jobs that reach the queue without a usable tenant all the same,
+	// inserted by a client without the middleware.
 	plain := h.client(t, &river.Config{}) // insert-only, no middleware
-	res, err := plain.Insert(h.env.Context(h.env.Tenants[0]), recordArgs{}, nil)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, metadata, wantErr string
+	}{
+		{"no tenant", `{}`, "names no tenant in its metadata"},
+		{"tenant not a string", fmt.Sprintf(`{%q: 7}`, tenantriver.MetadataKey), "want a tenant id string"},
+	}
+	ids := make([]int64, len(tests))
+	for i, tt := range tests {
+		res, err := plain.Insert(h.env.Context(h.env.Tenants[0]), recordArgs{}, &river.InsertOpts{Metadata: []byte(tt.metadata)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = res.Job.ID
 	}
 	start(t, c)
-	s := h.waitOutcome(t, res.Job.ID)
-	if s.State != rivertype.JobStateCancelled {
-		t.Errorf("job without tenant is %s, want cancelled", s.State)
-	}
-	if len(s.Errors) != 1 || !strings.Contains(s.Errors[0], "no tenant in context") {
-		t.Errorf("job errors %q, want one saying it has no tenant", s.Errors)
+	for i, tt := range tests {
+		s := h.waitOutcome(t, ids[i])
+		if s.State != rivertype.JobStateCancelled || len(s.Errors) != 1 || !strings.Contains(s.Errors[0], tt.wantErr) {
+			t.Errorf("%s: job %s with errors %q, want cancelled after one attempt saying %q", tt.name, s.State, s.Errors, tt.wantErr)
+		}
 	}
 	if got := h.ran(t, h.env.Tenants[0]); len(got) != 0 {
-		t.Errorf("tenant's database: %+v, want nothing: the job must not run", got)
+		t.Errorf("tenant's database: %+v, want nothing: the jobs must not run", got)
 	}
 }
 

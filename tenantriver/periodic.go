@@ -41,6 +41,9 @@ func (FanoutArgs) Kind() string { return "tenantsql_fanout" }
 // that commits is never worked again, so each tenant gets one job per
 // period. A tenant created later gets its first job at the next period; a
 // tenant deleted after the fan-out sees its job cancelled (Middleware).
+// The periods are River's: its periodic enqueuer is approximate (a newly
+// elected leader starts the schedule afresh, and RunOnStart runs at each
+// start), and each fan-out job it inserts makes one job per tenant.
 //
 // Register Periodic as a worker (river.AddWorker), pass the jobs Job
 // returns in river.Config.PeriodicJobs, and declare the same names in every
