@@ -32,6 +32,7 @@ type app struct {
 	obs   *observability
 	// stopMetrics stops reporting the connector's pools and tenants.
 	stopMetrics func() error
+	jobs        *jobs // nil without --jobs-database
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -125,6 +126,12 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 
+	if cfg.jobsDatabase != "" {
+		if a.jobs, err = startJobs(ctx, cfg.jobsDatabase, a.db, log); err != nil {
+			return nil, err
+		}
+	}
+
 	var opts []api.Option
 	if cfg.noAuth {
 		// run says so, with the address, once it listens.
@@ -188,6 +195,9 @@ func (a *app) migrateKnownTenants(ctx context.Context, createDatabase, createSch
 }
 
 func (a *app) close() {
+	if a.jobs != nil {
+		a.jobs.stop(a.log) // its workers use a.db
+	}
 	if a.stopMetrics != nil {
 		a.stopMetrics()
 	}
@@ -279,6 +289,15 @@ func (a *app) addHospital(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.dbError(w, id, err)
 		return
+	}
+	if a.jobs != nil {
+		// ctx carries the tenant: the job will run on its database. The
+		// job is inserted into River's database after the hospital's
+		// transaction: if this fails, the hospital stays, without its
+		// event (see package tenantriver on where River's tables live).
+		if _, err := a.jobs.client.Insert(ctx, hospitalAddedArgs{HospitalID: h.ID}, nil); err != nil {
+			a.log.Error("hospital: cannot enqueue the hospital_added job", "tenant", id, "hospital", h.ID, "err", err)
+		}
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"data": h, "tenant_id": id})
 }

@@ -32,6 +32,11 @@
 // two): the schema is created before the migrations run in it. A deleted
 // tenant's schema is kept, with its rows, unless --drop-schemas.
 //
+// With --jobs-database URL, adding a hospital also enqueues a River job
+// (package tenantriver) that records a hospital_added row in the tenant's
+// hospital_event table; River's own tables live in that one database,
+// created if it does not exist.
+//
 // --insecure-no-auth serves the admin API without a token, for local
 // development; without --addr it then listens on 127.0.0.1:8000 only, so
 // that other machines cannot reach an API that lets anyone change tenants.
@@ -97,6 +102,7 @@ type config struct {
 	allowedHosts    []string
 	maxConns        int
 	requestTimeout  time.Duration
+	jobsDatabase    string
 }
 
 func main() {
@@ -109,6 +115,7 @@ func main() {
 	flag.BoolVar(&cfg.dropSchemas, "drop-schemas", false, "drop a deleted tenant's schema, with its tables and rows (tenants with a search_path); kept by default")
 	flag.IntVar(&cfg.maxConns, "max-conns", driver.DefaultMaxConns, "sessions the example may keep open to one PostgreSQL server, over all its tenants (the server's budget)")
 	flag.DurationVar(&cfg.requestTimeout, "request-timeout", 10*time.Second, "how long a /hospital/ request may wait for a session and its statement, before it is answered 504")
+	flag.StringVar(&cfg.jobsDatabase, "jobs-database", "", "postgres:// URL of River's database for background jobs (created if missing); none: no background jobs")
 	allowed := flag.String("allowed-hosts", "", "comma-separated hosts, IPs or CIDRs a tenant's POSTGRES_URL may point at (default: any)")
 	flag.Parse()
 	addrSet := false

@@ -70,12 +70,12 @@ func TestSchemaTenants(t *testing.T) {
 	if code != http.StatusOK || fmt.Sprint(body["data"]) != "[]" {
 		t.Fatalf(`GET /hospital/ for tenant-3: %d %v; want {"data": [], ...}`, code, body)
 	}
-	if got, want := schemaTables(t, shared, "tenant_3"), []string{"goose_db_version", "hospital", "patient"}; !slices.Equal(got, want) {
+	if got, want := schemaTables(t, shared, "tenant_3"), []string{"goose_db_version", "hospital", "hospital_event", "patient"}; !slices.Equal(got, want) {
 		t.Fatalf("schema tenant_3 holds tables %v, want %v", got, want)
 	}
 	var version int
-	if err := db.QueryRow("SELECT max(version_id) FROM tenant_3.goose_db_version").Scan(&version); err != nil || version != 2 {
-		t.Fatalf("tenant_3's migration version: %d, %v; want 2", version, err)
+	if err := db.QueryRow("SELECT max(version_id) FROM tenant_3.goose_db_version").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("tenant_3's migration version: %d, %v; want 3", version, err)
 	}
 	if code, body := s.do("POST", "/hospital/", "tenant-3.test.com", map[string]string{"name": "Infirmary"}, false); code != http.StatusCreated {
 		t.Fatalf("POST /hospital/ for tenant-3: %d %v", code, body)

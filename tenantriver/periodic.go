@@ -1,0 +1,160 @@
+package tenantriver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// A PerTenantConstructor returns the job to insert for one tenant in one
+// period, or nil args to insert none for it. It is called once per tenant
+// per period, inside a River worker, so it may block briefly (unlike a
+// river.PeriodicJobConstructor), but it must not insert anything itself.
+type PerTenantConstructor func(tenantID string) (river.JobArgs, *river.InsertOpts)
+
+// FanoutArgs are the args of the job that a per-tenant periodic job
+// inserts each period: Periodic works it by inserting one job per tenant.
+// Its kind belongs to no tenant in every Middleware.
+type FanoutArgs struct {
+	// Name is the name given to Periodic.Job.
+	Name string `json:"name"`
+}
+
+// Kind is "tenantsql_fanout".
+func (FanoutArgs) Kind() string { return "tenantsql_fanout" }
+
+// Periodic declares periodic jobs once and runs them once per tenant per
+// period, as the store lists the tenants when the period comes.
+//
+// Each period River's periodic enqueuer (on the elected leader only)
+// inserts one tenant-less FanoutArgs job; Periodic, the worker of that
+// kind, lists the tenants and inserts one job per tenant, each carrying its
+// tenant, and marks the fan-out job completed in the same transaction: a
+// fan-out that fails or is interrupted inserts nothing and is retried, one
+// that commits is never worked again, so each tenant gets one job per
+// period. A tenant created later gets its first job at the next period; a
+// tenant deleted after the fan-out sees its job cancelled (Middleware).
+// The periods are River's: its periodic enqueuer is approximate (a newly
+// elected leader starts the schedule afresh, and RunOnStart runs at each
+// start), and each fan-out job it inserts makes one job per tenant.
+//
+// Register Periodic as a worker (river.AddWorker), pass the jobs Job
+// returns in river.Config.PeriodicJobs, and declare the same names in every
+// process that works jobs: the fan-out job may run in any of them. The
+// client must use riverpgxv5 (the fan-out's transaction is a pgx.Tx).
+type Periodic struct {
+	river.WorkerDefaults[FanoutArgs]
+	store store.Store
+
+	mu   sync.Mutex                      // guards jobs
+	jobs map[string]PerTenantConstructor // by name
+}
+
+// NewPeriodic returns a Periodic that lists the tenants of st.
+func NewPeriodic(st store.Store) *Periodic {
+	return &Periodic{store: st, jobs: map[string]PerTenantConstructor{}}
+}
+
+// Job declares a periodic job run once per tenant on schedule, and returns
+// the river.PeriodicJob to put in river.Config.PeriodicJobs (or add with
+// Client.PeriodicJobs().Add). name identifies the declaration in the
+// fan-out job's args; Job panics if name is empty or already declared, as
+// http.ServeMux does for a pattern, since both are mistakes in the
+// program's set-up.
+func (p *Periodic) Job(name string, schedule river.PeriodicSchedule, construct PerTenantConstructor, opts *river.PeriodicJobOpts) *river.PeriodicJob {
+	if name == "" || construct == nil {
+		panic("tenantriver: Periodic.Job needs a name and a constructor")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.jobs[name]; ok {
+		panic(fmt.Sprintf("tenantriver: Periodic.Job: %q declared twice", name))
+	}
+	p.jobs[name] = construct
+	return river.NewPeriodicJob(schedule, func() (river.JobArgs, *river.InsertOpts) {
+		return FanoutArgs{Name: name}, nil
+	}, opts)
+}
+
+// ErrUndeclared is the error of a fan-out job whose name this process has
+// not declared with Periodic.Job (the processes of a cluster disagree, as
+// during a rolling deploy). The job is retried, so that a process that
+// knows the name can run it.
+var ErrUndeclared = errors.New("tenantriver: per-tenant periodic job not declared in this process")
+
+// Work inserts one job per tenant for the period of the fan-out job, and
+// completes the fan-out job in the same transaction.
+func (p *Periodic) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
+	p.mu.Lock()
+	construct := p.jobs[job.Args.Name]
+	p.mu.Unlock()
+	if construct == nil {
+		return fmt.Errorf("%w: %q: declare it with Periodic.Job in every process that works %s jobs", ErrUndeclared, job.Args.Name, job.Kind)
+	}
+	client, err := river.ClientFromContextSafely[pgx.Tx](ctx)
+	if err != nil {
+		return fmt.Errorf("tenantriver: fan-out %q needs a River client on riverpgxv5: %w", job.Args.Name, err)
+	}
+	tenants, err := p.store.List(ctx)
+	if err != nil {
+		return fmt.Errorf("tenantriver: fan-out %q: list tenants: %w", job.Args.Name, err)
+	}
+	var params []river.InsertManyParams
+	for _, t := range tenants {
+		args, opts := construct(t.ID)
+		if args == nil {
+			continue
+		}
+		// The tenant goes in the metadata, where Middleware reads it back
+		// (fanoutKey), so that every tenant's job is one batch insert.
+		o := river.InsertOpts{}
+		if opts != nil {
+			o = *opts
+		}
+		if o.Metadata, err = withTenant(o.Metadata, t.ID); err != nil {
+			return fmt.Errorf("tenantriver: fan-out %q: tenant %s: %w", job.Args.Name, t.ID, err)
+		}
+		params = append(params, river.InsertManyParams{Args: args, InsertOpts: &o})
+	}
+
+	drv := client.Driver()
+	execTx, err := drv.GetExecutor().Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("tenantriver: fan-out %q: begin: %w", job.Args.Name, err)
+	}
+	tx := drv.UnwrapTx(execTx)
+	defer tx.Rollback(context.WithoutCancel(ctx)) // after Commit, a no-op
+	if len(params) > 0 {
+		if _, err := client.InsertManyTx(context.WithValue(ctx, fanoutKey{}, true), tx, params); err != nil {
+			return fmt.Errorf("tenantriver: fan-out %q: insert %d jobs: %w", job.Args.Name, len(params), err)
+		}
+	}
+	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+		return fmt.Errorf("tenantriver: fan-out %q: complete: %w", job.Args.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("tenantriver: fan-out %q: commit: %w", job.Args.Name, err)
+	}
+	return nil
+}
+
+func withTenant(metadata []byte, id string) ([]byte, error) {
+	meta, err := decodeMetadata(metadata)
+	if err != nil {
+		return nil, err
+	}
+	if named, err := metadataTenant(meta); err != nil {
+		return nil, err
+	} else if named != "" && named != id {
+		return nil, fmt.Errorf("the constructor's metadata names tenant %q", named)
+	}
+	meta[MetadataKey], _ = json.Marshal(id)
+	return json.Marshal(meta)
+}
