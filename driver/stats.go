@@ -162,7 +162,10 @@ func tenantStatsLocked(t *tenant, f HookFailure) TenantStats {
 	ts := t.tg.statsLocked()
 	ts.Ready = t.gate.Load().ok.Load()
 	if !f.Time.IsZero() {
-		ts.LastHookFailure = &f
+		// A copy made here, so that only a tenant with a failure costs an
+		// allocation (the address of f would move f to the heap for all).
+		failure := f
+		ts.LastHookFailure = &failure
 	}
 	return ts
 }
