@@ -212,6 +212,7 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 		return Tenant{}, notFound(id)
 	}
 	if err != nil {
+		r.reloadOnFailure(err)
 		return Tenant{}, r.errorf("get tenant %q: %w", id, err)
 	}
 	t, err := decodeRecord(id, raw)
@@ -228,6 +229,7 @@ func (r *Redis) List(ctx context.Context) ([]Tenant, error) {
 	}
 	all, err := r.c.HGetAll(ctx, r.keys.tenants).Result()
 	if err != nil {
+		r.reloadOnFailure(err)
 		return nil, r.errorf("list tenants: %w", err)
 	}
 	st := r.decodeAll(all, 0, nil)
@@ -275,6 +277,7 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 			return Tenant{}, notFound(t.ID)
 		}
 		if err != nil {
+			r.reloadOnFailure(err)
 			return Tenant{}, r.errorf("update tenant %q: %w", t.ID, err)
 		}
 		cur, err := decodeRecord(t.ID, raw)
@@ -352,6 +355,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := r.c.Ping(ctx).Err(); err != nil {
+		r.reloadOnFailure(err)
 		return r.errorf("%w", err)
 	}
 	return nil

@@ -58,10 +58,11 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	text := fmt.Sprintf(`port %d
 bind 127.0.0.1
 dir %s
+logfile %s
 sentinel monitor %s 127.0.0.1 %d 1
-sentinel down-after-milliseconds %[3]s %d
-sentinel failover-timeout %[3]s 10000
-`, s.port, dir, s.MasterName, primary.port, sentinelDownAfter)
+sentinel down-after-milliseconds %s %d
+sentinel failover-timeout %s 10000
+`, s.port, dir, filepath.Join(dir, "sentinel.log"), s.MasterName, primary.port, s.MasterName, sentinelDownAfter, s.MasterName)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,16 @@ sentinel failover-timeout %[3]s 10000
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", prog, err)
 	}
-	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		if t.Failed() {
+			// What the Sentinel saw and did explains a failover
+			// that went wrong.
+			b, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+			t.Logf("the Sentinel's log:\n%s", b)
+		}
+	})
 
 	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr()})
 	defer sc.Close()
