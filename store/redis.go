@@ -142,7 +142,10 @@ type StatusReporter interface {
 //
 // Options of the store itself: prefix=NAME, check=DURATION,
 // resync=DURATION, stream_length=N; every other option is go-redis's (dial_timeout=3s,
-// pool_size=10, ...). opts override the URL.
+// pool_size=10, ...). opts override the URL. In a Sentinel URL, the user and
+// password before the host authenticate to the Sentinel; those of the primary
+// and replicas go in username= and password=, as go-redis reads it
+// (redis.ParseFailoverURL).
 func OpenRedis(ctx context.Context, rawURL string, opts ...RedisOption) (*Redis, error) {
 	name := RedactURL(rawURL)
 	c, o, err := parseRedisURL(rawURL, name)
