@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,6 +185,9 @@ func newRedis(ctx context.Context, c redis.UniversalClient, name string, o redis
 	// Reach Redis once, so a wrong address or password fails here, and
 	// mark the data with an epoch if it has none.
 	if err := c.SetNX(ctx, r.keys.epoch, newEpoch(), 0).Err(); err != nil {
+		if msg := err.Error(); o.sentinelUserinfo && (strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "WRONGPASS")) {
+			return nil, r.errorf("%w (behind Sentinel, the password before the host is the Sentinel's: give the primary's as password=..., and its user as username=...)", err)
+		}
 		return nil, r.errorf("%w", err)
 	}
 	return r, nil

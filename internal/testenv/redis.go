@@ -53,7 +53,10 @@ type RedisServer struct {
 	dir     string
 	persist bool
 	args    []string // more arguments to redis-server (cluster mode, replicaof)
-	cmd     *exec.Cmd
+	// password, if not empty, is required of clients and given to a
+	// primary (requirepass, masterauth).
+	password string
+	cmd      *exec.Cmd
 }
 
 // StartRedis starts a private redis-server on a free port. With persist,
@@ -66,10 +69,15 @@ func StartRedis(t testing.TB, persist bool) *RedisServer {
 
 func startRedis(t testing.TB, persist bool, args ...string) *RedisServer {
 	t.Helper()
+	return startRedisAuth(t, persist, "", args...)
+}
+
+func startRedisAuth(t testing.TB, persist bool, password string, args ...string) *RedisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		CannotRun(t, "no redis-server to start a private Redis: %v", err)
 	}
-	s := &RedisServer{t: t, port: freePort(t), dir: t.TempDir(), persist: persist, args: args}
+	s := &RedisServer{t: t, port: freePort(t), dir: t.TempDir(), persist: persist, args: args, password: password}
 	s.Start()
 	t.Cleanup(s.Kill)
 	return s
@@ -94,7 +102,7 @@ func (s *RedisServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port)
 
 // Client returns a plain client on the server, closed at the test's end.
 func (s *RedisServer) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password})
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -107,6 +115,9 @@ func (s *RedisServer) Start() {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		args = append(args, "--appendonly", "no")
+	}
+	if s.password != "" {
+		args = append(args, "--requirepass", s.password, "--masterauth", s.password)
 	}
 	args = append(args, s.args...)
 	s.cmd = exec.Command("redis-server", args...)
@@ -145,7 +156,8 @@ func (s *RedisServer) answers() bool {
 	c.SetDeadline(time.Now().Add(time.Second))
 	fmt.Fprint(c, "PING\r\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
+	// NOAUTH: it answers, and wants a password.
+	return err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH"))
 }
 
 // WithQuery returns u with the query parameters added.

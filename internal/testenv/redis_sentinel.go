@@ -37,8 +37,12 @@ const sentinelDownAfter = 1000 // ms
 // sync and the Sentinel knows it, so that a failover can pick it; all
 // three are killed at the test's end. The Sentinel is redis-sentinel, or
 // redis-server --sentinel (the same program) without it.
-func StartRedisSentinel(t testing.TB) *RedisSentinel {
+func StartRedisSentinel(t testing.TB, opts ...SentinelOption) *RedisSentinel {
 	t.Helper()
+	var o sentinelOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	prog, args := "redis-sentinel", []string(nil)
 	if _, err := exec.LookPath(prog); err != nil {
 		if _, err2 := exec.LookPath("redis-server"); err2 != nil {
@@ -47,8 +51,8 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 		prog, args = "redis-server", []string{"--sentinel"}
 	}
 	ctx := context.Background()
-	primary := startRedis(t, false)
-	replica := startRedis(t, false, "--replicaof", "127.0.0.1", fmt.Sprint(primary.port))
+	primary := startRedisAuth(t, false, o.password)
+	replica := startRedisAuth(t, false, o.password, "--replicaof", "127.0.0.1", fmt.Sprint(primary.port))
 	s := &RedisSentinel{t: t, MasterName: "tsqltest", Servers: []*RedisServer{primary, replica}, port: freePort(t)}
 
 	// The Sentinel rewrites its config file as it learns: one of its
@@ -63,6 +67,9 @@ sentinel monitor %s 127.0.0.1 %d 1
 sentinel down-after-milliseconds %s %d
 sentinel failover-timeout %s 10000
 `, s.port, dir, filepath.Join(dir, "sentinel.log"), s.MasterName, primary.port, s.MasterName, sentinelDownAfter, s.MasterName)
+	if o.password != "" {
+		text += fmt.Sprintf("sentinel auth-pass %s %s\n", s.MasterName, o.password)
+	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +104,19 @@ sentinel failover-timeout %s 10000
 		return reps[0]["port"] == fmt.Sprint(replica.port) && flags == "slave"
 	})
 	return s
+}
+
+// A SentinelOption configures StartRedisSentinel.
+type SentinelOption func(*sentinelOptions)
+
+type sentinelOptions struct {
+	password string
+}
+
+// WithPrimaryPassword makes the primary and the replica require password
+// of their clients (the Sentinel itself requires none).
+func WithPrimaryPassword(password string) SentinelOption {
+	return func(o *sentinelOptions) { o.password = password }
 }
 
 // Addr returns the Sentinel's host:port.
