@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ensure the PostgreSQL and Redis servers the tests run against are up,
-# and that the pgbouncer and chromium programs are installed (see
-# ensure_pgbouncer and ensure_chromium).
+# and that the pgbouncer, redis-sentinel and chromium programs are installed
+# (see ensure_pgbouncer, ensure_redis_sentinel and ensure_chromium).
 #
 # For each service: if it answers, do nothing (never restart or reconfigure
 # a running server, never touch pg_hba.conf); if it is installed but
@@ -327,6 +327,42 @@ ensure_pgbouncer() {
 	say "pgbouncer: installed (the tests start their own)"
 }
 
+# ------------------------------------------------------------ Redis Sentinel
+
+# The store's tests on a Sentinel-managed primary and replica (store,
+# internal/testenv StartRedisSentinel) start a private Sentinel, and a
+# private primary and replica, on free ports. Only installed here, never
+# started: the package's service is kept from starting at install (a
+# policy-rc.d that refuses, unless one is there already) and left alone.
+# The tests fall back to redis-server --sentinel, the same program, but CI
+# installs the package they document.
+ensure_redis_sentinel() {
+	if have redis-sentinel; then
+		say "redis-sentinel: installed (the tests start their own)"
+		return 0
+	fi
+	if ! is_root; then
+		err "redis-sentinel: not installed; the tests on Sentinel use redis-server --sentinel (and fail under CI)."
+		err "    Install it as root:  apt-get install redis-sentinel   (or run this script as root)."
+		[[ -z ${CI:-} ]] || exit 1
+		return 0
+	fi
+	take_lock
+	if ! have redis-sentinel; then
+		local policy=/usr/sbin/policy-rc.d made=
+		if [[ ! -e $policy ]]; then
+			printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made=1
+		fi
+		local st=0
+		apt_install redis-sentinel || st=$?
+		[[ -z $made ]] || rm -f "$policy"
+		((st == 0)) || fail "redis-sentinel: apt-get install redis-sentinel failed:"
+		: >"$LOG"
+	fi
+	have redis-sentinel || fail "redis-sentinel: installed, but no redis-sentinel on PATH"
+	say "redis-sentinel: installed (the tests start their own)"
+}
+
 # ------------------------------------------------------------------ Chromium
 
 # The browser tests of the operator's page (examples/hospital/ui_test.go)
@@ -375,6 +411,11 @@ set +e
 (
 	set -e
 	ensure_pgbouncer
+)
+((rc |= $?))
+(
+	set -e
+	ensure_redis_sentinel
 )
 ((rc |= $?))
 (

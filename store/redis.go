@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,7 +143,10 @@ type StatusReporter interface {
 //
 // Options of the store itself: prefix=NAME, check=DURATION,
 // resync=DURATION, stream_length=N; every other option is go-redis's (dial_timeout=3s,
-// pool_size=10, ...). opts override the URL.
+// pool_size=10, ...). opts override the URL. In a Sentinel URL, the user and
+// password before the host authenticate to the Sentinel; those of the primary
+// and replicas go in username= and password=, as go-redis reads it
+// (redis.ParseFailoverURL).
 func OpenRedis(ctx context.Context, rawURL string, opts ...RedisOption) (*Redis, error) {
 	name := RedactURL(rawURL)
 	c, o, err := parseRedisURL(rawURL, name)
@@ -181,6 +185,9 @@ func newRedis(ctx context.Context, c redis.UniversalClient, name string, o redis
 	// Reach Redis once, so a wrong address or password fails here, and
 	// mark the data with an epoch if it has none.
 	if err := c.SetNX(ctx, r.keys.epoch, newEpoch(), 0).Err(); err != nil {
+		if msg := err.Error(); o.sentinelUserinfo && (strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "WRONGPASS")) {
+			return nil, r.errorf("%w (behind Sentinel, the password before the host is the Sentinel's: give the primary's as password=..., and its user as username=...)", err)
+		}
 		return nil, r.errorf("%w", err)
 	}
 	return r, nil
@@ -212,6 +219,7 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 		return Tenant{}, notFound(id)
 	}
 	if err != nil {
+		r.reloadOnFailure(err)
 		return Tenant{}, r.errorf("get tenant %q: %w", id, err)
 	}
 	t, err := decodeRecord(id, raw)
@@ -228,6 +236,7 @@ func (r *Redis) List(ctx context.Context) ([]Tenant, error) {
 	}
 	all, err := r.c.HGetAll(ctx, r.keys.tenants).Result()
 	if err != nil {
+		r.reloadOnFailure(err)
 		return nil, r.errorf("list tenants: %w", err)
 	}
 	st := r.decodeAll(all, 0, nil)
@@ -275,6 +284,7 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 			return Tenant{}, notFound(t.ID)
 		}
 		if err != nil {
+			r.reloadOnFailure(err)
 			return Tenant{}, r.errorf("update tenant %q: %w", t.ID, err)
 		}
 		cur, err := decodeRecord(t.ID, raw)
@@ -352,6 +362,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := r.c.Ping(ctx).Err(); err != nil {
+		r.reloadOnFailure(err)
 		return r.errorf("%w", err)
 	}
 	return nil

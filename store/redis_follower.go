@@ -144,6 +144,7 @@ func (f *follower) step(ctx context.Context, fn func(context.Context) error) {
 }
 
 func (f *follower) failed(err error) {
+	f.r.reloadOnFailure(err)
 	msg := err.Error()
 	f.r.mu.Lock()
 	f.r.status.Connected = false

@@ -20,6 +20,10 @@ type redisOptions struct {
 	resyncAll time.Duration
 	maxLen    int64
 	log       *slog.Logger
+	// sentinelUserinfo: a Sentinel URL with a password before the host
+	// and none in password=, which go-redis gives the Sentinel only; if
+	// the primary then wants one, say where it goes.
+	sentinelUserinfo bool
 }
 
 // WithRedisPrefix sets the key prefix (default "tenantsql"), so several
@@ -130,6 +134,8 @@ func parseRedisURL(rawURL, name string) (redis.UniversalClient, redisOptions, er
 		if err != nil {
 			return nil, redisOptions{}, redisURLError(name, err)
 		}
+		_, hasPassword := u.User.Password()
+		o.sentinelUserinfo = hasPassword && !q.Has("password")
 		c = redis.NewFailoverClient(fo)
 	case q.Has("addr") || cluster:
 		co, err := redis.ParseClusterURL(u.String())

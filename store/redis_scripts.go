@@ -81,6 +81,7 @@ type written struct {
 func (r *Redis) runMutation(ctx context.Context, s *redis.Script, args ...any) (scriptResult, written, error) {
 	a, err := r.run(ctx, s, args...).Slice()
 	if err != nil {
+		r.reloadOnFailure(err)
 		return 0, written{}, err
 	}
 	var (
@@ -171,7 +172,9 @@ return 1`)
 // after the loss, found at version lossAt, that made the caller keep
 // tenants.
 func (r *Redis) runMarkLost(ctx context.Context, lossAt int64) error {
-	return r.run(ctx, markLostScript, lossAt).Err()
+	err := r.run(ctx, markLostScript, lossAt).Err()
+	r.reloadOnFailure(err)
+	return err
 }
 
 // newEpoch returns a random id for the data: a follower that finds

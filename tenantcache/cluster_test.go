@@ -3,8 +3,6 @@ package tenantcache_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,49 +19,10 @@ import (
 // holding half of the slots, and returns a plain client per node.
 func startCluster(t *testing.T) []*redis.Client {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		testenv.CannotRun(t, "no redis-server to start a private Redis Cluster: %v", err)
-	}
 	var nodes []*redis.Client
-	for i := range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		dir := t.TempDir()
-		cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-		t.Cleanup(func() { c.Close() })
-		testenv.Eventually(t, 5*time.Second, "the cluster node to answer", func() bool {
-			return c.Ping(context.Background()).Err() == nil
-		})
-		lo, hi := i*8192, i*8192+8191
-		if err := c.Do(context.Background(), "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
-			t.Fatalf("CLUSTER ADDSLOTSRANGE %d %d: %v", lo, hi, err)
-		}
-		nodes = append(nodes, c)
+	for _, s := range testenv.StartRedisCluster(t, 2, 0).Nodes {
+		nodes = append(nodes, s.Client())
 	}
-	port := strings.TrimPrefix(nodes[1].Options().Addr, "127.0.0.1:")
-	if err := nodes[0].Do(context.Background(), "CLUSTER", "MEET", "127.0.0.1", port).Err(); err != nil {
-		t.Fatalf("CLUSTER MEET: %v", err)
-	}
-	testenv.Eventually(t, 10*time.Second, "the cluster to be ok on both nodes", func() bool {
-		for _, n := range nodes {
-			info, err := n.ClusterInfo(context.Background()).Result()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:2") {
-				return false
-			}
-		}
-		return true
-	})
 	return nodes
 }
 

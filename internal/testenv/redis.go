@@ -52,7 +52,11 @@ type RedisServer struct {
 	port    int
 	dir     string
 	persist bool
-	cmd     *exec.Cmd
+	args    []string // more arguments to redis-server (cluster mode, replicaof)
+	// password, if not empty, is required of clients and given to a
+	// primary (requirepass, masterauth).
+	password string
+	cmd      *exec.Cmd
 }
 
 // StartRedis starts a private redis-server on a free port. With persist,
@@ -60,23 +64,48 @@ type RedisServer struct {
 // without, a restart comes back empty.
 func StartRedis(t testing.TB, persist bool) *RedisServer {
 	t.Helper()
+	return startRedis(t, persist)
+}
+
+func startRedis(t testing.TB, persist bool, args ...string) *RedisServer {
+	t.Helper()
+	return startRedisAuth(t, persist, "", args...)
+}
+
+func startRedisAuth(t testing.TB, persist bool, password string, args ...string) *RedisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		CannotRun(t, "no redis-server to start a private Redis: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &RedisServer{t: t, port: port, dir: t.TempDir(), persist: persist}
+	s := &RedisServer{t: t, port: freePort(t), dir: t.TempDir(), persist: persist, args: args, password: password}
 	s.Start()
 	t.Cleanup(s.Kill)
 	return s
 }
 
+// freePort returns a local TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // URL returns the server's URL.
 func (s *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+
+// Addr returns the server's host:port.
+func (s *RedisServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
+
+// Client returns a plain client on the server, closed at the test's end.
+func (s *RedisServer) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password})
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // Start starts the server (again) and waits until it answers.
 func (s *RedisServer) Start() {
@@ -87,6 +116,10 @@ func (s *RedisServer) Start() {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	if s.password != "" {
+		args = append(args, "--requirepass", s.password, "--masterauth", s.password)
+	}
+	args = append(args, s.args...)
 	s.cmd = exec.Command("redis-server", args...)
 	s.cmd.Stdout, s.cmd.Stderr = nil, nil
 	if err := s.cmd.Start(); err != nil {
@@ -100,6 +133,9 @@ func (s *RedisServer) Start() {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Running reports whether the server was started and not killed since.
+func (s *RedisServer) Running() bool { return s.cmd != nil }
 
 // Kill stops the server at once, as a crash would.
 func (s *RedisServer) Kill() {
@@ -120,7 +156,8 @@ func (s *RedisServer) answers() bool {
 	c.SetDeadline(time.Now().Add(time.Second))
 	fmt.Fprint(c, "PING\r\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
+	// NOAUTH: it answers, and wants a password.
+	return err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH"))
 }
 
 // WithQuery returns u with the query parameters added.
