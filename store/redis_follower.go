@@ -424,7 +424,7 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 			if !ok {
 				break
 			}
-			t, err := decodeValidRecord(e.id, raw)
+			t, err := r.decodeValidRecord(e.id, raw)
 			if err != nil {
 				r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
 				break

@@ -46,7 +46,7 @@ func decodeRecord(id, raw string) (Tenant, error) {
 func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]Tenant) state {
 	st := state{version: version, tenants: make(map[string]Tenant, len(all))}
 	for id, raw := range all {
-		t, err := decodeValidRecord(id, raw)
+		t, err := r.decodeValidRecord(id, raw)
 		if err != nil {
 			r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
 			if old, ok := prev[id]; ok {
@@ -59,16 +59,25 @@ func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]
 	return st
 }
 
-// decodeValidRecord decodes a record and checks what a reader relies on:
-// the id and a postgres URL. Writes ran the full Validate already; running
-// it again on every resync would add about 8 µs a record, and the driver
-// reports a URL it cannot use when it dials.
-func decodeValidRecord(id, raw string) (Tenant, error) {
+// decodeValidRecord decodes a record, opens its sealed values, and checks
+// what a reader relies on: the id and a postgres URL. Writes ran the full
+// Validate already; running it again on every resync would add about 8 µs
+// a record, and the driver reports a URL it cannot use when it dials. A
+// record whose values cannot be opened is logged and kept, its values
+// sealed: the tenant is unusable (the driver says why), the others are
+// not affected.
+func (r *Redis) decodeValidRecord(id, raw string) (Tenant, error) {
 	t, err := decodeRecord(id, raw)
 	if err != nil {
 		return Tenant{}, err
 	}
+	info, openErr := openInfo(r.kr, id, t.DeployInfo)
+	t.DeployInfo = info
 	err = ValidateID(id)
+	if openErr != nil && err == nil {
+		r.log.Error("tenantsql: store: a tenant's secrets cannot be opened; it is unusable until its key is configured or it is written again", "store", r.name, "err", openErr)
+		return t, nil
+	}
 	if err == nil {
 		if !isPostgresURL(t.PostgresURL()) {
 			err = &ValidationError{Field: "deploy_info." + KeyPostgresURL, Reason: "missing, or not a postgres:// URL"}
