@@ -111,7 +111,7 @@
 // refuses to write into a store that holds sealed values (ErrNoKeys), so
 // no password is written in clear among sealed ones; records written in
 // clear before keys were configured are read as before, and sealed at
-// their next write.
+// their next write (tenantsql tenants rekey seals every one).
 //
 // # Watching
 //

@@ -356,7 +356,9 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 		return err
 	}
 	f.st, f.known, f.sum = next, fi, sum
-	f.hub.publish(ev)
+	if ev.Type != 0 { // Rekey changes only how the file holds the tenants
+		f.hub.publish(ev)
+	}
 	return nil
 }
 
