@@ -134,9 +134,7 @@ func (f *File) parse(data []byte) (state, error) {
 	if err != nil {
 		return state{}, f.errorf("%w", err)
 	}
-	for _, err := range unopened {
-		f.log.Error("tenantsql: store: a tenant's secrets cannot be opened; it is unusable until its key is configured or it is written again", "store", f.path, "err", err)
-	}
+	logUnopened(f.log, f.path, unopened)
 	return st, nil
 }
 

@@ -3,9 +3,11 @@ package store
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/tenantsql/tenantsql/keyring"
 )
@@ -93,6 +95,25 @@ func openInfo(kr *keyring.Keyring, id string, info map[string]string) (map[strin
 }
 
 var errNoKeysToOpen = errors.New("this process has no keys (set TENANTSQL_KEYS, or the store URL option keys=env or keys_file=PATH)")
+
+// logUnopened logs the tenants whose secrets could not be opened, in one
+// line however many: a process without a key would otherwise log every
+// tenant at every resync. The line names each tenant's key id and why, up
+// to maxLoggedUnopened of them, and never a value.
+func logUnopened(log *slog.Logger, store string, errs []error) {
+	if len(errs) == 0 {
+		return
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	shown := make([]string, 0, min(len(errs), maxLoggedUnopened))
+	for _, err := range errs[:min(len(errs), maxLoggedUnopened)] {
+		shown = append(shown, err.Error())
+	}
+	log.Error("tenantsql: store: tenants whose secrets cannot be opened; each is unusable until its key is configured or it is written again",
+		"store", store, "tenants", len(errs), "errors", shown)
+}
+
+const maxLoggedUnopened = 10
 
 // hasSealed reports whether a value of info is sealed.
 func hasSealed(info map[string]string) bool {

@@ -273,3 +273,26 @@ func (f *follow) get(id string) (Tenant, bool) {
 	defer f.mu.Unlock()
 	return f.tr.Get(id)
 }
+
+// TestSealedLoggedOnce: a process without the key logs the tenants it
+// cannot open in one line per read, not one per tenant.
+func TestSealedLoggedOnce(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			open, _ := b.setup(t)
+			w := open(testRing(t, "k1"), slog.New(slog.DiscardHandler))
+			for _, id := range []string{"a", "b", "c"} {
+				if _, err := w.Create(context.Background(), newTenant(id, id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs testenv.LogBuffer
+			mustList(t, open(nil, slog.New(slog.NewJSONHandler(&logs, nil))))
+			recs := logs.Records(t)
+			if len(recs) != 1 || recs[0]["tenants"] != float64(3) {
+				t.Fatalf("want one log line for 3 tenants, got %v", recs)
+			}
+		})
+	}
+}
