@@ -131,17 +131,29 @@ func (c *cli) open(ctx context.Context) (store.Store, error) {
 	if c.storeURL == "" {
 		return nil, errors.New("no tenant store: give --store URL or set TENANTSQL_STORE")
 	}
+	kr, err := c.keyring()
+	if err != nil {
+		return nil, err
+	}
 	var opts []store.OpenOption
-	if c.keys != "" {
-		ks, err := keyring.ParseKeys(c.keys)
-		if err != nil {
-			return nil, fmt.Errorf("TENANTSQL_KEYS: %w", err)
-		}
-		opts = append(opts, store.WithKeys(keyring.New(ks)))
+	if kr != nil {
+		opts = append(opts, store.WithKeys(kr))
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return store.Open(octx, c.storeURL, opts...)
+}
+
+// keyring returns the keys of $TENANTSQL_KEYS, or nil if it is not set.
+func (c *cli) keyring() (*keyring.Keyring, error) {
+	if c.keys == "" {
+		return nil, nil
+	}
+	ks, err := keyring.ParseKeys(c.keys)
+	if err != nil {
+		return nil, fmt.Errorf("TENANTSQL_KEYS: %w", err)
+	}
+	return keyring.New(ks), nil
 }
 
 // parseArgs separates flags, which may come anywhere, from positional
@@ -434,7 +446,12 @@ func (c *cli) confirm(question string) bool {
 // updated where their deploy info differs. Tenants it does not list are
 // left alone.
 func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool) int {
-	src, err := store.OpenFile(ctx, path, store.WithFilePollInterval(0))
+	// The file may be a copy of a sealed store: open it with the keys.
+	kr, err := c.keyring()
+	if err != nil {
+		return c.fail(err)
+	}
+	src, err := store.OpenFile(ctx, path, store.WithFilePollInterval(0), store.WithFileKeys(kr))
 	if err != nil {
 		return c.fail(err)
 	}

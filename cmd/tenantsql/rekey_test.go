@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,6 +72,7 @@ func TestRekeyCommand(t *testing.T) {
 					func(raw string) bool {
 						return !strings.Contains(raw, "enc:v1:k1:") && strings.Contains(raw, "enc:v1:k2:")
 					}},
+				{"load a copy of the sealed store", k2, []string{"tenants", "load", "$COPY"}, exitOK, nil, []string{"0 created, 0 updated, 2 unchanged"}, nil},
 				{"list with the new key alone", k2, []string{"tenants", "list"}, exitOK, []string{shownA, "API_TOKEN=xxxxx"}, nil, nil},
 				{"list without keys", "", []string{"tenants", "list"}, exitOK, []string{"enc:v1:k2:xxxxx"}, nil, nil},
 				{"write without keys", "", []string{"tenants", "add", "tenant-c.test", urlNew}, exitError, nil, []string{"TENANTSQL_KEYS"},
@@ -77,7 +81,15 @@ func TestRekeyCommand(t *testing.T) {
 				{"bad keys", "k1:short", []string{"tenants", "list"}, exitError, nil, []string{"TENANTSQL_KEYS", `"k1"`}, nil},
 			}
 			for _, st := range steps {
-				r := runCLI(t, env(st.keys), "", st.args...)
+				args := slices.Clone(st.args)
+				if i := slices.Index(args, "$COPY"); i >= 0 {
+					copyPath := filepath.Join(t.TempDir(), "copy.json")
+					if err := os.WriteFile(copyPath, []byte(sealedCopy(t, backend, raw())), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					args[i] = copyPath
+				}
+				r := runCLI(t, env(st.keys), "", args...)
 				if r.code != st.code {
 					t.Fatalf("%s: tenantsql %s: exit code %d, want %d\n%v", st.name, strings.Join(st.args, " "), r.code, st.code, r)
 				}
@@ -147,4 +159,36 @@ func rawRedisStore(t *testing.T, storeURL string) func() string {
 		}
 		return b.String()
 	}
+}
+
+// sealedCopy returns a tenant file holding what the store holds at rest,
+// sealed: the file itself, or the records of the Redis hash (which hold
+// the fields of the file's tenants), as a backup of either would.
+func sealedCopy(t *testing.T, backend, raw string) string {
+	if backend == "file" {
+		return raw
+	}
+	var b strings.Builder
+	b.WriteString(`{"tenants": {`)
+	n := 0
+	for line := range strings.Lines(raw) {
+		id, rec, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok || !strings.HasPrefix(rec, "{") {
+			continue
+		}
+		var r struct {
+			DeployInfo map[string]string `json:"deploy_info"`
+		}
+		if err := json.Unmarshal([]byte(rec), &r); err != nil {
+			t.Fatal(err)
+		}
+		info, _ := json.Marshal(r.DeployInfo)
+		if n > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%q: {\"deploy_info\": %s}", id, info)
+		n++
+	}
+	b.WriteString("}}")
+	return b.String()
 }
