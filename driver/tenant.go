@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenantsql/tenantsql/internal/pgurl"
+	"github.com/tenantsql/tenantsql/keyring"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -44,9 +45,15 @@ func parseDSN(id, key, dsn string) (*pgx.ConnConfig, error) {
 // which the admin API checks as it checks URLs. The error does not echo
 // the value, which may hold a password in a form RedactURL cannot mask.
 func urlError(id, key, dsn string) error {
+	keyID, sealed := keyring.KeyID(dsn)
 	switch {
 	case dsn == "":
 		return &MissingURLKeyError{Tenant: id, Key: key}
+	case sealed:
+		// The store could not open it, and logged why.
+		return fmt.Errorf("%w: tenant %q: deploy_info.%s is sealed with key %q, which this process could not open "+
+			"(the key is not among its keys, or the value was altered or moved; the store's log says which): "+
+			"configure the key (TENANTSQL_KEYS, store URL option keys=env or keys_file=PATH), or write the tenant again", ErrTenantConfig, id, key, keyID)
 	case !pgurl.IsURL(dsn):
 		return fmt.Errorf("%w: tenant %q: deploy_info.%s is not a postgres:// or postgresql:// URL: set it to one", ErrTenantConfig, id, key)
 	}

@@ -83,6 +83,36 @@
 // never contain a password. Tenant values themselves, and their JSON
 // encoding, do hold the password: that is what the driver connects with.
 //
+// # Secrets at rest
+//
+// Without keys, the file and Redis hold every tenant's password in clear:
+// whoever can read the file, the Redis keyspace or a backup of either can
+// connect to every tenant's database. Given keys (package keyring:
+// WithFileKeys, WithRedisKeys, Open's WithKeys, or the URL option keys=env,
+// which reads TENANTSQL_KEYS, or keys_file=PATH), a store seals every value
+// of deploy_info that Tenant.Redacted would hide (postgres:// URLs with a
+// password, values under keys that name a secret) with AES-256-GCM when
+// it writes a tenant, and opens it when it reads one. URLs are sealed
+// whole, host and database included, so that nobody without the key can
+// point a tenant's password at another server. Other values stay in
+// clear. What the store holds in memory, and what watchers, the driver and
+// hooks see, is plaintext: the cost is paid when tenants are read or
+// followed, never per query.
+//
+// Values are written as enc:v1:KEYID:..., bound to their tenant, their
+// key name and their key id. Several keys may be configured, the first
+// the primary: writes seal with it, reads open with any. A value this
+// process cannot open (its key is not configured, or it was altered or
+// copied from another tenant) is logged with the tenant and the key id and
+// left sealed: that tenant is unusable, its queries fail with the
+// driver's ErrTenantConfig naming the key, Tenant.IsSealed reports it, and
+// the other tenants and the Redis follower carry on. Writing the tenant
+// again, or configuring its key, makes it usable. A process without keys
+// refuses to write into a store that holds sealed values (ErrNoKeys), so
+// no password is written in clear among sealed ones; records written in
+// clear before keys were configured are read as before, and sealed at
+// their next write (tenantsql tenants rekey seals every one).
+//
 // # Watching
 //
 // Watch returns a channel whose first event is an EventSync carrying every

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // File is a Store kept in one JSON file:
@@ -40,6 +42,7 @@ type File struct {
 	path string
 	log  *slog.Logger
 	poll time.Duration
+	kr   *keyring.Keyring // seals secret values at rest; nil: none
 
 	writeMu sync.Mutex // serializes writers in this process before the file lock
 
@@ -79,6 +82,7 @@ func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, erro
 		path: path,
 		log:  o.log,
 		poll: o.poll,
+		kr:   o.keys,
 		done: make(chan struct{}),
 	}
 	data, fi, err := f.load()
@@ -123,12 +127,14 @@ func (f *File) load() ([]byte, os.FileInfo, error) {
 	return data, fi, nil
 }
 
-// parse decodes the file's content; errors name the file.
+// parse decodes the file's content; errors name the file. Tenants whose
+// secrets cannot be opened are logged: they are kept, unusable.
 func (f *File) parse(data []byte) (state, error) {
-	st, err := decodeFile(data)
+	st, unopened, err := decodeFile(data, f.kr)
 	if err != nil {
 		return state{}, f.errorf("%w", err)
 	}
+	logUnopened(f.log, f.path, unopened)
 	return st, nil
 }
 
@@ -145,7 +151,7 @@ func unwrapPathError(err error) error {
 // and the hash of what it wrote.
 func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
-	data, err := encodeFile(st)
+	data, err := encodeFile(st, f.kr)
 	if err != nil {
 		return nil, none, f.errorf("encode: %w", err)
 	}
@@ -265,6 +271,17 @@ func (f *File) refreshLocked() error {
 	return nil
 }
 
+// holdsSealed reports whether a tenant of the state holds a sealed value.
+// f.mu is held.
+func (f *File) holdsSealed() bool {
+	for _, t := range f.st.tenants {
+		if hasSealed(t.DeployInfo) {
+			return true
+		}
+	}
+	return false
+}
+
 func equalTenants(a, b map[string]Tenant) bool {
 	return maps.EqualFunc(a, b, func(x, y Tenant) bool {
 		return x.Version == y.Version && maps.Equal(x.DeployInfo, y.DeployInfo)
@@ -324,6 +341,9 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 	if err := f.refreshLocked(); err != nil {
 		return err
 	}
+	if f.kr == nil && f.holdsSealed() {
+		return f.errorf("%w", ErrNoKeys)
+	}
 	next := f.st.clone()
 	ev, changed, err := fn(&next)
 	if err != nil || !changed {
@@ -334,7 +354,9 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 		return err
 	}
 	f.st, f.known, f.sum = next, fi, sum
-	f.hub.publish(ev)
+	if ev.Type != 0 { // Rekey changes only how the file holds the tenants
+		f.hub.publish(ev)
+	}
 	return nil
 }
 

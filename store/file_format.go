@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // The JSON format of the file store: decoding with errors that name the
@@ -27,27 +29,30 @@ type fileTenant struct {
 	UpdatedAt  *time.Time        `json:"updated_at,omitempty"`
 }
 
-func decodeFile(data []byte) (state, error) {
+// decodeFile decodes the file's content, opening sealed values with kr.
+// A tenant whose values cannot be opened is kept, its values sealed, and
+// described in unopened.
+func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return state{}, errors.New(`file is empty (want {"tenants": {...}})`)
+		return state{}, nil, errors.New(`file is empty (want {"tenants": {...}})`)
 	}
 	if err := checkDuplicateKeys(data); err != nil {
-		return state{}, err
+		return state{}, nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var doc fileDoc
 	if err := dec.Decode(&doc); err != nil {
-		return state{}, describeJSONError(data, err)
+		return state{}, nil, describeJSONError(data, err)
 	}
 	// Not dec.More: it reports false for a stray '}' or ']'.
 	if _, err := dec.Token(); err != io.EOF {
-		return state{}, errors.New("unexpected data after the top-level JSON object")
+		return state{}, nil, errors.New("unexpected data after the top-level JSON object")
 	}
 	if doc.Tenants == nil {
-		return state{}, errors.New(`no "tenants" object (want {"tenants": {...}})`)
+		return state{}, nil, errors.New(`no "tenants" object (want {"tenants": {...}})`)
 	}
-	st := state{version: doc.Version, tenants: make(map[string]Tenant, len(doc.Tenants))}
+	st = state{version: doc.Version, tenants: make(map[string]Tenant, len(doc.Tenants))}
 	for id, ft := range doc.Tenants {
 		t := Tenant{ID: id, DeployInfo: ft.DeployInfo, Version: max(ft.Version, 1)}
 		if ft.CreatedAt != nil {
@@ -56,12 +61,17 @@ func decodeFile(data []byte) (state, error) {
 		if ft.UpdatedAt != nil {
 			t.UpdatedAt = ft.UpdatedAt.UTC()
 		}
-		if err := Validate(t); err != nil {
-			return state{}, fmt.Errorf("tenant %q: %w", shorten(id), err)
+		info, openErr := openInfo(kr, id, t.DeployInfo)
+		t.DeployInfo = info
+		if err := validateRead(t, openErr); err != nil {
+			return state{}, nil, fmt.Errorf("tenant %q: %w", shorten(id), err)
+		}
+		if openErr != nil {
+			unopened = append(unopened, openErr)
 		}
 		st.tenants[id] = t
 	}
-	return st, nil
+	return st, unopened, nil
 }
 
 // checkDuplicateKeys rejects an object that names a key twice, anywhere in
@@ -168,11 +178,16 @@ func describeJSONError(data []byte, err error) error {
 	return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
 }
 
-// encodeFile renders st in the file format, tenants sorted by id.
-func encodeFile(st state) ([]byte, error) {
+// encodeFile renders st in the file format, tenants sorted by id, their
+// secret values sealed with kr.
+func encodeFile(st state, kr *keyring.Keyring) ([]byte, error) {
 	doc := fileDoc{Version: st.version, Tenants: make(map[string]fileTenant, len(st.tenants))}
 	for id, t := range st.tenants {
-		ft := fileTenant{DeployInfo: t.DeployInfo, Version: t.Version}
+		info, err := sealInfo(kr, id, t.DeployInfo)
+		if err != nil {
+			return nil, err
+		}
+		ft := fileTenant{DeployInfo: info, Version: t.Version}
 		if !t.CreatedAt.IsZero() {
 			ft.CreatedAt = &t.CreatedAt
 		}

@@ -3,6 +3,8 @@ package store
 import (
 	"log/slog"
 	"time"
+
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // FileOption configures OpenFile.
@@ -12,7 +14,15 @@ type fileOptions struct {
 	create bool
 	poll   time.Duration
 	log    *slog.Logger
+	keys   *keyring.Keyring
 }
+
+// WithFileKeys makes the store seal the secret values of every tenant it
+// writes with kr's primary key, and open those it reads with any of kr's
+// keys (see the package documentation, Secrets at rest). Without it the
+// file holds passwords in clear, and a file that holds sealed values
+// cannot be written.
+func WithFileKeys(kr *keyring.Keyring) FileOption { return func(o *fileOptions) { o.keys = kr } }
 
 // WithFileCreate makes OpenFile treat a missing file as an empty store;
 // the file is created by the first write. Without it a missing file is an

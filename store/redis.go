@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // Redis is a Store kept in Redis, shared by every process that opens it.
@@ -27,6 +30,9 @@ import (
 //	{PREFIX}:lost      set while some process keeps tenants Redis lost
 //	{PREFIX}:changes   pub/sub channel: a wake-up carrying the version
 //	                   and the id of the stream entry ("v ms-seq")
+//	{PREFIX}:sealed    set by the first write of a process with keys
+//	                   (WithRedisKeys): processes without keys then
+//	                   refuse to write (ErrNoKeys)
 //
 // Every mutation is one Lua script: the change, the version bump and the
 // event are atomic, and create-if-absent cannot succeed twice.
@@ -63,6 +69,10 @@ type Redis struct {
 	resyncAll time.Duration
 	maxLen    int64
 	name      string // redacted URL, for messages
+	kr        *keyring.Keyring
+
+	// marked is set once this process has set the sealed key.
+	marked atomic.Bool
 
 	startOnce sync.Once // starts the follower, at the first Watch
 
@@ -101,13 +111,13 @@ var (
 )
 
 type redisKeys struct {
-	tenants, version, events, epoch, channel, accepted, lost string
+	tenants, version, events, epoch, channel, accepted, lost, sealed string
 }
 
 func newRedisKeys(prefix string) redisKeys {
 	p := "{" + prefix + "}:"
 	return redisKeys{tenants: p + "tenants", version: p + "version", events: p + "events", epoch: p + "epoch",
-		channel: p + "changes", accepted: p + "accepted", lost: p + "lost"}
+		channel: p + "changes", accepted: p + "accepted", lost: p + "lost", sealed: p + "sealed"}
 }
 
 // Status describes how a store that follows a remote source is doing.
@@ -181,7 +191,7 @@ func newRedis(ctx context.Context, c redis.UniversalClient, name string, o redis
 	if o.check <= 0 || o.resyncAll <= 0 || o.maxLen < 1 {
 		return nil, fmt.Errorf("store: redis %s: check and resync intervals must be positive, stream length at least 1", name)
 	}
-	r := &Redis{c: c, keys: newRedisKeys(o.prefix), log: o.log, check: o.check, resyncAll: o.resyncAll, maxLen: o.maxLen, name: name, st: newState(), followed: make(chan struct{})}
+	r := &Redis{c: c, keys: newRedisKeys(o.prefix), log: o.log, check: o.check, resyncAll: o.resyncAll, maxLen: o.maxLen, name: name, kr: o.keys, st: newState(), followed: make(chan struct{})}
 	// Reach Redis once, so a wrong address or password fails here, and
 	// mark the data with an epoch if it has none.
 	if err := c.SetNX(ctx, r.keys.epoch, newEpoch(), 0).Err(); err != nil {
@@ -226,7 +236,44 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("%w", err)
 	}
+	// A value that cannot be opened stays sealed, as in List and in
+	// what watchers see: the tenant is there, unusable.
+	t.DeployInfo, _ = openInfo(r.kr, id, t.DeployInfo)
 	return t, nil
+}
+
+// encode returns t's record, its secrets sealed.
+func (r *Redis) encode(t Tenant) (string, error) {
+	info, err := sealInfo(r.kr, t.ID, t.DeployInfo)
+	if err != nil {
+		return "", err
+	}
+	t.DeployInfo = info
+	return encodeRecord(t)
+}
+
+// checkKeys is run before a write. A process with keys marks the store as
+// sealed, once; one without refuses to write into a store so marked, as it
+// would write passwords in clear among sealed tenants.
+func (r *Redis) checkKeys(ctx context.Context) error {
+	if r.kr != nil {
+		if r.marked.Load() {
+			return nil
+		}
+		if err := r.c.Set(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
+			return r.errorf("%w", err)
+		}
+		r.marked.Store(true)
+		return nil
+	}
+	n, err := r.c.Exists(ctx, r.keys.sealed).Result()
+	if err != nil {
+		return r.errorf("%w", err)
+	}
+	if n > 0 {
+		return r.errorf("%w", ErrNoKeys)
+	}
+	return nil
 }
 
 // List implements Store.
@@ -251,10 +298,13 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return Tenant{}, err
 	}
+	if err := r.checkKeys(ctx); err != nil {
+		return Tenant{}, err
+	}
 	at := now()
 	t = t.Clone()
 	t.Version, t.CreatedAt, t.UpdatedAt = 1, at, at
-	rec, err := encodeRecord(t)
+	rec, err := r.encode(t)
 	if err != nil {
 		return Tenant{}, r.errorf("encode tenant %q: %w", t.ID, err)
 	}
@@ -278,6 +328,9 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return Tenant{}, err
 	}
+	if err := r.checkKeys(ctx); err != nil {
+		return Tenant{}, err
+	}
 	for {
 		raw, err := r.c.HGet(ctx, r.keys.tenants, t.ID).Result()
 		if errors.Is(err, redis.Nil) {
@@ -295,7 +348,7 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 			return Tenant{}, conflict(t.ID, t.Version, cur.Version)
 		}
 		next := Tenant{ID: t.ID, DeployInfo: t.Clone().DeployInfo, Version: cur.Version + 1, CreatedAt: cur.CreatedAt, UpdatedAt: now()}
-		rec, err := encodeRecord(next)
+		rec, err := r.encode(next)
 		if err != nil {
 			return Tenant{}, r.errorf("encode tenant %q: %w", t.ID, err)
 		}

@@ -425,7 +425,10 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 			if !ok {
 				break
 			}
-			t, err := decodeValidRecord(e.id, raw)
+			t, unopened, err := r.decodeValidRecord(e.id, raw)
+			if unopened != nil {
+				logUnopened(r.log, r.name, []error{unopened})
+			}
 			if err != nil {
 				r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
 				break

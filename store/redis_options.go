@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // RedisOption configures a Redis store.
@@ -24,7 +26,15 @@ type redisOptions struct {
 	// and none in password=, which go-redis gives the Sentinel only; if
 	// the primary then wants one, say where it goes.
 	sentinelUserinfo bool
+	keys             *keyring.Keyring
 }
+
+// WithRedisKeys makes the store seal the secret values of every tenant it
+// writes with kr's primary key, and open those it reads with any of kr's
+// keys (see the package documentation, Secrets at rest). Without it
+// Redis holds passwords in clear, and a store in which a process with keys
+// has written cannot be written.
+func WithRedisKeys(kr *keyring.Keyring) RedisOption { return func(o *redisOptions) { o.keys = kr } }
 
 // WithRedisPrefix sets the key prefix (default "tenantsql"), so several
 // applications can share one Redis.
@@ -121,8 +131,11 @@ func parseRedisURL(rawURL, name string) (redis.UniversalClient, redisOptions, er
 			return nil, redisOptions{}, fmt.Errorf("store: redis URL %s: option stream_length=%q: want a number of at least 100", name, q.Get("stream_length"))
 		}
 	}
+	if o.keys, err = keysFromURL(q.Get("keys"), q.Get("keys_file"), q.Has("keys"), q.Has("keys_file")); err != nil {
+		return nil, redisOptions{}, fmt.Errorf("store: redis URL %s: %w", name, err)
+	}
 	cluster := q.Get("cluster") == "true"
-	for _, k := range []string{"prefix", "check", "resync", "stream_length", "cluster"} {
+	for _, k := range []string{"prefix", "check", "resync", "stream_length", "cluster", "keys", "keys_file"} {
 		q.Del(k)
 	}
 	u.RawQuery = q.Encode()

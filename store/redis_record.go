@@ -45,8 +45,13 @@ func decodeRecord(id, raw string) (Tenant, error) {
 // nobody deleted.
 func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]Tenant) state {
 	st := state{version: version, tenants: make(map[string]Tenant, len(all))}
+	var unopened []error
+	defer func() { logUnopened(r.log, r.name, unopened) }()
 	for id, raw := range all {
-		t, err := decodeValidRecord(id, raw)
+		t, openErr, err := r.decodeValidRecord(id, raw)
+		if openErr != nil {
+			unopened = append(unopened, openErr)
+		}
 		if err != nil {
 			r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
 			if old, ok := prev[id]; ok {
@@ -59,25 +64,27 @@ func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]
 	return st
 }
 
-// decodeValidRecord decodes a record and checks what a reader relies on:
-// the id and a postgres URL. Writes ran the full Validate already; running
-// it again on every resync would add about 8 µs a record, and the driver
-// reports a URL it cannot use when it dials.
-func decodeValidRecord(id, raw string) (Tenant, error) {
-	t, err := decodeRecord(id, raw)
+// decodeValidRecord decodes a record, opens its sealed values, and checks
+// what a reader relies on: the id and a postgres URL. Writes ran the full
+// Validate already; running it again on every resync would add about 8 µs
+// a record, and the driver reports a URL it cannot use when it dials. A
+// record whose values cannot be opened is logged and kept, its values
+// sealed, and unopened says why, for the caller to log: the tenant is
+// unusable (the driver says why), the others are not affected.
+func (r *Redis) decodeValidRecord(id, raw string) (t Tenant, unopened, err error) {
+	t, err = decodeRecord(id, raw)
 	if err != nil {
-		return Tenant{}, err
+		return Tenant{}, nil, err
 	}
+	t.DeployInfo, unopened = openInfo(r.kr, id, t.DeployInfo)
 	err = ValidateID(id)
-	if err == nil {
-		if !isPostgresURL(t.PostgresURL()) {
-			err = &ValidationError{Field: "deploy_info." + KeyPostgresURL, Reason: "missing, or not a postgres:// URL"}
-		}
+	if err == nil && unopened == nil && !isPostgresURL(t.PostgresURL()) {
+		err = &ValidationError{Field: "deploy_info." + KeyPostgresURL, Reason: "missing, or not a postgres:// URL"}
 	}
 	if err != nil {
-		return Tenant{}, fmt.Errorf("tenant %q: invalid record: %w", shorten(id), err)
+		return Tenant{}, nil, fmt.Errorf("tenant %q: invalid record: %w", shorten(id), err)
 	}
-	return t, nil
+	return t, unopened, nil
 }
 
 // streamEntry is one event read from the stream, as bump writes it.

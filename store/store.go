@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // Store holds the tenants and tells watchers about every change.
@@ -134,6 +136,18 @@ func (e Event) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// An OpenOption configures Open.
+type OpenOption func(*openOptions)
+
+type openOptions struct {
+	keys *keyring.Keyring
+}
+
+// WithKeys gives the store opened the keys that seal tenants' secrets at
+// rest (WithFileKeys, WithRedisKeys), over any the URL names. A memory
+// store holds nothing at rest and ignores them.
+func WithKeys(kr *keyring.Keyring) OpenOption { return func(o *openOptions) { o.keys = kr } }
+
 // Open opens the store that rawURL names:
 //
 //	file:PATH            a JSON file (file:tenant_config.json, file:///etc/app/tenants.json)
@@ -145,11 +159,20 @@ func (e Event) LogValue() slog.Value {
 // the file is checked for changes made by other processes (default 1s,
 // 0 turns it off).
 //
+// File and Redis URLs take keys=env, which seals the tenants' secrets at
+// rest with the keys in the TENANTSQL_KEYS environment variable, or
+// keys_file=PATH, which reads them from a file (see the package
+// documentation, Secrets at rest).
+//
 // A rawURL that names no store (a PostgreSQL URL or DSN among them: the
 // tenants' databases are in the store, not in its URL) is an error
 // wrapping ErrNotStoreURL; a missing file, without create=true, one
 // wrapping fs.ErrNotExist. Neither message shows a password.
-func Open(ctx context.Context, rawURL string) (Store, error) {
+func Open(ctx context.Context, rawURL string, opts ...OpenOption) (Store, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	scheme, rest, ok := strings.Cut(rawURL, ":")
 	if isPostgresDSN(rawURL, scheme, ok) {
 		return nil, errPostgresDSN
@@ -175,13 +198,20 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 		}
 		return NewMemory(), nil
 	case "file":
-		path, opts, err := parseFileURL(rest)
+		path, fopts, err := parseFileURL(rest)
 		if err != nil {
 			return nil, err
 		}
-		return OpenFile(ctx, path, opts...)
+		if o.keys != nil {
+			fopts = append(fopts, WithFileKeys(o.keys))
+		}
+		return OpenFile(ctx, path, fopts...)
 	case "redis", "rediss":
-		return OpenRedis(ctx, rawURL)
+		var ropts []RedisOption
+		if o.keys != nil {
+			ropts = append(ropts, WithRedisKeys(o.keys))
+		}
+		return OpenRedis(ctx, rawURL, ropts...)
 	default:
 		return nil, fmt.Errorf("store: %w: unsupported scheme %q (want file:, memory:, redis:// or rediss://)", ErrNotStoreURL, shorten(scheme))
 	}
@@ -240,6 +270,13 @@ func parseFileURL(rest string) (string, []FileOption, error) {
 		return "", nil, fmt.Errorf("store: file URL options: %w", err)
 	}
 	var opts []FileOption
+	kr, err := keysFromURL(q.Get("keys"), q.Get("keys_file"), q.Has("keys"), q.Has("keys_file"))
+	if err != nil {
+		return "", nil, fmt.Errorf("store: file URL: %w", err)
+	}
+	if kr != nil {
+		opts = append(opts, WithFileKeys(kr))
+	}
 	for k, vs := range q {
 		v := vs[len(vs)-1]
 		switch k {
@@ -257,8 +294,9 @@ func parseFileURL(rest string) (string, []FileOption, error) {
 				return "", nil, fmt.Errorf("store: file URL option poll=%q: %w", v, err)
 			}
 			opts = append(opts, WithFilePollInterval(d))
+		case "keys", "keys_file":
 		default:
-			return "", nil, fmt.Errorf("store: unknown file URL option %q (known: create, poll)", k)
+			return "", nil, fmt.Errorf("store: unknown file URL option %q (known: create, poll, keys, keys_file)", k)
 		}
 	}
 	return path, opts, nil

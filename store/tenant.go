@@ -15,6 +15,7 @@ import (
 
 	"github.com/tenantsql/tenantsql/internal/clip"
 	"github.com/tenantsql/tenantsql/internal/pgurl"
+	"github.com/tenantsql/tenantsql/keyring"
 )
 
 // KeyPostgresURL is the deploy_info key that holds a tenant's database URL.
@@ -99,6 +100,11 @@ func (t Tenant) LogValue() slog.Value {
 var secretKeyWords = []string{"PASS", "PWD", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL", "PRIVATE"}
 
 func redactValue(key, v string) string {
+	// A value this process could not open: its key id helps, and
+	// nothing else of it is worth showing.
+	if id, ok := keyring.KeyID(v); ok {
+		return keyring.Prefix + id + ":" + pgurl.Mask
+	}
 	if secretKey(key) {
 		return pgurl.Mask
 	}
@@ -211,8 +217,30 @@ func Validate(t Tenant) error {
 		if len(v) > maxDeployValLen {
 			return &ValidationError{Field: "deploy_info." + k, Reason: fmt.Sprintf("longer than %d bytes", maxDeployValLen)}
 		}
+		if keyring.IsSealed(v) {
+			return &ValidationError{Field: "deploy_info." + k, Reason: "starts with " + keyring.Prefix + ", which marks a value the store sealed and could not open; give the plaintext (a store with keys seals it)"}
+		}
 	}
 	return ValidateURL(KeyPostgresURL, t.DeployInfo[KeyPostgresURL])
+}
+
+// validateRead checks a tenant read from a store. One whose sealed values
+// could not be opened (openErr) is checked for what can be checked, its
+// id and its keys, and kept: it is unusable until its key is configured,
+// which is better than dropping a tenant nobody deleted.
+func validateRead(t Tenant, openErr error) error {
+	if openErr == nil {
+		return Validate(t)
+	}
+	if err := ValidateID(t.ID); err != nil {
+		return err
+	}
+	for k := range t.DeployInfo {
+		if !validKey(k) {
+			return &ValidationError{Field: "deploy_info", Value: shorten(k), Reason: "keys are 1 to 128 bytes of [A-Za-z0-9_], not starting with a digit"}
+		}
+	}
+	return nil
 }
 
 // ValidateURL checks raw, the value of deploy_info key, as Validate checks

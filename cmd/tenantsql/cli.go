@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tenantsql/tenantsql/hooks"
+	"github.com/tenantsql/tenantsql/keyring"
 	"github.com/tenantsql/tenantsql/store"
 )
 
@@ -32,11 +33,15 @@ Commands:
                                                      and kept while another tenant uses the database
   tenants load FILE [--dry-run]                      import a tenant_config.json (create or update)
   tenants resync                                     Redis: make every process drop tenants the store lost
+  tenants rekey                                      seal every tenant's secrets with the primary key of
+                                                     $TENANTSQL_KEYS (idempotent; rerun after a crash)
   migrate up|up-to V|down|down-to V|status --dir DIR run goose migrations for every tenant
                                                      (see tenantsql migrate --help)
   migrate create NAME [--dir DIR] [--sql|--go]       write a new goose migration file
 
 The store URL (file:PATH, redis://HOST:PORT/DB, ...) comes from --store or $TENANTSQL_STORE.
+$TENANTSQL_KEYS (ID:BASE64KEY[,ID:BASE64KEY...], the first the primary) seals tenants'
+secrets at rest in the store, and opens them.
 -v (or TENANTSQL_DEBUG=1) also shows the logs of the libraries underneath, such as the
 Redis client's. --store and -v may come anywhere on the line, before or after the command.
 `
@@ -52,7 +57,8 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	storeURL       string
-	verbose        bool // -v or TENANTSQL_DEBUG=1: the libraries' own logs too
+	keys           string // $TENANTSQL_KEYS: never shown
+	verbose        bool   // -v or TENANTSQL_DEBUG=1: the libraries' own logs too
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -66,6 +72,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if g.store != nil {
 		c.storeURL = *g.store
 	}
+	c.keys = getenv("TENANTSQL_KEYS")
 	c.verbose = g.verbose || getenv("TENANTSQL_DEBUG") == "1"
 	quietRedis(!c.verbose)
 	if len(rest) == 0 {
@@ -124,9 +131,29 @@ func (c *cli) open(ctx context.Context) (store.Store, error) {
 	if c.storeURL == "" {
 		return nil, errors.New("no tenant store: give --store URL or set TENANTSQL_STORE")
 	}
+	kr, err := c.keyring()
+	if err != nil {
+		return nil, err
+	}
+	var opts []store.OpenOption
+	if kr != nil {
+		opts = append(opts, store.WithKeys(kr))
+	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return store.Open(octx, c.storeURL)
+	return store.Open(octx, c.storeURL, opts...)
+}
+
+// keyring returns the keys of $TENANTSQL_KEYS, or nil if it is not set.
+func (c *cli) keyring() (*keyring.Keyring, error) {
+	if c.keys == "" {
+		return nil, nil
+	}
+	ks, err := keyring.ParseKeys(c.keys)
+	if err != nil {
+		return nil, fmt.Errorf("TENANTSQL_KEYS: %w", err)
+	}
+	return keyring.New(ks), nil
 }
 
 // parseArgs separates flags, which may come anywhere, from positional
@@ -168,7 +195,7 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.parseError(err, usage)
 	}
-	want := map[string][2]int{"list": {0, 0}, "get": {1, 1}, "add": {2, -1}, "update": {2, -1}, "rm": {1, 1}, "load": {1, 1}, "resync": {0, 0}}
+	want := map[string][2]int{"list": {0, 0}, "get": {1, 1}, "add": {2, -1}, "update": {2, -1}, "rm": {1, 1}, "load": {1, 1}, "resync": {0, 0}, "rekey": {0, 0}}
 	n, ok := want[sub]
 	if !ok {
 		return c.usageError("tenants: unknown subcommand %q", sub)
@@ -183,6 +210,10 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 		return c.usageError("tenants %s: --drop-database applies to rm only", sub)
 	case *yes && !*dropDB:
 		return c.usageError("tenants %s: --yes applies to rm --drop-database only", sub)
+	case sub == "rekey" && c.keys == "":
+		// Not a usage error: the command is right, its environment lacks
+		// the keys.
+		return c.fail(errors.New("tenants rekey: set TENANTSQL_KEYS to the keys, the new primary first and the old ones after it"))
 	}
 	s, err := c.open(ctx)
 	if err != nil {
@@ -202,6 +233,8 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 		return c.load(ctx, s, pos[0], *dryRun)
 	case "resync":
 		return c.resync(ctx, s)
+	case "rekey":
+		return c.rekey(ctx, s)
 	}
 	return exitUsage
 }
@@ -413,7 +446,12 @@ func (c *cli) confirm(question string) bool {
 // updated where their deploy info differs. Tenants it does not list are
 // left alone.
 func (c *cli) load(ctx context.Context, s store.Store, path string, dryRun bool) int {
-	src, err := store.OpenFile(ctx, path, store.WithFilePollInterval(0))
+	// The file may be a copy of a sealed store: open it with the keys.
+	kr, err := c.keyring()
+	if err != nil {
+		return c.fail(err)
+	}
+	src, err := store.OpenFile(ctx, path, store.WithFilePollInterval(0), store.WithFileKeys(kr))
 	if err != nil {
 		return c.fail(err)
 	}
@@ -483,5 +521,25 @@ func (c *cli) resync(ctx context.Context, s store.Store) int {
 		return c.fail(err)
 	}
 	fmt.Fprintln(c.stdout, "every process will now resync with the store, dropping tenants it no longer lists")
+	return exitOK
+}
+
+func (c *cli) rekey(ctx context.Context, s store.Store) int {
+	r, ok := s.(store.Rekeyer)
+	if !ok {
+		return c.fail(errors.New("rekey applies to a file or Redis store only: a memory store holds nothing at rest"))
+	}
+	res, err := r.Rekey(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	for _, err := range res.Failed {
+		fmt.Fprintf(c.stderr, "tenantsql: left as it is: %v\n", err)
+	}
+	fmt.Fprintf(c.stdout, "%d tenants: %d sealed again with key %q, %d already were, %d could not be opened\n",
+		res.Tenants, res.Sealed, res.KeyID, res.Tenants-res.Sealed-len(res.Failed), len(res.Failed))
+	if len(res.Failed) > 0 {
+		return exitError
+	}
 	return exitOK
 }

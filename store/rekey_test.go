@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/keyring"
+)
+
+// TestRekey: plaintext written before keys were configured, values sealed
+// with an old key, and values sealed with a key nobody has, in one store;
+// rekey seals the first two with the primary and leaves the third.
+// A rekey cut short leaves such a mix too (each tenant is rewritten on its
+// own, atomically), so the second run here is the rerun that finishes.
+func TestRekey(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			quiet := slog.New(slog.DiscardHandler)
+			// Each tenant as a process with those keys wrote it (a file
+			// store rewrites the whole file, so they are put at rest one
+			// by one, as a Redis store writes them).
+			s := open(nil, quiet)
+			for _, tc := range []struct {
+				id string
+				kr *keyring.Keyring
+			}{{"plain", nil}, {"old", testRing(t, "old")}, {"lost", testRing(t, "lost")}, {"new", testRing(t, "new")}} {
+				putRaw(t, s, tc.kr, Tenant{ID: tc.id, Version: 1, DeployInfo: map[string]string{KeyPostgresURL: "postgres://app:pw-" + tc.id + "@db/" + tc.id, "REGION": "eu"}})
+			}
+			s.Close()
+
+			s = open(testRing(t, "new", "old"), quiet)
+			before := mustList(t, s)
+			res, err := s.(Rekeyer).Rekey(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Tenants != 4 || res.Sealed != 2 || len(res.Failed) != 1 || res.KeyID != "new" {
+				t.Fatalf("Rekey = %v %v, want 4 tenants, 2 sealed again, 1 failed", res, res.Failed)
+			}
+			var oe *keyring.OpenError
+			if !errors.As(res.Failed[0], &oe) || oe.Tenant != "lost" || oe.KeyID != "lost" || !errors.Is(oe, keyring.ErrUnknownKey) {
+				t.Fatalf("Failed = %v, want tenant lost, key lost, unknown", res.Failed)
+			}
+			after := raw()
+			noSecrets(t, "after rekey", after, "pw-plain", "pw-old", "pw-new")
+			if strings.Contains(after, "enc:v1:old:") || !strings.Contains(after, "enc:v1:lost:") {
+				t.Fatalf("after rekey want nothing sealed with old, lost left as it was:\n%s", after)
+			}
+			// The tenants are what they were, at the same versions.
+			if got := mustList(t, open(testRing(t, "new", "lost"), quiet)); len(got) != 4 {
+				t.Fatalf("List = %v", got)
+			} else {
+				for i, tn := range got {
+					if tn.ID == "lost" {
+						continue
+					}
+					if !sameTenant(tn, before[i]) {
+						t.Fatalf("after rekey %s, before %s", tn, before[i])
+					}
+				}
+			}
+
+			res, err = s.(Rekeyer).Rekey(ctx)
+			if err != nil || res.Sealed != 0 || len(res.Failed) != 1 {
+				t.Fatalf("second Rekey = %v, %v; want nothing left to do", res, err)
+			}
+			if _, err := open(nil, quiet).(Rekeyer).Rekey(ctx); err == nil {
+				t.Fatal("Rekey without keys: no error")
+			}
+		})
+	}
+}
+
+// TestRekeyConcurrentWrites: two processes rekey, again and again, while
+// a third, not yet rotated (its primary is still the old key), updates
+// every tenant. No update is undone, and a last rekey leaves everything
+// sealed with the new primary.
+func TestRekeyConcurrentWrites(t *testing.T) {
+	ctx := context.Background()
+	url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+	const n, rounds = 40, 8
+	writer := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "old", "new")))
+	for i := range n {
+		if _, err := writer.Create(ctx, newTenant(fmt.Sprintf("t%02d", i), "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := testRing(t, "new", "old")
+	rekeyers := []*Redis{openRedis(t, url, prefix, WithRedisKeys(keys)), openRedis(t, url, prefix, WithRedisKeys(keys))}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	done := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		for round := range rounds {
+			for i := range n {
+				id := fmt.Sprintf("t%02d", i)
+				if _, err := writer.Update(ctx, Tenant{ID: id, DeployInfo: map[string]string{KeyPostgresURL: fmt.Sprintf("postgres://app:pw-%s-%d@db/x", id, round)}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	}()
+	sealed := make([]int, len(rekeyers))
+	for i, r := range rekeyers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				res, err := r.Rekey(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				sealed[i] += res.Sealed
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("sealed again while writes went on: %v", sealed)
+	// The writer sealed its last writes with the old key: a rerun seals
+	// them, and one more finds nothing to do.
+	if _, err := rekeyers[0].Rekey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rekeyers[1].Rekey(ctx)
+	if err != nil || res.Sealed != 0 || len(res.Failed) != 0 || res.Tenants != n {
+		t.Fatalf("rerun = %v, %v; want %d tenants and nothing left", res, err, n)
+	}
+	c := rawRedis(t, url)
+	all, err := c.HGetAll(ctx, newRedisKeys(prefix).tenants).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, rec := range all {
+		if strings.Contains(rec, "enc:v1:old:") || strings.Contains(rec, "pw-") || !strings.Contains(rec, "enc:v1:new:") {
+			t.Fatalf("%s at rest: %s; want sealed with new only", id, rec)
+		}
+	}
+	onlyNew := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "new")))
+	for _, tn := range mustList(t, onlyNew) {
+		if want := fmt.Sprintf("postgres://app:pw-%s-%d@db/x", tn.ID, rounds-1); tn.PostgresURL() != want || tn.Version != rounds+1 {
+			t.Fatalf("%s: %s at version %d, want %s at version %d: a write was undone", tn.ID, tn.PostgresURL(), tn.Version, want, rounds+1)
+		}
+	}
+}
+
+// TestRekeyScriptStale: the rekey of a record read before another
+// process wrote it writes nothing, so that the write is not undone.
+func TestRekeyScriptStale(t *testing.T) {
+	ctx := context.Background()
+	r := openRedis(t, testenv.RedisURL(t), "", WithRedisKeys(testRing(t, "new")))
+	if _, err := r.Create(ctx, newTenant("a", "one")); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := r.c.HGet(ctx, r.keys.tenants, "a").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Update(ctx, newTenant("a", "two")); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := r.c.HGet(ctx, r.keys.tenants, "a").Result()
+	n, err := r.run(ctx, rekeyScript, "a", stale, stale).Int64()
+	if err != nil || scriptResult(n) != scriptChanged {
+		t.Fatalf("rekey of a stale record: %d, %v; want scriptChanged", n, err)
+	}
+	if now, _ := r.c.HGet(ctx, r.keys.tenants, "a").Result(); now != fresh {
+		t.Fatalf("the stale rekey changed the record")
+	}
+}
+
+// putRaw writes tenant tn where store s keeps it at rest, its secrets
+// sealed with kr, leaving the other tenants as they are.
+func putRaw(t *testing.T, s Store, kr *keyring.Keyring, tn Tenant) {
+	t.Helper()
+	info, err := sealInfo(kr, tn.ID, tn.DeployInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch s := s.(type) {
+	case *File:
+		doc := fileDoc{Tenants: map[string]fileTenant{}}
+		if data, err := os.ReadFile(s.Path()); err == nil {
+			if err := json.Unmarshal(data, &doc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		doc.Tenants[tn.ID] = fileTenant{DeployInfo: info, Version: tn.Version}
+		data, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.Path(), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	case *Redis:
+		rec, err := encodeRecord(Tenant{ID: tn.ID, Version: tn.Version, DeployInfo: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.c.HSet(context.Background(), s.keys.tenants, tn.ID, rec).Err(); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("putRaw: %T", s)
+	}
+}

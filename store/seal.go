@@ -1,0 +1,160 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/tenantsql/tenantsql/keyring"
+)
+
+// Secrets at rest: a store given a keyring (WithFileKeys, WithRedisKeys,
+// WithKeys, or keys=env / keys_file= in its URL) seals the secret values of
+// deploy_info when it writes a tenant and opens them when it reads one, so
+// that what is in memory, and what watchers, the driver and hooks see, is
+// plaintext, and what is in the file or in Redis is not.
+
+// ErrNoKeys: the store holds sealed values and this process has no keys.
+// A write is refused with it, as it would put passwords in clear into a
+// store whose other tenants are sealed.
+var ErrNoKeys = errors.New("the store holds sealed secrets and this process has no keys: set TENANTSQL_KEYS (store URL option keys=env, or keys_file=PATH)")
+
+// isSecretValue reports whether the value of deploy_info key is sealed at
+// rest: whenever Tenant.Redacted would hide any of it, so that what is
+// hidden from logs and what is hidden at rest follow one rule. A URL is
+// sealed whole, not just its password: its other parts could otherwise be
+// changed (the host pointed at a server that collects passwords) without
+// the key, and no parser has to agree on where its passwords are.
+func isSecretValue(key, v string) bool {
+	return !keyring.IsSealed(v) && redactValue(key, v) != v
+}
+
+// sealInfo returns info as it is written at rest: the secret values of
+// tenant id sealed with kr's primary key. Values already sealed (ones this
+// process could not open) are written as they are. Without a keyring info
+// is returned as it is.
+func sealInfo(kr *keyring.Keyring, id string, info map[string]string) (map[string]string, error) {
+	if kr == nil {
+		return info, nil
+	}
+	out, cloned := info, false // info may be the store's: copy before changing
+	for k, v := range info {
+		if !isSecretValue(k, v) {
+			continue
+		}
+		s, err := kr.Seal(id, k, v)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %q: seal deploy_info.%s: %w", id, k, err)
+		}
+		if !cloned {
+			out, cloned = maps.Clone(info), true
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+// openInfo returns info as it is held in memory: its sealed values opened.
+// A value that cannot be opened (no keys, an unknown key, a value altered
+// or moved) stays sealed, which makes the tenant unusable: the driver
+// refuses a sealed URL with an error naming the tenant and the key. err,
+// a *keyring.OpenError, says why, for the first such key in sorted order.
+func openInfo(kr *keyring.Keyring, id string, info map[string]string) (map[string]string, error) {
+	var sealed []string
+	for k, v := range info {
+		if keyring.IsSealed(v) {
+			sealed = append(sealed, k)
+		}
+	}
+	if len(sealed) == 0 {
+		return info, nil
+	}
+	slices.Sort(sealed)
+	out := maps.Clone(info)
+	var first error
+	for _, k := range sealed {
+		var err error
+		if kr == nil {
+			keyID, _ := keyring.KeyID(info[k])
+			err = &keyring.OpenError{Tenant: id, Field: k, KeyID: keyID, Err: errNoKeysToOpen}
+		} else {
+			var plain string
+			if plain, err = kr.Open(id, k, info[k]); err == nil {
+				out[k] = plain
+			}
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return out, first
+}
+
+var errNoKeysToOpen = errors.New("this process has no keys (set TENANTSQL_KEYS, or the store URL option keys=env or keys_file=PATH)")
+
+// logUnopened logs the tenants whose secrets could not be opened, in one
+// line however many: a process without a key would otherwise log every
+// tenant at every resync. The line names each tenant's key id and why, up
+// to maxLoggedUnopened of them, and never a value.
+func logUnopened(log *slog.Logger, store string, errs []error) {
+	if len(errs) == 0 {
+		return
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	shown := make([]string, 0, min(len(errs), maxLoggedUnopened))
+	for _, err := range errs[:min(len(errs), maxLoggedUnopened)] {
+		shown = append(shown, err.Error())
+	}
+	log.Error("tenantsql: store: tenants whose secrets cannot be opened; each is unusable until its key is configured or it is written again",
+		"store", store, "tenants", len(errs), "errors", shown)
+}
+
+const maxLoggedUnopened = 10
+
+// hasSealed reports whether a value of info is sealed.
+func hasSealed(info map[string]string) bool {
+	for _, v := range info {
+		if keyring.IsSealed(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsSealed reports whether t holds a value this process could not open
+// (see OpenFile and OpenRedis on keys): the tenant is unusable until the
+// key that sealed it is configured, or it is written again.
+func (t Tenant) IsSealed() bool { return hasSealed(t.DeployInfo) }
+
+// keysFromURL reads the keys a store URL names: keys=env takes them from
+// the TENANTSQL_KEYS environment variable, keys_file=PATH from a file (see
+// keyring.ParseKeys for the format). It returns nil if the URL names none.
+func keysFromURL(keys, keysFile string, hasKeys, hasFile bool) (*keyring.Keyring, error) {
+	switch {
+	case hasKeys && hasFile:
+		return nil, errors.New("options keys and keys_file: give one")
+	case hasKeys && keys != "env":
+		return nil, fmt.Errorf("option keys=%q: want keys=env (the keys in TENANTSQL_KEYS) or keys_file=PATH", shorten(keys))
+	case hasKeys:
+		env := os.Getenv("TENANTSQL_KEYS")
+		if env == "" {
+			return nil, errors.New("option keys=env: TENANTSQL_KEYS is empty (want ID:BASE64KEY[,ID:BASE64KEY...], the first the primary)")
+		}
+		s, err := keyring.ParseKeys(env)
+		if err != nil {
+			return nil, fmt.Errorf("TENANTSQL_KEYS: %w", err)
+		}
+		return keyring.New(s), nil
+	case hasFile:
+		s, err := keyring.ReadKeyFile(keysFile)
+		if err != nil {
+			return nil, err
+		}
+		return keyring.New(s), nil
+	}
+	return nil, nil
+}

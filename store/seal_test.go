@@ -1,0 +1,298 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantsql/tenantsql/internal/testenv"
+	"github.com/tenantsql/tenantsql/keyring"
+)
+
+func testRing(t testing.TB, ids ...string) *keyring.Keyring {
+	t.Helper()
+	var keys []keyring.Key
+	for _, id := range ids {
+		keys = append(keys, keyring.Key{ID: id, Secret: bytes.Repeat([]byte(id[len(id)-1:]), keyring.KeySize)})
+	}
+	s, err := keyring.NewStatic(keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyring.New(s)
+}
+
+// sealedBackend is a store that keeps tenants at rest, opened by several
+// processes (store values) with keys of their own, and read raw.
+type sealedBackend struct {
+	name string
+	// setup returns open, which opens a store value on one location with
+	// the keys given (nil: none) and logging to log, and raw, which
+	// returns everything the location holds at rest.
+	setup func(t *testing.T) (open func(kr *keyring.Keyring, log *slog.Logger) Store, raw func() string)
+}
+
+var sealedBackends = []sealedBackend{
+	{"file", func(t *testing.T) (func(*keyring.Keyring, *slog.Logger) Store, func() string) {
+		path := filepath.Join(t.TempDir(), "tenants.json")
+		open := func(kr *keyring.Keyring, log *slog.Logger) Store {
+			s, err := OpenFile(context.Background(), path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		return open, func() string { return mustRead(t, path) }
+	}},
+	{"redis", func(t *testing.T) (func(*keyring.Keyring, *slog.Logger) Store, func() string) {
+		url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+		open := func(kr *keyring.Keyring, log *slog.Logger) Store {
+			return openRedis(t, url, prefix, WithRedisKeys(kr), WithRedisLogger(log))
+		}
+		raw := func() string {
+			c := rawRedis(t, url)
+			k := newRedisKeys(prefix)
+			ctx := context.Background()
+			var b strings.Builder
+			all, err := c.HGetAll(ctx, k.tenants).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, rec := range all {
+				fmt.Fprintf(&b, "%s=%s\n", id, rec)
+			}
+			entries, err := c.XRange(ctx, k.events, "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				fmt.Fprintf(&b, "%s %v\n", e.ID, e.Values)
+			}
+			return b.String()
+		}
+		return open, raw
+	}},
+}
+
+// noSecrets fails the test if raw holds any of the secrets.
+func noSecrets(t *testing.T, when, raw string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if strings.Contains(raw, s) {
+			t.Fatalf("%s: %q is in clear at rest:\n%s", when, s, raw)
+		}
+	}
+}
+
+func TestSealedAtRest(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			quiet := slog.New(slog.DiscardHandler)
+			k1 := open(testRing(t, "k1"), quiet)
+
+			info := map[string]string{
+				KeyPostgresURL: "postgres://app:hunter2@db.internal:5432/one",
+				"API_TOKEN":    "tok-secret-1",
+				"REPLICA_URL":  "postgres://ro@replica.internal/one?password=ro-secret-3",
+				"REGION":       "eu-west",
+			}
+			if _, err := k1.Create(ctx, Tenant{ID: "t1", DeployInfo: info}); err != nil {
+				t.Fatal(err)
+			}
+			after := raw()
+			noSecrets(t, "after create", after, "hunter2", "tok-secret-1", "ro-secret-3", "db.internal")
+			if !strings.Contains(after, "eu-west") || !strings.Contains(after, "enc:v1:k1:") {
+				t.Fatalf("after create: want REGION in clear and values sealed with k1:\n%s", after)
+			}
+			if got := mustGet(t, k1, "t1"); got.DeployInfo[KeyPostgresURL] != info[KeyPostgresURL] || got.DeployInfo["API_TOKEN"] != "tok-secret-1" {
+				t.Fatalf("Get = %v, want the plaintext back", got.DeployInfo)
+			}
+
+			info[KeyPostgresURL] = "postgres://app:newpass-2@db.internal:5432/one"
+			if _, err := k1.Update(ctx, Tenant{ID: "t1", DeployInfo: info}); err != nil {
+				t.Fatal(err)
+			}
+			noSecrets(t, "after update", raw(), "hunter2", "newpass-2", "tok-secret-1", "ro-secret-3")
+
+			// A process that lacks k1: t1 is there, unusable, and says
+			// which key it lacks. What it writes, it seals with k2, and a
+			// file rewritten by it keeps t1 as it was.
+			var logs testenv.LogBuffer
+			onlyK2 := open(testRing(t, "k2"), slog.New(slog.NewJSONHandler(&logs, nil)))
+			if _, err := onlyK2.Create(ctx, Tenant{ID: "t2", DeployInfo: dbInfo("two")}); err != nil {
+				t.Fatal(err)
+			}
+			if after := raw(); !strings.Contains(after, "enc:v1:k2:") || !strings.Contains(after, "enc:v1:k1:") {
+				t.Fatalf("want t1 sealed with k1 and t2 with k2:\n%s", after)
+			}
+			ts := mustList(t, onlyK2)
+			if len(ts) != 2 || !ts[0].IsSealed() || ts[1].IsSealed() || ts[1].PostgresURL() != dbInfo("two")[KeyPostgresURL] {
+				t.Fatalf("List without k1 = %v; want t1 sealed, t2 open", ts)
+			}
+			if ts[0].DeployInfo["REGION"] != "eu-west" {
+				t.Fatalf("t1's plain values are lost: %v", ts[0].DeployInfo)
+			}
+			if s := ts[0].String(); !strings.Contains(s, "enc:v1:k1:xxxxx") || strings.Contains(s, "hunter2") {
+				t.Fatalf("t1 is shown as %s, want its sealed values as enc:v1:k1:xxxxx", s)
+			}
+			if l := logs.String(); !strings.Contains(l, `tenant \"t1\"`) || !strings.Contains(l, `key \"k1\"`) || strings.Contains(l, "newpass-2") {
+				t.Fatalf("log does not name tenant t1 and key k1, or shows the password:\n%s", l)
+			}
+
+			// A process that has rotated to k2 and keeps k1 reads both.
+			rotated := open(testRing(t, "k2", "k1"), quiet)
+			if got := mustList(t, rotated); len(got) != 2 || got[0].PostgresURL() != info[KeyPostgresURL] || got[1].PostgresURL() != dbInfo("two")[KeyPostgresURL] {
+				t.Fatalf("after rotation List = %v, want the plaintext of both", got)
+			}
+
+			// A process without keys refuses to write into a sealed store.
+			none := open(nil, quiet)
+			_, err := none.Create(ctx, Tenant{ID: "t3", DeployInfo: map[string]string{KeyPostgresURL: "postgres://app:plain-4@db/three"}})
+			if !errors.Is(err, ErrNoKeys) {
+				t.Fatalf("Create without keys in a sealed store: %v, want ErrNoKeys", err)
+			}
+			noSecrets(t, "after a refused write", raw(), "plain-4", "newpass-2")
+			if _, err := none.Update(ctx, Tenant{ID: "t2", DeployInfo: dbInfo("two")}); !errors.Is(err, ErrNoKeys) {
+				t.Fatalf("Update without keys in a sealed store: %v, want ErrNoKeys", err)
+			}
+			// A writer cannot pass a sealed value off as plaintext.
+			_, err = k1.Create(ctx, Tenant{ID: "t4", DeployInfo: map[string]string{KeyPostgresURL: "postgres://db/four", "API_TOKEN": ts[0].DeployInfo["API_TOKEN"]}})
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Create with a sealed value: %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestSealedMoved: a sealed value copied from one tenant to another (by
+// whoever can write the file or Redis) does not open as the other's.
+func TestSealedMoved(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			kr := testRing(t, "k1")
+			s := open(kr, slog.New(slog.DiscardHandler))
+			for _, id := range []string{"t1", "t2"} {
+				if _, err := s.Create(ctx, Tenant{ID: id, DeployInfo: map[string]string{KeyPostgresURL: "postgres://app:pw-" + id + "@db/" + id}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Copy t2's sealed URL over t1's.
+			var sealed1, sealed2 string
+			for _, f := range strings.FieldsFunc(raw(), func(r rune) bool { return r == '"' || r == '\\' }) {
+				if keyring.IsSealed(f) {
+					if sealed1 == "" {
+						sealed1 = f
+					} else if sealed2 == "" {
+						sealed2 = f
+					}
+				}
+			}
+			if sealed1 == "" || sealed2 == "" {
+				t.Fatalf("no two sealed values at rest:\n%s", raw())
+			}
+			var logs testenv.LogBuffer
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+			switch b.name {
+			case "file":
+				path := s.(*File).Path()
+				data := strings.Replace(mustRead(t, path), sealed1, sealed2, 1)
+				if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			case "redis":
+				r := s.(*Redis)
+				c := rawRedis(t, testenv.RedisURL(t))
+				rec, err := c.HGet(ctx, r.keys.tenants, "t1").Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(rec, sealed1) {
+					sealed1, sealed2 = sealed2, sealed1
+				}
+				if err := c.HSet(ctx, r.keys.tenants, "t1", strings.Replace(rec, sealed1, sealed2, 1)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			other := open(kr, log)
+			ts := mustList(t, other)
+			if len(ts) != 2 || !ts[0].IsSealed() || ts[1].IsSealed() || !strings.Contains(ts[1].PostgresURL(), "pw-t2") {
+				t.Fatalf("List after moving t2's value to t1 = %v; want t1 unusable, t2 as it was", ts)
+			}
+			if l := logs.String(); !strings.Contains(l, "fails authentication") || !strings.Contains(l, `tenant \"t1\"`) || strings.Contains(l, "pw-t") {
+				t.Fatalf("log does not say t1 fails authentication, or shows a password:\n%s", l)
+			}
+			// Writing t1 again makes it usable: the fix for an operator.
+			if _, err := other.Update(ctx, Tenant{ID: "t1", DeployInfo: map[string]string{KeyPostgresURL: "postgres://app:pw-new@db/t1"}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := mustGet(t, open(kr, log), "t1"); got.PostgresURL() != "postgres://app:pw-new@db/t1" {
+				t.Fatalf("t1 after writing it again = %s", got)
+			}
+		})
+	}
+}
+
+// TestSealedFollower: a Redis follower that meets a record it cannot open
+// keeps following the others.
+func TestSealedFollower(t *testing.T) {
+	ctx := context.Background()
+	url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+	writer := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "k1", "k2")))
+	reader := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "k2")), WithRedisLogger(slog.New(slog.DiscardHandler)))
+	f := startFollow(t, reader)
+	if _, err := writer.Create(ctx, newTenant("a", "a")); err != nil { // sealed with k1
+		t.Fatal(err)
+	}
+	writer2 := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "k2")))
+	if _, err := writer2.Create(ctx, newTenant("b", "b")); err != nil { // sealed with k2
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the follower applies both tenants", func() bool {
+		a, okA := f.get("a")
+		b, okB := f.get("b")
+		return okA && okB && a.IsSealed() && b.PostgresURL() == dbInfo("b")[KeyPostgresURL]
+	})
+}
+
+func (f *follow) get(id string) (Tenant, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tr.Get(id)
+}
+
+// TestSealedLoggedOnce: a process without the key logs the tenants it
+// cannot open in one line per read, not one per tenant.
+func TestSealedLoggedOnce(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			open, _ := b.setup(t)
+			w := open(testRing(t, "k1"), slog.New(slog.DiscardHandler))
+			for _, id := range []string{"a", "b", "c"} {
+				if _, err := w.Create(context.Background(), newTenant(id, id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs testenv.LogBuffer
+			mustList(t, open(nil, slog.New(slog.NewJSONHandler(&logs, nil))))
+			recs := logs.Records(t)
+			if len(recs) != 1 || recs[0]["tenants"] != float64(3) {
+				t.Fatalf("want one log line for 3 tenants, got %v", recs)
+			}
+		})
+	}
+}
