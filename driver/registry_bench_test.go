@@ -27,16 +27,7 @@ func BenchmarkApplySync(b *testing.B) {
 	plusOne := store.Event{Type: store.EventSync, Version: 2, Tenants: append(append([]store.Tenant{}, tenants...),
 		store.Tenant{ID: "zz-new.bench.test", Version: 1, DeployInfo: map[string]string{store.KeyPostgresURL: "postgres://app:pw@db/new"}})}
 
-	newConn := func() *Connector {
-		cfg := defaultConfig()
-		cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-		if err := cfg.validate(); err != nil {
-			b.Fatal(err)
-		}
-		c := &Connector{cfg: cfg, log: cfg.log, budgets: make(map[string]*budget), applied: newBroadcast()}
-		c.reg.init(store.KeyPostgresURL)
-		return c
-	}
+	newConn := func() *Connector { return benchConnector(b) }
 	b.Run("all new", func(b *testing.B) {
 		for range b.N {
 			c, tr := newConn(), store.NewTracker()
@@ -65,4 +56,17 @@ func BenchmarkApplySync(b *testing.B) {
 			b.Fatal("the new tenant was not registered")
 		}
 	})
+}
+
+// benchConnector is a Connector with no store and no servers behind it,
+// whose registry a benchmark fills with apply.
+func benchConnector(b *testing.B) *Connector {
+	cfg := defaultConfig()
+	cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := cfg.validate(); err != nil {
+		b.Fatal(err)
+	}
+	c := &Connector{cfg: cfg, log: cfg.log, budgets: make(map[string]*budget), targets: make(map[string]*target), applied: newBroadcast()}
+	c.reg.init(store.KeyPostgresURL)
+	return c
 }

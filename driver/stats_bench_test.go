@@ -3,8 +3,6 @@ package driver
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/tenantsql/tenantsql/store"
@@ -23,13 +21,7 @@ func BenchmarkStats(b *testing.B) {
 		tenants[i] = store.Tenant{ID: fmt.Sprintf("tenant-%04d.bench.test", i), Version: 1,
 			DeployInfo: map[string]string{store.KeyPostgresURL: fmt.Sprintf("postgres://app:pw@db%d.internal/tenant_%d", i%10, i)}}
 	}
-	cfg := defaultConfig()
-	cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := cfg.validate(); err != nil {
-		b.Fatal(err)
-	}
-	c := &Connector{cfg: cfg, log: cfg.log, budgets: make(map[string]*budget), targets: make(map[string]*target), applied: newBroadcast()}
-	c.reg.init(store.KeyPostgresURL)
+	c := benchConnector(b)
 	c.apply(store.NewTracker().Apply(store.Event{Type: store.EventSync, Version: 1, Tenants: tenants}))
 	if s := c.Stats(); len(s.Tenants) != n || len(s.Servers) != 10 {
 		b.Fatalf("Stats has %d tenants on %d servers, want %d on 10", len(s.Tenants), len(s.Servers), n)
