@@ -38,7 +38,7 @@
 // flight finish on the old client, closed after the last of them; keys
 // written on the old Redis stay there until they expire) and closed when
 // the tenant is deleted. Deleting a tenant leaves its keys unless the
-// cache was made with DropKeysOnDelete.
+// cache was made with WithDropKeysOnDelete.
 //
 // A REDIS_URL that cannot be used (not a URL, a wrong scheme, an option
 // go-redis does not know) fails that tenant's commands with

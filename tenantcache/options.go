@@ -35,7 +35,7 @@ func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 // (default REDIS_URL).
 func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
 
-// DropKeysOnDelete makes the cache delete a tenant's keys when the tenant
+// WithDropKeysOnDelete makes the cache delete a tenant's keys when the tenant
 // is deleted from the store: from the tenant's own Redis, or from the
 // default one. Without it they stay until they expire, which suits keys
 // set with a TTL. Every process that follows the store with such a Cache
@@ -45,7 +45,7 @@ func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
 // of them writes a key after it, then scans the namespace and deletes what
 // it finds; the whole is bounded by 30 seconds. Meanwhile the cache
 // applies no other change of the store.
-func DropKeysOnDelete() Option { return func(c *config) { c.dropOnDel = true } }
+func WithDropKeysOnDelete() Option { return func(c *config) { c.dropOnDel = true } }
 
 // WithLogger sets where the cache logs what happens in the background:
 // clients replaced and closed, keys dropped, a tenant's REDIS_URL refused.

@@ -39,7 +39,7 @@ func (e *env) noPassword() {
 // A tenant's own Redis: the client is made by the first command, not
 // before; an update to another URL sends the next commands there and
 // closes the old client; a delete closes the client and, without
-// DropKeysOnDelete, leaves the keys.
+// WithDropKeysOnDelete, leaves the keys.
 func TestOwnRedisLifecycle(t *testing.T) {
 	second := testenv.StartRedis(t, false)
 	third := testenv.StartRedis(t, false)
@@ -100,7 +100,7 @@ func TestOwnRedisLifecycle(t *testing.T) {
 	})
 	for _, k := range []string{"k2", "k3"} {
 		if n, err := raw3.Exists(context.Background(), e.ns("own")+k).Result(); err != nil || n != 1 {
-			t.Errorf("without DropKeysOnDelete, own's %s is gone from the third Redis: %d, %v", k, n, err)
+			t.Errorf("without WithDropKeysOnDelete, own's %s is gone from the third Redis: %d, %v", k, n, err)
 		}
 	}
 	if v, err := e.cache.Get(as("plain"), "k"); err != nil || string(v) != "on-default" {
@@ -108,7 +108,7 @@ func TestOwnRedisLifecycle(t *testing.T) {
 	}
 }
 
-// With DropKeysOnDelete a deleted tenant's keys go, from its own Redis or
+// Made WithDropKeysOnDelete, the cache drops a deleted tenant's keys, from its own Redis or
 // from the default one, and no other tenant's do.
 func TestDropKeysOnDelete(t *testing.T) {
 	second := testenv.StartRedis(t, false)
@@ -119,7 +119,7 @@ func TestDropKeysOnDelete(t *testing.T) {
 		"plain":   nil,
 		"plain-2": nil,
 		"p":       nil, // a prefix of the others' ids
-	}, tenantcache.DropKeysOnDelete())
+	}, tenantcache.WithDropKeysOnDelete())
 	defer e.noPassword()
 	for _, id := range []string{"own", "own2", "plain", "plain-2", "p"} {
 		for _, k := range []string{"a", "b", "c"} {
@@ -358,7 +358,7 @@ func TestRedisStore(t *testing.T) {
 	writer, reader := open(), open()
 	raw := client(t, u)
 	cachePrefix := "{" + prefix + "}:cache"
-	c, err := tenantcache.New(context.Background(), reader, raw, tenantcache.WithPrefix(cachePrefix), tenantcache.DropKeysOnDelete())
+	c, err := tenantcache.New(context.Background(), reader, raw, tenantcache.WithPrefix(cachePrefix), tenantcache.WithDropKeysOnDelete())
 	if err != nil {
 		t.Fatal(err)
 	}
