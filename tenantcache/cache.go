@@ -61,8 +61,8 @@ func New(ctx context.Context, s store.Store, def redis.UniversalClient, opts ...
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	if cfg.prefix == "" {
-		return nil, errors.New("tenantcache: WithPrefix: the prefix must not be empty: every key of every tenant starts with it")
+	if err := validatePrefix(cfg.prefix); err != nil {
+		return nil, err
 	}
 	if err := store.ValidateKey(cfg.urlKey); err != nil {
 		return nil, fmt.Errorf("tenantcache: WithURLKey: %w", err)

@@ -27,7 +27,7 @@ func TestEscapeGlob(t *testing.T) {
 // or flush of one tenant can reach another's keys.
 func TestNamespacesDoNotNest(t *testing.T) {
 	ids := []string{"a", "ab", "a.b", "a-b", "a_b", "a.b.c", "b", "0", "00", "t", "a.t"}
-	for _, prefix := range []string{"tenantcache", "p:t", "x*"} {
+	for _, prefix := range []string{"tenantcache", "p.t", "{app}", "x*"} {
 		for _, x := range ids {
 			for _, y := range ids {
 				nx, ny := newNamespace(prefix, x), newNamespace(prefix, y)

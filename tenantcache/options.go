@@ -1,8 +1,13 @@
 package tenantcache
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+
+	"github.com/tenantsql/tenantsql/internal/clip"
 )
 
 // KeyRedisURL is the deploy_info key under which a tenant may name a
@@ -25,11 +30,28 @@ func defaultConfig() config {
 }
 
 // WithPrefix sets the prefix of every key the cache writes (default
-// "tenantcache"): tenant t's key k is stored as PREFIX:t:ID:k. Caches that
-// share a Redis but not their keys need different prefixes. On a Redis
-// Cluster, a prefix holding a hash tag ("{app}") would put every key in
-// one slot; without one, a tenant's keys spread over the cluster.
+// "tenantcache"): tenant t's key k is stored under PREFIX:t:ID:... Caches
+// that share a Redis but not their keys need different prefixes. The
+// prefix must not be empty nor hold a ':', which New refuses: the ':'
+// after the prefix is what keeps one cache's namespaces apart from
+// another's: a prefix such as "app:t:a:..." would name keys inside tenant
+// a's namespace of the cache whose prefix is "app". On a Redis Cluster, a
+// prefix holding
+// a hash tag ("{app}") would put every key in one slot; without one, a
+// tenant's keys spread over the cluster.
 func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
+
+// validatePrefix says why New refuses the prefix given WithPrefix.
+func validatePrefix(p string) error {
+	switch {
+	case p == "":
+		return errors.New("tenantcache: WithPrefix: the prefix must not be empty: every key of every tenant starts with it")
+	case strings.Contains(p, ":"):
+		return fmt.Errorf("tenantcache: WithPrefix(%q): the prefix must not hold ':', which ends it in every key: "+
+			"one prefix and tenant could then name another's namespace; use another separator, such as '-' or '.'", clip.String(p))
+	}
+	return nil
+}
 
 // WithURLKey sets the deploy_info key read for a tenant's own Redis
 // (default REDIS_URL).

@@ -269,7 +269,9 @@ func TestNewOptions(t *testing.T) {
 		opts []tenantcache.Option
 		want string
 	}{
-		{"empty prefix", []tenantcache.Option{tenantcache.WithPrefix("")}, "prefix must not be empty"},
+		{"empty prefix", []tenantcache.Option{tenantcache.WithPrefix("")}, "WithPrefix: the prefix must not be empty"},
+		{"colon in prefix", []tenantcache.Option{tenantcache.WithPrefix("app:t:a")}, `WithPrefix("app:t:a"): the prefix must not hold ':'`},
+		{"trailing colon", []tenantcache.Option{tenantcache.WithPrefix("app:")}, `WithPrefix("app:")`},
 		{"bad url key", []tenantcache.Option{tenantcache.WithURLKey("redis-url")}, "WithURLKey"},
 	}
 	for _, c := range cases {
@@ -357,7 +359,7 @@ func TestRedisStore(t *testing.T) {
 	}
 	writer, reader := open(), open()
 	raw := client(t, u)
-	cachePrefix := "{" + prefix + "}:cache"
+	cachePrefix := "{" + testenv.RedisPrefix(t) + "}" // a second prefix, cleaned up as the store's is
 	c, err := tenantcache.New(context.Background(), reader, raw, tenantcache.WithPrefix(cachePrefix), tenantcache.WithDropKeysOnDelete())
 	if err != nil {
 		t.Fatal(err)
