@@ -240,7 +240,7 @@ func (c *Cache) Flush(ctx context.Context) error {
 func (c *Cache) acquire(ctx context.Context) (*binding, redis.UniversalClient, error) {
 	id, ok := tenantctx.TenantFrom(ctx)
 	if !ok {
-		return nil, nil, ErrNoTenant
+		return nil, nil, errNoTenant
 	}
 	if err := c.fence(ctx); err != nil {
 		return nil, nil, err

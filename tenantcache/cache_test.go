@@ -2,6 +2,7 @@ package tenantcache_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/tenantcache"
+	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
 // Ids that a careless layout would mix up: "a" is a prefix of "ab" and of
@@ -198,6 +201,50 @@ func TestNoTenantNoCommand(t *testing.T) {
 	}
 	if keys := rawKeys(t, e.raw, e.prefix); len(keys) != 0 {
 		t.Errorf("Redis holds keys under the prefix: %q", keys)
+	}
+}
+
+// The cache fails with the driver's sentinels: one errors.Is test catches
+// a query's and a cache command's failure alike, and each message still
+// says whose it is.
+func TestErrorsAreTheDrivers(t *testing.T) {
+	if tenantcache.ErrNoTenant != driver.ErrNoTenant || tenantcache.ErrUnknownTenant != driver.ErrUnknownTenant {
+		t.Fatal("tenantcache.ErrNoTenant and ErrUnknownTenant are not the driver's sentinels")
+	}
+	e := newEnv(t, tenantsOf("a"))
+	conn, err := driver.NewConnector(e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cases := []struct {
+		name      string
+		ctx       context.Context
+		want, not error
+		msg       string // what the cache's message begins with
+	}{
+		{"no tenant", ctx, driver.ErrNoTenant, driver.ErrUnknownTenant,
+			"tenantcache: no tenant in context: pass a context from tenantctx.WithTenant(ctx, tenantID)"},
+		{"unknown tenant", tenantctx.WithTenant(ctx, "zz"), driver.ErrUnknownTenant, driver.ErrNoTenant,
+			`tenantcache: unknown tenant "zz"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// Neither reaches a database or Redis: no PostgreSQL is needed.
+			_, queryErr := db.ExecContext(c.ctx, "SELECT 1")
+			_, cacheErr := e.cache.Get(c.ctx, "k")
+			for _, err := range []error{queryErr, cacheErr} {
+				if !errors.Is(err, c.want) || errors.Is(err, c.not) {
+					t.Errorf("%v: errors.Is %v is %v, %v is %v; want true, false", err, c.want, errors.Is(err, c.want), c.not, errors.Is(err, c.not))
+				}
+			}
+			if cacheErr != nil && !strings.HasPrefix(cacheErr.Error(), c.msg) {
+				t.Errorf("cache's error %q does not begin with %q", cacheErr, c.msg)
+			}
+		})
 	}
 }
 

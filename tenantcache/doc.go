@@ -21,7 +21,14 @@
 //
 // A context without a tenant fails with ErrNoTenant, one whose tenant the
 // store does not have with ErrUnknownTenant: there is no shared
-// namespace to fall back on. The cache follows the store (Watch), so it
+// namespace to fall back on. These are the driver's sentinels
+// (driver.ErrNoTenant and driver.ErrUnknownTenant, the same values), so
+// one errors.Is test serves a query and a cache command alike; the
+// messages say which of the two failed. For them this package imports
+// the driver, which adds pgx's pool and database/sql driver to a program
+// that uses the cache (pgx's connection code comes with package store
+// anyway): a cost for nobody the cache is for, since they query through
+// the driver. The cache follows the store (Watch), so it
 // knows the tenants without asking for each command, and a change made
 // through the same store value is seen by every command started after it
 // returned, as with the driver.

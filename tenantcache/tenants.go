@@ -63,18 +63,10 @@ func (b *binding) errorf(format string, args ...any) error {
 func scrubbed(err error, secrets []string) error {
 	msg := err.Error()
 	if safe := pgurl.RedactText(msg, secrets); safe != msg {
-		return &scrubbedError{msg: safe, err: err}
+		return &messageError{msg: safe, err: err}
 	}
 	return err
 }
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 // newBinding reads how tenant t is to be served.
 func (c *Cache) newBinding(t store.Tenant) *binding {
