@@ -81,9 +81,14 @@ func TestIsolationConcurrent(t *testing.T) {
 			t.Errorf("key %q is outside the tenants' namespaces", rk)
 			continue
 		}
-		id, key, _ := strings.Cut(rest, ":")
+		id, _, _ := strings.Cut(rest, ":")
 		if !slices.Contains(confusable, id) {
 			t.Errorf("key %q is in the namespace of %q, no tenant", rk, id)
+			continue
+		}
+		key, ok := strings.CutPrefix(rk, e.ns(id))
+		if !ok {
+			t.Errorf("key %q is not in the namespace of %s as created, %q", rk, id, e.ns(id))
 			continue
 		}
 		v, err := e.raw.Get(context.Background(), rk).Result()
@@ -298,11 +303,13 @@ func TestGlobCharactersAreLiteral(t *testing.T) {
 	}
 	defer c.Close()
 
-	// Decoys that the unescaped namespace pattern, PREFIX*?[x]\:t:a:*,
-	// matches: * and ? stand for anything, [x] for "x", \: for ":".
+	// Decoys that the unescaped namespace pattern,
+	// PREFIX*?[x]\:t:a:CREATED:*, matches: * and ? stand for anything, [x]
+	// for "x", \: for ":".
+	rest := strings.TrimPrefix(e.ns("a"), e.prefix) // :t:a:CREATED:
 	decoys := []string{
-		e.prefix + "ZZZx:t:a:k",
-		e.prefix + "-Qx:t:a:k",
+		e.prefix + "ZZZx" + rest + "k",
+		e.prefix + "-Qx" + rest + "k",
 	}
 	for _, d := range decoys {
 		if err := e.raw.Set(context.Background(), d, "decoy", time.Hour).Err(); err != nil {
@@ -340,7 +347,7 @@ func TestGlobCharactersAreLiteral(t *testing.T) {
 			t.Errorf("decoy %q after Flush: %q, %v", d, v, err)
 		}
 	}
-	ns := globPrefix + ":t:a:"
+	ns := globPrefix + rest
 	for _, k := range []string{"k?", "k1", `\`} {
 		if n, err := e.raw.Exists(context.Background(), ns+k).Result(); err != nil || n != 0 {
 			t.Errorf("%q after Flush: exists %d, %v", ns+k, n, err)

@@ -9,11 +9,16 @@
 //
 // # Namespaces
 //
-// Tenant t's key k is stored in Redis as PREFIX:t:ID:k (PREFIX is
-// "tenantcache" unless WithPrefix says otherwise). Tenant ids are made of
-// [a-z0-9._-] (store.ValidateID), so the ':' after the id ends it: no
-// tenant's namespace is a prefix of another's, and "a" never reaches the
-// keys of "ab" or "a.b". Get, Set and Delete take the key as it is; Scan
+// Tenant t's key k is stored in Redis as PREFIX:t:ID:CREATED:k. PREFIX is
+// "tenantcache" unless WithPrefix says otherwise, and holds no ':'. ID is
+// the tenant's id, made of [a-z0-9._-] (store.ValidateID), so the ':'
+// after it ends it: no tenant's namespace is a prefix of another's, and
+// "a" never reaches the keys of "ab" or "a.b". CREATED is the tenant's
+// creation time (store.Tenant.CreatedAt) in microseconds since 1970, in
+// base 36 ("0" if the store records none): a tenant deleted and created
+// again under the same id is another incarnation, and starts with an
+// empty cache even where the keys of the old one were not dropped; those
+// stay, unread, until they expire. Get, Set and Delete take the key as it is; Scan
 // and Flush escape the namespace in their SCAN MATCH pattern, so that a
 // glob character in the prefix widens nothing, and a pattern given to
 // Scan applies inside the namespace only. The cache offers no raw client:

@@ -70,7 +70,7 @@ func scrubbed(err error, secrets []string) error {
 
 // newBinding reads how tenant t is to be served.
 func (c *Cache) newBinding(t store.Tenant) *binding {
-	b := &binding{id: t.ID, ns: newNamespace(c.cfg.prefix, t.ID), idle: make(chan struct{})}
+	b := &binding{id: t.ID, ns: newNamespace(c.cfg.prefix, t.ID, t.CreatedAt), idle: make(chan struct{})}
 	// Stores validate ids, but the namespaces are kept apart only by ids
 	// without ':' or glob characters: a Store of another make is checked
 	// too.
@@ -178,8 +178,8 @@ func (c *Cache) apply(ctx context.Context, ch store.Change) {
 		nb := c.newBinding(ch.Tenant)
 		c.mu.Lock()
 		old := c.tenants[id]
-		if old != nil && old.own == nb.own && old.url == nb.url {
-			c.mu.Unlock() // same Redis: keep the client
+		if old != nil && old.own == nb.own && old.url == nb.url && old.ns == nb.ns {
+			c.mu.Unlock() // same Redis, same namespace: keep the client
 			return
 		}
 		c.tenants[id] = nb
@@ -188,9 +188,17 @@ func (c *Cache) apply(ctx context.Context, ch store.Change) {
 			idle = c.retireLocked(old, false)
 		}
 		c.mu.Unlock()
-		if nb.err != nil {
+		switch {
+		case nb.err != nil:
 			c.log.Warn("tenantcache: tenant cannot be served", "tenant", id, "err", nb.err)
-		} else if old != nil {
+		case old != nil && old.ns != nb.ns:
+			// A delete and a create that reached this cache as one
+			// update (a resync after a disconnect): the keys of the
+			// tenant that was deleted are left, unread, in the old
+			// namespace.
+			c.log.Info("tenantcache: tenant was deleted and created again; its cache starts empty",
+				"tenant", id, "redis", c.describe(nb))
+		case old != nil:
 			c.log.Info("tenantcache: tenant's Redis changed; commands in flight finish on the old one",
 				"tenant", id, "redis", c.describe(nb))
 		}

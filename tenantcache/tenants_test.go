@@ -156,6 +156,43 @@ func TestDropKeysOnDelete(t *testing.T) {
 	e.set("own2", "d", "still served")
 }
 
+// A tenant deleted and created again under the same id starts with an
+// empty cache, though the keys of its former self were not dropped: they
+// stay in Redis, in a namespace the new tenant does not read.
+func TestRecreatedTenantStartsEmpty(t *testing.T) {
+	e := newEnv(t, tenantsOf("a", "b"))
+	ctx := context.Background()
+	e.set("a", "k", "old life")
+	e.set("b", "k", "b's")
+	oldNS := e.ns("a")
+	e.delete("a") // without WithDropKeysOnDelete: the keys stay
+	e.create("a", nil)
+	if e.ns("a") == oldNS {
+		t.Fatalf("the store gave the re-created tenant the creation time of the deleted one: namespace %q", oldNS)
+	}
+
+	if v, err := e.cache.Get(as("a"), "k"); !errors.Is(err, tenantcache.ErrMiss) {
+		t.Errorf("the re-created tenant reads k: %q, %v; want ErrMiss", v, err)
+	}
+	for k, err := range e.cache.Scan(as("a"), "*") {
+		t.Errorf("the re-created tenant's Scan yields %q, %v; want nothing", k, err)
+	}
+	// The old key is in Redis still, where the deleted tenant wrote it.
+	if v, err := e.raw.Get(ctx, oldNS+"k").Result(); err != nil || v != "old life" {
+		t.Errorf("Redis holds %q, %v under the deleted tenant's %q; want the value it set", v, err, oldNS+"k")
+	}
+
+	e.set("a", "k", "new life")
+	for ns, want := range map[string]string{oldNS: "old life", e.ns("a"): "new life"} {
+		if v, err := e.raw.Get(ctx, ns+"k").Result(); err != nil || v != want {
+			t.Errorf("Redis holds %q, %v under %q; want %q", v, err, ns+"k", want)
+		}
+	}
+	if v, err := e.cache.Get(as("b"), "k"); err != nil || string(v) != "b's" {
+		t.Errorf("b's k: %q, %v", v, err)
+	}
+}
+
 // A REDIS_URL that cannot be used fails the tenant's commands with an
 // error that names the tenant and the key and not the password, and so do
 // the logs; other tenants are served.
@@ -365,10 +402,13 @@ func TestRedisStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	ns := make(map[string]string)
 	for _, id := range []string{"x", "y"} {
-		if _, err := writer.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(nil)}); err != nil {
+		tn, err := writer.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(nil)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		ns[id] = nsOf(cachePrefix, tn)
 		if err := c.Set(as(id), "k", []byte(id), time.Hour); err != nil {
 			t.Fatalf("Set right after the create in another process: %v", err)
 		}
@@ -377,10 +417,10 @@ func TestRedisStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 5*time.Second, "x's key to be dropped", func() bool {
-		n, err := raw.Exists(context.Background(), cachePrefix+":t:x:k").Result()
+		n, err := raw.Exists(context.Background(), ns["x"]+"k").Result()
 		return err == nil && n == 0
 	})
-	if v, err := raw.Get(context.Background(), cachePrefix+":t:y:k").Result(); err != nil || v != "y" {
+	if v, err := raw.Get(context.Background(), ns["y"]+"k").Result(); err != nil || v != "y" {
 		t.Errorf("y's key after x's delete: %q, %v", v, err)
 	}
 }
