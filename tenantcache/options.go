@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/tenantsql/tenantsql/internal/clip"
 )
@@ -18,15 +17,14 @@ const KeyRedisURL = "REDIS_URL"
 type Option func(*config)
 
 type config struct {
-	prefix      string
-	urlKey      string
-	dropOnDel   bool
-	dropTimeout time.Duration
-	log         *slog.Logger
+	prefix    string
+	urlKey    string
+	dropOnDel bool
+	log       *slog.Logger
 }
 
 func defaultConfig() config {
-	return config{prefix: "tenantcache", urlKey: KeyRedisURL, dropTimeout: 30 * time.Second, log: slog.Default()}
+	return config{prefix: "tenantcache", urlKey: KeyRedisURL, log: slog.Default()}
 }
 
 // WithPrefix sets the prefix of every key the cache writes (default
@@ -57,16 +55,21 @@ func validatePrefix(p string) error {
 // (default REDIS_URL).
 func WithURLKey(key string) Option { return func(c *config) { c.urlKey = key } }
 
-// WithDropKeysOnDelete makes the cache delete a tenant's keys when the tenant
-// is deleted from the store: from the tenant's own Redis, or from the
-// default one. Without it they stay until they expire, which suits keys
-// set with a TTL. Every process that follows the store with such a Cache
+// WithDropKeysOnDelete makes the cache delete a tenant's keys when the
+// tenant is deleted from the store: from the tenant's own Redis, or from
+// the default one. Without it they stay until they expire, which suits
+// keys set with a TTL; a tenant created again under the same id does not
+// see them either way, since its namespace is another (see the package
+// documentation). Every process that follows the store with such a Cache
 // drops them; after the first, the others find nothing left.
 //
-// The drop first waits for the tenant's commands in flight, so that none
-// of them writes a key after it, then scans the namespace and deletes what
-// it finds; the whole is bounded by 30 seconds. Meanwhile the cache
-// applies no other change of the store.
+// The drop runs in the background: the cache goes on applying the
+// store's changes and serving the other tenants meanwhile. It first waits
+// for the tenant's commands in flight, so that none of them writes a key
+// after it, then scans the namespace and deletes what it finds; each step
+// is bounded by 30 seconds. Close ends a drop still running and waits for
+// it. The outcome is logged (WithLogger): the keys dropped, or the error
+// that left some, which then stay until they expire.
 func WithDropKeysOnDelete() Option { return func(c *config) { c.dropOnDel = true } }
 
 // WithLogger sets where the cache logs what happens in the background:
