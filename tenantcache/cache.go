@@ -106,8 +106,10 @@ func New(ctx context.Context, s store.Store, def redis.UniversalClient, opts ...
 
 // Close stops following the store and closes the clients the cache made
 // for tenants: idle ones at once, the others when their last command
-// returns. It returns once the goroutine that follows the store has ended.
-// Commands started after Close fail with ErrClosed.
+// returns. It ends the drops of deleted tenants' keys still running
+// (WithDropKeysOnDelete), whose keys left then stay until they expire,
+// and returns once they and the goroutine that follows the store have
+// ended. Commands started after Close fail with ErrClosed.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
