@@ -61,8 +61,8 @@ func New(ctx context.Context, s store.Store, def redis.UniversalClient, opts ...
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	if cfg.prefix == "" {
-		return nil, errors.New("tenantcache: WithPrefix: the prefix must not be empty: every key of every tenant starts with it")
+	if err := validatePrefix(cfg.prefix); err != nil {
+		return nil, err
 	}
 	if err := store.ValidateKey(cfg.urlKey); err != nil {
 		return nil, fmt.Errorf("tenantcache: WithURLKey: %w", err)
@@ -106,8 +106,10 @@ func New(ctx context.Context, s store.Store, def redis.UniversalClient, opts ...
 
 // Close stops following the store and closes the clients the cache made
 // for tenants: idle ones at once, the others when their last command
-// returns. It returns once the goroutine that follows the store has ended.
-// Commands started after Close fail with ErrClosed.
+// returns. It ends the drops of deleted tenants' keys still running
+// (WithDropKeysOnDelete), whose keys left then stay until they expire,
+// and returns once they and the goroutine that follows the store have
+// ended. Commands started after Close fail with ErrClosed.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
@@ -240,7 +242,7 @@ func (c *Cache) Flush(ctx context.Context) error {
 func (c *Cache) acquire(ctx context.Context) (*binding, redis.UniversalClient, error) {
 	id, ok := tenantctx.TenantFrom(ctx)
 	if !ok {
-		return nil, nil, ErrNoTenant
+		return nil, nil, errNoTenant
 	}
 	if err := c.fence(ctx); err != nil {
 		return nil, nil, err

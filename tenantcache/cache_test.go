@@ -2,6 +2,7 @@ package tenantcache_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/tenantcache"
+	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
 // Ids that a careless layout would mix up: "a" is a prefix of "ab" and of
@@ -78,9 +81,14 @@ func TestIsolationConcurrent(t *testing.T) {
 			t.Errorf("key %q is outside the tenants' namespaces", rk)
 			continue
 		}
-		id, key, _ := strings.Cut(rest, ":")
+		id, _, _ := strings.Cut(rest, ":")
 		if !slices.Contains(confusable, id) {
 			t.Errorf("key %q is in the namespace of %q, no tenant", rk, id)
+			continue
+		}
+		key, ok := strings.CutPrefix(rk, e.ns(id))
+		if !ok {
+			t.Errorf("key %q is not in the namespace of %s as created, %q", rk, id, e.ns(id))
 			continue
 		}
 		v, err := e.raw.Get(context.Background(), rk).Result()
@@ -201,6 +209,50 @@ func TestNoTenantNoCommand(t *testing.T) {
 	}
 }
 
+// The cache fails with the driver's sentinels: one errors.Is test catches
+// a query's and a cache command's failure alike, and each message still
+// says whose it is.
+func TestErrorsAreTheDrivers(t *testing.T) {
+	if tenantcache.ErrNoTenant != driver.ErrNoTenant || tenantcache.ErrUnknownTenant != driver.ErrUnknownTenant {
+		t.Fatal("tenantcache.ErrNoTenant and ErrUnknownTenant are not the driver's sentinels")
+	}
+	e := newEnv(t, tenantsOf("a"))
+	conn, err := driver.NewConnector(e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cases := []struct {
+		name      string
+		ctx       context.Context
+		want, not error
+		msg       string // what the cache's message begins with
+	}{
+		{"no tenant", ctx, driver.ErrNoTenant, driver.ErrUnknownTenant,
+			"tenantcache: no tenant in context: pass a context from tenantctx.WithTenant(ctx, tenantID)"},
+		{"unknown tenant", tenantctx.WithTenant(ctx, "zz"), driver.ErrUnknownTenant, driver.ErrNoTenant,
+			`tenantcache: unknown tenant "zz"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// Neither reaches a database or Redis: no PostgreSQL is needed.
+			_, queryErr := db.ExecContext(c.ctx, "SELECT 1")
+			_, cacheErr := e.cache.Get(c.ctx, "k")
+			for _, err := range []error{queryErr, cacheErr} {
+				if !errors.Is(err, c.want) || errors.Is(err, c.not) {
+					t.Errorf("%v: errors.Is %v is %v, %v is %v; want true, false", err, c.want, errors.Is(err, c.want), c.not, errors.Is(err, c.not))
+				}
+			}
+			if cacheErr != nil && !strings.HasPrefix(cacheErr.Error(), c.msg) {
+				t.Errorf("cache's error %q does not begin with %q", cacheErr, c.msg)
+			}
+		})
+	}
+}
+
 // Scan finds the tenant's keys by pattern, in the tenant's terms, and
 // none of another tenant's that match the same pattern.
 func TestScan(t *testing.T) {
@@ -251,11 +303,13 @@ func TestGlobCharactersAreLiteral(t *testing.T) {
 	}
 	defer c.Close()
 
-	// Decoys that the unescaped namespace pattern, PREFIX*?[x]\:t:a:*,
-	// matches: * and ? stand for anything, [x] for "x", \: for ":".
+	// Decoys that the unescaped namespace pattern,
+	// PREFIX*?[x]\:t:a:CREATED:*, matches: * and ? stand for anything, [x]
+	// for "x", \: for ":".
+	rest := strings.TrimPrefix(e.ns("a"), e.prefix) // :t:a:CREATED:
 	decoys := []string{
-		e.prefix + "ZZZx:t:a:k",
-		e.prefix + "-Qx:t:a:k",
+		e.prefix + "ZZZx" + rest + "k",
+		e.prefix + "-Qx" + rest + "k",
 	}
 	for _, d := range decoys {
 		if err := e.raw.Set(context.Background(), d, "decoy", time.Hour).Err(); err != nil {
@@ -293,7 +347,7 @@ func TestGlobCharactersAreLiteral(t *testing.T) {
 			t.Errorf("decoy %q after Flush: %q, %v", d, v, err)
 		}
 	}
-	ns := globPrefix + ":t:a:"
+	ns := globPrefix + rest
 	for _, k := range []string{"k?", "k1", `\`} {
 		if n, err := e.raw.Exists(context.Background(), ns+k).Result(); err != nil || n != 0 {
 			t.Errorf("%q after Flush: exists %d, %v", ns+k, n, err)

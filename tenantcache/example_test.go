@@ -31,7 +31,7 @@ func Example() {
 
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	c, err := tenantcache.New(ctx, s, rdb, tenantcache.DropKeysOnDelete())
+	c, err := tenantcache.New(ctx, s, rdb, tenantcache.WithDropKeysOnDelete())
 	if err != nil {
 		log.Fatal(err)
 	}

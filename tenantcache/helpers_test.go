@@ -27,6 +27,7 @@ type env struct {
 	prefix string        // the cache's key prefix, unique to the test
 	logs   *testenv.LogBuffer
 	cache  *tenantcache.Cache
+	nss    map[string]string // id → namespace of the tenant's latest incarnation
 }
 
 // newEnv opens a file store holding tenants (id → deploy_info extra to
@@ -37,7 +38,7 @@ func newEnv(t *testing.T, tenants map[string]map[string]string, opts ...tenantca
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, raw: redis.NewClient(opt), logs: new(testenv.LogBuffer)}
+	e := &env{t: t, raw: redis.NewClient(opt), logs: new(testenv.LogBuffer), nss: make(map[string]string)}
 	t.Cleanup(func() { e.raw.Close() })
 	// The braces match testenv.RedisPrefix's clean-up pattern, {PREFIX}:*.
 	e.prefix = "{" + testenv.RedisPrefix(t) + "}"
@@ -73,9 +74,11 @@ func deployInfo(extra map[string]string) map[string]string {
 
 func (e *env) create(id string, extra map[string]string) {
 	e.t.Helper()
-	if _, err := e.store.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(extra)}); err != nil {
+	t, err := e.store.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(extra)})
+	if err != nil {
 		e.t.Fatalf("create tenant %s: %v", id, err)
 	}
+	e.nss[id] = nsOf(e.prefix, t)
 }
 
 func (e *env) update(id string, extra map[string]string) {
@@ -92,8 +95,27 @@ func (e *env) delete(id string) {
 	}
 }
 
-// ns is where tenant id's keys are expected in Redis.
-func (e *env) ns(id string) string { return e.prefix + ":t:" + id + ":" }
+// ns is where tenant id's keys are expected in Redis: the namespace of
+// the tenant as e.create last created it, deleted since or not.
+func (e *env) ns(id string) string {
+	e.t.Helper()
+	ns, ok := e.nss[id]
+	if !ok {
+		e.t.Fatalf("tenant %s was not created by env.create", id)
+	}
+	return ns
+}
+
+// nsOf is where tenant t's keys are expected in Redis, as the package
+// documents it: PREFIX:t:ID:CREATED:, CREATED being the tenant's creation
+// time in microseconds since 1970 in base 36, or "0" if it has none.
+func nsOf(prefix string, t store.Tenant) string {
+	created := "0"
+	if !t.CreatedAt.IsZero() {
+		created = strconv.FormatInt(t.CreatedAt.UnixMicro(), 36)
+	}
+	return prefix + ":t:" + t.ID + ":" + created + ":"
+}
 
 func (e *env) set(id, key, value string) {
 	e.t.Helper()

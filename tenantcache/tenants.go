@@ -63,22 +63,14 @@ func (b *binding) errorf(format string, args ...any) error {
 func scrubbed(err error, secrets []string) error {
 	msg := err.Error()
 	if safe := pgurl.RedactText(msg, secrets); safe != msg {
-		return &scrubbedError{msg: safe, err: err}
+		return &messageError{msg: safe, err: err}
 	}
 	return err
 }
 
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
 // newBinding reads how tenant t is to be served.
 func (c *Cache) newBinding(t store.Tenant) *binding {
-	b := &binding{id: t.ID, ns: newNamespace(c.cfg.prefix, t.ID), idle: make(chan struct{})}
+	b := &binding{id: t.ID, ns: newNamespace(c.cfg.prefix, t.ID, t.CreatedAt), idle: make(chan struct{})}
 	// Stores validate ids, but the namespaces are kept apart only by ids
 	// without ':' or glob characters: a Store of another make is checked
 	// too.
@@ -178,7 +170,10 @@ func (c *Cache) follow(ctx context.Context, events <-chan store.Event) {
 	}
 }
 
-// apply makes one tenant's change take effect.
+// apply makes one tenant's change take effect. It does no I/O but
+// closing idle clients: a drop of keys runs in a goroutine of its own, so
+// that neither the following changes nor other tenants' commands wait for
+// it.
 func (c *Cache) apply(ctx context.Context, ch store.Change) {
 	id := ch.Tenant.ID
 	switch ch.Type {
@@ -186,24 +181,39 @@ func (c *Cache) apply(ctx context.Context, ch store.Change) {
 		nb := c.newBinding(ch.Tenant)
 		c.mu.Lock()
 		old := c.tenants[id]
-		if old != nil && old.own == nb.own && old.url == nb.url {
-			c.mu.Unlock() // same Redis: keep the client
+		if old != nil && old.own == nb.own && old.url == nb.url && old.ns == nb.ns {
+			c.mu.Unlock() // same Redis, same namespace: keep the client
 			return
 		}
 		c.tenants[id] = nb
-		var idle redis.UniversalClient
+		var (
+			idle redis.UniversalClient
+			drop bool
+		)
 		if old != nil {
-			idle = c.retireLocked(old, false)
+			// Another namespace is another incarnation: the tenant was
+			// deleted and created again, and the delete and the create
+			// reached this cache as one update (a resync after a
+			// disconnect). The old one's keys go as a delete's would.
+			drop = old.ns != nb.ns && c.cfg.dropOnDel && old.err == nil
+			idle = c.retireLocked(old, drop)
 		}
 		c.mu.Unlock()
-		if nb.err != nil {
+		switch {
+		case nb.err != nil:
 			c.log.Warn("tenantcache: tenant cannot be served", "tenant", id, "err", nb.err)
-		} else if old != nil {
+		case old != nil && old.ns != nb.ns:
+			c.log.Info("tenantcache: tenant was deleted and created again; its cache starts empty",
+				"tenant", id, "redis", c.describe(nb))
+		case old != nil:
 			c.log.Info("tenantcache: tenant's Redis changed; commands in flight finish on the old one",
 				"tenant", id, "redis", c.describe(nb))
 		}
 		if idle != nil {
 			c.closeClient(id, idle)
+		}
+		if drop {
+			c.startDrop(ctx, old)
 		}
 	case store.EventDelete:
 		c.mu.Lock()
@@ -220,7 +230,7 @@ func (c *Cache) apply(ctx context.Context, ch store.Change) {
 			c.closeClient(id, idle)
 		}
 		if drop {
-			c.drop(ctx, old)
+			c.startDrop(ctx, old)
 		}
 	}
 }
@@ -255,24 +265,56 @@ func (c *Cache) retireLocked(b *binding, keep bool) redis.UniversalClient {
 // wait for its commands in flight, then the scan and delete.
 const dropTimeout = 30 * time.Second
 
+// startDrop drops the keys of b, a deleted tenant, in a goroutine that
+// Close waits for. ctx is the cache's: Close cancels it, which ends a drop
+// still running.
+//
+// Nothing waits for the drop: follow goes on to the next change, and
+// commands go on, the deleted tenant's failing with ErrUnknownTenant. A
+// tenant created again under the same id while the drop runs has another
+// namespace (its creation time is part of it), which the drop does not
+// touch, unless the store records no creation time: then keys the new
+// tenant writes meanwhile may be dropped too, which makes cache misses.
+func (c *Cache) startDrop(ctx context.Context, b *binding) {
+	c.wg.Add(1) // follow is counted: Close has not returned from Wait
+	go func() {
+		defer c.wg.Done()
+		c.drop(ctx, b)
+	}()
+}
+
 // drop deletes the keys of b, a deleted tenant, then closes its client.
 func (c *Cache) drop(ctx context.Context, b *binding) {
+	c.log.Debug("tenantcache: dropping the keys of a deleted tenant", "tenant", b.id, "redis", c.describe(b))
 	wait, cancel := context.WithTimeout(ctx, dropTimeout)
 	select {
 	case <-b.idle:
 	case <-wait.Done():
-		c.log.Warn("tenantcache: deleted tenant's commands still in flight; dropping its keys anyway", "tenant", b.id)
+		if ctx.Err() == nil {
+			c.log.Warn("tenantcache: deleted tenant's commands still in flight; dropping its keys anyway", "tenant", b.id)
+		}
 	}
 	cancel()
-	c.mu.Lock()
-	rc := b.clientLocked(c.def)
-	c.mu.Unlock()
-	dctx, cancel := context.WithTimeout(ctx, dropTimeout)
-	n, err := flushNamespace(dctx, rc, b.ns)
-	cancel()
-	if err != nil {
-		c.log.Error("tenantcache: could not drop all keys of a deleted tenant", "tenant", b.id, "redis", c.describe(b), "dropped", n, "err", b.errorf("drop keys: %w", err))
-	} else {
+	var (
+		n   int64
+		err = ctx.Err()
+	)
+	if err == nil {
+		c.mu.Lock()
+		rc := b.clientLocked(c.def)
+		c.mu.Unlock()
+		dctx, cancel := context.WithTimeout(ctx, dropTimeout)
+		n, err = flushNamespace(dctx, rc, b.ns)
+		cancel()
+	}
+	switch {
+	case ctx.Err() != nil:
+		c.log.Warn("tenantcache: the cache was closed before the keys of a deleted tenant were all dropped; the rest stay until they expire",
+			"tenant", b.id, "redis", c.describe(b), "dropped", n)
+	case err != nil:
+		c.log.Error("tenantcache: could not drop all keys of a deleted tenant; the rest stay until they expire",
+			"tenant", b.id, "redis", c.describe(b), "dropped", n, "err", b.errorf("drop keys: %w", err))
+	default:
 		c.log.Info("tenantcache: dropped the keys of a deleted tenant", "tenant", b.id, "redis", c.describe(b), "dropped", n)
 	}
 	c.mu.Lock()

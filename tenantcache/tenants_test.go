@@ -39,7 +39,7 @@ func (e *env) noPassword() {
 // A tenant's own Redis: the client is made by the first command, not
 // before; an update to another URL sends the next commands there and
 // closes the old client; a delete closes the client and, without
-// DropKeysOnDelete, leaves the keys.
+// WithDropKeysOnDelete, leaves the keys.
 func TestOwnRedisLifecycle(t *testing.T) {
 	second := testenv.StartRedis(t, false)
 	third := testenv.StartRedis(t, false)
@@ -100,7 +100,7 @@ func TestOwnRedisLifecycle(t *testing.T) {
 	})
 	for _, k := range []string{"k2", "k3"} {
 		if n, err := raw3.Exists(context.Background(), e.ns("own")+k).Result(); err != nil || n != 1 {
-			t.Errorf("without DropKeysOnDelete, own's %s is gone from the third Redis: %d, %v", k, n, err)
+			t.Errorf("without WithDropKeysOnDelete, own's %s is gone from the third Redis: %d, %v", k, n, err)
 		}
 	}
 	if v, err := e.cache.Get(as("plain"), "k"); err != nil || string(v) != "on-default" {
@@ -108,8 +108,8 @@ func TestOwnRedisLifecycle(t *testing.T) {
 	}
 }
 
-// With DropKeysOnDelete a deleted tenant's keys go, from its own Redis or
-// from the default one, and no other tenant's do.
+// Made WithDropKeysOnDelete, the cache drops a deleted tenant's keys, from
+// its own Redis or from the default one, and no other tenant's.
 func TestDropKeysOnDelete(t *testing.T) {
 	second := testenv.StartRedis(t, false)
 	raw2 := client(t, second.URL())
@@ -119,7 +119,7 @@ func TestDropKeysOnDelete(t *testing.T) {
 		"plain":   nil,
 		"plain-2": nil,
 		"p":       nil, // a prefix of the others' ids
-	}, tenantcache.DropKeysOnDelete())
+	}, tenantcache.WithDropKeysOnDelete())
 	defer e.noPassword()
 	for _, id := range []string{"own", "own2", "plain", "plain-2", "p"} {
 		for _, k := range []string{"a", "b", "c"} {
@@ -128,11 +128,17 @@ func TestDropKeysOnDelete(t *testing.T) {
 	}
 	e.delete("own")
 	e.delete("plain")
-	// A command, any tenant's, waits for the deletes to be applied, and
-	// so for the drops done with them.
-	if _, err := e.cache.Get(as("p"), "a"); err != nil {
-		t.Fatal(err)
-	}
+	// The drops run in the background: wait for their ends.
+	testenv.Eventually(t, 10*time.Second, "own's and plain's keys to be dropped", func() bool {
+		for _, k := range []string{"a", "b", "c"} {
+			n1, err1 := raw2.Exists(context.Background(), e.ns("own")+k).Result()
+			n2, err2 := e.raw.Exists(context.Background(), e.ns("plain")+k).Result()
+			if err1 != nil || err2 != nil || n1+n2 != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	for _, c := range []struct {
 		id   string
 		raw  *redis.Client
@@ -154,6 +160,43 @@ func TestDropKeysOnDelete(t *testing.T) {
 		return connectedClients(t, raw2) == 2
 	})
 	e.set("own2", "d", "still served")
+}
+
+// A tenant deleted and created again under the same id starts with an
+// empty cache, though the keys of its former self were not dropped: they
+// stay in Redis, in a namespace the new tenant does not read.
+func TestRecreatedTenantStartsEmpty(t *testing.T) {
+	e := newEnv(t, tenantsOf("a", "b"))
+	ctx := context.Background()
+	e.set("a", "k", "old life")
+	e.set("b", "k", "b's")
+	oldNS := e.ns("a")
+	e.delete("a") // without WithDropKeysOnDelete: the keys stay
+	e.create("a", nil)
+	if e.ns("a") == oldNS {
+		t.Fatalf("the store gave the re-created tenant the creation time of the deleted one: namespace %q", oldNS)
+	}
+
+	if v, err := e.cache.Get(as("a"), "k"); !errors.Is(err, tenantcache.ErrMiss) {
+		t.Errorf("the re-created tenant reads k: %q, %v; want ErrMiss", v, err)
+	}
+	for k, err := range e.cache.Scan(as("a"), "*") {
+		t.Errorf("the re-created tenant's Scan yields %q, %v; want nothing", k, err)
+	}
+	// The old key is in Redis still, where the deleted tenant wrote it.
+	if v, err := e.raw.Get(ctx, oldNS+"k").Result(); err != nil || v != "old life" {
+		t.Errorf("Redis holds %q, %v under the deleted tenant's %q; want the value it set", v, err, oldNS+"k")
+	}
+
+	e.set("a", "k", "new life")
+	for ns, want := range map[string]string{oldNS: "old life", e.ns("a"): "new life"} {
+		if v, err := e.raw.Get(ctx, ns+"k").Result(); err != nil || v != want {
+			t.Errorf("Redis holds %q, %v under %q; want %q", v, err, ns+"k", want)
+		}
+	}
+	if v, err := e.cache.Get(as("b"), "k"); err != nil || string(v) != "b's" {
+		t.Errorf("b's k: %q, %v", v, err)
+	}
 }
 
 // A REDIS_URL that cannot be used fails the tenant's commands with an
@@ -269,7 +312,9 @@ func TestNewOptions(t *testing.T) {
 		opts []tenantcache.Option
 		want string
 	}{
-		{"empty prefix", []tenantcache.Option{tenantcache.WithPrefix("")}, "prefix must not be empty"},
+		{"empty prefix", []tenantcache.Option{tenantcache.WithPrefix("")}, "WithPrefix: the prefix must not be empty"},
+		{"colon in prefix", []tenantcache.Option{tenantcache.WithPrefix("app:t:a")}, `WithPrefix("app:t:a"): the prefix must not hold ':'`},
+		{"trailing colon", []tenantcache.Option{tenantcache.WithPrefix("app:")}, `WithPrefix("app:")`},
 		{"bad url key", []tenantcache.Option{tenantcache.WithURLKey("redis-url")}, "WithURLKey"},
 	}
 	for _, c := range cases {
@@ -357,16 +402,19 @@ func TestRedisStore(t *testing.T) {
 	}
 	writer, reader := open(), open()
 	raw := client(t, u)
-	cachePrefix := "{" + prefix + "}:cache"
-	c, err := tenantcache.New(context.Background(), reader, raw, tenantcache.WithPrefix(cachePrefix), tenantcache.DropKeysOnDelete())
+	cachePrefix := "{" + testenv.RedisPrefix(t) + "}" // a second prefix, cleaned up as the store's is
+	c, err := tenantcache.New(context.Background(), reader, raw, tenantcache.WithPrefix(cachePrefix), tenantcache.WithDropKeysOnDelete())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	ns := make(map[string]string)
 	for _, id := range []string{"x", "y"} {
-		if _, err := writer.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(nil)}); err != nil {
+		tn, err := writer.Create(context.Background(), store.Tenant{ID: id, DeployInfo: deployInfo(nil)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		ns[id] = nsOf(cachePrefix, tn)
 		if err := c.Set(as(id), "k", []byte(id), time.Hour); err != nil {
 			t.Fatalf("Set right after the create in another process: %v", err)
 		}
@@ -375,10 +423,10 @@ func TestRedisStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 5*time.Second, "x's key to be dropped", func() bool {
-		n, err := raw.Exists(context.Background(), cachePrefix+":t:x:k").Result()
+		n, err := raw.Exists(context.Background(), ns["x"]+"k").Result()
 		return err == nil && n == 0
 	})
-	if v, err := raw.Get(context.Background(), cachePrefix+":t:y:k").Result(); err != nil || v != "y" {
+	if v, err := raw.Get(context.Background(), ns["y"]+"k").Result(); err != nil || v != "y" {
 		t.Errorf("y's key after x's delete: %q, %v", v, err)
 	}
 }

@@ -3,6 +3,7 @@ package readme
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -27,12 +28,16 @@ func TestCacheSnippet(t *testing.T) {
 	// Ids of this test's own: the snippet uses the default key prefix on
 	// the shared Redis.
 	id, other := testenv.RedisPrefix(t), testenv.RedisPrefix(t)
-	for _, id := range []string{id, other} {
-		if _, err := s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: "postgres://app@db/x"}}); err != nil {
+	var tenant store.Tenant
+	for _, id := range []string{other, id} {
+		tenant, err = s.Create(context.Background(), store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: "postgres://app@db/x"}})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	rawKey := "tenantcache:t:" + id + ":report:2026-12"
+	// tenantcache:t:ID:CREATED:key, CREATED the tenant's creation time in
+	// microseconds since 1970, in base 36.
+	rawKey := "tenantcache:t:" + id + ":" + strconv.FormatInt(tenant.CreatedAt.UnixMicro(), 36) + ":report:2026-12"
 	t.Cleanup(func() { rdb.Del(context.Background(), rawKey) })
 	ctx := tenantctx.WithTenant(context.Background(), id)
 	report := []byte("42 patients")
