@@ -86,7 +86,9 @@ func (tr *Tracker) Get(id string) (Tenant, bool) {
 }
 
 // Apply applies one event and returns the changes it made, creates and
-// updates sorted by id as the sync listed them, then deletes.
+// updates sorted by id as the sync listed them, then deletes. A tenant
+// found created again (another CreatedAt under a known id) is a delete of
+// the old one followed by a create, in the place of its create.
 func (tr *Tracker) Apply(ev Event) []Change {
 	switch ev.Type {
 	case EventSync:
@@ -102,7 +104,7 @@ func (tr *Tracker) Apply(ev Event) []Change {
 		seen := make(map[string]struct{}, len(ev.Tenants))
 		for _, t := range ev.Tenants {
 			seen[t.ID] = struct{}{}
-			if c, ok := tr.upsert(t, ev.Version); ok {
+			for _, c := range tr.upsert(t, ev.Version) {
 				c.Initial = initial
 				out = append(out, c)
 			}
@@ -119,9 +121,7 @@ func (tr *Tracker) Apply(ev Event) []Change {
 			return nil
 		}
 		tr.version = ev.Version
-		if c, ok := tr.upsert(ev.Tenant, ev.Version); ok {
-			return []Change{c}
-		}
+		return tr.upsert(ev.Tenant, ev.Version)
 	case EventDelete:
 		if ev.Version <= tr.version {
 			return nil
@@ -135,15 +135,33 @@ func (tr *Tracker) Apply(ev Event) []Change {
 	return nil
 }
 
-func (tr *Tracker) upsert(t Tenant, version int64) (Change, bool) {
+func (tr *Tracker) upsert(t Tenant, version int64) []Change {
 	old, ok := tr.tenants[t.ID]
-	if !ok {
-		tr.tenants[t.ID] = t
-		return Change{Type: EventCreate, Tenant: t, Version: version}, true
-	}
-	if old.Version == t.Version && maps.Equal(old.DeployInfo, t.DeployInfo) {
-		return Change{}, false
-	}
 	tr.tenants[t.ID] = t
-	return Change{Type: EventUpdate, Tenant: t, Old: old, Version: version}, true
+	switch {
+	case !ok:
+		return []Change{{Type: EventCreate, Tenant: t, Version: version}}
+	case recreated(old, t):
+		// The tenant was deleted and created again while the tracker
+		// looked away (a resync, or a create whose delete was missed):
+		// its version and deploy info may well be what they were, but
+		// it is another tenant (its database may have been dropped and
+		// made anew), so consumers see the delete then the create,
+		// and run their hooks for both.
+		return []Change{
+			{Type: EventDelete, Tenant: old, Version: version},
+			{Type: EventCreate, Tenant: t, Version: version},
+		}
+	case old.Version == t.Version && maps.Equal(old.DeployInfo, t.DeployInfo):
+		return nil
+	}
+	return []Change{{Type: EventUpdate, Tenant: t, Old: old, Version: version}}
+}
+
+// recreated reports whether cur is another incarnation of old's id: both
+// know when they were created, and not at the same time. A store that
+// records no creation time cannot tell, and its tenants are taken as the
+// same.
+func recreated(old, cur Tenant) bool {
+	return !old.CreatedAt.IsZero() && !cur.CreatedAt.IsZero() && !old.CreatedAt.Equal(cur.CreatedAt)
 }

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"slices"
 	"testing"
+	"time"
 )
 
 func tenantAt(id, db string, version int64) Tenant {
@@ -101,5 +103,51 @@ func TestChangeURLChanged(t *testing.T) {
 	cs = tr.Apply(Event{Type: EventSync, Version: 3, Tenants: []Tenant{a2}})
 	if len(cs) != 1 || !cs[0].URLChanged() {
 		t.Errorf("sync changing the URL: %+v, want an update with URLChanged true", cs)
+	}
+}
+
+// A tenant deleted and created again while the tracker looked away comes
+// back with the same id, often the same version and deploy info: only its
+// creation time tells. The tracker reports the delete, then the create, so
+// hooks run for both (the database was dropped and made anew).
+func TestTrackerSeesRecreation(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	at := func(created time.Time) Tenant {
+		tn := tenantAt("a", "a", 1)
+		tn.CreatedAt = created
+		return tn
+	}
+	tests := []struct {
+		name   string
+		before Tenant
+		ev     Event
+		want   []EventType
+	}{
+		{"resync, created again", at(t0), Event{Type: EventSync, Version: 9, Tenants: []Tenant{at(t0.Add(time.Second))}}, []EventType{EventDelete, EventCreate}},
+		{"create, its delete missed", at(t0), Event{Type: EventCreate, Version: 9, Tenant: at(t0.Add(time.Second))}, []EventType{EventDelete, EventCreate}},
+		{"resync, same tenant", at(t0), Event{Type: EventSync, Version: 9, Tenants: []Tenant{at(t0)}}, nil},
+		{"no creation times", at(time.Time{}), Event{Type: EventSync, Version: 9, Tenants: []Tenant{at(time.Time{})}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := NewTracker()
+			tr.Apply(Event{Type: EventSync, Version: 5, Tenants: []Tenant{tt.before}})
+			var got []EventType
+			for _, c := range tr.Apply(tt.ev) {
+				got = append(got, c.Type)
+				if c.Tenant.ID != "a" {
+					t.Errorf("change for %q, want a", c.Tenant.ID)
+				}
+				if c.Type == EventDelete && !c.Tenant.CreatedAt.Equal(tt.before.CreatedAt) {
+					t.Errorf("the delete carries the tenant created at %v, want the old one (%v)", c.Tenant.CreatedAt, tt.before.CreatedAt)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("changes %v, want %v", got, tt.want)
+			}
+			if cur, _ := tr.Get("a"); tt.ev.Type == EventCreate && !cur.CreatedAt.Equal(tt.ev.Tenant.CreatedAt) {
+				t.Errorf("the tracker keeps the tenant created at %v, want the new one", cur.CreatedAt)
+			}
+		})
 	}
 }
