@@ -127,7 +127,9 @@
 // is the whole set now" and applies the other events one by one always
 // converges on the store's state; after a loss of data in Redis the state
 // includes the tenants it lost (Event.DataLoss). A Tracker does all of this and
-// reports each tenant's change. The channel is closed when the context
+// reports each tenant's change; a tenant deleted and created again while
+// the consumer looked away (its CreatedAt differs) is reported as a delete
+// then a create, so hooks run for both. The channel is closed when the context
 // given to Watch ends or the store is closed.
 //
 // All Store implementations are safe for concurrent use. Returned Tenant

@@ -284,7 +284,10 @@ func (f *File) holdsSealed() bool {
 
 func equalTenants(a, b map[string]Tenant) bool {
 	return maps.EqualFunc(a, b, func(x, y Tenant) bool {
-		return x.Version == y.Version && maps.Equal(x.DeployInfo, y.DeployInfo)
+		// CreatedAt too: another process that deletes a tenant and
+		// creates it again leaves its version and often its deploy info
+		// as they were, and only the creation time tells.
+		return x.Version == y.Version && x.CreatedAt.Equal(y.CreatedAt) && maps.Equal(x.DeployInfo, y.DeployInfo)
 	})
 }
 

@@ -151,3 +151,28 @@ func TestTrackerSeesRecreation(t *testing.T) {
 		})
 	}
 }
+
+// Only two creation times that are both known and differ make a
+// re-creation: a time that appears or vanishes (a file edited by hand) is
+// an update of the same tenant, and the changes of a re-creation after the
+// first sync are not initial.
+func TestTrackerRecreationEdges(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	withTime := func(created time.Time, version int64) Tenant {
+		tn := tenantAt("a", "a", version)
+		tn.CreatedAt = created
+		return tn
+	}
+	tr := NewTracker()
+	tr.Apply(Event{Type: EventSync, Version: 5, Tenants: []Tenant{withTime(time.Time{}, 1)}})
+	if cs := tr.Apply(Event{Type: EventUpdate, Version: 6, Tenant: withTime(t0, 2)}); len(cs) != 1 || cs[0].Type != EventUpdate {
+		t.Errorf("a creation time appearing with an update: %+v, want one update", cs)
+	}
+	cs := tr.Apply(Event{Type: EventSync, Version: 9, Tenants: []Tenant{withTime(t0.Add(time.Second), 1)}})
+	if len(cs) != 2 || cs[0].Type != EventDelete || cs[1].Type != EventCreate || cs[0].Initial || cs[1].Initial {
+		t.Fatalf("re-created, seen by a later sync: %+v, want a delete then a create, neither initial", cs)
+	}
+	if cur, _ := tr.Get("a"); !cur.CreatedAt.Equal(t0.Add(time.Second)) || tr.Len() != 1 {
+		t.Errorf("after the sync the tracker holds %v (%d tenants), want the new incarnation alone", cur.CreatedAt, tr.Len())
+	}
+}

@@ -42,7 +42,12 @@ type Cache struct {
 	followDone chan struct{} // closed when follow returns
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
-	closeOnce  sync.Once
+	// drops holds a token for each drop of a deleted tenant's keys under
+	// way: a bulk delete, or a resync that removes many tenants, would
+	// otherwise start a keyspace SCAN per tenant at once, in every
+	// process.
+	drops     chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns a Cache for the tenants of s, whose commands go to def
@@ -86,6 +91,7 @@ func New(ctx context.Context, s store.Store, def redis.UniversalClient, opts ...
 		ready:      make(chan struct{}),
 		followDone: make(chan struct{}),
 		cancel:     cancel,
+		drops:      make(chan struct{}, maxDrops),
 	}
 	if sq, ok := s.(store.Sequencer); ok {
 		c.published = sq.Published

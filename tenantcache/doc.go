@@ -90,9 +90,12 @@
 // the delete is applied. The drop touches the deleted incarnation's
 // namespace only, not that of a tenant created again under the same id
 // (unless the store records no creation time, when the two share it).
-// Close ends a drop still running and waits for it. Each drop is logged
-// (WithLogger): the number of keys deleted, or the error that left some
-// behind, never a password. Every process that follows the store with
+// At most four drops run at once. Close ends a drop still running and
+// waits for it. Each drop is logged (WithLogger): the number of keys
+// deleted, or the error that left some behind, never a password. Keys a
+// drop leaves behind expire with their TTL; those set without one stay
+// for good, since no command reaches a deleted incarnation's namespace
+// again. Every process that follows the store with
 // such a cache drops the keys; after the first, the others find none.
 //
 // # Redis Cluster

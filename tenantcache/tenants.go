@@ -129,18 +129,21 @@ func parseRedisURL(id, key, raw string) (func() redis.UniversalClient, error) {
 		if err != nil {
 			return nil, parseErr(err)
 		}
+		o.ContextTimeoutEnabled = true
 		return func() redis.UniversalClient { return redis.NewFailoverClient(o) }, nil
 	case q.Has("addr") || cluster:
 		o, err := redis.ParseClusterURL(u.String())
 		if err != nil {
 			return nil, parseErr(err)
 		}
+		o.ContextTimeoutEnabled = true
 		return func() redis.UniversalClient { return redis.NewClusterClient(o) }, nil
 	default:
 		o, err := redis.ParseURL(u.String())
 		if err != nil {
 			return nil, parseErr(err)
 		}
+		o.ContextTimeoutEnabled = true
 		return func() redis.UniversalClient { return redis.NewClient(o) }, nil
 	}
 }
@@ -191,10 +194,11 @@ func (c *Cache) apply(ctx context.Context, ch store.Change) {
 			drop bool
 		)
 		if old != nil {
-			// Another namespace is another incarnation: the tenant was
-			// deleted and created again, and the delete and the create
-			// reached this cache as one update (a resync after a
-			// disconnect). The old one's keys go as a delete's would.
+			// Another namespace on an update: the tenant's creation
+			// time appeared or vanished (a store rewritten by hand; a
+			// re-creation comes as a delete and a create, see
+			// store.Tracker). The keys under the old namespace are out
+			// of reach now, so they go as a delete's would.
 			drop = old.ns != nb.ns && c.cfg.dropOnDel && old.err == nil
 			idle = c.retireLocked(old, drop)
 		}
@@ -203,7 +207,7 @@ func (c *Cache) apply(ctx context.Context, ch store.Change) {
 		case nb.err != nil:
 			c.log.Warn("tenantcache: tenant cannot be served", "tenant", id, "err", nb.err)
 		case old != nil && old.ns != nb.ns:
-			c.log.Info("tenantcache: tenant was deleted and created again; its cache starts empty",
+			c.log.Info("tenantcache: tenant's creation time changed in the store; its cache starts empty",
 				"tenant", id, "redis", c.describe(nb))
 		case old != nil:
 			c.log.Info("tenantcache: tenant's Redis changed; commands in flight finish on the old one",
@@ -261,6 +265,9 @@ func (c *Cache) retireLocked(b *binding, keep bool) redis.UniversalClient {
 	return rc
 }
 
+// maxDrops is how many drops of deleted tenants' keys run at once.
+const maxDrops = 4
+
 // dropTimeout bounds each step of dropping a deleted tenant's keys: the
 // wait for its commands in flight, then the scan and delete.
 const dropTimeout = 30 * time.Second
@@ -279,6 +286,15 @@ func (c *Cache) startDrop(ctx context.Context, b *binding) {
 	c.wg.Add(1) // follow is counted: Close has not returned from Wait
 	go func() {
 		defer c.wg.Done()
+		select {
+		case c.drops <- struct{}{}:
+			defer func() { <-c.drops }()
+		case <-ctx.Done():
+			c.log.Warn("tenantcache: the cache was closed before the keys of a deleted tenant were dropped; they stay until they expire, and those set without a TTL for good",
+				"tenant", b.id, "redis", c.describe(b))
+			c.dropped(b)
+			return
+		}
 		c.drop(ctx, b)
 	}()
 }
@@ -302,21 +318,39 @@ func (c *Cache) drop(ctx context.Context, b *binding) {
 	if err == nil {
 		c.mu.Lock()
 		rc := b.clientLocked(c.def)
+		// A tenant created again with the namespace b had (its store
+		// records no creation time, or one finer than the namespace's
+		// microseconds) writes its keys there now: dropping them would
+		// lose its data, not the old tenant's.
+		cur := c.tenants[b.id]
+		reused := cur != nil && cur.ns == b.ns && cur.own == b.own && cur.url == b.url
 		c.mu.Unlock()
+		if reused {
+			c.log.Warn("tenantcache: a deleted tenant's keys were not dropped: the tenant was created again under the same namespace (its store records no creation time); the keys are the new tenant's now",
+				"tenant", b.id, "redis", c.describe(b))
+			c.dropped(b)
+			return
+		}
 		dctx, cancel := context.WithTimeout(ctx, dropTimeout)
 		n, err = flushNamespace(dctx, rc, b.ns)
 		cancel()
 	}
 	switch {
 	case ctx.Err() != nil:
-		c.log.Warn("tenantcache: the cache was closed before the keys of a deleted tenant were all dropped; the rest stay until they expire",
+		c.log.Warn("tenantcache: the cache was closed before the keys of a deleted tenant were all dropped; the rest stay until they expire, and those set without a TTL for good",
 			"tenant", b.id, "redis", c.describe(b), "dropped", n)
 	case err != nil:
-		c.log.Error("tenantcache: could not drop all keys of a deleted tenant; the rest stay until they expire",
+		c.log.Error("tenantcache: could not drop all keys of a deleted tenant; the rest stay until they expire, and those set without a TTL for good",
 			"tenant", b.id, "redis", c.describe(b), "dropped", n, "err", b.errorf("drop keys: %w", err))
 	default:
 		c.log.Info("tenantcache: dropped the keys of a deleted tenant", "tenant", b.id, "redis", c.describe(b), "dropped", n)
 	}
+	c.dropped(b)
+}
+
+// dropped closes the client of b, a deleted tenant, kept for its drop,
+// unless a command still uses it: then its release does.
+func (c *Cache) dropped(b *binding) {
 	c.mu.Lock()
 	b.keep = false
 	var own redis.UniversalClient

@@ -2,8 +2,10 @@ package tenantcache_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -428,5 +430,66 @@ func TestRedisStore(t *testing.T) {
 	})
 	if v, err := raw.Get(context.Background(), ns["y"]+"k").Result(); err != nil || v != "y" {
 		t.Errorf("y's key after x's delete: %q, %v", v, err)
+	}
+}
+
+// A tenant deleted and created again while the cache looked away reaches
+// it as one resync (here: another process rewrote the tenant file with a
+// new creation time for a). The cache drops the old incarnation's keys,
+// as for a delete, and leaves the new one's alone.
+func TestRecreationInOneResyncDrops(t *testing.T) {
+	e := newEnv(t, tenantsOf("a", "b"), tenantcache.WithDropKeysOnDelete())
+	ctx := context.Background()
+	e.set("a", "k", "old life")
+	e.set("b", "k", "b's")
+	oldNS := e.ns("a")
+
+	path := e.store.(*store.File).Path()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	a := doc["tenants"].(map[string]any)["a"].(map[string]any)
+	created, err := time.Parse(time.RFC3339Nano, a["created_at"].(string))
+	if err != nil {
+		t.Fatalf("tenant a's created_at in the file: %v", err)
+	}
+	recreated := created.Add(time.Hour)
+	a["created_at"] = recreated.Format(time.RFC3339Nano)
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One rename: the cache's store sees the old tenant and the new one
+	// in no file between them.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.Eventually(t, 30*time.Second, "the old incarnation's key dropped", func() bool {
+		n, err := e.raw.Exists(ctx, oldNS+"k").Result()
+		return err == nil && n == 0
+	})
+	newNS := nsOf(e.prefix, store.Tenant{ID: "a", CreatedAt: recreated})
+	testenv.Eventually(t, 30*time.Second, "the cache on the new incarnation", func() bool {
+		if err := e.cache.Set(as("a"), "k", []byte("new life"), 0); err != nil {
+			t.Fatal(err)
+		}
+		v, err := e.raw.Get(ctx, newNS+"k").Result()
+		return err == nil && v == "new life"
+	})
+	if v, err := e.cache.Get(as("a"), "k"); err != nil || string(v) != "new life" {
+		t.Errorf("a's k after the re-creation: %q, %v; want the value set since", v, err)
+	}
+	if v, err := e.cache.Get(as("b"), "k"); err != nil || string(v) != "b's" {
+		t.Errorf("b's k: %q, %v; the drop of a's old keys must leave b's", v, err)
 	}
 }
