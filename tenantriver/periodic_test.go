@@ -126,9 +126,11 @@ func TestPeriodicRestartDoesNotRepeat(t *testing.T) {
 		if err := c.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		// The second start's fan-out, if it were inserted, would be
+		// in river_job once the marker is: the counts below catch it.
 		testenv.Eventually(t, wait, fmt.Sprintf("start %d's periodic jobs worked", run), func() bool {
-			return completed(sweepArgs{}.Kind()) == run && completed(tenantriver.FanoutArgs{}.Kind()) == 1 &&
-				completed(recordArgs{}.Kind()) == tenants
+			return completed(sweepArgs{}.Kind()) == run &&
+				(run > 1 || completed(tenantriver.FanoutArgs{}.Kind()) == 1 && completed(recordArgs{}.Kind()) == tenants)
 		})
 		if err := c.Stop(t.Context()); err != nil {
 			t.Fatal(err)
