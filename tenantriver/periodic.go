@@ -83,7 +83,14 @@ type PeriodicJobOpts struct {
 	// period yet (or completed and not yet removed by River's job cleaner,
 	// a day by default): a restart within the same period does not repeat
 	// it, one in the next does. So the periods must fit the schedule: no
-	// longer than the interval between two runs, or runs are lost.
+	// longer than the interval between two runs, or runs are lost. River
+	// takes the period of a fan-out from the time it inserts it, which
+	// may be a fraction of a second before the scheduled time (it inserts
+	// runs due within 100 ms together): a schedule that runs exactly at
+	// the start of each period (cron at the hour, with an hour's period)
+	// can, rarely, have a run counted in the period before, and skipped
+	// if a RunOnStart fan-out already took that one. Where that matters,
+	// give a period that does not divide the schedule's runs so evenly.
 	//
 	// Zero means the interval between the schedule's next two runs as of
 	// Job's call, in whole seconds, at least one second (River's minimum):
