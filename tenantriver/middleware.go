@@ -308,7 +308,9 @@ func gone(job *rivertype.JobRow, id string, created time.Time, hasCreated bool, 
 		return river.JobCancel(&goneError{jobID: job.ID, kind: job.Kind, tenant: id})
 	case err != nil:
 		return fmt.Errorf("tenantriver: job %d of kind %q: look up tenant %q in the tenant store (the job is retried): %w", job.ID, job.Kind, id, err)
-	case hasCreated && !t.CreatedAt.Equal(created):
+	case hasCreated && !t.CreatedAt.IsZero() && !t.CreatedAt.Equal(created):
+		// A store that has lost the tenant's CreatedAt (a hand-edited
+		// file) cannot tell incarnations apart: not a reason to cancel.
 		return river.JobCancel(&goneError{jobID: job.ID, kind: job.Kind, tenant: id, created: created, now: t.CreatedAt})
 	}
 	return nil
