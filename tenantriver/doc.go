@@ -57,9 +57,10 @@
 //
 // The middleware matches the errors a Work returns with errors.Is, so wrap
 // them with %w. A tenant deleted while its job runs makes the job's next
-// query fail, and the job is cancelled after Work returned: Work ran up
-// to that query, so do a job's queries before its side effects outside
-// the database. The lookup before each job costs a read of the store (a
+// query fail; the attempt fails (the store had the tenant when it
+// started), and the next attempt, which finds the tenant gone, is
+// cancelled. Work ran up to that query, so do a job's queries before its
+// side effects outside the database. The lookup before each job costs a read of the store (a
 // memory read for the file store, a round trip for Redis); it is what
 // tells a new tenant that shares a deleted one's id from the deleted one,
 // which the *sql.DB, that routes by id, cannot.

@@ -243,12 +243,14 @@ func tenantUniqueKey(tenant string, created time.Time, key []byte) []byte {
 // The store unreachable fails the attempt, and River retries it.
 //
 // When Work returns an error matching driver.ErrUnknownTenant (the
-// tenantsql *sql.DB of this process does not know the tenant), the store
-// decides: if it has the tenant, as the job's incarnation, this process
-// has not heard of it yet (the store's changes reach processes a moment
-// apart), and River retries the job; if it does not (or did not answer),
-// as above. Work ran up to its first query then; keep side effects
-// outside the database after one.
+// tenantsql *sql.DB of this process does not know the tenant), the
+// store's answer before Work decides (or, for an older job, the store's
+// answer then): it had the tenant, as the job's incarnation, so this
+// process has not heard of it yet (the store's changes reach processes a
+// moment apart), or the tenant was deleted while the job ran; River
+// retries the job, and the next attempt finds out which. Work ran up to
+// its first failed query then; keep side effects outside the database
+// after one.
 //
 // Every other error is River's to retry, on the same tenant: the metadata
 // stays with the job.
@@ -292,10 +294,12 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 			return fmt.Errorf("%w (%w)", err, goneErr)
 		}
 	}
-	// The store has the tenant, as the job's incarnation: the store's
+	// The store had the tenant, as the job's incarnation: the store's
 	// changes reach processes a moment apart, and this one has not heard
-	// of it yet.
-	return fmt.Errorf("%w (tenantriver: the tenant store has tenant %q, but this process does not know it yet: the job is retried)", err, id)
+	// of it yet, or has heard of its delete first (the next attempt,
+	// asking the store again, cancels the job then).
+	return fmt.Errorf("%w (tenantriver: the tenant store has tenant %q, but this process does not know it, "+
+		"not yet or no longer: the job is retried)", err, id)
 }
 
 // gone judges the answer of the store (t, err) about the job's tenant id:

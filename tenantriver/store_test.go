@@ -55,7 +55,7 @@ func TestNotYetHereIsRetried(t *testing.T) {
 		worker  store.Store // the store of the working client's middleware
 		wantErr string
 	}{
-		{"not yet here", newcomer, ahead, "does not know it yet"},
+		{"not yet here", newcomer, ahead, "does not know it, not yet or no longer"},
 		{"store unreachable", h.env.Tenants[0].ID, unreachableStore{h.env.Store}, errUnreachable.Error()},
 	}
 	inserter := h.client(t, withMiddleware(h.config(t), ahead))
