@@ -343,3 +343,50 @@ func TestUniqueKeyMixedOnce(t *testing.T) {
 		t.Errorf("record jobs of tenants %v, want one of each: %v", got, want)
 	}
 }
+
+// deleteSelfArgs is a job that deletes its own tenant from the store,
+// then queries once the *sql.DB has heard of it.
+type deleteSelfArgs struct{}
+
+func (deleteSelfArgs) Kind() string { return "tenantriver_test_delete_self" }
+
+type deleteSelfWorker struct {
+	river.WorkerDefaults[deleteSelfArgs]
+	h *harness
+}
+
+func (w *deleteSelfWorker) Work(ctx context.Context, job *river.Job[deleteSelfArgs]) error {
+	id, _ := tenantctx.TenantFrom(ctx)
+	if _, err := w.h.env.Store.Delete(ctx, id); err != nil {
+		return err
+	}
+	for {
+		_, err := w.h.env.DB.ExecContext(ctx, "SELECT 1")
+		if err != nil {
+			return fmt.Errorf("job %d: %w", job.ID, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// A tenant deleted while its job runs: the attempt whose query fails is
+// retried (the store had the tenant when it started), and the next,
+// which finds the tenant gone, is cancelled unrun.
+func TestDeletedWhileRunning(t *testing.T) {
+	h := newHarness(t, 1)
+	tn := h.env.Tenants[0]
+	c := h.client(t, h.config(t, func(w *river.Workers) { river.AddWorker(w, &deleteSelfWorker{h: h}) }))
+	res, err := c.Insert(h.env.Context(tn), deleteSelfArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	s := h.waitState(t, res.Job.ID, rivertype.JobStateCancelled)
+	if s.Attempt != 2 || len(s.Errors) != 2 || !strings.Contains(s.Errors[0], "no longer") || !strings.Contains(s.Errors[1], "no longer has") {
+		t.Errorf("job cancelled at attempt %d with errors %q, want the first attempt failed and the second cancelled, the tenant deleted", s.Attempt, s.Errors)
+	}
+}
