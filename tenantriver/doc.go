@@ -6,13 +6,15 @@
 // so a job inserted while handling tenant A's request would run with no
 // tenant, and every query in it would fail with driver.ErrNoTenant.
 // Middleware, installed on the River client, writes the tenant of the
-// insert context into the job's metadata (MetadataKey) and puts it back in
-// the context Work gets:
+// insert context into the job's metadata (MetadataKey), with the tenant's
+// incarnation (MetadataKeyCreatedAt), and puts it back in the context
+// Work gets. It asks the tenant store, the one the tenantsql *sql.DB
+// reads, which tenants exist:
 //
 //	client, err := river.NewClient(riverpgxv5.New(controlPool), &river.Config{
 //		Workers:    workers,
 //		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
-//		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware()},
+//		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware(tenants)},
 //	})
 //	...
 //	client.Insert(tenantctx.WithTenant(ctx, "tenant-2.test.com"), NotifyArgs{PatientID: 7}, nil)
@@ -34,19 +36,34 @@
 //     fan-out of Periodic) are declared with WithoutTenant; they run with
 //     no tenant in the context, even if inserted from one that had a
 //     tenant.
-//   - A job whose tenant was deleted fails at its first query with
-//     driver.ErrUnknownTenant and is cancelled (river.JobCancel), not
-//     retried: no retry can bring the tenant back. Its row stays in
-//     river_job, state cancelled, with the error.
+//   - A job is inserted only for a tenant the store has (else the insert
+//     fails with driver.ErrUnknownTenant), and carries the tenant's
+//     CreatedAt: a tenant deleted and created again with the same id is
+//     a new tenant.
+//   - Before a job runs, the store is asked for its tenant, once. A job
+//     whose tenant was deleted, or deleted and re-created since the job
+//     was inserted, is cancelled (river.JobCancel) without running, with
+//     an error matching driver.ErrUnknownTenant: no retry can bring its
+//     tenant back. Its row stays in river_job, state cancelled, with the
+//     error. A store that cannot be asked fails the attempt, to be
+//     retried.
+//   - A job whose queries fail with driver.ErrUnknownTenant while the
+//     store has its tenant is retried: the store's changes reach
+//     processes a moment apart, and this one has not heard of the tenant
+//     yet.
 //   - Retries keep the tenant: it is in the job's row.
-//   - A unique job (river.UniqueOpts) is unique within its tenant.
+//   - A unique job (river.UniqueOpts) is unique within its tenant's
+//     incarnation.
 //
 // The middleware matches the errors a Work returns with errors.Is, so wrap
-// them with %w. It cancels a deleted tenant's job after Work failed, not
-// before Work started: checking the store first would cost a lookup per
-// job and still race a delete during Work, and the driver, which refuses
-// the query, is the authority on which tenants exist in this process. Do
-// a job's queries before its side effects outside the database.
+// them with %w. A tenant deleted while its job runs makes the job's next
+// query fail; the attempt fails (the store had the tenant when it
+// started), and the next attempt, which finds the tenant gone, is
+// cancelled. Work ran up to that query, so do a job's queries before its
+// side effects outside the database. The lookup before each job costs a read of the store (a
+// memory read for the file store, a round trip for Redis); it is what
+// tells a new tenant that shares a deleted one's id from the deleted one,
+// which the *sql.DB, that routes by id, cannot.
 //
 // # Periodic jobs per tenant
 //
@@ -58,8 +75,15 @@
 //	river.AddWorker(workers, periodic)
 //	config.PeriodicJobs = []*river.PeriodicJob{
 //		periodic.Job("nightly-report", river.PeriodicInterval(24*time.Hour),
-//			func(tenantID string) (river.JobArgs, *river.InsertOpts) { return ReportArgs{}, nil }, nil),
+//			func(tenantID string) (river.JobArgs, *river.InsertOpts) { return ReportArgs{}, nil },
+//			&tenantriver.PeriodicJobOpts{RunOnStart: true}),
 //	}
+//
+// River's periodic enqueuer starts its schedule afresh whenever a process
+// starts or becomes the leader, and inserts RunOnStart jobs then: each
+// fan-out is therefore unique within a period (PeriodicJobOpts.UniquePeriod,
+// by default the interval between two runs of the schedule), so that a
+// restart does not give every tenant a second job for the same period.
 //
 // # Where River's tables live
 //

@@ -3,8 +3,11 @@ package tenantriver_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -73,7 +76,7 @@ func Example() {
 	client, err := river.NewClient(riverpgxv5.New(control), &river.Config{
 		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
 		Workers:    workers,
-		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware()},
+		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware(tenants)},
 		PeriodicJobs: []*river.PeriodicJob{
 			// Every hour, one NotifyArgs job per tenant.
 			periodic.Job("hourly-notify", river.PeriodicInterval(time.Hour),
@@ -94,16 +97,21 @@ func Example() {
 
 // What the middleware writes into a job's metadata, and reads back.
 func ExampleJobTenant() {
-	m := tenantriver.NewMiddleware()
+	tenants := store.NewMemory()
+	tenants.Create(context.Background(), store.Tenant{ID: "tenant-2.test.com",
+		DeployInfo: map[string]string{store.KeyPostgresURL: "postgres://db2.example.com/tenant2"}})
+	m := tenantriver.NewMiddleware(tenants)
 	params := []*rivertype.JobInsertParams{{Kind: NotifyArgs{}.Kind(), Metadata: []byte(`{"source": "api"}`)}}
 	ctx := tenantctx.WithTenant(context.Background(), "tenant-2.test.com")
 	// River calls InsertMany around every insert; here without a database.
 	m.InsertMany(ctx, params, func(context.Context) ([]*rivertype.JobInsertResult, error) { return nil, nil })
-	fmt.Println(string(params[0].Metadata))
+	var meta map[string]any
+	json.Unmarshal(params[0].Metadata, &meta)
+	fmt.Println(slices.Sorted(maps.Keys(meta)))
 
 	id, err := tenantriver.JobTenant(&rivertype.JobRow{Metadata: params[0].Metadata})
 	fmt.Println(id, err)
 	// Output:
-	// {"source":"api","tenantsql_tenant":"tenant-2.test.com"}
+	// [source tenantsql_tenant tenantsql_tenant_created_at]
 	// tenant-2.test.com <nil>
 }

@@ -137,7 +137,7 @@ func (h *harness) config(t *testing.T, extra ...func(*river.Workers)) *river.Con
 	return &river.Config{
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 8}},
 		Workers:           workers,
-		Middleware:        []rivertype.Middleware{tenantriver.NewMiddleware(tenantriver.WithoutTenant(sweepArgs{}.Kind()))},
+		Middleware:        []rivertype.Middleware{tenantriver.NewMiddleware(h.env.Store, tenantriver.WithoutTenant(sweepArgs{}.Kind()))},
 		RetryPolicy:       retryAtOnce{},
 		FetchCooldown:     10 * time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
@@ -177,16 +177,17 @@ func start(t *testing.T, c *river.Client[pgx.Tx]) {
 
 // jobState is what the control database says about a job.
 type jobState struct {
-	State  rivertype.JobState
-	Errors []string
-	Tenant *string // metadata ->> MetadataKey
+	State   rivertype.JobState
+	Attempt int
+	Errors  []string
+	Tenant  *string // metadata ->> MetadataKey
 }
 
 func (h *harness) job(t *testing.T, id int64) jobState {
 	t.Helper()
 	var s jobState
-	err := h.control.QueryRow(t.Context(), `SELECT state, ARRAY(SELECT e ->> 'error' FROM unnest(errors) e), metadata ->> $2
-		FROM river_job WHERE id = $1`, id, tenantriver.MetadataKey).Scan(&s.State, &s.Errors, &s.Tenant)
+	err := h.control.QueryRow(t.Context(), `SELECT state, attempt, ARRAY(SELECT e ->> 'error' FROM unnest(errors) e), metadata ->> $2
+		FROM river_job WHERE id = $1`, id, tenantriver.MetadataKey).Scan(&s.State, &s.Attempt, &s.Errors, &s.Tenant)
 	if err != nil {
 		t.Fatalf("job %d: %v", id, err)
 	}

@@ -3,24 +3,43 @@ package tenantriver
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/tenantsql/tenantsql/driver"
+	"github.com/tenantsql/tenantsql/store"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
 // MetadataKey is the key of a job's metadata (river_job.metadata, a JSON
 // object) that holds the id of the tenant the job belongs to:
 //
-//	{"tenantsql_tenant": "tenant-2.test.com"}
+//	{"tenantsql_tenant": "tenant-2.test.com", "tenantsql_tenant_created_at": "2026-12-06T20:00:51.123456Z"}
 //
 // The Middleware writes it when the job is inserted and reads it when the
 // job is worked. Jobs of a kind declared with WithoutTenant never carry it.
 const MetadataKey = "tenantsql_tenant"
+
+// MetadataKeyCreatedAt is the key of a job's metadata that holds the
+// CreatedAt of its tenant as the store had it when the job was inserted
+// (RFC 3339 with nanoseconds, UTC): which incarnation of the tenant the
+// job belongs to. A tenant deleted and created again with the same id is
+// a new tenant, with a new CreatedAt, and does not run its predecessor's
+// jobs. Jobs inserted before this key existed have none and are worked
+// without the check.
+const MetadataKeyCreatedAt = "tenantsql_tenant_created_at"
+
+// metadataKeyUniqueKey records, in hex, the unique key the Middleware
+// made for the job's tenant, so that a second pass over the same insert
+// (two Middleware values in a chain) recognises it and does not hash it
+// again: the key of a job must not depend on how many middlewares it went
+// through.
+const metadataKeyUniqueKey = "tenantsql_unique_key"
 
 // Middleware carries the tenant of a River job from the context it was
 // inserted with to the context it is worked with. It is both a
@@ -29,6 +48,8 @@ const MetadataKey = "tenantsql_tenant"
 // tenant jobs. Make it with NewMiddleware; it is safe for concurrent use.
 type Middleware struct {
 	river.MiddlewareDefaults
+	// store is the tenant store: which tenants exist, and since when.
+	store store.Store
 	// tenantless holds the kinds declared with WithoutTenant, and the
 	// fan-out kind of Periodic. Written only by NewMiddleware.
 	tenantless map[string]bool
@@ -61,9 +82,16 @@ func WithoutTenant(kinds ...string) Option {
 	}
 }
 
-// NewMiddleware returns a Middleware.
-func NewMiddleware(opts ...Option) *Middleware {
-	m := &Middleware{tenantless: map[string]bool{FanoutArgs{}.Kind(): true}}
+// NewMiddleware returns a Middleware that asks st, the store the
+// tenantsql *sql.DB reads, which tenants exist: at insert, once per tenant
+// per insert call, for the tenant's incarnation (MetadataKeyCreatedAt);
+// at work, once per job, before the job runs. It panics if st is nil, a
+// mistake in the program's set-up.
+func NewMiddleware(st store.Store, opts ...Option) *Middleware {
+	if st == nil {
+		panic("tenantriver: NewMiddleware needs the tenant store")
+	}
+	m := &Middleware{store: st, tenantless: map[string]bool{FanoutArgs{}.Kind(): true}}
 	for _, opt := range opts {
 		opt(m)
 	}
@@ -71,22 +99,34 @@ func NewMiddleware(opts ...Option) *Middleware {
 }
 
 // fanoutKey marks the context of Periodic's batch insert, whose jobs name
-// their tenants in their metadata already (one insert, many tenants).
+// their tenants, and the tenants' incarnations as Periodic listed them, in
+// their metadata already (one insert, many tenants).
 type fanoutKey struct{}
 
 // InsertMany writes the tenant of ctx into each job's metadata under
-// MetadataKey. It fails, inserting nothing, when ctx carries no tenant and
-// a job's kind was not declared with WithoutTenant (the error matches
-// driver.ErrNoTenant), and when a job's metadata already names another
-// tenant (driver.ErrTenantMismatch): the context is the only source of a
-// job's tenant.
+// MetadataKey, and its CreatedAt, as the store has it, under
+// MetadataKeyCreatedAt. It fails, inserting nothing:
 //
-// A unique job (river.UniqueOpts) is unique within its tenant: the tenant
-// is mixed into River's unique key, so tenant A's job never stands in for
-// tenant B's.
+//   - when ctx carries no tenant and a job's kind was not declared with
+//     WithoutTenant (the error matches driver.ErrNoTenant);
+//   - when a job's metadata already names another tenant
+//     (driver.ErrTenantMismatch): the context is the only source of a
+//     job's tenant;
+//   - when the store has no such tenant (driver.ErrUnknownTenant), or
+//     cannot be asked (the store's error).
+//
+// The store is asked once per tenant per call, however many jobs the call
+// inserts.
+//
+// A unique job (river.UniqueOpts) is unique within its tenant's
+// incarnation: the tenant and its CreatedAt are mixed into River's unique
+// key, so tenant A's job never stands in for tenant B's, nor a deleted
+// tenant's for its successor's. The key is mixed once, however many
+// Middleware values the insert goes through.
 func (m *Middleware) InsertMany(ctx context.Context, manyParams []*rivertype.JobInsertParams, doInner func(context.Context) ([]*rivertype.JobInsertResult, error)) ([]*rivertype.JobInsertResult, error) {
 	id, hasTenant := tenantctx.TenantFrom(ctx)
 	_, fanout := ctx.Value(fanoutKey{}).(bool)
+	created := map[string]time.Time{} // by tenant: one store lookup each
 	for _, p := range manyParams {
 		if m.tenantless[p.Kind] {
 			continue
@@ -109,24 +149,73 @@ func (m *Middleware) InsertMany(ctx context.Context, manyParams []*rivertype.Job
 			return nil, fmt.Errorf("%w: job of kind %q: its metadata names tenant %q, the insert context %q",
 				driver.ErrTenantMismatch, p.Kind, named, id)
 		}
+		at, ok := created[tenant]
+		if !ok && fanout {
+			// Periodic listed the tenants a moment ago: asking the
+			// store again for each would cost a lookup per tenant per
+			// period for nothing.
+			if at, ok, err = metadataCreatedAt(meta); err != nil {
+				return nil, fmt.Errorf("tenantriver: insert job of kind %q: %w", p.Kind, err)
+			}
+		}
+		if !ok {
+			if at, err = m.incarnation(ctx, tenant, p.Kind); err != nil {
+				return nil, err
+			}
+		}
+		created[tenant] = at
+
 		meta[MetadataKey], _ = json.Marshal(tenant) // a string always marshals
+		if at.IsZero() {
+			// A store that keeps no CreatedAt: the job is worked
+			// without the incarnation check, as older jobs are.
+			delete(meta, MetadataKeyCreatedAt)
+		} else {
+			meta[MetadataKeyCreatedAt], _ = json.Marshal(formatCreatedAt(at))
+		}
+		if len(p.UniqueKey) == 0 {
+			delete(meta, metadataKeyUniqueKey)
+		} else if mixed, _ := metadataString(meta, metadataKeyUniqueKey); mixed != hex.EncodeToString(p.UniqueKey) {
+			p.UniqueKey = tenantUniqueKey(tenant, at, p.UniqueKey)
+			meta[metadataKeyUniqueKey], _ = json.Marshal(hex.EncodeToString(p.UniqueKey))
+		}
 		if p.Metadata, err = json.Marshal(meta); err != nil {
 			return nil, fmt.Errorf("tenantriver: insert job of kind %q: %w", p.Kind, err)
-		}
-		if len(p.UniqueKey) > 0 {
-			p.UniqueKey = tenantUniqueKey(tenant, p.UniqueKey)
 		}
 	}
 	return doInner(ctx)
 }
 
+// incarnation returns the CreatedAt of tenant as the store has it.
+func (m *Middleware) incarnation(ctx context.Context, tenant, kind string) (time.Time, error) {
+	t, err := m.store.Get(ctx, tenant)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return time.Time{}, fmt.Errorf("%w: job of kind %q not inserted: the tenant store has no tenant %q; "+
+			"insert jobs only for tenants that exist (created, and not deleted)", driver.ErrUnknownTenant, kind, tenant)
+	case err != nil:
+		return time.Time{}, fmt.Errorf("tenantriver: insert job of kind %q: look up tenant %q in the tenant store: %w", kind, tenant, err)
+	}
+	return t.CreatedAt, nil
+}
+
+// formatCreatedAt is the form of MetadataKeyCreatedAt, and of the
+// incarnation in a unique key.
+func formatCreatedAt(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
 // tenantUniqueKey makes River's unique key (a hash of the kind and of what
-// UniqueOpts selects) one per tenant. The NUL cannot occur in a tenant id,
-// so no id and key can be confused with another pair.
-func tenantUniqueKey(tenant string, key []byte) []byte {
+// UniqueOpts selects) one per tenant incarnation. The NUL cannot occur in
+// a tenant id or a time, so no id, time and key can be confused with
+// another triple. A zero created (a store without CreatedAt) is written
+// as "".
+func tenantUniqueKey(tenant string, created time.Time, key []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte("tenantsql\x00"))
 	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	if !created.IsZero() {
+		h.Write([]byte(formatCreatedAt(created)))
+	}
 	h.Write([]byte{0})
 	h.Write(key)
 	return h.Sum(nil)
@@ -137,16 +226,31 @@ func tenantUniqueKey(tenant string, key []byte) []byte {
 // job was inserted for. Jobs of a kind declared with WithoutTenant run
 // with no tenant in the context.
 //
-// Two failures cancel the job (river.JobCancel) rather than retry it,
-// since a retry could only fail again:
+// Before Work, the store is asked for the job's tenant (once per job; a
+// job without MetadataKeyCreatedAt, inserted by an older version, is not
+// checked first). These cancel the job (river.JobCancel), since a retry
+// could only fail again; Work is not called, and the error recorded on the
+// job says why:
 //
 //   - the job names no tenant in its metadata (it was inserted by a client
 //     without this middleware, or its kind was declared WithoutTenant
-//     then and is not now): Work is not called, and the error recorded on
-//     the job matches driver.ErrNoTenant;
-//   - Work returns an error matching driver.ErrUnknownTenant: the job's
-//     tenant was deleted. Work ran up to its first query; keep side
-//     effects outside the database after one.
+//     then and is not now): the error matches driver.ErrNoTenant;
+//   - the store no longer has the tenant (deleted), or has a tenant of
+//     that id created at another time (deleted and created again: a new
+//     tenant, which does not run its predecessor's jobs): the error
+//     matches driver.ErrUnknownTenant.
+//
+// The store unreachable fails the attempt, and River retries it.
+//
+// When Work returns an error matching driver.ErrUnknownTenant (the
+// tenantsql *sql.DB of this process does not know the tenant), the
+// store's answer before Work decides (or, for an older job, the store's
+// answer then): it had the tenant, as the job's incarnation, so this
+// process has not heard of it yet (the store's changes reach processes a
+// moment apart), or the tenant was deleted while the job ran; River
+// retries the job, and the next attempt finds out which. Work ran up to
+// its first failed query then; keep side effects outside the database
+// after one.
 //
 // Every other error is River's to retry, on the same tenant: the metadata
 // stays with the job.
@@ -156,19 +260,85 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 		// lend one to the job.
 		return doInner(tenantctx.WithTenant(ctx, ""))
 	}
-	id, err := JobTenant(job)
+	meta, err := decodeMetadata(job.Metadata)
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("tenantriver: job %d of kind %q: %w", job.ID, job.Kind, err))
+	}
+	id, err := metadataTenant(meta)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("tenantriver: job %d of kind %q: %w", job.ID, job.Kind, err))
 	}
 	if id == "" {
 		return river.JobCancel(&noTenantError{kind: job.Kind, jobID: job.ID})
 	}
-	err = doInner(tenantctx.WithTenant(ctx, id))
-	if errors.Is(err, driver.ErrUnknownTenant) && !errors.Is(err, &rivertype.JobCancelError{}) {
-		return river.JobCancel(err)
+	created, checked, err := metadataCreatedAt(meta)
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("tenantriver: job %d of kind %q: %w", job.ID, job.Kind, err))
 	}
-	return err
+	if checked {
+		t, err := m.store.Get(ctx, id)
+		if err := gone(job, id, created, true, t, err); err != nil {
+			return err
+		}
+	}
+	err = doInner(tenantctx.WithTenant(ctx, id))
+	if !errors.Is(err, driver.ErrUnknownTenant) || errors.Is(err, &rivertype.JobCancelError{}) {
+		return err
+	}
+	if !checked {
+		t, getErr := m.store.Get(ctx, id)
+		if goneErr := gone(job, id, created, false, t, getErr); goneErr != nil {
+			if cancel := (*rivertype.JobCancelError)(nil); errors.As(goneErr, &cancel) {
+				return river.JobCancel(fmt.Errorf("%w (%w)", err, cancel.Unwrap()))
+			}
+			return fmt.Errorf("%w (%w)", err, goneErr)
+		}
+	}
+	// The store had the tenant, as the job's incarnation: the store's
+	// changes reach processes a moment apart, and this one has not heard
+	// of it yet, or has heard of its delete first (the next attempt,
+	// asking the store again, cancels the job then).
+	return fmt.Errorf("%w (tenantriver: the tenant store has tenant %q, but this process does not know it, "+
+		"not yet or no longer: the job is retried)", err, id)
 }
+
+// gone judges the answer of the store (t, err) about the job's tenant id:
+// a cancel when the tenant is gone for good (deleted, or, when hasCreated,
+// re-created since created), an error to retry when the store could not
+// answer, nil when the tenant is there.
+func gone(job *rivertype.JobRow, id string, created time.Time, hasCreated bool, t store.Tenant, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return river.JobCancel(&goneError{jobID: job.ID, kind: job.Kind, tenant: id})
+	case err != nil:
+		return fmt.Errorf("tenantriver: job %d of kind %q: look up tenant %q in the tenant store (the job is retried): %w", job.ID, job.Kind, id, err)
+	case hasCreated && !t.CreatedAt.IsZero() && !t.CreatedAt.Equal(created):
+		// A store that has lost the tenant's CreatedAt (a hand-edited
+		// file) cannot tell incarnations apart: not a reason to cancel.
+		return river.JobCancel(&goneError{jobID: job.ID, kind: job.Kind, tenant: id, created: created, now: t.CreatedAt})
+	}
+	return nil
+}
+
+// goneError is driver.ErrUnknownTenant for a job whose tenant the store
+// no longer has, or has as another incarnation.
+type goneError struct {
+	jobID        int64
+	kind, tenant string
+	created, now time.Time // set when re-created
+}
+
+func (e *goneError) Error() string {
+	if !e.now.IsZero() {
+		return fmt.Sprintf("%s: job %d of kind %q belongs to tenant %q as created at %s, but the tenant was deleted and re-created "+
+			"(created at %s): a new tenant does not run its predecessor's jobs, so the job was cancelled",
+			driver.ErrUnknownTenant, e.jobID, e.kind, e.tenant, formatCreatedAt(e.created), formatCreatedAt(e.now))
+	}
+	return fmt.Sprintf("%s: job %d of kind %q belongs to tenant %q, which the tenant store no longer has (deleted): "+
+		"the job was cancelled, since no retry can bring the tenant back", driver.ErrUnknownTenant, e.jobID, e.kind, e.tenant)
+}
+
+func (e *goneError) Unwrap() error { return driver.ErrUnknownTenant }
 
 // JobTenant returns the tenant a job belongs to, as its metadata names it
 // (MetadataKey), or "" when it names none.
@@ -192,6 +362,33 @@ func decodeMetadata(b []byte) (map[string]json.RawMessage, error) {
 		meta = map[string]json.RawMessage{}
 	}
 	return meta, nil
+}
+
+// metadataCreatedAt returns the tenant's CreatedAt the metadata names
+// (MetadataKeyCreatedAt), and whether it names one.
+func metadataCreatedAt(meta map[string]json.RawMessage) (time.Time, bool, error) {
+	raw, ok := meta[MetadataKeyCreatedAt]
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	var s string
+	t, err := time.Time{}, json.Unmarshal(raw, &s)
+	if err == nil {
+		t, err = time.Parse(time.RFC3339Nano, s)
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("metadata key %s holds %s, want an RFC 3339 time string", MetadataKeyCreatedAt, raw)
+	}
+	return t, true, nil
+}
+
+// metadataString returns the string under key, and whether there is one.
+func metadataString(meta map[string]json.RawMessage, key string) (string, bool) {
+	var s string
+	if raw, ok := meta[key]; !ok || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 func metadataTenant(meta map[string]json.RawMessage) (string, error) {

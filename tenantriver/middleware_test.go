@@ -204,6 +204,8 @@ func TestNoTenantFailsClosed(t *testing.T) {
 	}{
 		{"no tenant", `{}`, "names no tenant in its metadata"},
 		{"tenant not a string", fmt.Sprintf(`{%q: 7}`, tenantriver.MetadataKey), "want a tenant id string"},
+		{"incarnation not a time", fmt.Sprintf(`{%q: %q, %q: "yesterday"}`, tenantriver.MetadataKey, h.env.Tenants[0].ID,
+			tenantriver.MetadataKeyCreatedAt), "want an RFC 3339 time string"},
 	}
 	ids := make([]int64, len(tests))
 	for i, tt := range tests {

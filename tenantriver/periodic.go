@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -43,7 +44,9 @@ func (FanoutArgs) Kind() string { return "tenantsql_fanout" }
 // tenant deleted after the fan-out sees its job cancelled (Middleware).
 // The periods are River's: its periodic enqueuer is approximate (a newly
 // elected leader starts the schedule afresh, and RunOnStart runs at each
-// start), and each fan-out job it inserts makes one job per tenant.
+// start). Each fan-out job is unique within its period
+// (PeriodicJobOpts.UniquePeriod), so a restart or a new leader does not
+// repeat the fan-out of a period that had one.
 //
 // Register Periodic as a worker (river.AddWorker), pass the jobs Job
 // returns in river.Config.PeriodicJobs, and declare the same names in every
@@ -62,25 +65,80 @@ func NewPeriodic(st store.Store) *Periodic {
 	return &Periodic{store: st, jobs: map[string]PerTenantConstructor{}}
 }
 
+// PeriodicJobOpts are the options of a per-tenant periodic job.
+type PeriodicJobOpts struct {
+	// ID and RunOnStart are those of river.PeriodicJobOpts, for the
+	// fan-out job.
+	ID         string
+	RunOnStart bool
+	// UniquePeriod is the period within which one fan-out of the job is
+	// inserted at most (river.UniqueOpts.ByPeriod). River's periodic
+	// enqueuer starts its schedule afresh on every start and every
+	// leader election, and with RunOnStart inserts at once: without a
+	// unique period a restart would repeat the fan-out, and every
+	// tenant's job, of a period that already had them.
+	//
+	// River divides time, in UTC, into periods of this length from the
+	// zero time, and inserts a fan-out only if none of the job is in its
+	// period yet (or completed and not yet removed by River's job cleaner,
+	// a day by default): a restart within the same period does not repeat
+	// it, one in the next does. So the periods must fit the schedule: no
+	// longer than the interval between two runs, or runs are lost. River
+	// takes the period of a fan-out from the time it inserts it, which
+	// may be a fraction of a second before the scheduled time (it inserts
+	// runs due within 100 ms together): a schedule that runs exactly at
+	// the start of each period (cron at the hour, with an hour's period)
+	// can, rarely, have a run counted in the period before, and skipped
+	// if a RunOnStart fan-out already took that one. Where that matters,
+	// give a period that does not divide the schedule's runs so evenly.
+	//
+	// Zero means the interval between the schedule's next two runs as of
+	// Job's call, in whole seconds, at least one second (River's minimum):
+	// an hour for river.PeriodicInterval(time.Hour) and for a cron
+	// schedule of "0 * * * *". Give it for schedules of uneven intervals.
+	UniquePeriod time.Duration
+}
+
 // Job declares a periodic job run once per tenant on schedule, and returns
 // the river.PeriodicJob to put in river.Config.PeriodicJobs (or add with
 // Client.PeriodicJobs().Add). name identifies the declaration in the
 // fan-out job's args; Job panics if name is empty or already declared, as
 // http.ServeMux does for a pattern, since both are mistakes in the
-// program's set-up.
-func (p *Periodic) Job(name string, schedule river.PeriodicSchedule, construct PerTenantConstructor, opts *river.PeriodicJobOpts) *river.PeriodicJob {
-	if name == "" || construct == nil {
-		panic("tenantriver: Periodic.Job needs a name and a constructor")
+// program's set-up. opts may be nil.
+func (p *Periodic) Job(name string, schedule river.PeriodicSchedule, construct PerTenantConstructor, opts *PeriodicJobOpts) *river.PeriodicJob {
+	if name == "" || construct == nil || schedule == nil {
+		panic("tenantriver: Periodic.Job needs a name, a schedule and a constructor")
 	}
+	var o PeriodicJobOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.UniquePeriod < 0 {
+		panic(fmt.Sprintf("tenantriver: Periodic.Job: %q: negative UniquePeriod %v", name, o.UniquePeriod))
+	}
+	if o.UniquePeriod == 0 {
+		o.UniquePeriod = scheduleInterval(schedule, time.Now())
+	}
+	o.UniquePeriod = max(o.UniquePeriod, time.Second)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.jobs[name]; ok {
 		panic(fmt.Sprintf("tenantriver: Periodic.Job: %q declared twice", name))
 	}
 	p.jobs[name] = construct
+	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: o.UniquePeriod}}
 	return river.NewPeriodicJob(schedule, func() (river.JobArgs, *river.InsertOpts) {
-		return FanoutArgs{Name: name}, nil
-	}, opts)
+		return FanoutArgs{Name: name}, unique
+	}, &river.PeriodicJobOpts{ID: o.ID, RunOnStart: o.RunOnStart})
+}
+
+// scheduleInterval returns the interval between the next two runs of
+// schedule after now, rounded to the second (zero for a schedule that
+// never runs twice). Not the time to the next run: for a cron schedule
+// that is a fraction of the interval.
+func scheduleInterval(schedule river.PeriodicSchedule, now time.Time) time.Duration {
+	next := schedule.Next(now)
+	return schedule.Next(next).Sub(next).Round(time.Second)
 }
 
 // ErrUndeclared is the error of a fan-out job whose name this process has
@@ -118,7 +176,7 @@ func (p *Periodic) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 		if opts != nil {
 			o = *opts
 		}
-		if o.Metadata, err = withTenant(o.Metadata, t.ID); err != nil {
+		if o.Metadata, err = withTenant(o.Metadata, t); err != nil {
 			return fmt.Errorf("tenantriver: fan-out %q: tenant %s: %w", job.Args.Name, t.ID, err)
 		}
 		params = append(params, river.InsertManyParams{Args: args, InsertOpts: &o})
@@ -145,16 +203,23 @@ func (p *Periodic) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 	return nil
 }
 
-func withTenant(metadata []byte, id string) ([]byte, error) {
+// withTenant writes t's id and CreatedAt into metadata, where Middleware
+// reads them back (fanoutKey) without asking the store again.
+func withTenant(metadata []byte, t store.Tenant) ([]byte, error) {
 	meta, err := decodeMetadata(metadata)
 	if err != nil {
 		return nil, err
 	}
 	if named, err := metadataTenant(meta); err != nil {
 		return nil, err
-	} else if named != "" && named != id {
+	} else if named != "" && named != t.ID {
 		return nil, fmt.Errorf("the constructor's metadata names tenant %q", named)
 	}
-	meta[MetadataKey], _ = json.Marshal(id)
+	meta[MetadataKey], _ = json.Marshal(t.ID)
+	if t.CreatedAt.IsZero() {
+		delete(meta, MetadataKeyCreatedAt)
+	} else {
+		meta[MetadataKeyCreatedAt], _ = json.Marshal(formatCreatedAt(t.CreatedAt))
+	}
 	return json.Marshal(meta)
 }

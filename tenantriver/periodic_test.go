@@ -3,7 +3,6 @@ package tenantriver_test
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,22 +12,27 @@ import (
 	"github.com/tenantsql/tenantsql/tenantriver"
 )
 
-// fires is a schedule that comes n times, every interval, then not for a
-// century: the number of periods is fixed, whatever the machine's speed.
+// fires is a schedule that comes n times, every interval from its start,
+// then not for a century: the number of periods is fixed, whatever the
+// machine's speed. It is a function of its argument, as River expects
+// (Periodic.Job asks it for the interval between two runs).
 type fires struct {
-	mu    sync.Mutex // guards n
+	start time.Time
 	n     int
 	every time.Duration
 }
 
+func newFires(n int, every time.Duration) *fires {
+	return &fires{start: time.Now(), n: n, every: every}
+}
+
 func (f *fires) Next(t time.Time) time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n == 0 {
-		return t.AddDate(100, 0, 0)
+	for k := 1; k <= f.n; k++ {
+		if at := f.start.Add(time.Duration(k) * f.every); at.After(t) {
+			return at
+		}
 	}
-	f.n--
-	return t.Add(f.every)
+	return t.AddDate(100, 0, 0)
 }
 
 // A periodic job declared once runs once per tenant per period, each on
@@ -37,9 +41,11 @@ func TestPeriodicPerTenant(t *testing.T) {
 	const tenants, periods = 3, 2
 	h := newHarness(t, tenants)
 	periodic := tenantriver.NewPeriodic(h.env.Store)
-	job := periodic.Job("record", &fires{n: periods, every: 200 * time.Millisecond}, func(string) (river.JobArgs, *river.InsertOpts) {
+	// Periods two seconds apart, each fan-out unique within a second
+	// (River's least): a period's fan-out cannot stand in for the next's.
+	job := periodic.Job("record", newFires(periods, 2*time.Second), func(string) (river.JobArgs, *river.InsertOpts) {
 		return recordArgs{}, nil
-	}, nil)
+	}, &tenantriver.PeriodicJobOpts{UniquePeriod: time.Second})
 	cfg := h.config(t, func(w *river.Workers) { river.AddWorker(w, periodic) })
 	cfg.PeriodicJobs = []*river.PeriodicJob{job}
 	c := h.client(t, cfg)
@@ -73,6 +79,72 @@ func TestPeriodicPerTenant(t *testing.T) {
 			if r.DB != tn.Database || r.CtxTenant != tn.ID {
 				t.Errorf("tenant %s: job %d ran on %s with tenant %q", tn.ID, r.JobID, r.DB, r.CtxTenant)
 			}
+		}
+	}
+}
+
+// A restart does not repeat the fan-out of a period that had one: River's
+// periodic enqueuer inserts the RunOnStart fan-out again at every start
+// (and leader election), but it is unique within its period, so the
+// second client's is skipped and each tenant has one job.
+func TestPeriodicRestartDoesNotRepeat(t *testing.T) {
+	const tenants = 3
+	h := newHarness(t, tenants)
+	count := func(kind string) int {
+		var n int
+		if err := h.control.QueryRow(t.Context(), "SELECT count(*) FROM river_job WHERE kind = $1", kind).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	completed := func(kind string) int {
+		var n int
+		if err := h.control.QueryRow(t.Context(), "SELECT count(*) FROM river_job WHERE kind = $1 AND state = 'completed'", kind).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for run := 1; run <= 2; run++ {
+		// A process as it starts: its own Periodic and client, the same
+		// declarations.
+		periodic := tenantriver.NewPeriodic(h.env.Store)
+		cfg := h.config(t, func(w *river.Workers) { river.AddWorker(w, periodic) })
+		cfg.PeriodicJobs = []*river.PeriodicJob{
+			// A period far longer than the test, so that the test
+			// never straddles two.
+			periodic.Job("record", river.PeriodicInterval(time.Hour), func(string) (river.JobArgs, *river.InsertOpts) {
+				return recordArgs{}, nil
+			}, &tenantriver.PeriodicJobOpts{RunOnStart: true, UniquePeriod: 1000 * 24 * time.Hour}),
+			// A plain periodic job inserted at start, in the same
+			// batch as the fan-out: once it is there, the start's
+			// fan-out was inserted or skipped.
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+				return sweepArgs{}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+		}
+		c := h.client(t, cfg)
+		if err := c.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		// The second start's fan-out, if it were inserted, would be
+		// in river_job once the marker is: the counts below catch it.
+		testenv.Eventually(t, wait, fmt.Sprintf("start %d's periodic jobs worked", run), func() bool {
+			return completed(sweepArgs{}.Kind()) == run &&
+				(run > 1 || completed(tenantriver.FanoutArgs{}.Kind()) == 1 && completed(recordArgs{}.Kind()) == tenants)
+		})
+		if err := c.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(tenantriver.FanoutArgs{}.Kind()); n != 1 {
+		t.Errorf("river_job holds %d fan-outs, want 1", n)
+	}
+	if n := count(recordArgs{}.Kind()); n != tenants {
+		t.Errorf("river_job holds %d tenant jobs after a restart, want one per tenant: %d", n, tenants)
+	}
+	for _, tn := range h.env.Tenants {
+		if rows := h.ran(t, tn); len(rows) != 1 || rows[0].DB != tn.Database {
+			t.Errorf("tenant %s: runs %+v, want one, on its database", tn.ID, rows)
 		}
 	}
 }
@@ -118,6 +190,7 @@ func TestPeriodicJobPanics(t *testing.T) {
 	p := tenantriver.NewPeriodic(nil)
 	ctor := func(string) (river.JobArgs, *river.InsertOpts) { return nil, nil }
 	p.Job("a", river.PeriodicInterval(time.Hour), ctor, nil)
+	neg := &tenantriver.PeriodicJobOpts{UniquePeriod: -time.Second}
 	for _, tt := range []struct {
 		name string
 		fn   func()
@@ -125,6 +198,8 @@ func TestPeriodicJobPanics(t *testing.T) {
 		{"twice", func() { p.Job("a", river.PeriodicInterval(time.Hour), ctor, nil) }},
 		{"no name", func() { p.Job("", river.PeriodicInterval(time.Hour), ctor, nil) }},
 		{"no constructor", func() { p.Job("b", river.PeriodicInterval(time.Hour), nil, nil) }},
+		{"no schedule", func() { p.Job("c", nil, ctor, nil) }},
+		{"negative unique period", func() { p.Job("d", river.PeriodicInterval(time.Hour), ctor, neg) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			defer func() {

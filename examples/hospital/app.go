@@ -127,7 +127,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 
 	if cfg.jobsDatabase != "" {
-		if a.jobs, err = startJobs(ctx, cfg.jobsDatabase, a.db, log); err != nil {
+		if a.jobs, err = startJobs(ctx, cfg.jobsDatabase, a.store, a.db, log); err != nil {
 			return nil, err
 		}
 	}

@@ -48,8 +48,8 @@ type jobs struct {
 // startJobs creates the control database if it does not exist (with the
 // hook that creates tenants' databases, on the control database's URL),
 // brings River's tables up to date and starts a client that works the
-// example's jobs with the tenants of db.
-func startJobs(ctx context.Context, url string, db *sql.DB, log *slog.Logger) (*jobs, error) {
+// example's jobs with the tenants of db, whose store is st.
+func startJobs(ctx context.Context, url string, st store.Store, db *sql.DB, log *slog.Logger) (*jobs, error) {
 	createDatabase, _ := hooks.Databases()
 	control := store.Tenant{ID: "hospital-jobs", DeployInfo: map[string]string{store.KeyPostgresURL: url}}
 	if err := createDatabase(ctx, hooks.Event{Kind: hooks.OnCreate, Tenant: control}); err != nil {
@@ -73,7 +73,7 @@ func startJobs(ctx context.Context, url string, db *sql.DB, log *slog.Logger) (*
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
 		Workers:    workers,
-		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware()},
+		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware(st)},
 		Logger:     log,
 	})
 	if err != nil {
@@ -90,13 +90,35 @@ func startJobs(ctx context.Context, url string, db *sql.DB, log *slog.Logger) (*
 	return &jobs{pool: pool, client: client}, nil
 }
 
-// stop waits for the jobs being worked (at most 10 s) and closes the pool.
-// Call it before closing the *sql.DB the workers use.
+// Bounds on stop: how long the jobs being worked may take to finish, and
+// then to return once cancelled.
+const (
+	stopTimeout   = 10 * time.Second
+	cancelTimeout = 5 * time.Second
+)
+
+// stop waits for the jobs being worked (at most stopTimeout), then cancels
+// those still running and waits for them to return (at most
+// cancelTimeout), and closes the pool. Call it before closing the *sql.DB
+// the workers use: a job still running then would query a closed
+// *sql.DB.
 func (j *jobs) stop(log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := j.client.Stop(ctx); err != nil {
-		log.Warn("hospital: stopping River", "err", err)
+	j.stopWithin(log, stopTimeout, cancelTimeout)
+}
+
+func (j *jobs) stopWithin(log *slog.Logger, wait, cancelWait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	err := j.client.Stop(ctx)
+	cancel()
+	if err != nil {
+		// Stop gave up waiting, but the jobs still run: cancel their
+		// contexts, with a fresh deadline, since ctx has expired.
+		log.Warn("hospital: River's jobs did not finish in time; cancelling them", "err", err, "waited", wait)
+		ctx, cancel := context.WithTimeout(context.Background(), cancelWait)
+		defer cancel()
+		if err := j.client.StopAndCancel(ctx); err != nil {
+			log.Error("hospital: River's jobs did not return after being cancelled", "err", err, "waited", cancelWait)
+		}
 	}
 	j.pool.Close()
 }

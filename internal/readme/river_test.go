@@ -102,7 +102,7 @@ func TestRiverSnippets(t *testing.T) {
 	config := &river.Config{
 		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
 		Workers:    workers,
-		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware()},
+		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware(tenants)},
 	}
 	// end snippet
 	// snippet:river-periodic
@@ -111,7 +111,7 @@ func TestRiverSnippets(t *testing.T) {
 	config.PeriodicJobs = []*river.PeriodicJob{
 		periodic.Job("daily-report", river.PeriodicInterval(24*time.Hour),
 			func(tenantID string) (river.JobArgs, *river.InsertOpts) { return ReportArgs{}, nil },
-			&river.PeriodicJobOpts{RunOnStart: true}),
+			&tenantriver.PeriodicJobOpts{RunOnStart: true}),
 	}
 	// end snippet
 	config.TestOnly = true
