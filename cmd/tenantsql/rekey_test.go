@@ -78,7 +78,7 @@ func TestRekeyCommand(t *testing.T) {
 				{"write without keys", "", []string{"tenants", "add", "tenant-c.test", urlNew}, exitError, nil, []string{"TENANTSQL_KEYS"},
 					func(raw string) bool { return !strings.Contains(raw, "tenant-c.test") }},
 				{"rekey with an unknown key", k3, []string{"tenants", "rekey"}, exitError, []string{"2 could not be opened"}, []string{`tenant "tenant-a.test"`, `key "k2"`}, nil},
-				{"bad keys", "k1:short", []string{"tenants", "list"}, exitError, nil, []string{"TENANTSQL_KEYS", `"k1"`}, nil},
+				{"bad keys", "k1:short", []string{"tenants", "list"}, exitError, nil, []string{"TENANTSQL_KEYS", "entry 1", "not base64"}, nil},
 			}
 			for _, st := range steps {
 				args := slices.Clone(st.args)
