@@ -536,8 +536,7 @@ func (c *cli) rekey(ctx context.Context, s store.Store) int {
 	for _, err := range res.Failed {
 		fmt.Fprintf(c.stderr, "tenantsql: left as it is: %v\n", err)
 	}
-	fmt.Fprintf(c.stdout, "%d tenants: %d sealed again with key %q, %d already were, %d could not be opened\n",
-		res.Tenants, res.Sealed, res.KeyID, res.Tenants-res.Sealed-len(res.Failed), len(res.Failed))
+	fmt.Fprintln(c.stdout, res)
 	if len(res.Failed) > 0 {
 		return exitError
 	}
