@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,9 +29,11 @@ import (
 //	{PREFIX}:lost      set while some process keeps tenants Redis lost
 //	{PREFIX}:changes   pub/sub channel: a wake-up carrying the version
 //	                   and the id of the stream entry ("v ms-seq")
-//	{PREFIX}:sealed    set by the first write of a process with keys
-//	                   (WithRedisKeys): processes without keys then
-//	                   refuse to write (ErrNoKeys)
+//	{PREFIX}:sealed    set to 1 by the first write of a process with
+//	                   keys (WithRedisKeys): processes without keys then
+//	                   refuse to write (ErrNoKeys); set to "all" by a
+//	                   rekey that left no secret in clear: processes with
+//	                   keys then refuse a secret in clear (ErrPlaintext)
 //
 // Every mutation is one Lua script: the change, the version bump and the
 // event are atomic, and create-if-absent cannot succeed twice.
@@ -70,9 +71,6 @@ type Redis struct {
 	maxLen    int64
 	name      string // redacted URL, for messages
 	kr        *keyring.Keyring
-
-	// marked is set once this process has set the sealed key.
-	marked atomic.Bool
 
 	startOnce sync.Once // starts the follower, at the first Watch
 
@@ -252,30 +250,6 @@ func (r *Redis) encode(t Tenant) (string, error) {
 	return encodeRecord(t)
 }
 
-// checkKeys is run before a write. A process with keys marks the store as
-// sealed, once; one without refuses to write into a store so marked, as it
-// would write passwords in clear among sealed tenants.
-func (r *Redis) checkKeys(ctx context.Context) error {
-	if r.kr != nil {
-		if r.marked.Load() {
-			return nil
-		}
-		if err := r.c.Set(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
-			return r.errorf("%w", err)
-		}
-		r.marked.Store(true)
-		return nil
-	}
-	n, err := r.c.Exists(ctx, r.keys.sealed).Result()
-	if err != nil {
-		return r.errorf("%w", err)
-	}
-	if n > 0 {
-		return r.errorf("%w", ErrNoKeys)
-	}
-	return nil
-}
-
 // List implements Store.
 func (r *Redis) List(ctx context.Context) ([]Tenant, error) {
 	if err := r.checkOpen(); err != nil {
@@ -298,9 +272,6 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return Tenant{}, err
 	}
-	if err := r.checkKeys(ctx); err != nil {
-		return Tenant{}, err
-	}
 	at := now()
 	t = t.Clone()
 	t.Version, t.CreatedAt, t.UpdatedAt = 1, at, at
@@ -312,8 +283,11 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("create tenant %q: %w", t.ID, err)
 	}
-	if res == scriptExists {
+	switch res {
+	case scriptExists:
 		return Tenant{}, exists(t.ID)
+	case scriptNoKeys:
+		return Tenant{}, r.errorf("create tenant %q: %w", t.ID, ErrNoKeys)
 	}
 	r.awaitFollowed(ctx, w)
 	return t, nil
@@ -326,9 +300,6 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		return Tenant{}, err
 	}
 	if err := r.checkOpen(); err != nil {
-		return Tenant{}, err
-	}
-	if err := r.checkKeys(ctx); err != nil {
 		return Tenant{}, err
 	}
 	for {
@@ -359,6 +330,8 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		switch res {
 		case scriptNotFound:
 			return Tenant{}, notFound(t.ID)
+		case scriptNoKeys:
+			return Tenant{}, r.errorf("update tenant %q: %w", t.ID, ErrNoKeys)
 		case scriptChanged:
 			if err := ctx.Err(); err != nil {
 				return Tenant{}, err

@@ -106,10 +106,11 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 // A write that read the old record meanwhile finds it changed and starts
 // again from the new one (Update), as rekey does from a write's.
 var rekeyScript = redis.NewScript(scriptPrelude + `
-local id, old, record = unpack(ARGV, 3)
+local id, old, record = unpack(ARGV, 4)
 local cur = redis.call('HGET', tenants, id)
 if not cur then return NOT_FOUND end
 if cur ~= old then return CHANGED end
+writable()
 redis.call('HSET', tenants, id, record)
 return WROTE`)
 
@@ -124,8 +125,10 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if err := r.checkOpen(); err != nil {
 		return RekeyResult{}, err
 	}
-	if err := r.checkKeys(ctx); err != nil {
-		return RekeyResult{}, err
+	// Marked first, so that no process without keys writes a secret in
+	// clear behind the pass (see writable).
+	if err := r.c.SetNX(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
+		return RekeyResult{}, r.errorf("rekey: %w", err)
 	}
 	primary, err := r.kr.PrimaryID()
 	if err != nil {
