@@ -31,26 +31,26 @@ type fileTenant struct {
 
 // decodeFile decodes the file's content, opening sealed values with kr.
 // A tenant whose values cannot be opened is kept, its values sealed, and
-// described in unopened.
-func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, err error) {
+// described in unopened. at says how the file holds secrets.
+func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, at atRest, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return state{}, nil, errors.New(`file is empty (want {"tenants": {...}})`)
+		return state{}, nil, at, errors.New(`file is empty (want {"tenants": {...}})`)
 	}
 	if err := checkDuplicateKeys(data); err != nil {
-		return state{}, nil, err
+		return state{}, nil, at, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var doc fileDoc
 	if err := dec.Decode(&doc); err != nil {
-		return state{}, nil, describeJSONError(data, err)
+		return state{}, nil, at, describeJSONError(data, err)
 	}
 	// Not dec.More: it reports false for a stray '}' or ']'.
 	if _, err := dec.Token(); err != io.EOF {
-		return state{}, nil, errors.New("unexpected data after the top-level JSON object")
+		return state{}, nil, at, errors.New("unexpected data after the top-level JSON object")
 	}
 	if doc.Tenants == nil {
-		return state{}, nil, errors.New(`no "tenants" object (want {"tenants": {...}})`)
+		return state{}, nil, at, errors.New(`no "tenants" object (want {"tenants": {...}})`)
 	}
 	st = state{version: doc.Version, tenants: make(map[string]Tenant, len(doc.Tenants))}
 	for id, ft := range doc.Tenants {
@@ -61,17 +61,27 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, e
 		if ft.UpdatedAt != nil {
 			t.UpdatedAt = ft.UpdatedAt.UTC()
 		}
+		at.sealed = at.sealed || hasSealed(t.DeployInfo)
+		if err := checkNoPlaintext(id, t.DeployInfo); err != nil {
+			at.plain = append(at.plain, err)
+		}
 		info, openErr := openInfo(kr, id, t.DeployInfo)
 		t.DeployInfo = info
 		if err := validateRead(t, openErr); err != nil {
-			return state{}, nil, fmt.Errorf("tenant %q: %w", shorten(id), err)
+			return state{}, nil, at, fmt.Errorf("tenant %q: %w", shorten(id), err)
 		}
 		if openErr != nil {
 			unopened = append(unopened, openErr)
 		}
 		st.tenants[id] = t
 	}
-	return st, unopened, nil
+	return st, unopened, at, nil
+}
+
+// atRest says how a file holds secrets.
+type atRest struct {
+	sealed bool    // some value is sealed
+	plain  []error // *PlaintextError values: tenants with a secret in clear
 }
 
 // checkDuplicateKeys rejects an object that names a key twice, anywhere in

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -71,6 +72,12 @@ type Redis struct {
 	maxLen    int64
 	name      string // redacted URL, for messages
 	kr        *keyring.Keyring
+
+	// strict is set once this process, with keys, has seen the sealed key
+	// at sealedAll (or set it): from then it refuses a secret in clear
+	// (ErrPlaintext). It is never cleared, so that deleting the key is not
+	// enough to slip a value in clear past a running process.
+	strict atomic.Bool
 
 	startOnce sync.Once // starts the follower, at the first Watch
 
@@ -222,7 +229,16 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return Tenant{}, err
 	}
-	raw, err := r.c.HGet(ctx, r.keys.tenants, id).Result()
+	var get, mark *redis.StringCmd
+	// Each command's error is its own: a missing tenant or sealed key
+	// answers redis.Nil.
+	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.HGet(ctx, r.keys.tenants, id)
+		mark = r.readSealedMark(ctx, p)
+		return nil
+	})
+	r.noteSealedMark(mark)
+	raw, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		return Tenant{}, notFound(id)
 	}
@@ -234,10 +250,48 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("%w", err)
 	}
+	if err := r.checkPlaintext(t); err != nil {
+		return Tenant{}, r.errorf("%w", err)
+	}
 	// A value that cannot be opened stays sealed, as in List and in
-	// what watchers see: the tenant is there, unusable.
-	t.DeployInfo, _ = openInfo(r.kr, id, t.DeployInfo)
+	// what watchers see: the tenant is there, unusable; the log says why.
+	var unopened error
+	if t.DeployInfo, unopened = openInfo(r.kr, id, t.DeployInfo); unopened != nil {
+		logUnopened(r.log, r.name, []error{unopened})
+	}
 	return t, nil
+}
+
+// sealedAll is the value of the sealed key once a rekey has left no
+// secret in clear.
+const sealedAll = "all"
+
+// readSealedMark adds to p the read of the sealed key, if this process
+// has keys and is not strict yet, and returns the command, or nil.
+// noteSealedMark takes its answer in once p has run: with the records it
+// was read with, so that they are checked as the store was marked then.
+func (r *Redis) readSealedMark(ctx context.Context, p redis.Pipeliner) *redis.StringCmd {
+	if r.kr == nil || r.strict.Load() {
+		return nil
+	}
+	return p.Get(ctx, r.keys.sealed)
+}
+
+// noteSealedMark makes this process strict if mark, from readSealedMark,
+// found the store sealed all through.
+func (r *Redis) noteSealedMark(mark *redis.StringCmd) {
+	if mark != nil && mark.Val() == sealedAll {
+		r.strict.Store(true)
+	}
+}
+
+// checkPlaintext returns a *PlaintextError if this process is strict and
+// t, as read from Redis, holds a secret in clear.
+func (r *Redis) checkPlaintext(t Tenant) error {
+	if r.kr == nil || !r.strict.Load() {
+		return nil
+	}
+	return checkNoPlaintext(t.ID, t.DeployInfo)
 }
 
 // encode returns t's record, its secrets sealed.
@@ -255,7 +309,17 @@ func (r *Redis) List(ctx context.Context) ([]Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
 	}
-	all, err := r.c.HGetAll(ctx, r.keys.tenants).Result()
+	var (
+		get  *redis.MapStringStringCmd
+		mark *redis.StringCmd
+	)
+	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.HGetAll(ctx, r.keys.tenants)
+		mark = r.readSealedMark(ctx, p)
+		return nil
+	})
+	r.noteSealedMark(mark)
+	all, err := get.Result()
 	if err != nil {
 		r.reloadOnFailure(err)
 		return nil, r.errorf("list tenants: %w", err)

@@ -70,7 +70,7 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 		return RekeyResult{}, f.errorf("%w", err)
 	}
 	res := RekeyResult{KeyID: primary}
-	err = f.mutate(ctx, func(st *state) (Event, bool, error) {
+	err = f.mutateFile(ctx, true, func(st *state) (Event, bool, error) {
 		res = RekeyResult{KeyID: primary, Tenants: len(st.tenants)}
 		var doc fileDoc
 		if f.known != nil {
@@ -82,17 +82,21 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 				return Event{}, false, f.errorf("%w", err)
 			}
 		}
+		plain := false // a tenant left as it was holds a secret in clear
 		for id, ft := range doc.Tenants {
 			switch _, err := openInfo(f.kr, id, ft.DeployInfo); {
 			case err != nil:
 				res.Failed = append(res.Failed, err)
+				// Its secrets in clear are sealed all the same, as
+				// every write seals them; its sealed ones are kept.
+				plain = plain || checkNoPlaintext(id, ft.DeployInfo) != nil
 			case needsRekey(primary, ft.DeployInfo):
 				res.Sealed++
 			default:
 				res.Unchanged++
 			}
 		}
-		return Event{}, res.Sealed > 0, nil
+		return Event{}, res.Sealed > 0 || plain, nil
 	})
 	if err != nil {
 		return RekeyResult{}, err
@@ -117,7 +121,10 @@ return WROTE`)
 // Rekey implements Rekeyer: each tenant is sealed again in a
 // compare-and-swap of its record, so that a write made meanwhile by
 // another process is never undone: rekey reads the tenant again and
-// retries.
+// retries. A run that leaves no secret in clear marks the store as sealed
+// all through (the sealed key set to "all"): from then a process with
+// keys refuses a secret in clear (ErrPlaintext). Rekey itself reads them,
+// to seal them.
 func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if r.kr == nil {
 		return RekeyResult{}, r.errorf("%w", errRekeyNoKeys)
@@ -142,6 +149,7 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if testHookRekeyListed != nil {
 		testHookRekeyListed(ids)
 	}
+	plainLeft := false // some tenant left as it was holds a secret in clear
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -161,6 +169,18 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 		default:
 			res.Unchanged++
 		}
+		if te != nil && te.plain {
+			plainLeft = true
+		}
+	}
+	if !plainLeft {
+		// Every secret is sealed: from now on a process with keys
+		// refuses one in clear. Since the store was marked before the
+		// pass, no process without keys can have written one since.
+		if err := r.c.Set(ctx, r.keys.sealed, sealedAll, 0).Err(); err != nil {
+			return res, r.errorf("rekey: mark the store as sealed all through: %w", err)
+		}
+		r.strict.Store(true)
 	}
 	return res, nil
 }
@@ -193,13 +213,14 @@ func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, er
 		if err != nil {
 			// Edited by hand, or by a newer tenantsql: the error names
 			// the tenant and says what does not decode, not the record.
-			return 0, tenantFailed(r.errorf("rekey: %w (fix the record, or write the tenant again: tenantsql tenants update)", err))
+			return 0, &tenantError{err: r.errorf("rekey: %w (fix the record, or write the tenant again: tenantsql tenants update)", err)}
 		}
 		if !needsRekey(primary, t.DeployInfo) {
 			return rekeyUnchanged, nil
 		}
+		plain := checkNoPlaintext(id, t.DeployInfo) != nil
 		if t.DeployInfo, err = openInfo(r.kr, id, t.DeployInfo); err != nil {
-			return 0, tenantFailed(err)
+			return 0, &tenantError{err: err, plain: plain}
 		}
 		rec, err := r.encode(t)
 		if err != nil {
@@ -224,10 +245,14 @@ func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, er
 
 // A tenantError is an error of rekeyOne that is the tenant's own (its
 // record cannot be opened or decoded), not the store's: Rekey reports it
-// and goes on with the other tenants.
-type tenantError struct{ err error }
+// and goes on with the other tenants. plain says that the record, left as
+// it was, holds a secret in clear. A record that does not decode does
+// not count: no process reads it.
+type tenantError struct {
+	err   error
+	plain bool
+}
 
-func tenantFailed(err error) error   { return &tenantError{err} }
 func (e *tenantError) Error() string { return e.err.Error() }
 func (e *tenantError) Unwrap() error { return e.err }
 

@@ -31,7 +31,7 @@ func BenchmarkFileDecode(b *testing.B) {
 				b.Fatal(err)
 			}
 			for b.Loop() {
-				got, unopened, err := decodeFile(data, kr)
+				got, unopened, _, err := decodeFile(data, kr)
 				if err != nil || len(unopened) != 0 || len(got.tenants) != n {
 					b.Fatalf("decodeFile: %d tenants, %v, %v", len(got.tenants), unopened, err)
 				}
