@@ -58,6 +58,9 @@ type File struct {
 	// then it refuses a file with a secret in clear even if no value is
 	// sealed any more (all of them replaced). It is never cleared.
 	strict bool
+	// cache holds the sealed form of the secrets last read or written, so
+	// that a write seals again only those that changed.
+	cache sealCache
 
 	done chan struct{}  // closed by Close, to stop pollLoop
 	wg   sync.WaitGroup // pollLoop
@@ -156,6 +159,7 @@ func (f *File) parse(data []byte, allowPlain bool) (state, error) {
 	if f.kr != nil && at.sealed && len(at.plain) == 0 {
 		f.strict = true
 	}
+	f.cache = at.cache
 	logUnopened(f.log, f.path, unopened)
 	return st, nil
 }
@@ -173,7 +177,7 @@ func unwrapPathError(err error) error {
 // and the hash of what it wrote.
 func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
-	data, err := encodeFile(st, f.kr)
+	data, cache, err := encodeFile(st, f.kr, f.cache)
 	if err != nil {
 		return nil, none, f.errorf("encode: %w", err)
 	}
@@ -214,6 +218,7 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	committed = true
+	f.cache = cache
 	syncDir(dir)
 	fi, err := os.Stat(target)
 	if err != nil {

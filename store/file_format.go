@@ -66,6 +66,14 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, a
 			at.plain = append(at.plain, err)
 		}
 		info, openErr := openInfo(kr, id, t.DeployInfo)
+		for k, v := range t.DeployInfo {
+			if keyring.IsSealed(v) && info[k] != v { // opened
+				if at.cache == nil {
+					at.cache = make(sealCache)
+				}
+				at.cache.add(id, k, info[k], v)
+			}
+		}
 		t.DeployInfo = info
 		if err := validateRead(t, openErr); err != nil {
 			return state{}, nil, at, fmt.Errorf("tenant %q: %w", shorten(id), err)
@@ -80,8 +88,9 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, a
 
 // atRest says how a file holds secrets.
 type atRest struct {
-	sealed bool    // some value is sealed
-	plain  []error // *PlaintextError values: tenants with a secret in clear
+	sealed bool      // some value is sealed
+	plain  []error   // *PlaintextError values: tenants with a secret in clear
+	cache  sealCache // the sealed values opened, with their plaintext
 }
 
 // checkDuplicateKeys rejects an object that names a key twice, anywhere in
@@ -189,13 +198,22 @@ func describeJSONError(data []byte, err error) error {
 }
 
 // encodeFile renders st in the file format, tenants sorted by id, their
-// secret values sealed with kr.
-func encodeFile(st state, kr *keyring.Keyring) ([]byte, error) {
+// secret values sealed with kr; those cache holds sealed with the primary
+// key are not sealed again (see sealCache). next holds the sealed form of
+// every secret value written; it is nil without kr. cache may be nil.
+func encodeFile(st state, kr *keyring.Keyring, cache sealCache) (data []byte, next sealCache, err error) {
+	var primary string
+	if kr != nil {
+		if primary, err = kr.PrimaryID(); err != nil {
+			return nil, nil, err
+		}
+		next = make(sealCache, len(cache))
+	}
 	doc := fileDoc{Version: st.version, Tenants: make(map[string]fileTenant, len(st.tenants))}
 	for id, t := range st.tenants {
-		info, err := sealInfo(kr, id, t.DeployInfo)
+		info, err := sealCached(kr, primary, id, t.DeployInfo, cache, next)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ft := fileTenant{DeployInfo: info, Version: t.Version}
 		if !t.CreatedAt.IsZero() {
@@ -206,11 +224,11 @@ func encodeFile(st state, kr *keyring.Keyring) ([]byte, error) {
 		}
 		doc.Tenants[id] = ft
 	}
-	data, err := json.MarshalIndent(doc, "", "  ")
+	data, err = json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return append(data, '\n'), nil
+	return append(data, '\n'), next, nil
 }
 
 // write replaces the file with st atomically and returns its new FileInfo

@@ -91,6 +91,35 @@ func isSecretValue(key, v string) bool {
 // process could not open) are written as they are. Without a keyring info
 // is returned as it is.
 func sealInfo(kr *keyring.Keyring, id string, info map[string]string) (map[string]string, error) {
+	return sealCached(kr, "", id, info, nil, nil)
+}
+
+// A sealCache holds the sealed form of secret values a file store read or
+// wrote, by tenant id and deploy_info key, so that a write seals only the
+// values that changed. Every write rewrites the whole file: sealing every
+// tenant again would spend the CPU, and a random nonce of the number a
+// GCM key can safely take, on each, and change every ciphertext in the
+// file at each write. A File's mu guards its cache.
+type sealCache map[string]map[string]sealedValue
+
+// A sealedValue is a value in clear, and its sealed form.
+type sealedValue struct{ plain, sealed string }
+
+// add records that sealed is plain sealed for key k of tenant id.
+func (c sealCache) add(id, k, plain, sealed string) {
+	m := c[id]
+	if m == nil {
+		m = make(map[string]sealedValue)
+		c[id] = m
+	}
+	m[k] = sealedValue{plain, sealed}
+}
+
+// sealCached is sealInfo, reusing the sealed form that old holds of a
+// value that has not changed, if it was sealed with primary (the primary
+// key's id), and adding the sealed form of every value to next. old and
+// next may be nil.
+func sealCached(kr *keyring.Keyring, primary, id string, info map[string]string, old, next sealCache) (map[string]string, error) {
 	if kr == nil {
 		return info, nil
 	}
@@ -99,9 +128,20 @@ func sealInfo(kr *keyring.Keyring, id string, info map[string]string) (map[strin
 		if !isSecretValue(k, v) {
 			continue
 		}
-		s, err := kr.Seal(id, k, v)
-		if err != nil {
-			return nil, fmt.Errorf("tenant %q: seal deploy_info.%s: %w", id, k, err)
+		s := ""
+		if c, ok := old[id][k]; ok && c.plain == v {
+			if keyID, _ := keyring.KeyID(c.sealed); keyID == primary {
+				s = c.sealed
+			}
+		}
+		if s == "" {
+			var err error
+			if s, err = kr.Seal(id, k, v); err != nil {
+				return nil, fmt.Errorf("tenant %q: seal deploy_info.%s: %w", id, k, err)
+			}
+		}
+		if next != nil {
+			next.add(id, k, v, s)
 		}
 		if !cloned {
 			out, cloned = maps.Clone(info), true

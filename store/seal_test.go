@@ -389,3 +389,66 @@ func TestSealedLoggedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestFileKeepsCiphertext: a file store rewrites the whole file at each
+// write, but seals again only what changed: the other tenants keep their
+// ciphertext, in the process that wrote them and in one that read them.
+// A value sealed with a key that is no longer the primary is sealed again.
+func TestFileKeepsCiphertext(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tenants.json")
+	open := func(kr *keyring.Keyring) *File {
+		s, err := OpenFile(ctx, path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	sealedOf := func(id string) string {
+		t.Helper()
+		var doc fileDoc
+		if err := json.Unmarshal([]byte(mustRead(t, path)), &doc); err != nil {
+			t.Fatal(err)
+		}
+		v := doc.Tenants[id].DeployInfo[KeyPostgresURL]
+		if !keyring.IsSealed(v) {
+			t.Fatalf("%s's URL at rest is %q, want it sealed", id, v)
+		}
+		return v
+	}
+	k1 := testRing(t, "k1")
+	w := open(k1)
+	for _, id := range []string{"a", "b"} {
+		if _, err := w.Create(ctx, newTenant(id, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := sealedOf("a"), sealedOf("b")
+	if _, err := w.Update(ctx, newTenant("b", "b2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf("a"); got != a {
+		t.Fatalf("updating b sealed a again:\n%s\nwas\n%s", got, a)
+	}
+	if got := sealedOf("b"); got == b {
+		t.Fatal("b's new URL has its old ciphertext")
+	}
+	// Another process, which read the file.
+	if _, err := open(k1).Update(ctx, newTenant("b", "b3")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf("a"); got != a {
+		t.Fatal("a write by another process sealed a again")
+	}
+	// Rotated: a write seals a with the new primary.
+	if _, err := open(testRing(t, "k2", "k1")).Update(ctx, newTenant("b", "b4")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf("a"); !strings.HasPrefix(got, keyring.Prefix+"k2:") {
+		t.Fatalf("after rotation a is %s, want it sealed with k2", got)
+	}
+	if got := mustGet(t, open(testRing(t, "k2")), "a"); got.PostgresURL() != dbInfo("a")[KeyPostgresURL] {
+		t.Fatalf("a = %s", got)
+	}
+}
