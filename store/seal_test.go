@@ -199,6 +199,11 @@ func TestSealedRefusesPlaintext(t *testing.T) {
 			if _, err := s.(Rekeyer).Rekey(ctx); err != nil { // marks Redis as sealed all through
 				t.Fatal(err)
 			}
+			var f *follow
+			if r, ok := s.(*Redis); ok {
+				f = startFollow(t, r)
+				waitFor(t, 10*time.Second, "the follower's first sync", func() bool { return f.has("t1", "t2") })
+			}
 			const evil = "postgres://app:evil-pw@attacker.example/x"
 			switch s := s.(type) {
 			case *File:
@@ -251,6 +256,16 @@ func TestSealedRefusesPlaintext(t *testing.T) {
 				checkErr("Get", err)
 				if got := mustList(t, fresh); len(got) != 1 || got[0].ID != "t2" {
 					t.Fatalf("List = %v, want t2 only: t1 refused", got)
+				}
+				// A follower that knew t1 keeps it as it was, over a
+				// full resync.
+				resyncs := s.resyncCount()
+				if err := s.AcceptLoss(ctx); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 10*time.Second, "the follower's resync", func() bool { return s.resyncCount() > resyncs })
+				if got, ok := f.get("t1"); !ok || got.PostgresURL() != dbInfo("t1")[KeyPostgresURL] {
+					t.Fatalf("the follower's t1 = %s, %v; want it as it was before Redis was changed", got, ok)
 				}
 			}
 			// Rekey reads it, and seals it: it is the operator's to
