@@ -117,7 +117,8 @@
 // clear (ErrPlaintext, a *PlaintextError naming the tenant and the key):
 // someone who can write the store but has no key could otherwise point a
 // tenant at a server of theirs. Rekey reads such a secret, and seals it
-// (for a file, opened WithFilePlaintextAllowed). Sealing cannot tell a
+// (a file that holds one opens only WithFilePlaintextAllowed, as
+// tenantsql tenants rekey opens it). Sealing cannot tell a
 // tenant's current sealed value from an older one put back in its place;
 // see SECURITY.md.
 //
