@@ -112,7 +112,7 @@ func ParseKeys(text string) (*Static, error) {
 		}
 	}
 	if len(keys) == 0 {
-		return nil, errNoKeys
+		return nil, fmt.Errorf("%w: no keys (want ID:BASE64KEY entries, the first the primary)", ErrBadKey)
 	}
 	return NewStatic(keys...)
 }
