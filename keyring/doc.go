@@ -6,8 +6,11 @@
 // in a key file (ReadKeyFile); a provider backed by a KMS or Vault
 // implements the same two methods. One key is the primary, with which
 // Seal seals; Open opens a value sealed with any key the provider knows,
-// so keys can be rotated without downtime: add a new primary, keep the old
-// key until every value has been sealed again, then drop it.
+// so keys can be rotated without downtime. Across a fleet of processes:
+// add the new key after the primary everywhere, then make it the primary
+// everywhere, then seal every value again with it (tenantsql tenants
+// rekey), then drop the old key; so that no process meets a value sealed
+// with a key it does not have yet, or has dropped already.
 //
 // # Format
 //

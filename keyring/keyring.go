@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -38,6 +39,9 @@ type Key struct {
 	ID     string // 1 to 64 bytes of [A-Za-z0-9_.-]
 	Secret []byte // KeySize bytes
 }
+
+// clone returns k with a copy of its secret.
+func (k Key) clone() Key { return Key{ID: k.ID, Secret: slices.Clone(k.Secret)} }
 
 // String shows the id only.
 func (k Key) String() string { return "key " + k.ID }
@@ -140,6 +144,12 @@ func (k *Keyring) Open(tenant, field, sealed string) (string, error) {
 	if err != nil {
 		return fail(id, err)
 	}
+	if key.ID != id {
+		// The cipher is cached by key.ID and id is in the authenticated
+		// data: a key under another id would be cached under the wrong
+		// one, or fail as if the value had been tampered with.
+		return fail(id, fmt.Errorf("%w: the key provider answered the request for key %q with key %q", ErrBadKey, id, key.ID))
+	}
 	a, err := k.aead(key)
 	if err != nil {
 		return fail(id, err)
@@ -214,17 +224,12 @@ func validID(id string) bool {
 
 func checkKey(key Key) error {
 	if !validID(key.ID) {
-		return fmt.Errorf("%w: id %q: want 1 to 64 bytes of [A-Za-z0-9_.-]", ErrBadKey, clip(key.ID))
+		// Not shown: an id that is not one may be key material given
+		// in its place.
+		return fmt.Errorf("%w: the id is not 1 to 64 bytes of [A-Za-z0-9_.-]", ErrBadKey)
 	}
 	if len(key.Secret) != KeySize {
 		return fmt.Errorf("%w %q: %d bytes, want %d (AES-256; make one with: openssl rand -base64 32)", ErrBadKey, key.ID, len(key.Secret), KeySize)
 	}
 	return nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

@@ -123,9 +123,9 @@ func TestParseKeys(t *testing.T) {
 		{"empty", " ", nil, "no keys"},
 		{"no colon", b64(1), nil, "entry 1 is not ID:BASE64KEY"},
 		{"short key", "k1:" + base64.StdEncoding.EncodeToString([]byte("short")), nil, "5 bytes, want 32"},
-		{"not base64", "k1:%%%%", nil, `"k1": the key is not base64`},
-		{"duplicate", "k1:" + b64(1) + ",k1:" + b64(2), nil, `"k1" given twice`},
-		{"bad id", "k 1:" + b64(1), nil, "want 1 to 64 bytes"},
+		{"not base64", "k1:%%%%", nil, "entry 1: the key (after the colon) is not base64"},
+		{"duplicate", "k1:" + b64(1) + ",k1:" + b64(2), nil, "entry 2 has the id of entry 1"},
+		{"bad id", "k 1:" + b64(1), nil, "entry 1: the id (before the colon) is not 1 to 64 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +146,88 @@ func TestParseKeys(t *testing.T) {
 				t.Fatalf("ids = %s, want %v", got, tt.ids)
 			}
 		})
+	}
+}
+
+// TestParseKeysErrorsHideKeys: an entry written the wrong way round, or
+// otherwise malformed, is named by its position, and no part of its key
+// is in the error.
+func TestParseKeysErrorsHideKeys(t *testing.T) {
+	raw := bytes.Repeat([]byte{0x5a, 0xa5, 0x3c}, 11)[:32]
+	std := base64.StdEncoding.EncodeToString(raw)    // WqU8WqU8...: letters and digits only, a valid id
+	url := base64.RawURLEncoding.EncodeToString(raw) // likewise, unpadded
+	plus := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfb, 0xef}, 16))
+	good := "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	tests := []struct {
+		name, in, want string
+	}{
+		{"key before id", good + "," + std + ":k2", "entry 2: it reads as KEY:ID, the wrong way round"},
+		{"unpadded key before id", good + "\n" + url + ":k2", "entry 2: it reads as KEY:ID, the wrong way round"},
+		{"key with + / before id", plus + ":k1", "entry 1: it reads as KEY:ID, the wrong way round"},
+		{"key as the id, short key", url + ":" + base64.StdEncoding.EncodeToString([]byte("short")), "entry 1: the key is 5 bytes, want 32"},
+		{"key as the id, key not base64", "k1:" + std + "," + url + ":%%", "entry 2: the key (after the colon) is not base64"},
+		{"key as a duplicate id", url + ":" + std + "," + url + ":" + std, "entry 2 has the id of entry 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := keyring.ParseKeys(strings.ReplaceAll(tt.in, "\\n", "\n"))
+			if !errors.Is(err, keyring.ErrBadKey) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want ErrBadKey containing %q", err, tt.want)
+			}
+			for _, k := range []string{std, url, plus} {
+				// Any 8 characters of the key would be too many.
+				for i := 0; i+8 <= len(k); i++ {
+					if strings.Contains(err.Error(), k[i:i+8]) {
+						t.Fatalf("error shows part of a key (%q): %v", k[i:i+8], err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestStaticCopies: the keys a Static hands out are copies, and a zero
+// Static is an error, not a panic.
+func TestStaticCopies(t *testing.T) {
+	s, err := keyring.NewStatic(key("k1", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := s.PrimaryKey()
+	k.Secret[0] = 99
+	k, _ = s.Key("k1")
+	k.Secret[1] = 99
+	if k, _ := s.PrimaryKey(); !bytes.Equal(k.Secret, bytes.Repeat([]byte{1}, 32)) {
+		t.Fatal("changing a key handed out changed the Static's")
+	}
+	var zero keyring.Static
+	if _, err := zero.PrimaryKey(); !errors.Is(err, keyring.ErrBadKey) {
+		t.Fatalf("zero Static: PrimaryKey error = %v, want ErrBadKey", err)
+	}
+	if _, err := keyring.New(&zero).Seal("t1", "POSTGRES_URL", secret); !errors.Is(err, keyring.ErrBadKey) {
+		t.Fatalf("Seal with a zero Static: %v, want ErrBadKey", err)
+	}
+	if _, err := zero.Key("k1"); !errors.Is(err, keyring.ErrUnknownKey) {
+		t.Fatalf("zero Static: Key error = %v, want ErrUnknownKey", err)
+	}
+}
+
+// liar answers every request with its one key, whatever the id asked for.
+type liar struct{ k keyring.Key }
+
+func (l liar) PrimaryKey() (keyring.Key, error) { return l.k, nil }
+func (l liar) Key(string) (keyring.Key, error)  { return l.k, nil }
+
+// TestProviderWrongKey: a provider that answers with a key of another id
+// is an error naming both ids, not a key used under the wrong id.
+func TestProviderWrongKey(t *testing.T) {
+	sealed, err := ring(t, key("k1", 1)).Seal("t1", "POSTGRES_URL", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = keyring.New(liar{key("k2", 1)}).Open("t1", "POSTGRES_URL", sealed)
+	if !errors.Is(err, keyring.ErrBadKey) || !strings.Contains(err.Error(), `"k1" with key "k2"`) {
+		t.Fatalf("Open with a provider that returns k2 for k1: %v, want ErrBadKey naming both", err)
 	}
 }
 

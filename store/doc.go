@@ -111,7 +111,21 @@
 // refuses to write into a store that holds sealed values (ErrNoKeys), so
 // no password is written in clear among sealed ones; records written in
 // clear before keys were configured are read as before, and sealed at
-// their next write (tenantsql tenants rekey seals every one).
+// their next write (tenantsql tenants rekey seals every one). Once a
+// store is sealed all through (Redis: a rekey left no secret in clear; a
+// file: it holds sealed values), a process with keys refuses a secret in
+// clear (ErrPlaintext, a *PlaintextError naming the tenant and the key):
+// someone who can write the store but has no key could otherwise point a
+// tenant at a server of theirs. Rekey reads such a secret, and seals it
+// (a file that holds one opens only WithFilePlaintextAllowed, as
+// tenantsql tenants rekey opens it). Sealing cannot tell a
+// tenant's current sealed value from an older one put back in its place;
+// see SECURITY.md.
+//
+// A key is rotated in four steps across a fleet: add it as a secondary
+// key everywhere, then make it the primary everywhere, then run
+// tenantsql tenants rekey, then drop the old key (the README says why in
+// that order).
 //
 // # Watching
 //

@@ -43,6 +43,8 @@ type File struct {
 	log  *slog.Logger
 	poll time.Duration
 	kr   *keyring.Keyring // seals secret values at rest; nil: none
+	// plain: read secrets in clear among sealed ones (WithFilePlaintextAllowed)
+	plain bool
 
 	writeMu sync.Mutex // serializes writers in this process before the file lock
 
@@ -51,6 +53,14 @@ type File struct {
 	known   os.FileInfo       // the file st was read from or written to
 	sum     [sha256.Size]byte // and a hash of its content
 	lastErr string            // last reload error logged, to log each once
+	// strict is set once this process, with keys, has read the file
+	// holding sealed values and no secret in clear, or written it: from
+	// then it refuses a file with a secret in clear even if no value is
+	// sealed any more (all of them replaced). It is never cleared.
+	strict bool
+	// cache holds the sealed form of the secrets last read or written, so
+	// that a write seals again only those that changed.
+	cache sealCache
 
 	done chan struct{}  // closed by Close, to stop pollLoop
 	wg   sync.WaitGroup // pollLoop
@@ -79,11 +89,12 @@ func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, erro
 		return nil, fmt.Errorf("store: file %s: %w", path, err)
 	}
 	f := &File{
-		path: path,
-		log:  o.log,
-		poll: o.poll,
-		kr:   o.keys,
-		done: make(chan struct{}),
+		path:  path,
+		log:   o.log,
+		poll:  o.poll,
+		kr:    o.keys,
+		plain: o.plain,
+		done:  make(chan struct{}),
 	}
 	data, fi, err := f.load()
 	switch {
@@ -94,7 +105,7 @@ func OpenFile(ctx context.Context, path string, opts ...FileOption) (*File, erro
 	case err != nil:
 		return nil, err
 	default:
-		if f.st, err = f.parse(data); err != nil {
+		if f.st, err = f.parse(data, false); err != nil {
 			return nil, err
 		}
 		f.known, f.sum = fi, sha256.Sum256(data)
@@ -129,11 +140,26 @@ func (f *File) load() ([]byte, os.FileInfo, error) {
 
 // parse decodes the file's content; errors name the file. Tenants whose
 // secrets cannot be opened are logged: they are kept, unusable.
-func (f *File) parse(data []byte) (state, error) {
-	st, unopened, err := decodeFile(data, f.kr)
+//
+// A process with keys refuses a secret in clear in a file that holds
+// sealed values, or that it has seen or written sealed (strict), unless
+// allowPlain (Rekey, which seals it) or f.plain: every write of a process
+// with keys seals every secret, and one without keys does not write into
+// a file that holds sealed values, so such a secret was written by hand,
+// or by someone without the key, who could thus point a tenant at a
+// server of theirs. f.mu is held, or f is being opened.
+func (f *File) parse(data []byte, allowPlain bool) (state, error) {
+	st, unopened, at, err := decodeFile(data, f.kr)
 	if err != nil {
 		return state{}, f.errorf("%w", err)
 	}
+	if f.kr != nil && len(at.plain) > 0 && (at.sealed || f.strict) && !allowPlain && !f.plain {
+		return state{}, f.errorf("%w", at.plain[0])
+	}
+	if f.kr != nil && at.sealed && len(at.plain) == 0 {
+		f.strict = true
+	}
+	f.cache = at.cache
 	logUnopened(f.log, f.path, unopened)
 	return st, nil
 }
@@ -151,7 +177,7 @@ func unwrapPathError(err error) error {
 // and the hash of what it wrote.
 func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
-	data, err := encodeFile(st, f.kr)
+	data, cache, err := encodeFile(st, f.kr, f.cache)
 	if err != nil {
 		return nil, none, f.errorf("encode: %w", err)
 	}
@@ -192,6 +218,7 @@ func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
 		return nil, none, f.errorf("write: %w", unwrapPathError(err))
 	}
 	committed = true
+	f.cache = cache
 	syncDir(dir)
 	fi, err := os.Stat(target)
 	if err != nil {
@@ -242,7 +269,7 @@ func syncDir(dir string) {
 // coarse file system clock, or a rename that reuses a freed inode number,
 // which ext4 does at once), and a write that trusted them would silently
 // undo another process's change.
-func (f *File) refreshLocked() error {
+func (f *File) refreshLocked(allowPlain bool) error {
 	data, fi, err := f.load()
 	if errors.Is(err, fs.ErrNotExist) && f.known == nil {
 		return nil // created with WithFileCreate and not written yet
@@ -255,7 +282,7 @@ func (f *File) refreshLocked() error {
 		f.known = fi
 		return nil
 	}
-	st, err := f.parse(data)
+	st, err := f.parse(data, allowPlain)
 	if err != nil {
 		return err
 	}
@@ -277,6 +304,19 @@ func (f *File) holdsSealed() bool {
 	for _, t := range f.st.tenants {
 		if hasSealed(t.DeployInfo) {
 			return true
+		}
+	}
+	return false
+}
+
+// holdsSecret reports whether a tenant of st holds a secret value, sealed
+// or not.
+func holdsSecret(st state) bool {
+	for _, t := range st.tenants {
+		for k, v := range t.DeployInfo {
+			if keyring.IsSealed(v) || isSecretValue(k, v) {
+				return true
+			}
 		}
 	}
 	return false
@@ -306,7 +346,7 @@ func (f *File) pollLoop() {
 			f.mu.Unlock()
 			return
 		}
-		err := f.refreshLocked()
+		err := f.refreshLocked(false)
 		msg := ""
 		if err != nil {
 			msg = err.Error()
@@ -326,6 +366,12 @@ func (f *File) pollLoop() {
 // on disk, writes it, and only then makes it current and tells watchers.
 // If the write fails nothing changes.
 func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error)) error {
+	return f.mutateFile(ctx, false, fn)
+}
+
+// mutateFile is mutate; allowPlain reads a file with secrets in clear
+// although the process is strict, for Rekey.
+func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) (Event, bool, error)) error {
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	target := f.target()
@@ -341,7 +387,7 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 	if f.closed {
 		return ErrClosed
 	}
-	if err := f.refreshLocked(); err != nil {
+	if err := f.refreshLocked(allowPlain); err != nil {
 		return err
 	}
 	if f.kr == nil && f.holdsSealed() {
@@ -357,6 +403,9 @@ func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error))
 		return err
 	}
 	f.st, f.known, f.sum = next, fi, sum
+	if f.kr != nil && holdsSecret(next) {
+		f.strict = true // every secret is sealed at rest now
+	}
 	if ev.Type != 0 { // Rekey changes only how the file holds the tenants
 		f.hub.publish(ev)
 	}

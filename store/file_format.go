@@ -31,26 +31,26 @@ type fileTenant struct {
 
 // decodeFile decodes the file's content, opening sealed values with kr.
 // A tenant whose values cannot be opened is kept, its values sealed, and
-// described in unopened.
-func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, err error) {
+// described in unopened. at says how the file holds secrets.
+func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, at atRest, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return state{}, nil, errors.New(`file is empty (want {"tenants": {...}})`)
+		return state{}, nil, at, errors.New(`file is empty (want {"tenants": {...}})`)
 	}
 	if err := checkDuplicateKeys(data); err != nil {
-		return state{}, nil, err
+		return state{}, nil, at, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var doc fileDoc
 	if err := dec.Decode(&doc); err != nil {
-		return state{}, nil, describeJSONError(data, err)
+		return state{}, nil, at, describeJSONError(data, err)
 	}
 	// Not dec.More: it reports false for a stray '}' or ']'.
 	if _, err := dec.Token(); err != io.EOF {
-		return state{}, nil, errors.New("unexpected data after the top-level JSON object")
+		return state{}, nil, at, errors.New("unexpected data after the top-level JSON object")
 	}
 	if doc.Tenants == nil {
-		return state{}, nil, errors.New(`no "tenants" object (want {"tenants": {...}})`)
+		return state{}, nil, at, errors.New(`no "tenants" object (want {"tenants": {...}})`)
 	}
 	st = state{version: doc.Version, tenants: make(map[string]Tenant, len(doc.Tenants))}
 	for id, ft := range doc.Tenants {
@@ -61,17 +61,36 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, e
 		if ft.UpdatedAt != nil {
 			t.UpdatedAt = ft.UpdatedAt.UTC()
 		}
+		at.sealed = at.sealed || hasSealed(t.DeployInfo)
+		if err := checkNoPlaintext(id, t.DeployInfo); err != nil {
+			at.plain = append(at.plain, err)
+		}
 		info, openErr := openInfo(kr, id, t.DeployInfo)
+		for k, v := range t.DeployInfo {
+			if keyring.IsSealed(v) && info[k] != v { // opened
+				if at.cache == nil {
+					at.cache = make(sealCache)
+				}
+				at.cache.add(id, k, info[k], v)
+			}
+		}
 		t.DeployInfo = info
 		if err := validateRead(t, openErr); err != nil {
-			return state{}, nil, fmt.Errorf("tenant %q: %w", shorten(id), err)
+			return state{}, nil, at, fmt.Errorf("tenant %q: %w", shorten(id), err)
 		}
 		if openErr != nil {
 			unopened = append(unopened, openErr)
 		}
 		st.tenants[id] = t
 	}
-	return st, unopened, nil
+	return st, unopened, at, nil
+}
+
+// atRest says how a file holds secrets.
+type atRest struct {
+	sealed bool      // some value is sealed
+	plain  []error   // *PlaintextError values: tenants with a secret in clear
+	cache  sealCache // the sealed values opened, with their plaintext
 }
 
 // checkDuplicateKeys rejects an object that names a key twice, anywhere in
@@ -179,13 +198,22 @@ func describeJSONError(data []byte, err error) error {
 }
 
 // encodeFile renders st in the file format, tenants sorted by id, their
-// secret values sealed with kr.
-func encodeFile(st state, kr *keyring.Keyring) ([]byte, error) {
+// secret values sealed with kr; those cache holds sealed with the primary
+// key are not sealed again (see sealCache). next holds the sealed form of
+// every secret value written; it is nil without kr. cache may be nil.
+func encodeFile(st state, kr *keyring.Keyring, cache sealCache) (data []byte, next sealCache, err error) {
+	var primary string
+	if kr != nil {
+		if primary, err = kr.PrimaryID(); err != nil {
+			return nil, nil, err
+		}
+		next = make(sealCache, len(cache))
+	}
 	doc := fileDoc{Version: st.version, Tenants: make(map[string]fileTenant, len(st.tenants))}
 	for id, t := range st.tenants {
-		info, err := sealInfo(kr, id, t.DeployInfo)
+		info, err := sealCached(kr, primary, id, t.DeployInfo, cache, next)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ft := fileTenant{DeployInfo: info, Version: t.Version}
 		if !t.CreatedAt.IsZero() {
@@ -196,11 +224,11 @@ func encodeFile(st state, kr *keyring.Keyring) ([]byte, error) {
 		}
 		doc.Tenants[id] = ft
 	}
-	data, err := json.MarshalIndent(doc, "", "  ")
+	data, err = json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return append(data, '\n'), nil
+	return append(data, '\n'), next, nil
 }
 
 // write replaces the file with st atomically and returns its new FileInfo

@@ -15,6 +15,7 @@ type fileOptions struct {
 	poll   time.Duration
 	log    *slog.Logger
 	keys   *keyring.Keyring
+	plain  bool
 }
 
 // WithFileKeys makes the store seal the secret values of every tenant it
@@ -23,6 +24,16 @@ type fileOptions struct {
 // file holds passwords in clear, and a file that holds sealed values
 // cannot be written.
 func WithFileKeys(kr *keyring.Keyring) FileOption { return func(o *fileOptions) { o.keys = kr } }
+
+// WithFilePlaintextAllowed makes a store with keys read a file whose
+// secrets are sealed but for some in clear, which it otherwise refuses
+// (ErrPlaintext): for tenantsql tenants rekey, which seals them (File.Rekey
+// reads them in any case). A file so written is not one a process with
+// keys wrote: an operator's hand edit, or someone with write access to the
+// file but no key; check which before sealing it.
+func WithFilePlaintextAllowed(allow bool) FileOption {
+	return func(o *fileOptions) { o.plain = allow }
+}
 
 // WithFileCreate makes OpenFile treat a missing file as an empty store;
 // the file is created by the first write. Without it a missing file is an

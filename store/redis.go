@@ -30,9 +30,11 @@ import (
 //	{PREFIX}:lost      set while some process keeps tenants Redis lost
 //	{PREFIX}:changes   pub/sub channel: a wake-up carrying the version
 //	                   and the id of the stream entry ("v ms-seq")
-//	{PREFIX}:sealed    set by the first write of a process with keys
-//	                   (WithRedisKeys): processes without keys then
-//	                   refuse to write (ErrNoKeys)
+//	{PREFIX}:sealed    set to 1 by the first write of a process with
+//	                   keys (WithRedisKeys): processes without keys then
+//	                   refuse to write (ErrNoKeys); set to "all" by a
+//	                   rekey that left no secret in clear: processes with
+//	                   keys then refuse a secret in clear (ErrPlaintext)
 //
 // Every mutation is one Lua script: the change, the version bump and the
 // event are atomic, and create-if-absent cannot succeed twice.
@@ -71,8 +73,11 @@ type Redis struct {
 	name      string // redacted URL, for messages
 	kr        *keyring.Keyring
 
-	// marked is set once this process has set the sealed key.
-	marked atomic.Bool
+	// strict is set once this process, with keys, has seen the sealed key
+	// at sealedAll (or set it): from then it refuses a secret in clear
+	// (ErrPlaintext). It is never cleared, so that deleting the key is not
+	// enough to slip a value in clear past a running process.
+	strict atomic.Bool
 
 	startOnce sync.Once // starts the follower, at the first Watch
 
@@ -224,7 +229,16 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return Tenant{}, err
 	}
-	raw, err := r.c.HGet(ctx, r.keys.tenants, id).Result()
+	var get, mark *redis.StringCmd
+	// Each command's error is its own: a missing tenant or sealed key
+	// answers redis.Nil.
+	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.HGet(ctx, r.keys.tenants, id)
+		mark = r.readSealedMark(ctx, p)
+		return nil
+	})
+	r.noteSealedMark(mark)
+	raw, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		return Tenant{}, notFound(id)
 	}
@@ -236,10 +250,48 @@ func (r *Redis) Get(ctx context.Context, id string) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("%w", err)
 	}
+	if err := r.checkPlaintext(t); err != nil {
+		return Tenant{}, r.errorf("%w", err)
+	}
 	// A value that cannot be opened stays sealed, as in List and in
-	// what watchers see: the tenant is there, unusable.
-	t.DeployInfo, _ = openInfo(r.kr, id, t.DeployInfo)
+	// what watchers see: the tenant is there, unusable; the log says why.
+	var unopened error
+	if t.DeployInfo, unopened = openInfo(r.kr, id, t.DeployInfo); unopened != nil {
+		logUnopened(r.log, r.name, []error{unopened})
+	}
 	return t, nil
+}
+
+// sealedAll is the value of the sealed key once a rekey has left no
+// secret in clear.
+const sealedAll = "all"
+
+// readSealedMark adds to p the read of the sealed key, if this process
+// has keys and is not strict yet, and returns the command, or nil.
+// noteSealedMark takes its answer in once p has run: with the records it
+// was read with, so that they are checked as the store was marked then.
+func (r *Redis) readSealedMark(ctx context.Context, p redis.Pipeliner) *redis.StringCmd {
+	if r.kr == nil || r.strict.Load() {
+		return nil
+	}
+	return p.Get(ctx, r.keys.sealed)
+}
+
+// noteSealedMark makes this process strict if mark, from readSealedMark,
+// found the store sealed all through.
+func (r *Redis) noteSealedMark(mark *redis.StringCmd) {
+	if mark != nil && mark.Val() == sealedAll {
+		r.strict.Store(true)
+	}
+}
+
+// checkPlaintext returns a *PlaintextError if this process is strict and
+// t, as read from Redis, holds a secret in clear.
+func (r *Redis) checkPlaintext(t Tenant) error {
+	if r.kr == nil || !r.strict.Load() {
+		return nil
+	}
+	return checkNoPlaintext(t.ID, t.DeployInfo)
 }
 
 // encode returns t's record, its secrets sealed.
@@ -252,36 +304,22 @@ func (r *Redis) encode(t Tenant) (string, error) {
 	return encodeRecord(t)
 }
 
-// checkKeys is run before a write. A process with keys marks the store as
-// sealed, once; one without refuses to write into a store so marked, as it
-// would write passwords in clear among sealed tenants.
-func (r *Redis) checkKeys(ctx context.Context) error {
-	if r.kr != nil {
-		if r.marked.Load() {
-			return nil
-		}
-		if err := r.c.Set(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
-			return r.errorf("%w", err)
-		}
-		r.marked.Store(true)
-		return nil
-	}
-	n, err := r.c.Exists(ctx, r.keys.sealed).Result()
-	if err != nil {
-		return r.errorf("%w", err)
-	}
-	if n > 0 {
-		return r.errorf("%w", ErrNoKeys)
-	}
-	return nil
-}
-
 // List implements Store.
 func (r *Redis) List(ctx context.Context) ([]Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
 	}
-	all, err := r.c.HGetAll(ctx, r.keys.tenants).Result()
+	var (
+		get  *redis.MapStringStringCmd
+		mark *redis.StringCmd
+	)
+	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.HGetAll(ctx, r.keys.tenants)
+		mark = r.readSealedMark(ctx, p)
+		return nil
+	})
+	r.noteSealedMark(mark)
+	all, err := get.Result()
 	if err != nil {
 		r.reloadOnFailure(err)
 		return nil, r.errorf("list tenants: %w", err)
@@ -298,9 +336,6 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err := r.checkOpen(); err != nil {
 		return Tenant{}, err
 	}
-	if err := r.checkKeys(ctx); err != nil {
-		return Tenant{}, err
-	}
 	at := now()
 	t = t.Clone()
 	t.Version, t.CreatedAt, t.UpdatedAt = 1, at, at
@@ -312,8 +347,11 @@ func (r *Redis) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, r.errorf("create tenant %q: %w", t.ID, err)
 	}
-	if res == scriptExists {
+	switch res {
+	case scriptExists:
 		return Tenant{}, exists(t.ID)
+	case scriptNoKeys:
+		return Tenant{}, r.errorf("create tenant %q: %w", t.ID, ErrNoKeys)
 	}
 	r.awaitFollowed(ctx, w)
 	return t, nil
@@ -326,9 +364,6 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		return Tenant{}, err
 	}
 	if err := r.checkOpen(); err != nil {
-		return Tenant{}, err
-	}
-	if err := r.checkKeys(ctx); err != nil {
 		return Tenant{}, err
 	}
 	for {
@@ -359,6 +394,8 @@ func (r *Redis) Update(ctx context.Context, t Tenant) (Tenant, error) {
 		switch res {
 		case scriptNotFound:
 			return Tenant{}, notFound(t.ID)
+		case scriptNoKeys:
+			return Tenant{}, r.errorf("update tenant %q: %w", t.ID, ErrNoKeys)
 		case scriptChanged:
 			if err := ctx.Err(); err != nil {
 				return Tenant{}, err

@@ -208,6 +208,7 @@ func (f *follower) resync(ctx context.Context) error {
 		lastEnt  *redis.XMessageSliceCmd
 		firstEnt *redis.XMessageSliceCmd
 		applied  *redis.XMessageSliceCmd
+		mark     *redis.StringCmd
 	)
 	checkStream := f.synced && f.lastID != noEntry
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -216,6 +217,7 @@ func (f *follower) resync(ctx context.Context) error {
 		epoch = p.Get(ctx, r.keys.epoch)
 		accepted = p.Get(ctx, r.keys.accepted)
 		lastEnt = p.XRevRangeN(ctx, r.keys.events, "+", "-", resyncEntries)
+		mark = r.readSealedMark(ctx, p)
 		if checkStream {
 			firstEnt = p.XRangeN(ctx, r.keys.events, "-", "+", 1)
 			applied = p.XRange(ctx, r.keys.events, f.lastID, f.lastID)
@@ -225,6 +227,7 @@ func (f *follower) resync(ctx context.Context) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return r.errorf("resync: %w", err)
 	}
+	r.noteSealedMark(mark)
 	v, _ := strconv.ParseInt(ver.Val(), 10, 64)
 	acc, _ := strconv.ParseInt(accepted.Val(), 10, 64)
 	lastID := noEntry
@@ -405,7 +408,17 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 	}
 	records := make(map[string]string, len(ids))
 	if len(ids) > 0 {
-		vals, err := r.c.HMGet(ctx, r.keys.tenants, ids...).Result()
+		var (
+			get  *redis.SliceCmd
+			mark *redis.StringCmd
+		)
+		_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.HMGet(ctx, r.keys.tenants, ids...)
+			mark = r.readSealedMark(ctx, p)
+			return nil
+		})
+		r.noteSealedMark(mark)
+		vals, err := get.Result()
 		if err != nil {
 			return r.errorf("read tenants: %w", err)
 		}
@@ -430,7 +443,7 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 				logUnopened(r.log, r.name, []error{unopened})
 			}
 			if err != nil {
-				r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
+				r.logBadRecord(err)
 				break
 			}
 			delete(r.kept, t.ID)

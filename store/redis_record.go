@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -53,7 +54,7 @@ func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]
 			unopened = append(unopened, openErr)
 		}
 		if err != nil {
-			r.log.Error("tenantsql: store: skipping a malformed tenant record", "store", r.name, "err", err)
+			r.logBadRecord(err)
 			if old, ok := prev[id]; ok {
 				st.tenants[id] = old
 			}
@@ -64,8 +65,9 @@ func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]
 	return st
 }
 
-// decodeValidRecord decodes a record, opens its sealed values, and checks
-// what a reader relies on: the id and a postgres URL. Writes ran the full
+// decodeValidRecord decodes a record, refuses a secret in clear once the
+// store is sealed all through (checkPlaintext), opens its sealed values,
+// and checks what a reader relies on: the id and a postgres URL. Writes ran the full
 // Validate already; running it again on every resync would add about 8 µs
 // a record, and the driver reports a URL it cannot use when it dials. A
 // record whose values cannot be opened is logged and kept, its values
@@ -74,6 +76,9 @@ func (r *Redis) decodeAll(all map[string]string, version int64, prev map[string]
 func (r *Redis) decodeValidRecord(id, raw string) (t Tenant, unopened, err error) {
 	t, err = decodeRecord(id, raw)
 	if err != nil {
+		return Tenant{}, nil, err
+	}
+	if err := r.checkPlaintext(t); err != nil {
 		return Tenant{}, nil, err
 	}
 	t.DeployInfo, unopened = openInfo(r.kr, id, t.DeployInfo)
@@ -85,6 +90,16 @@ func (r *Redis) decodeValidRecord(id, raw string) (t Tenant, unopened, err error
 		return Tenant{}, nil, fmt.Errorf("tenant %q: invalid record: %w", shorten(id), err)
 	}
 	return t, unopened, nil
+}
+
+// logBadRecord logs a record that decodeValidRecord refused, and that is
+// left out, or kept as it was known.
+func (r *Redis) logBadRecord(err error) {
+	msg := "tenantsql: store: skipping a malformed tenant record"
+	if errors.Is(err, ErrPlaintext) {
+		msg = "tenantsql: store: skipping a tenant record with a secret in clear in a sealed store"
+	}
+	r.log.Error(msg, "store", r.name, "err", err)
 }
 
 // streamEntry is one event read from the stream, as bump writes it.

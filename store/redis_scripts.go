@@ -40,15 +40,32 @@ const (
 	// tenants Redis lost; the delete is recorded at the version returned,
 	// so that they drop it.
 	scriptRecorded
+	// scriptNoKeys: a writer without keys found the store sealed (see
+	// writable); nothing is written.
+	scriptNoKeys
 )
 
 // scriptPrelude starts every script: the KEYS, in the order of
 // scriptKeys; the results; the ARGV every script is given first, by
-// run; and bump.
+// run; writable and bump.
+//
+// writable is called by a script before it writes a record. A writer
+// with keys ("keyed", ARGV[3]) marks the store as sealed; one without
+// refuses to write into a store so marked (ErrNoKeys), as it would put a
+// password in clear among sealed ones. The check and the write are one
+// step: checked before the script, a process without keys could write in
+// clear just after another sealed the store.
 var scriptPrelude = fmt.Sprintf(`
-local tenants, version, events, epoch, channel, accepted, lost = unpack(KEYS)
-local WROTE, EXISTS, NOT_FOUND, CHANGED, RECORDED = %d, %d, %d, %d, %d
-local maxlen, newepoch = ARGV[1], ARGV[2]
+local tenants, version, events, epoch, channel, accepted, lost, sealed = unpack(KEYS)
+local WROTE, EXISTS, NOT_FOUND, CHANGED, RECORDED, NO_KEYS = %d, %d, %d, %d, %d, %d
+local maxlen, newepoch, keyed = ARGV[1], ARGV[2], ARGV[3] == '1'
+local function writable()
+	if keyed then
+		redis.call('SET', sealed, '1', 'NX')
+		return true
+	end
+	return redis.call('EXISTS', sealed) == 0
+end
 local function bump(kind, id)
 	redis.call('SET', epoch, newepoch, 'NX')
 	local v = redis.call('INCR', version)
@@ -56,18 +73,23 @@ local function bump(kind, id)
 	redis.call('PUBLISH', channel, v .. ' ' .. sid)
 	return v, sid
 end
-`, scriptWrote, scriptExists, scriptNotFound, scriptChanged, scriptRecorded)
+`, scriptWrote, scriptExists, scriptNotFound, scriptChanged, scriptRecorded, scriptNoKeys)
 
 // scriptKeys returns the KEYS of every script.
 func (r *Redis) scriptKeys() []string {
 	k := r.keys
-	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted, k.lost}
+	return []string{k.tenants, k.version, k.events, k.epoch, k.channel, k.accepted, k.lost, k.sealed}
 }
 
 // run runs s with the arguments every script is given first (the stream
-// length, and an epoch for data that has none), then args.
+// length, an epoch for data that has none, and whether this process has
+// keys), then args.
 func (r *Redis) run(ctx context.Context, s *redis.Script, args ...any) *redis.Cmd {
-	return s.Run(ctx, r.c, r.scriptKeys(), append([]any{r.maxLen, newEpoch()}, args...)...)
+	keyed := "0"
+	if r.kr != nil {
+		keyed = "1"
+	}
+	return s.Run(ctx, r.c, r.scriptKeys(), append([]any{r.maxLen, newEpoch(), keyed}, args...)...)
 }
 
 // A written is where a mutation was written: its version, and the id of
@@ -97,15 +119,16 @@ func (r *Redis) runMutation(ctx context.Context, s *redis.Script, args ...any) (
 	if ok && len(a) == 3 {
 		w.sid, ok = a[2].(string)
 	}
-	if !ok || res < scriptWrote || res > scriptRecorded || (res == scriptWrote || res == scriptRecorded) != (w.sid != "") {
+	if !ok || res < scriptWrote || res > scriptNoKeys || (res == scriptWrote || res == scriptRecorded) != (w.sid != "") {
 		return 0, written{}, fmt.Errorf("unexpected script answer %v", a)
 	}
 	return res, w, nil
 }
 
 var createScript = redis.NewScript(scriptPrelude + `
-local id, record = unpack(ARGV, 3)
+local id, record = unpack(ARGV, 4)
 if redis.call('HEXISTS', tenants, id) == 1 then return {EXISTS, 0} end
+if not writable() then return {NO_KEYS, 0} end
 redis.call('HSET', tenants, id, record)
 local v, sid = bump('create', id)
 return {WROTE, v, sid}`)
@@ -116,10 +139,11 @@ func (r *Redis) runCreate(ctx context.Context, id, record string) (scriptResult,
 }
 
 var updateScript = redis.NewScript(scriptPrelude + `
-local id, old, record = unpack(ARGV, 3)
+local id, old, record = unpack(ARGV, 4)
 local cur = redis.call('HGET', tenants, id)
 if not cur then return {NOT_FOUND, 0} end
 if cur ~= old then return {CHANGED, 0} end
+if not writable() then return {NO_KEYS, 0} end
 redis.call('HSET', tenants, id, record)
 local v, sid = bump('update', id)
 return {WROTE, v, sid}`)
@@ -133,7 +157,7 @@ func (r *Redis) runUpdate(ctx context.Context, id, old, record string) (scriptRe
 // While some process keeps tenants Redis lost (lost is set), a delete of
 // a tenant the hash lacks is recorded too, so that they drop it.
 var deleteScript = redis.NewScript(scriptPrelude + `
-local id = unpack(ARGV, 3)
+local id = unpack(ARGV, 4)
 local n = redis.call('HDEL', tenants, id)
 if n == 0 and redis.call('EXISTS', lost) == 0 then return {NOT_FOUND, 0} end
 local v, sid = bump('delete', id)
@@ -162,7 +186,7 @@ func (r *Redis) runResync(ctx context.Context) error {
 }
 
 var markLostScript = redis.NewScript(scriptPrelude + `
-local lossat = unpack(ARGV, 3)
+local lossat = unpack(ARGV, 4)
 if tonumber(redis.call('GET', accepted) or '0') > tonumber(lossat) then return 0 end
 redis.call('SET', lost, '1')
 return 1`)

@@ -19,8 +19,9 @@ type Rekeyer interface {
 	// idempotent, and a run cut short leaves every tenant either as it
 	// was or done: running it again finishes. It changes no tenant's
 	// content or version and sends no event, so other processes keep
-	// serving and no hook runs. A tenant whose values cannot be opened
-	// is left as it is and reported in RekeyResult.Failed.
+	// serving and no hook runs. A tenant whose values cannot be opened,
+	// or whose record does not decode, is left as it is and reported in
+	// RekeyResult.Failed; the others are rekeyed all the same.
 	Rekey(ctx context.Context) (RekeyResult, error)
 }
 
@@ -29,12 +30,15 @@ var (
 	_ Rekeyer = (*Redis)(nil)
 )
 
-// RekeyResult says what Rekey did.
+// RekeyResult says what Rekey did. Tenants is the sum of the other
+// counts.
 type RekeyResult struct {
-	KeyID   string  // the primary key's id
-	Tenants int     // tenants looked at
-	Sealed  int     // tenants written again, sealed with the primary
-	Failed  []error // tenants left as they were: *keyring.OpenError values
+	KeyID     string  // the primary key's id
+	Tenants   int     // tenants looked at
+	Sealed    int     // tenants written again, sealed with the primary
+	Unchanged int     // tenants that were sealed with the primary already
+	Deleted   int     // tenants listed, then deleted before rekey came to them
+	Failed    []error // tenants left as they were: *keyring.OpenError values, or errors naming a record that does not decode
 }
 
 // errRekeyNoKeys: Rekey on a store without keys.
@@ -66,7 +70,7 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 		return RekeyResult{}, f.errorf("%w", err)
 	}
 	res := RekeyResult{KeyID: primary}
-	err = f.mutate(ctx, func(st *state) (Event, bool, error) {
+	err = f.mutateFile(ctx, true, func(st *state) (Event, bool, error) {
 		res = RekeyResult{KeyID: primary, Tenants: len(st.tenants)}
 		var doc fileDoc
 		if f.known != nil {
@@ -78,16 +82,21 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 				return Event{}, false, f.errorf("%w", err)
 			}
 		}
+		plain := false // a tenant left as it was holds a secret in clear
 		for id, ft := range doc.Tenants {
-			if _, err := openInfo(f.kr, id, ft.DeployInfo); err != nil {
+			switch _, err := openInfo(f.kr, id, ft.DeployInfo); {
+			case err != nil:
 				res.Failed = append(res.Failed, err)
-				continue
-			}
-			if needsRekey(primary, ft.DeployInfo) {
+				// Its secrets in clear are sealed all the same, as
+				// every write seals them; its sealed ones are kept.
+				plain = plain || checkNoPlaintext(id, ft.DeployInfo) != nil
+			case needsRekey(primary, ft.DeployInfo):
 				res.Sealed++
+			default:
+				res.Unchanged++
 			}
 		}
-		return Event{}, res.Sealed > 0, nil
+		return Event{}, res.Sealed > 0 || plain, nil
 	})
 	if err != nil {
 		return RekeyResult{}, err
@@ -101,17 +110,21 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 // A write that read the old record meanwhile finds it changed and starts
 // again from the new one (Update), as rekey does from a write's.
 var rekeyScript = redis.NewScript(scriptPrelude + `
-local id, old, record = unpack(ARGV, 3)
+local id, old, record = unpack(ARGV, 4)
 local cur = redis.call('HGET', tenants, id)
 if not cur then return NOT_FOUND end
 if cur ~= old then return CHANGED end
+writable()
 redis.call('HSET', tenants, id, record)
 return WROTE`)
 
 // Rekey implements Rekeyer: each tenant is sealed again in a
 // compare-and-swap of its record, so that a write made meanwhile by
 // another process is never undone: rekey reads the tenant again and
-// retries.
+// retries. A run that leaves no secret in clear marks the store as sealed
+// all through (the sealed key set to "all"): from then a process with
+// keys refuses a secret in clear (ErrPlaintext). Rekey itself reads them,
+// to seal them.
 func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if r.kr == nil {
 		return RekeyResult{}, r.errorf("%w", errRekeyNoKeys)
@@ -119,8 +132,10 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if err := r.checkOpen(); err != nil {
 		return RekeyResult{}, err
 	}
-	if err := r.checkKeys(ctx); err != nil {
-		return RekeyResult{}, err
+	// Marked first, so that no process without keys writes a secret in
+	// clear behind the pass (see writable).
+	if err := r.c.SetNX(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
+		return RekeyResult{}, r.errorf("rekey: %w", err)
 	}
 	primary, err := r.kr.PrimaryID()
 	if err != nil {
@@ -131,68 +146,121 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if err != nil {
 		return res, r.errorf("rekey: %w", err)
 	}
+	if testHookRekeyListed != nil {
+		testHookRekeyListed(ids)
+	}
+	plainLeft := false // some tenant left as it was holds a secret in clear
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
 		res.Tenants++
-		sealed, err := r.rekeyOne(ctx, primary, id)
-		var oe *keyring.OpenError
+		done, err := r.rekeyOne(ctx, primary, id)
+		var te *tenantError
 		switch {
-		case errors.As(err, &oe):
-			res.Failed = append(res.Failed, err)
+		case errors.As(err, &te):
+			res.Failed = append(res.Failed, te.err)
 		case err != nil:
 			return res, err
-		case sealed:
+		case done == rekeySealed:
 			res.Sealed++
+		case done == rekeyDeleted:
+			res.Deleted++
+		default:
+			res.Unchanged++
 		}
+		if te != nil && te.plain {
+			plainLeft = true
+		}
+	}
+	if !plainLeft {
+		// Every secret is sealed: from now on a process with keys
+		// refuses one in clear. Since the store was marked before the
+		// pass, no process without keys can have written one since.
+		if err := r.c.Set(ctx, r.keys.sealed, sealedAll, 0).Err(); err != nil {
+			return res, r.errorf("rekey: mark the store as sealed all through: %w", err)
+		}
+		r.strict.Store(true)
 	}
 	return res, nil
 }
 
+// testHookRekeyListed, if set, is called by Redis.Rekey with the ids it
+// listed, before it rekeys them: tests change the store there.
+var testHookRekeyListed func(ids []string)
+
+// What rekeyOne did with a tenant.
+type rekeyDone int
+
+const (
+	rekeyUnchanged rekeyDone = iota // sealed with the primary already
+	rekeySealed                     // written again, sealed with the primary
+	rekeyDeleted                    // gone: deleted since it was listed
+)
+
 // rekeyOne seals tenant id again with primary if it needs it, and reports
-// whether it did.
-func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (bool, error) {
+// what it did.
+func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, error) {
 	for {
 		raw, err := r.c.HGet(ctx, r.keys.tenants, id).Result()
 		if errors.Is(err, redis.Nil) {
-			return false, nil // deleted meanwhile
+			return rekeyDeleted, nil
 		}
 		if err != nil {
-			return false, r.errorf("rekey tenant %q: %w", id, err)
+			return 0, r.errorf("rekey tenant %q: %w", id, err)
 		}
 		t, err := decodeRecord(id, raw)
 		if err != nil {
-			return false, r.errorf("rekey: %w", err)
+			// Edited by hand, or by a newer tenantsql: the error names
+			// the tenant and says what does not decode, not the record.
+			return 0, &tenantError{err: r.errorf("rekey: %w (fix the record, or write the tenant again: tenantsql tenants update)", err)}
 		}
 		if !needsRekey(primary, t.DeployInfo) {
-			return false, nil
+			return rekeyUnchanged, nil
 		}
+		plain := checkNoPlaintext(id, t.DeployInfo) != nil
 		if t.DeployInfo, err = openInfo(r.kr, id, t.DeployInfo); err != nil {
-			return false, err
+			return 0, &tenantError{err: err, plain: plain}
 		}
 		rec, err := r.encode(t)
 		if err != nil {
-			return false, r.errorf("rekey tenant %q: %w", id, err)
+			return 0, r.errorf("rekey tenant %q: %w", id, err)
 		}
 		n, err := r.run(ctx, rekeyScript, id, raw, rec).Int64()
 		if err != nil {
-			return false, r.errorf("rekey tenant %q: %w", id, err)
+			return 0, r.errorf("rekey tenant %q: %w", id, err)
 		}
 		switch scriptResult(n) {
 		case scriptWrote:
-			return true, nil
+			return rekeySealed, nil
 		case scriptNotFound:
-			return false, nil
+			return rekeyDeleted, nil
 		case scriptChanged:
 			continue // written meanwhile: start from the new record
 		default:
-			return false, r.errorf("rekey tenant %q: unexpected script answer %d", id, n)
+			return 0, r.errorf("rekey tenant %q: unexpected script answer %d", id, n)
 		}
 	}
 }
 
+// A tenantError is an error of rekeyOne that is the tenant's own (its
+// record cannot be opened or decoded), not the store's: Rekey reports it
+// and goes on with the other tenants. plain says that the record, left as
+// it was, holds a secret in clear. A record that does not decode does
+// not count: no process reads it.
+type tenantError struct {
+	err   error
+	plain bool
+}
+
+func (e *tenantError) Error() string { return e.err.Error() }
+func (e *tenantError) Unwrap() error { return e.err }
+
 // String summarizes the result.
 func (res RekeyResult) String() string {
-	return fmt.Sprintf("%d tenants, %d sealed again with key %q, %d could not be opened", res.Tenants, res.Sealed, res.KeyID, len(res.Failed))
+	s := fmt.Sprintf("%d tenants: %d sealed again with key %q, %d already were, %d could not be opened or decoded", res.Tenants, res.Sealed, res.KeyID, res.Unchanged, len(res.Failed))
+	if res.Deleted > 0 {
+		s += fmt.Sprintf(", %d deleted meanwhile", res.Deleted)
+	}
+	return s
 }

@@ -39,14 +39,16 @@ func TestRekey(t *testing.T) {
 			}
 			s.Close()
 
-			s = open(testRing(t, "new", "old"), quiet)
+			// Secrets in clear among sealed ones: only rekey reads them
+			// in a file.
+			s = open(testRing(t, "new", "old"), quiet, true)
 			before := mustList(t, s)
 			res, err := s.(Rekeyer).Rekey(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Tenants != 4 || res.Sealed != 2 || len(res.Failed) != 1 || res.KeyID != "new" {
-				t.Fatalf("Rekey = %v %v, want 4 tenants, 2 sealed again, 1 failed", res, res.Failed)
+			if res.Tenants != 4 || res.Sealed != 2 || res.Unchanged != 1 || res.Deleted != 0 || len(res.Failed) != 1 || res.KeyID != "new" {
+				t.Fatalf("Rekey = %v %v, want 4 tenants, 2 sealed again, 1 already, 1 failed", res, res.Failed)
 			}
 			var oe *keyring.OpenError
 			if !errors.As(res.Failed[0], &oe) || oe.Tenant != "lost" || oe.KeyID != "lost" || !errors.Is(oe, keyring.ErrUnknownKey) {
@@ -72,13 +74,59 @@ func TestRekey(t *testing.T) {
 			}
 
 			res, err = s.(Rekeyer).Rekey(ctx)
-			if err != nil || res.Sealed != 0 || len(res.Failed) != 1 {
+			if err != nil || res.Sealed != 0 || res.Unchanged != 3 || len(res.Failed) != 1 {
 				t.Fatalf("second Rekey = %v, %v; want nothing left to do", res, err)
 			}
 			if _, err := open(nil, quiet).(Rekeyer).Rekey(ctx); err == nil {
 				t.Fatal("Rekey without keys: no error")
 			}
 		})
+	}
+}
+
+// TestRekeyRedisMalformedAndDeleted: a record that does not decode is
+// reported with its tenant and rekey goes on with the others; a tenant
+// deleted between the listing and its rewrite is counted as deleted, not
+// as sealed already.
+func TestRekeyRedisMalformedAndDeleted(t *testing.T) {
+	ctx := context.Background()
+	url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+	old := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "old")))
+	for _, id := range []string{"a", "b", "gone", "z"} {
+		if _, err := old.Create(ctx, newTenant(id, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := rawRedis(t, url)
+	k := newRedisKeys(prefix)
+	const broken = `{"deploy_info": {"POSTGRES_URL": "postgres://app:pw-broken@db/b"`
+	if err := c.HSet(ctx, k.tenants, "b", broken).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testHookRekeyListed = func([]string) {
+		if err := c.HDel(ctx, k.tenants, "gone").Err(); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { testHookRekeyListed = nil })
+
+	r := openRedis(t, url, prefix, WithRedisKeys(testRing(t, "new", "old")), WithRedisLogger(slog.New(slog.DiscardHandler)))
+	res, err := r.Rekey(ctx)
+	if err != nil {
+		t.Fatalf("Rekey: %v; want the malformed record reported, not the run stopped", err)
+	}
+	if res.Tenants != 4 || res.Sealed != 2 || res.Unchanged != 0 || res.Deleted != 1 || len(res.Failed) != 1 {
+		t.Fatalf("Rekey = %v %v; want 4 tenants: 2 sealed again, 1 deleted meanwhile, 1 failed", res, res.Failed)
+	}
+	if msg := res.Failed[0].Error(); !strings.Contains(msg, `tenant "b"`) || !strings.Contains(msg, "malformed record") || strings.Contains(msg, "pw-broken") {
+		t.Fatalf("Failed[0] = %s; want tenant b named, malformed, no password", msg)
+	}
+	all, err := c.HGetAll(ctx, k.tenants).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all["b"] != broken || !strings.Contains(all["a"], "enc:v1:new:") || !strings.Contains(all["z"], "enc:v1:new:") {
+		t.Fatalf("after rekey: %v; want a and z sealed with new, b as it was", all)
 	}
 }
 

@@ -17,18 +17,71 @@ import (
 // deploy_info when it writes a tenant and opens them when it reads one, so
 // that what is in memory, and what watchers, the driver and hooks see, is
 // plaintext, and what is in the file or in Redis is not.
+//
+// What sealing guarantees: confidentiality of each sealed value, and the
+// integrity of each sealed value as a whole, bound to its tenant, its
+// field and its key id (AES-GCM with those as authenticated data): it
+// cannot be altered, or moved to another tenant or field, without the
+// key. What it does not: a value in clear cannot be authenticated, so a
+// store is "sealed" once rekey has left no secret in clear (the Redis
+// sealed key set to "all"; a file that holds sealed values and no secret
+// in clear, as this process read or wrote it), and from then a process
+// with keys refuses a secret in clear (ErrPlaintext) rather than use a
+// value someone with write access but no key put there. Nor can it tell a
+// sealed value from an older one of the same tenant and field: someone
+// with write access can put back an earlier sealed value (an old
+// password, or an old URL). That takes versioned authenticated data; see
+// SECURITY.md.
 
 // ErrNoKeys: the store holds sealed values and this process has no keys.
 // A write is refused with it, as it would put passwords in clear into a
 // store whose other tenants are sealed.
 var ErrNoKeys = errors.New("the store holds sealed secrets and this process has no keys: set TENANTSQL_KEYS (store URL option keys=env, or keys_file=PATH)")
 
+// ErrPlaintext: a secret value is in clear in a store whose secrets are
+// all sealed (see PlaintextError).
+var ErrPlaintext = errors.New("secret in clear in a sealed store")
+
+// PlaintextError says that a tenant read from a store whose secrets are
+// all sealed holds one in clear, which a process with keys refuses: only
+// a process without keys (which a sealed store refuses), an older
+// tenantsql, or someone with write access to the file or to Redis writes
+// one so, and the last could thus point a tenant at a server of theirs.
+// It names the tenant and the key, not the value, and wraps ErrPlaintext.
+type PlaintextError struct {
+	Tenant string
+	Field  string // the deploy_info key
+}
+
+func (e *PlaintextError) Error() string {
+	return fmt.Sprintf("tenant %q: deploy_info.%s is in clear in a store whose secrets are sealed: refused, as it may have been put there by someone who can write the store but has no key; "+
+		"if an operator wrote it so, seal it with: tenantsql tenants rekey", e.Tenant, e.Field)
+}
+
+func (e *PlaintextError) Unwrap() error { return ErrPlaintext }
+
+// checkNoPlaintext returns a *PlaintextError if info, as it is at rest,
+// holds a secret value in clear, for the first such key in sorted order.
+func checkNoPlaintext(id string, info map[string]string) error {
+	var first string
+	for k, v := range info {
+		if isSecretValue(k, v) && (first == "" || k < first) {
+			first = k
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	return &PlaintextError{Tenant: id, Field: first}
+}
+
 // isSecretValue reports whether the value of deploy_info key is sealed at
 // rest: whenever Tenant.Redacted would hide any of it, so that what is
 // hidden from logs and what is hidden at rest follow one rule. A URL is
 // sealed whole, not just its password: its other parts could otherwise be
 // changed (the host pointed at a server that collects passwords) without
-// the key, and no parser has to agree on where its passwords are.
+// the key, and no parser has to agree on where its passwords are. A
+// value already sealed is not.
 func isSecretValue(key, v string) bool {
 	return !keyring.IsSealed(v) && redactValue(key, v) != v
 }
@@ -38,6 +91,35 @@ func isSecretValue(key, v string) bool {
 // process could not open) are written as they are. Without a keyring info
 // is returned as it is.
 func sealInfo(kr *keyring.Keyring, id string, info map[string]string) (map[string]string, error) {
+	return sealCached(kr, "", id, info, nil, nil)
+}
+
+// A sealCache holds the sealed form of secret values a file store read or
+// wrote, by tenant id and deploy_info key, so that a write seals only the
+// values that changed. Every write rewrites the whole file: sealing every
+// tenant again would spend the CPU, and a random nonce of the number a
+// GCM key can safely take, on each, and change every ciphertext in the
+// file at each write. A File's mu guards its cache.
+type sealCache map[string]map[string]sealedValue
+
+// A sealedValue is a value in clear, and its sealed form.
+type sealedValue struct{ plain, sealed string }
+
+// add records that sealed is plain sealed for key k of tenant id.
+func (c sealCache) add(id, k, plain, sealed string) {
+	m := c[id]
+	if m == nil {
+		m = make(map[string]sealedValue)
+		c[id] = m
+	}
+	m[k] = sealedValue{plain, sealed}
+}
+
+// sealCached is sealInfo, reusing the sealed form that old holds of a
+// value that has not changed, if it was sealed with primary (the primary
+// key's id), and adding the sealed form of every value to next. old and
+// next may be nil.
+func sealCached(kr *keyring.Keyring, primary, id string, info map[string]string, old, next sealCache) (map[string]string, error) {
 	if kr == nil {
 		return info, nil
 	}
@@ -46,9 +128,20 @@ func sealInfo(kr *keyring.Keyring, id string, info map[string]string) (map[strin
 		if !isSecretValue(k, v) {
 			continue
 		}
-		s, err := kr.Seal(id, k, v)
-		if err != nil {
-			return nil, fmt.Errorf("tenant %q: seal deploy_info.%s: %w", id, k, err)
+		s := ""
+		if c, ok := old[id][k]; ok && c.plain == v {
+			if keyID, _ := keyring.KeyID(c.sealed); keyID == primary {
+				s = c.sealed
+			}
+		}
+		if s == "" {
+			var err error
+			if s, err = kr.Seal(id, k, v); err != nil {
+				return nil, fmt.Errorf("tenant %q: seal deploy_info.%s: %w", id, k, err)
+			}
+		}
+		if next != nil {
+			next.add(id, k, v, s)
 		}
 		if !cloned {
 			out, cloned = maps.Clone(info), true

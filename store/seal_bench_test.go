@@ -26,12 +26,12 @@ func BenchmarkFileDecode(b *testing.B) {
 				id := fmt.Sprintf("tenant-%05d.bench.test", i)
 				st.tenants[id] = Tenant{ID: id, DeployInfo: dbInfo(fmt.Sprint("db", i)), Version: 1, CreatedAt: now(), UpdatedAt: now()}
 			}
-			data, err := encodeFile(st, kr)
+			data, _, err := encodeFile(st, kr, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			for b.Loop() {
-				got, unopened, err := decodeFile(data, kr)
+				got, unopened, _, err := decodeFile(data, kr)
 				if err != nil || len(unopened) != 0 || len(got.tenants) != n {
 					b.Fatalf("decodeFile: %d tenants, %v, %v", len(got.tenants), unopened, err)
 				}

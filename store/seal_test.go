@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,16 +35,18 @@ func testRing(t testing.TB, ids ...string) *keyring.Keyring {
 type sealedBackend struct {
 	name string
 	// setup returns open, which opens a store value on one location with
-	// the keys given (nil: none) and logging to log, and raw, which
-	// returns everything the location holds at rest.
-	setup func(t *testing.T) (open func(kr *keyring.Keyring, log *slog.Logger) Store, raw func() string)
+	// the keys given (nil: none) and logging to log, reading secrets in
+	// clear among sealed ones if plain (WithFilePlaintextAllowed), and
+	// raw, which returns everything the location holds at rest.
+	setup func(t *testing.T) (open func(kr *keyring.Keyring, log *slog.Logger, plain ...bool) Store, raw func() string)
 }
 
 var sealedBackends = []sealedBackend{
-	{"file", func(t *testing.T) (func(*keyring.Keyring, *slog.Logger) Store, func() string) {
+	{"file", func(t *testing.T) (func(*keyring.Keyring, *slog.Logger, ...bool) Store, func() string) {
 		path := filepath.Join(t.TempDir(), "tenants.json")
-		open := func(kr *keyring.Keyring, log *slog.Logger) Store {
-			s, err := OpenFile(context.Background(), path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(log))
+		open := func(kr *keyring.Keyring, log *slog.Logger, plain ...bool) Store {
+			s, err := OpenFile(context.Background(), path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(log),
+				WithFilePlaintextAllowed(len(plain) > 0 && plain[0]))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,9 +55,9 @@ var sealedBackends = []sealedBackend{
 		}
 		return open, func() string { return mustRead(t, path) }
 	}},
-	{"redis", func(t *testing.T) (func(*keyring.Keyring, *slog.Logger) Store, func() string) {
+	{"redis", func(t *testing.T) (func(*keyring.Keyring, *slog.Logger, ...bool) Store, func() string) {
 		url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
-		open := func(kr *keyring.Keyring, log *slog.Logger) Store {
+		open := func(kr *keyring.Keyring, log *slog.Logger, _ ...bool) Store {
 			return openRedis(t, url, prefix, WithRedisKeys(kr), WithRedisLogger(log))
 		}
 		raw := func() string {
@@ -170,6 +173,111 @@ func TestSealedAtRest(t *testing.T) {
 			_, err = k1.Create(ctx, Tenant{ID: "t4", DeployInfo: map[string]string{KeyPostgresURL: "postgres://db/four", "API_TOKEN": ts[0].DeployInfo["API_TOKEN"]}})
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Create with a sealed value: %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestSealedRefusesPlaintext: once a store's secrets are all sealed, a
+// secret put back in clear (by someone who can write the file or Redis but
+// has no key) is refused by a process with keys, with an error naming the
+// tenant and the key, not the value; rekey, which reads it, seals it.
+func TestSealedRefusesPlaintext(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			kr := testRing(t, "k1")
+			quiet := slog.New(slog.DiscardHandler)
+			s := open(kr, quiet)
+			for _, id := range []string{"t1", "t2"} {
+				if _, err := s.Create(ctx, newTenant(id, id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.(Rekeyer).Rekey(ctx); err != nil { // marks Redis as sealed all through
+				t.Fatal(err)
+			}
+			var f *follow
+			if r, ok := s.(*Redis); ok {
+				f = startFollow(t, r)
+				waitFor(t, 10*time.Second, "the follower's first sync", func() bool { return f.has("t1", "t2") })
+			}
+			const evil = "postgres://app:evil-pw@attacker.example/x"
+			switch s := s.(type) {
+			case *File:
+				var doc fileDoc
+				if err := json.Unmarshal([]byte(raw()), &doc); err != nil {
+					t.Fatal(err)
+				}
+				doc.Tenants["t1"].DeployInfo[KeyPostgresURL] = evil
+				data, _ := json.Marshal(doc)
+				if err := os.WriteFile(s.Path(), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			case *Redis:
+				rec, err := encodeRecord(Tenant{ID: "t1", Version: 1, DeployInfo: map[string]string{KeyPostgresURL: evil}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.c.HSet(ctx, s.keys.tenants, "t1", rec).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkErr := func(what string, err error) {
+				t.Helper()
+				var pe *PlaintextError
+				if !errors.Is(err, ErrPlaintext) || !errors.As(err, &pe) || pe.Tenant != "t1" || pe.Field != KeyPostgresURL {
+					t.Fatalf("%s: %v; want a *PlaintextError for t1's POSTGRES_URL", what, err)
+				}
+				if msg := err.Error(); strings.Contains(msg, "evil-pw") || strings.Contains(msg, "attacker") || !strings.Contains(msg, "tenants rekey") {
+					t.Fatalf("%s: %s; want no value shown, and rekey named", what, msg)
+				}
+			}
+			switch s := s.(type) {
+			case *File:
+				// The process that read the file sealed refuses it, as a
+				// new one does: it keeps the tenants it had, and cannot
+				// write until the file is fixed.
+				if _, err := s.Update(ctx, newTenant("t2", "two")); err == nil {
+					t.Fatal("Update over a file with a secret in clear: no error")
+				} else {
+					checkErr("Update", err)
+				}
+				if got := mustGet(t, s, "t1"); got.PostgresURL() != dbInfo("t1")[KeyPostgresURL] {
+					t.Fatalf("t1 = %s, want it as it was before the file was changed", got)
+				}
+				_, err := OpenFile(ctx, s.Path(), WithFilePollInterval(0), WithFileKeys(kr))
+				checkErr("OpenFile", err)
+			case *Redis:
+				fresh := open(kr, quiet) // a process that reads the sealed key
+				_, err := fresh.Get(ctx, "t1")
+				checkErr("Get", err)
+				if got := mustList(t, fresh); len(got) != 1 || got[0].ID != "t2" {
+					t.Fatalf("List = %v, want t2 only: t1 refused", got)
+				}
+				// A follower that knew t1 keeps it as it was, over a
+				// full resync.
+				resyncs := s.resyncCount()
+				if err := s.AcceptLoss(ctx); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 10*time.Second, "the follower's resync", func() bool { return s.resyncCount() > resyncs })
+				if got, ok := f.get("t1"); !ok || got.PostgresURL() != dbInfo("t1")[KeyPostgresURL] {
+					t.Fatalf("the follower's t1 = %s, %v; want it as it was before Redis was changed", got, ok)
+				}
+			}
+			// Rekey reads it, and seals it: it is the operator's to
+			// check first (the value is what the store now says).
+			fix := open(kr, quiet, true)
+			res, err := fix.(Rekeyer).Rekey(ctx)
+			if err != nil || res.Sealed != 1 {
+				t.Fatalf("Rekey = %v, %v; want t1 sealed", res, err)
+			}
+			noSecrets(t, "after rekey", raw(), "evil-pw")
+			if got := mustGet(t, open(kr, quiet), "t1"); got.PostgresURL() != evil {
+				t.Fatalf("t1 after rekey = %s", got)
 			}
 		})
 	}
@@ -294,5 +402,68 @@ func TestSealedLoggedOnce(t *testing.T) {
 				t.Fatalf("want one log line for 3 tenants, got %v", recs)
 			}
 		})
+	}
+}
+
+// TestFileKeepsCiphertext: a file store rewrites the whole file at each
+// write, but seals again only what changed: the other tenants keep their
+// ciphertext, in the process that wrote them and in one that read them.
+// A value sealed with a key that is no longer the primary is sealed again.
+func TestFileKeepsCiphertext(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tenants.json")
+	open := func(kr *keyring.Keyring) *File {
+		s, err := OpenFile(ctx, path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	sealedOf := func(id string) string {
+		t.Helper()
+		var doc fileDoc
+		if err := json.Unmarshal([]byte(mustRead(t, path)), &doc); err != nil {
+			t.Fatal(err)
+		}
+		v := doc.Tenants[id].DeployInfo[KeyPostgresURL]
+		if !keyring.IsSealed(v) {
+			t.Fatalf("%s's URL at rest is %q, want it sealed", id, v)
+		}
+		return v
+	}
+	k1 := testRing(t, "k1")
+	w := open(k1)
+	for _, id := range []string{"a", "b"} {
+		if _, err := w.Create(ctx, newTenant(id, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := sealedOf("a"), sealedOf("b")
+	if _, err := w.Update(ctx, newTenant("b", "b2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf("a"); got != a {
+		t.Fatalf("updating b sealed a again:\n%s\nwas\n%s", got, a)
+	}
+	if got := sealedOf("b"); got == b {
+		t.Fatal("b's new URL has its old ciphertext")
+	}
+	// Another process, which read the file.
+	if _, err := open(k1).Update(ctx, newTenant("b", "b3")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf("a"); got != a {
+		t.Fatal("a write by another process sealed a again")
+	}
+	// Rotated: a write seals a with the new primary.
+	if _, err := open(testRing(t, "k2", "k1")).Update(ctx, newTenant("b", "b4")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedOf("a"); !strings.HasPrefix(got, keyring.Prefix+"k2:") {
+		t.Fatalf("after rotation a is %s, want it sealed with k2", got)
+	}
+	if got := mustGet(t, open(testRing(t, "k2")), "a"); got.PostgresURL() != dbInfo("a")[KeyPostgresURL] {
+		t.Fatalf("a = %s", got)
 	}
 }

@@ -140,13 +140,20 @@ func (e Event) LogValue() slog.Value {
 type OpenOption func(*openOptions)
 
 type openOptions struct {
-	keys *keyring.Keyring
+	keys  *keyring.Keyring
+	plain bool
 }
 
 // WithKeys gives the store opened the keys that seal tenants' secrets at
 // rest (WithFileKeys, WithRedisKeys), over any the URL names. A memory
 // store holds nothing at rest and ignores them.
 func WithKeys(kr *keyring.Keyring) OpenOption { return func(o *openOptions) { o.keys = kr } }
+
+// WithPlaintextAllowed makes a file store with keys read a file whose
+// secrets are sealed but for some in clear (see WithFilePlaintextAllowed),
+// for tenantsql tenants rekey. A Redis store's Rekey reads them without
+// it; the others ignore it.
+func WithPlaintextAllowed(allow bool) OpenOption { return func(o *openOptions) { o.plain = allow } }
 
 // Open opens the store that rawURL names:
 //
@@ -204,6 +211,9 @@ func Open(ctx context.Context, rawURL string, opts ...OpenOption) (Store, error)
 		}
 		if o.keys != nil {
 			fopts = append(fopts, WithFileKeys(o.keys))
+		}
+		if o.plain {
+			fopts = append(fopts, WithFilePlaintextAllowed(true))
 		}
 		return OpenFile(ctx, path, fopts...)
 	case "redis", "rediss":

@@ -127,7 +127,7 @@ func (c *cli) usageError(format string, args ...any) int {
 	return exitUsage
 }
 
-func (c *cli) open(ctx context.Context) (store.Store, error) {
+func (c *cli) open(ctx context.Context, opts ...store.OpenOption) (store.Store, error) {
 	if c.storeURL == "" {
 		return nil, errors.New("no tenant store: give --store URL or set TENANTSQL_STORE")
 	}
@@ -135,7 +135,6 @@ func (c *cli) open(ctx context.Context) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	var opts []store.OpenOption
 	if kr != nil {
 		opts = append(opts, store.WithKeys(kr))
 	}
@@ -215,7 +214,13 @@ func (c *cli) tenants(ctx context.Context, args []string) int {
 		// the keys.
 		return c.fail(errors.New("tenants rekey: set TENANTSQL_KEYS to the keys, the new primary first and the old ones after it"))
 	}
-	s, err := c.open(ctx)
+	var opts []store.OpenOption
+	if sub == "rekey" {
+		// Rekey seals secrets written in clear among sealed ones, which
+		// every other command refuses to read.
+		opts = append(opts, store.WithPlaintextAllowed(true))
+	}
+	s, err := c.open(ctx, opts...)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -536,8 +541,7 @@ func (c *cli) rekey(ctx context.Context, s store.Store) int {
 	for _, err := range res.Failed {
 		fmt.Fprintf(c.stderr, "tenantsql: left as it is: %v\n", err)
 	}
-	fmt.Fprintf(c.stdout, "%d tenants: %d sealed again with key %q, %d already were, %d could not be opened\n",
-		res.Tenants, res.Sealed, res.KeyID, res.Tenants-res.Sealed-len(res.Failed), len(res.Failed))
+	fmt.Fprintln(c.stdout, res)
 	if len(res.Failed) > 0 {
 		return exitError
 	}

@@ -78,7 +78,7 @@ func TestRekeyCommand(t *testing.T) {
 				{"write without keys", "", []string{"tenants", "add", "tenant-c.test", urlNew}, exitError, nil, []string{"TENANTSQL_KEYS"},
 					func(raw string) bool { return !strings.Contains(raw, "tenant-c.test") }},
 				{"rekey with an unknown key", k3, []string{"tenants", "rekey"}, exitError, []string{"2 could not be opened"}, []string{`tenant "tenant-a.test"`, `key "k2"`}, nil},
-				{"bad keys", "k1:short", []string{"tenants", "list"}, exitError, nil, []string{"TENANTSQL_KEYS", `"k1"`}, nil},
+				{"bad keys", "k1:short", []string{"tenants", "list"}, exitError, nil, []string{"TENANTSQL_KEYS", "entry 1", "not base64"}, nil},
 			}
 			for _, st := range steps {
 				args := slices.Clone(st.args)
@@ -191,4 +191,44 @@ func sealedCopy(t *testing.T, backend, raw string) string {
 	}
 	b.WriteString("}}")
 	return b.String()
+}
+
+// TestRekeyCommandHandEdit: a tenant added in clear, by hand, to a file
+// whose secrets are sealed is refused by every command but rekey, which
+// seals it.
+func TestRekeyCommandHandEdit(t *testing.T) {
+	f := newFixture(t, tenantA, tenantB)
+	env := map[string]string{"TENANTSQL_STORE": f.url, "TENANTSQL_KEYS": testKey("k1", 1)}
+	if r := runCLI(t, env, "", "tenants", "rekey"); r.code != exitOK {
+		t.Fatal(r)
+	}
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	const hand = "postgres://app:by-hand-pw@db.internal:5432/c"
+	doc["tenants"].(map[string]any)["tenant-c.test"] = map[string]any{"deploy_info": map[string]string{"POSTGRES_URL": hand}}
+	if data, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, env, "", "tenants", "list")
+	if r.code != exitError || !strings.Contains(r.stderr, `tenant "tenant-c.test"`) || !strings.Contains(r.stderr, "tenants rekey") || strings.Contains(r.stderr+r.stdout, "by-hand-pw") {
+		t.Fatalf("list of a sealed file with a tenant in clear: want it refused, naming tenant-c.test and rekey, without the password\n%v", r)
+	}
+	if r := runCLI(t, env, "", "tenants", "rekey"); r.code != exitOK || !strings.Contains(r.stdout, "1 sealed again") {
+		t.Fatalf("rekey: want tenant-c.test sealed\n%v", r)
+	}
+	if data, _ := os.ReadFile(f.path); strings.Contains(string(data), "by-hand-pw") {
+		t.Fatalf("after rekey the password is in clear:\n%s", data)
+	}
+	if r := runCLI(t, env, "", "tenants", "get", "tenant-c.test"); r.code != exitOK || !strings.Contains(r.stdout, "db.internal:5432/c") {
+		t.Fatalf("get after rekey\n%v", r)
+	}
 }
