@@ -86,8 +86,10 @@
 // River's periodic enqueuer starts its schedule afresh whenever a process
 // starts or becomes the leader, and inserts RunOnStart jobs then: each
 // fan-out is therefore unique within a period (PeriodicJobOpts.UniquePeriod,
-// by default the interval between two runs of the schedule), so that a
-// restart does not give every tenant a second job for the same period.
+// by default the shortest interval between two runs of the schedule, less
+// a second), so that a restart does not give every tenant a second job for
+// the same period. A schedule with runs under a second apart gets no
+// unique period.
 //
 // # Where River's tables live
 //
