@@ -122,6 +122,43 @@ func TestStoreOutageWaits(t *testing.T) {
 	}
 }
 
+// hangingStore is a tenant store whose Get, while hang is set, answers
+// only when its context ends, as a store that accepted the connection
+// and never replies.
+type hangingStore struct {
+	store.Store
+	hang atomic.Bool
+}
+
+func (s *hangingStore) Get(ctx context.Context, id string) (store.Tenant, error) {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return store.Tenant{}, ctx.Err()
+	}
+	return s.Store.Get(ctx, id)
+}
+
+// A store that hangs holds no worker past WithLookupTimeout: River's
+// JobTimeout starts only with Work. The job is snoozed, as for a store
+// that cannot be reached, and runs once the store answers.
+func TestHangingStoreTimesOut(t *testing.T) {
+	h := newHarness(t, 1)
+	tn := h.env.Tenants[0]
+	hanging := &hangingStore{Store: h.env.Store}
+	hanging.hang.Store(true)
+	res, err := h.client(t, h.config(t)).Insert(h.env.Context(tn), recordArgs{}, &river.InsertOpts{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, h.client(t, withMiddleware(h.config(t), hanging, tenantriver.WithLookupTimeout(100*time.Millisecond))))
+	h.waitSnoozed(t, res.Job.ID, 2)
+	hanging.hang.Store(false)
+	h.waitState(t, res.Job.ID, rivertype.JobStateCompleted)
+	if got := h.ran(t, tn); len(got) != 1 || got[0].JobID != res.Job.ID || got[0].DB != tn.Database {
+		t.Errorf("tenant's database: %+v, want job %d run there once the store answered", got, res.Job.ID)
+	}
+}
+
 // A tenant created by one process, whose job another process fetches
 // before its store has heard of the tenant (the file store polls the
 // file), is not cancelled: the job waits for the store, and runs on the
