@@ -23,6 +23,12 @@ import (
 //
 // The Middleware writes it when the job is inserted and reads it when the
 // job is worked. Jobs of a kind declared with WithoutTenant never carry it.
+//
+// The middleware reserves the metadata keys that start with "tenantsql_":
+// this one, MetadataKeyCreatedAt, and "tenantsql_unique_key", where it
+// records a unique job's key as it mixed the tenant into it. Do not set
+// them in river.InsertOpts.Metadata (MetadataKey may be set to the
+// insert context's tenant, and to no other).
 const MetadataKey = "tenantsql_tenant"
 
 // MetadataKeyCreatedAt is the key of a job's metadata that holds the
