@@ -41,12 +41,16 @@
 //     CreatedAt: a tenant deleted and created again with the same id is
 //     a new tenant.
 //   - Before a job runs, the store is asked for its tenant, once. A job
-//     whose tenant was deleted, or deleted and re-created since the job
-//     was inserted, is cancelled (river.JobCancel) without running, with
+//     whose tenant was deleted and re-created since the job was inserted,
+//     or deleted (the store does not have it, and the job is older than
+//     WithStoreLag), is cancelled (river.JobCancel) without running, with
 //     an error matching driver.ErrUnknownTenant: no retry can bring its
 //     tenant back. Its row stays in river_job, state cancelled, with the
-//     error. A store that cannot be asked fails the attempt, to be
-//     retried.
+//     error. The store of the working process may lag the inserting
+//     one's: a job younger than WithStoreLag whose tenant the store does
+//     not have, or has only as an older incarnation, waits for it
+//     (river.JobSnooze, using up no attempt), and so does a job whose
+//     store cannot be asked, however long that lasts.
 //   - A job whose queries fail with driver.ErrUnknownTenant while the
 //     store has its tenant is retried: the store's changes reach
 //     processes a moment apart, and this one has not heard of the tenant
@@ -59,7 +63,7 @@
 // them with %w. A tenant deleted while its job runs makes the job's next
 // query fail; the attempt fails (the store had the tenant when it
 // started), and the next attempt, which finds the tenant gone, is
-// cancelled. Work ran up to that query, so do a job's queries before its
+// cancelled (once the job is older than WithStoreLag; snoozed till then). Work ran up to that query, so do a job's queries before its
 // side effects outside the database. The lookup before each job costs a read of the store (a
 // memory read for the file store, a round trip for Redis); it is what
 // tells a new tenant that shares a deleted one's id from the deleted one,
@@ -82,8 +86,10 @@
 // River's periodic enqueuer starts its schedule afresh whenever a process
 // starts or becomes the leader, and inserts RunOnStart jobs then: each
 // fan-out is therefore unique within a period (PeriodicJobOpts.UniquePeriod,
-// by default the interval between two runs of the schedule), so that a
-// restart does not give every tenant a second job for the same period.
+// by default the shortest interval between two runs of the schedule, less
+// a second), so that a restart does not give every tenant a second job for
+// the same period. A schedule with runs under a second apart gets no
+// unique period.
 //
 // # Where River's tables live
 //

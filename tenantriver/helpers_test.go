@@ -146,6 +146,16 @@ func (h *harness) config(t *testing.T, extra ...func(*river.Workers)) *river.Con
 	}
 }
 
+// cancelAtOnce returns cfg with the harness's middleware set to take the
+// store's word for a deleted tenant at once (WithStoreLag(0)): the tests
+// that delete a tenant on purpose need no grace for a store that lags,
+// and the harness's memory store has no lag.
+func (h *harness) cancelAtOnce(cfg *river.Config) *river.Config {
+	cfg.Middleware = []rivertype.Middleware{tenantriver.NewMiddleware(h.env.Store,
+		tenantriver.WithoutTenant(sweepArgs{}.Kind()), tenantriver.WithStoreLag(0))}
+	return cfg
+}
+
 // client returns a River client on the control database; start runs it
 // until the test ends.
 func (h *harness) client(t *testing.T, cfg *river.Config) *river.Client[pgx.Tx] {

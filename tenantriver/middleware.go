@@ -23,6 +23,12 @@ import (
 //
 // The Middleware writes it when the job is inserted and reads it when the
 // job is worked. Jobs of a kind declared with WithoutTenant never carry it.
+//
+// The middleware reserves the metadata keys that start with "tenantsql_":
+// this one, MetadataKeyCreatedAt, and "tenantsql_unique_key", where it
+// records a unique job's key as it mixed the tenant into it. Do not set
+// them in river.InsertOpts.Metadata (MetadataKey may be set to the
+// insert context's tenant, and to no other).
 const MetadataKey = "tenantsql_tenant"
 
 // MetadataKeyCreatedAt is the key of a job's metadata that holds the
@@ -53,7 +59,20 @@ type Middleware struct {
 	// tenantless holds the kinds declared with WithoutTenant, and the
 	// fan-out kind of Periodic. Written only by NewMiddleware.
 	tenantless map[string]bool
+	// lag is how long after its insert a job whose tenant the store does
+	// not have (yet) waits for the store before it is cancelled
+	// (WithStoreLag).
+	lag time.Duration
+	// lookupTimeout bounds the store lookup before a job runs
+	// (WithLookupTimeout); zero for none.
+	lookupTimeout time.Duration
 }
+
+// Defaults of WithStoreLag and WithLookupTimeout.
+const (
+	DefaultStoreLag      = time.Minute
+	DefaultLookupTimeout = 5 * time.Second
+)
 
 var (
 	_ rivertype.JobInsertMiddleware = (*Middleware)(nil)
@@ -82,6 +101,42 @@ func WithoutTenant(kinds ...string) Option {
 	}
 }
 
+// WithStoreLag sets how long a job may wait for the store of the process
+// that works it to learn of its tenant (default DefaultStoreLag, a
+// minute), measured from the job's insert (river_job.created_at, the
+// control database's clock). The processes of a cluster see the store's
+// changes a moment apart: the file store reads the file every second, a
+// Redis follower trails its primary. A job inserted by the process that
+// has just created, or re-created, its tenant can be fetched at once by
+// another process whose store has not heard of it. So a store that does
+// not have the tenant, or has an older incarnation of it, is taken for
+// behind, not for the truth, while the job is younger than d: the job is
+// snoozed (river.JobSnooze, which does not use up its attempts) and
+// asked about again. Once the job is older than d, a tenant the store
+// does not have is deleted and the job is cancelled; an older incarnation
+// fails the attempt (a store still that far behind is a fault to see, not
+// a reason to drop the job).
+//
+// Give d comfortably above the store's worst lag (the file store's poll
+// interval, the Redis replication lag) and the control database's clock
+// skew from the workers'. A larger d only delays the cancelling of jobs
+// whose tenant was deleted; zero or less cancels them at once, as it
+// would a job whose tenant was created a moment ago elsewhere.
+func WithStoreLag(d time.Duration) Option {
+	return func(m *Middleware) { m.lag = max(d, 0) }
+}
+
+// WithLookupTimeout bounds the store lookup before a job runs (default
+// DefaultLookupTimeout, five seconds). River's JobTimeout applies only
+// once the job's Work starts, after the middleware, so without a bound a
+// store that hangs would hold the worker's slot as long as it hangs. A
+// lookup that times out counts as the store unreachable: the job is
+// snoozed and asked about again. Zero or less sets no bound of its own
+// (the worker's context still applies).
+func WithLookupTimeout(d time.Duration) Option {
+	return func(m *Middleware) { m.lookupTimeout = max(d, 0) }
+}
+
 // NewMiddleware returns a Middleware that asks st, the store the
 // tenantsql *sql.DB reads, which tenants exist: at insert, once per tenant
 // per insert call, for the tenant's incarnation (MetadataKeyCreatedAt);
@@ -91,7 +146,12 @@ func NewMiddleware(st store.Store, opts ...Option) *Middleware {
 	if st == nil {
 		panic("tenantriver: NewMiddleware needs the tenant store")
 	}
-	m := &Middleware{store: st, tenantless: map[string]bool{FanoutArgs{}.Kind(): true}}
+	m := &Middleware{
+		store:         st,
+		tenantless:    map[string]bool{FanoutArgs{}.Kind(): true},
+		lag:           DefaultStoreLag,
+		lookupTimeout: DefaultLookupTimeout,
+	}
 	for _, opt := range opts {
 		opt(m)
 	}
@@ -226,21 +286,37 @@ func tenantUniqueKey(tenant string, created time.Time, key []byte) []byte {
 // job was inserted for. Jobs of a kind declared with WithoutTenant run
 // with no tenant in the context.
 //
-// Before Work, the store is asked for the job's tenant (once per job; a
-// job without MetadataKeyCreatedAt, inserted by an older version, is not
-// checked first). These cancel the job (river.JobCancel), since a retry
-// could only fail again; Work is not called, and the error recorded on the
-// job says why:
+// Before Work, the store is asked for the job's tenant (once per job,
+// within WithLookupTimeout; a job without MetadataKeyCreatedAt, inserted
+// by an older version, is not checked first). These cancel the job
+// (river.JobCancel), since a retry could only fail again; Work is not
+// called, and the error recorded on the job says why:
 //
 //   - the job names no tenant in its metadata (it was inserted by a client
 //     without this middleware, or its kind was declared WithoutTenant
 //     then and is not now): the error matches driver.ErrNoTenant;
-//   - the store no longer has the tenant (deleted), or has a tenant of
-//     that id created at another time (deleted and created again: a new
-//     tenant, which does not run its predecessor's jobs): the error
-//     matches driver.ErrUnknownTenant.
+//   - the store has a tenant of that id created after the job's tenant
+//     (deleted and created again: a new tenant, which does not run its
+//     predecessor's jobs): the error matches driver.ErrUnknownTenant;
+//   - the store does not have the tenant, and the job was inserted longer
+//     ago than WithStoreLag (deleted): the error matches
+//     driver.ErrUnknownTenant.
 //
-// The store unreachable fails the attempt, and River retries it.
+// The store's view in this process may be behind the one that inserted
+// the job (see WithStoreLag). These wait for it instead, Work not called:
+//
+//   - the store does not have the tenant, or has it as created before the
+//     job's tenant, and the job is younger than WithStoreLag: the job is
+//     snoozed (river.JobSnooze: from a second, doubling, up to a minute),
+//     which uses up none of its attempts and records no error;
+//   - the store has the tenant as created before the job's tenant, and
+//     the job is older than that: the attempt fails, matching
+//     driver.ErrUnknownTenant, and River retries it;
+//   - the store cannot be asked (unreachable, or no answer within
+//     WithLookupTimeout): the job is snoozed as above, however long that
+//     lasts, so an outage of the store discards no job; the store's own
+//     errors show elsewhere (inserts fail, and so do the *sql.DB's
+//     lookups of tenants it has not cached).
 //
 // When Work returns an error matching driver.ErrUnknownTenant (the
 // tenantsql *sql.DB of this process does not know the tenant), the
@@ -276,8 +352,8 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 		return river.JobCancel(fmt.Errorf("tenantriver: job %d of kind %q: %w", job.ID, job.Kind, err))
 	}
 	if checked {
-		t, err := m.store.Get(ctx, id)
-		if err := gone(job, id, created, true, t, err); err != nil {
+		t, err := m.lookup(ctx, id)
+		if err := m.judge(job, meta, id, created, true, t, err); err != nil {
 			return err
 		}
 	}
@@ -286,42 +362,80 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 		return err
 	}
 	if !checked {
-		t, getErr := m.store.Get(ctx, id)
-		if goneErr := gone(job, id, created, false, t, getErr); goneErr != nil {
+		t, getErr := m.lookup(ctx, id)
+		if goneErr := m.judge(job, meta, id, created, false, t, getErr); goneErr != nil {
 			if cancel := (*rivertype.JobCancelError)(nil); errors.As(goneErr, &cancel) {
 				return river.JobCancel(fmt.Errorf("%w (%w)", err, cancel.Unwrap()))
 			}
+			// A snooze too: River finds it with errors.As.
 			return fmt.Errorf("%w (%w)", err, goneErr)
 		}
 	}
 	// The store had the tenant, as the job's incarnation: the store's
 	// changes reach processes a moment apart, and this one has not heard
-	// of it yet, or has heard of its delete first (the next attempt,
-	// asking the store again, cancels the job then).
+	// of it yet, or has heard of its delete first (a later attempt,
+	// asking the store again, cancels the job then, past WithStoreLag).
 	return fmt.Errorf("%w (tenantriver: the tenant store has tenant %q, but this process does not know it, "+
 		"not yet or no longer: the job is retried)", err, id)
 }
 
-// gone judges the answer of the store (t, err) about the job's tenant id:
+// lookup asks the store for tenant id, within m.lookupTimeout.
+func (m *Middleware) lookup(ctx context.Context, id string) (store.Tenant, error) {
+	if m.lookupTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.lookupTimeout)
+		defer cancel()
+	}
+	return m.store.Get(ctx, id)
+}
+
+// judge judges the answer of the store (t, err) about the job's tenant id:
 // a cancel when the tenant is gone for good (deleted, or, when hasCreated,
-// re-created since created), an error to retry when the store could not
-// answer, nil when the tenant is there.
-func gone(job *rivertype.JobRow, id string, created time.Time, hasCreated bool, t store.Tenant, err error) error {
+// re-created since created), a snooze or an error to retry when the store
+// could not answer or may be behind, nil when the tenant is there.
+func (m *Middleware) judge(job *rivertype.JobRow, meta map[string]json.RawMessage, id string, created time.Time, hasCreated bool, t store.Tenant, err error) error {
+	// The job's age by the control database's clock at insert and this
+	// process's now: clock skew shortens or stretches the grace, which
+	// WithStoreLag's value must allow for.
+	young := time.Since(job.CreatedAt) < m.lag
 	switch {
+	case errors.Is(err, store.ErrNotFound) && young:
+		// Deleted, or created a moment ago and not here yet: only time
+		// tells them apart.
+		return river.JobSnooze(snoozeBackoff(meta))
 	case errors.Is(err, store.ErrNotFound):
 		return river.JobCancel(&goneError{jobID: job.ID, kind: job.Kind, tenant: id})
 	case err != nil:
-		return fmt.Errorf("tenantriver: job %d of kind %q: look up tenant %q in the tenant store (the job is retried): %w", job.ID, job.Kind, id, err)
-	case hasCreated && !t.CreatedAt.IsZero() && !t.CreatedAt.Equal(created):
+		// An outage must not use up the job's attempts, nor a lookup
+		// that timed out: snoozes do not count.
+		return river.JobSnooze(snoozeBackoff(meta))
+	case !hasCreated || t.CreatedAt.IsZero() || t.CreatedAt.Equal(created):
 		// A store that has lost the tenant's CreatedAt (a hand-edited
 		// file) cannot tell incarnations apart: not a reason to cancel.
+		return nil
+	case t.CreatedAt.After(created):
 		return river.JobCancel(&goneError{jobID: job.ID, kind: job.Kind, tenant: id, created: created, now: t.CreatedAt})
+	case young:
+		// The store has an older incarnation than the inserting
+		// process had: this process has not heard of the re-creation.
+		return river.JobSnooze(snoozeBackoff(meta))
 	}
-	return nil
+	return &staleError{jobID: job.ID, kind: job.Kind, tenant: id, created: created, seen: t.CreatedAt}
+}
+
+// snoozeBackoff is how long a job waits for the store: a second after
+// the first snooze, doubling with each (River counts them in the job's
+// metadata, "snoozes"), up to a minute.
+func snoozeBackoff(meta map[string]json.RawMessage) time.Duration {
+	var n int
+	if raw, ok := meta["snoozes"]; ok {
+		_ = json.Unmarshal(raw, &n) // not a count: start over
+	}
+	return min(time.Second<<min(max(n, 0), 6), time.Minute)
 }
 
 // goneError is driver.ErrUnknownTenant for a job whose tenant the store
-// no longer has, or has as another incarnation.
+// no longer has, or has as a later incarnation.
 type goneError struct {
 	jobID        int64
 	kind, tenant string
@@ -339,6 +453,25 @@ func (e *goneError) Error() string {
 }
 
 func (e *goneError) Unwrap() error { return driver.ErrUnknownTenant }
+
+// staleError is driver.ErrUnknownTenant for a job whose tenant this
+// process's store has as an earlier incarnation than the job's, past
+// WithStoreLag: the store here is behind the one the job was inserted
+// with.
+type staleError struct {
+	jobID         int64
+	kind, tenant  string
+	created, seen time.Time
+}
+
+func (e *staleError) Error() string {
+	return fmt.Sprintf("%s: job %d of kind %q belongs to tenant %q as created at %s, but this process's tenant store "+
+		"still has it as created at %s, before: the store here is behind the one the job was inserted with "+
+		"(check that every process reads the same store, and its replication or polling); the job is retried",
+		driver.ErrUnknownTenant, e.jobID, e.kind, e.tenant, formatCreatedAt(e.created), formatCreatedAt(e.seen))
+}
+
+func (e *staleError) Unwrap() error { return driver.ErrUnknownTenant }
 
 // JobTenant returns the tenant a job belongs to, as its metadata names it
 // (MetadataKey), or "" when it names none.

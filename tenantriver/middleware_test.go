@@ -104,7 +104,7 @@ func TestRetryKeepsTenant(t *testing.T) {
 // driver.ErrUnknownTenant and is cancelled after one attempt.
 func TestDeletedTenantCancels(t *testing.T) {
 	h := newHarness(t, 2)
-	c := h.client(t, h.config(t))
+	c := h.client(t, h.cancelAtOnce(h.config(t)))
 	gone, kept := h.env.Tenants[0], h.env.Tenants[1]
 	// Inserted before the client works anything, so that both exist in
 	// the control database when the tenant is deleted.

@@ -80,22 +80,37 @@ type PeriodicJobOpts struct {
 	//
 	// River divides time, in UTC, into periods of this length from the
 	// zero time, and inserts a fan-out only if none of the job is in its
-	// period yet (or completed and not yet removed by River's job cleaner,
-	// a day by default): a restart within the same period does not repeat
-	// it, one in the next does. So the periods must fit the schedule: no
-	// longer than the interval between two runs, or runs are lost. River
-	// takes the period of a fan-out from the time it inserts it, which
-	// may be a fraction of a second before the scheduled time (it inserts
-	// runs due within 100 ms together): a schedule that runs exactly at
-	// the start of each period (cron at the hour, with an hour's period)
-	// can, rarely, have a run counted in the period before, and skipped
-	// if a RunOnStart fan-out already took that one. Where that matters,
-	// give a period that does not divide the schedule's runs so evenly.
+	// period yet (or completed and not yet removed: River's job cleaner
+	// deletes completed jobs after river.Config.CompletedJobRetentionPeriod,
+	// 24 hours by default). A restart within the same period does not
+	// repeat it, one in the next does; and once the period's fan-out has
+	// been removed, a restart within the period repeats it too. For a
+	// period longer than a day, set CompletedJobRetentionPeriod to at
+	// least the period. The periods must fit the schedule: no longer than
+	// the shortest interval between two runs, or runs are lost.
 	//
-	// Zero means the interval between the schedule's next two runs as of
-	// Job's call, in whole seconds, at least one second (River's minimum):
-	// an hour for river.PeriodicInterval(time.Hour) and for a cron
-	// schedule of "0 * * * *". Give it for schedules of uneven intervals.
+	// River keys a fan-out by the time it builds it, not by the run's
+	// scheduled time, and builds runs due within the next 100 ms
+	// together with the one due now: a run can be keyed a fraction of a
+	// second early, into the period before, and is skipped if that
+	// period's fan-out (its scheduled run, or a RunOnStart one) is still
+	// there. A period a second shorter than the schedule's shortest
+	// interval keeps two runs in different periods all the same; the
+	// default is such a period.
+	//
+	// Zero means the shortest interval between two runs of the schedule,
+	// less a second, in whole seconds: 59m59s for
+	// river.PeriodicInterval(time.Hour) and for a cron schedule of
+	// "0 * * * *", 7h59m59s for "0 9,17 * * *" (its runs 8 and 16 hours
+	// apart). The runs looked at are those of the year from the start of
+	// the current year (UTC), the first 1000 at most: processes that start
+	// in the same year compute the same period, whenever they start, so
+	// their fan-outs dedupe against each other. A schedule whose runs are
+	// less than two seconds apart gets periods of one second (River's
+	// minimum); one whose runs are less than a second apart gets no
+	// unique period at all, and a restart may repeat a run.
+	//
+	// A UniquePeriod under one second makes Job panic: River refuses it.
 	UniquePeriod time.Duration
 }
 
@@ -113,32 +128,78 @@ func (p *Periodic) Job(name string, schedule river.PeriodicSchedule, construct P
 	if opts != nil {
 		o = *opts
 	}
-	if o.UniquePeriod < 0 {
+	switch {
+	case o.UniquePeriod < 0:
 		panic(fmt.Sprintf("tenantriver: Periodic.Job: %q: negative UniquePeriod %v", name, o.UniquePeriod))
+	case o.UniquePeriod > 0 && o.UniquePeriod < time.Second:
+		panic(fmt.Sprintf("tenantriver: Periodic.Job: %q: UniquePeriod %v is under a second, River's minimum; "+
+			"give zero for the default, or at least a second", name, o.UniquePeriod))
+	case o.UniquePeriod == 0:
+		o.UniquePeriod = defaultUniquePeriod(shortestInterval(schedule, yearStart(time.Now())))
 	}
-	if o.UniquePeriod == 0 {
-		o.UniquePeriod = scheduleInterval(schedule, time.Now())
-	}
-	o.UniquePeriod = max(o.UniquePeriod, time.Second)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.jobs[name]; ok {
 		panic(fmt.Sprintf("tenantriver: Periodic.Job: %q declared twice", name))
 	}
 	p.jobs[name] = construct
-	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: o.UniquePeriod}}
+	unique := &river.InsertOpts{}
+	if o.UniquePeriod > 0 { // zero: a sub-second schedule, not unique
+		unique.UniqueOpts = river.UniqueOpts{ByArgs: true, ByPeriod: o.UniquePeriod}
+	}
 	return river.NewPeriodicJob(schedule, func() (river.JobArgs, *river.InsertOpts) {
 		return FanoutArgs{Name: name}, unique
 	}, &river.PeriodicJobOpts{ID: o.ID, RunOnStart: o.RunOnStart})
 }
 
-// scheduleInterval returns the interval between the next two runs of
-// schedule after now, rounded to the second (zero for a schedule that
-// never runs twice). Not the time to the next run: for a cron schedule
-// that is a fraction of the interval.
-func scheduleInterval(schedule river.PeriodicSchedule, now time.Time) time.Duration {
-	next := schedule.Next(now)
-	return schedule.Next(next).Sub(next).Round(time.Second)
+// Bounds on the runs shortestInterval looks at.
+const (
+	intervalRuns    = 1000
+	intervalHorizon = 365 * 24 * time.Hour
+)
+
+// yearStart is the start, in UTC, of the year of t: the reference from
+// which every process computes the default unique period.
+func yearStart(t time.Time) time.Time {
+	return time.Date(t.UTC().Year(), time.January, 1, 0, 0, 0, 0, time.UTC)
+}
+
+// shortestInterval returns the shortest interval between two runs of
+// schedule among its runs after from, within a year of from or the first
+// intervalRuns, whichever ends first (the first interval always counts),
+// or zero for a schedule that never runs twice. Not the time to the next
+// run, nor one sampled interval: a cron schedule of "0 9,17 * * *" has
+// intervals of 8 and 16 hours, and one of weekdays, of a day and of three.
+func shortestInterval(schedule river.PeriodicSchedule, from time.Time) time.Duration {
+	end := from.Add(intervalHorizon)
+	var shortest time.Duration
+	prev := schedule.Next(from)
+	for range intervalRuns {
+		next := schedule.Next(prev)
+		if !next.After(prev) || (shortest > 0 && next.After(end)) {
+			break
+		}
+		if d := next.Sub(prev); shortest == 0 || d < shortest {
+			shortest = d
+		}
+		prev = next
+	}
+	return shortest
+}
+
+// defaultUniquePeriod is the unique period for a schedule whose shortest
+// interval is shortest: a second less, so that a run keyed up to a second
+// early is still in another period than the run before it, in whole
+// seconds; one second, River's minimum, under two; zero (no uniqueness)
+// under one.
+func defaultUniquePeriod(shortest time.Duration) time.Duration {
+	switch {
+	case shortest < time.Second:
+		return 0
+	case shortest < 2*time.Second:
+		return time.Second
+	}
+	return (shortest - time.Second).Truncate(time.Second)
 }
 
 // ErrUndeclared is the error of a fan-out job whose name this process has

@@ -191,6 +191,7 @@ func TestPeriodicJobPanics(t *testing.T) {
 	ctor := func(string) (river.JobArgs, *river.InsertOpts) { return nil, nil }
 	p.Job("a", river.PeriodicInterval(time.Hour), ctor, nil)
 	neg := &tenantriver.PeriodicJobOpts{UniquePeriod: -time.Second}
+	subSecond := &tenantriver.PeriodicJobOpts{UniquePeriod: 500 * time.Millisecond}
 	for _, tt := range []struct {
 		name string
 		fn   func()
@@ -200,6 +201,7 @@ func TestPeriodicJobPanics(t *testing.T) {
 		{"no constructor", func() { p.Job("b", river.PeriodicInterval(time.Hour), nil, nil) }},
 		{"no schedule", func() { p.Job("c", nil, ctor, nil) }},
 		{"negative unique period", func() { p.Job("d", river.PeriodicInterval(time.Hour), ctor, neg) }},
+		{"unique period under a second", func() { p.Job("e", river.PeriodicInterval(time.Hour), ctor, subSecond) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			defer func() {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,26 +21,55 @@ import (
 	"github.com/tenantsql/tenantsql/tenantriver"
 )
 
-// unreachableStore is a tenant store whose Get fails as a store that
-// cannot be reached does.
-type unreachableStore struct{ store.Store }
+// outageStore is a tenant store whose Get fails, as a store that cannot
+// be reached does, while down is set.
+type outageStore struct {
+	store.Store
+	down atomic.Bool
+}
 
 var errUnreachable = errors.New("dial tcp 127.0.0.1:1: connection refused")
 
-func (unreachableStore) Get(context.Context, string) (store.Tenant, error) {
-	return store.Tenant{}, errUnreachable
+func (s *outageStore) Get(ctx context.Context, id string) (store.Tenant, error) {
+	if s.down.Load() {
+		return store.Tenant{}, errUnreachable
+	}
+	return s.Store.Get(ctx, id)
 }
 
 // withMiddleware returns cfg with its middleware replaced by one on st.
-func withMiddleware(cfg *river.Config, st store.Store) *river.Config {
-	cfg.Middleware = []rivertype.Middleware{tenantriver.NewMiddleware(st)}
+func withMiddleware(cfg *river.Config, st store.Store, opts ...tenantriver.Option) *river.Config {
+	cfg.Middleware = []rivertype.Middleware{tenantriver.NewMiddleware(st, opts...)}
 	return cfg
 }
 
+// snoozes returns how many times River has snoozed job id, as its row
+// in the control database counts them.
+func (h *harness) snoozes(t *testing.T, id int64) int {
+	t.Helper()
+	var n int
+	if err := h.control.QueryRow(t.Context(), "SELECT coalesce((metadata ->> 'snoozes')::int, 0) FROM river_job WHERE id = $1", id).Scan(&n); err != nil {
+		t.Fatalf("job %d: %v", id, err)
+	}
+	return n
+}
+
+// waitSnoozed waits until River has snoozed job id n times, then checks
+// that no attempt of it failed and it is neither cancelled nor discarded.
+func (h *harness) waitSnoozed(t *testing.T, id int64, n int) {
+	t.Helper()
+	testenv.Eventually(t, wait, fmt.Sprintf("job %d snoozed %d times", id, n), func() bool {
+		return h.snoozes(t, id) >= n
+	})
+	if s := h.job(t, id); len(s.Errors) != 0 || s.State == rivertype.JobStateCancelled || s.State == rivertype.JobStateDiscarded {
+		t.Fatalf("job %d is %s with errors %q, want it waiting, its attempts untouched", id, s.State, s.Errors)
+	}
+}
+
 // A job whose tenant the store has but this process's *sql.DB does not
-// know yet (the store's changes reach processes a moment apart), or whose
-// store cannot be asked, is retried, not cancelled: each of its two
-// attempts fails, and River discards it after the second.
+// know yet (the store's changes reach processes a moment apart) is
+// retried, not cancelled: each of its two attempts fails, and River
+// discards it after the second.
 func TestNotYetHereIsRetried(t *testing.T) {
 	h := newHarness(t, 1)
 	// The store the middleware asks has a tenant that the harness's
@@ -49,42 +80,137 @@ func TestNotYetHereIsRetried(t *testing.T) {
 	if _, err := ahead.Create(t.Context(), store.Tenant{ID: newcomer, DeployInfo: map[string]string{store.KeyPostgresURL: h.env.Tenants[0].URL}}); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name    string
-		tenant  string
-		worker  store.Store // the store of the working client's middleware
-		wantErr string
-	}{
-		{"not yet here", newcomer, ahead, "does not know it, not yet or no longer"},
-		{"store unreachable", h.env.Tenants[0].ID, unreachableStore{h.env.Store}, errUnreachable.Error()},
+	c := h.client(t, withMiddleware(h.config(t), ahead))
+	res, err := c.Insert(tenantctx.WithTenant(t.Context(), newcomer), recordArgs{}, &river.InsertOpts{MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
 	}
-	inserter := h.client(t, withMiddleware(h.config(t), ahead))
-	for _, tn := range h.env.Tenants {
-		if _, err := ahead.Create(t.Context(), store.Tenant{ID: tn.ID, DeployInfo: map[string]string{store.KeyPostgresURL: tn.URL}}); err != nil {
-			t.Fatal(err)
+	start(t, c)
+	s := h.waitState(t, res.Job.ID, rivertype.JobStateDiscarded)
+	if s.Attempt != 2 || len(s.Errors) != 2 {
+		t.Fatalf("job discarded at attempt %d with errors %q, want two attempts, each failed", s.Attempt, s.Errors)
+	}
+	for _, e := range s.Errors {
+		if !strings.Contains(e, "does not know it, not yet or no longer") {
+			t.Errorf("attempt failed with %q, want it to say this process does not know the tenant yet", e)
 		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res, err := inserter.Insert(tenantctx.WithTenant(t.Context(), tt.tenant), recordArgs{}, &river.InsertOpts{MaxAttempts: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := h.client(t, withMiddleware(h.config(t), tt.worker))
-			start(t, c)
-			s := h.waitState(t, res.Job.ID, rivertype.JobStateDiscarded)
-			if s.Attempt != 2 || len(s.Errors) != 2 {
-				t.Fatalf("job discarded at attempt %d with errors %q, want two attempts, each failed", s.Attempt, s.Errors)
-			}
-			for _, e := range s.Errors {
-				if !strings.Contains(e, tt.wantErr) {
-					t.Errorf("attempt failed with %q, want it to say %q", e, tt.wantErr)
-				}
-			}
-		})
-	}
 	if got := h.ran(t, h.env.Tenants[0]); len(got) != 0 {
-		t.Errorf("tenant's database: %+v, want nothing: the job never got past the store", got)
+		t.Errorf("tenant's database: %+v, want nothing: the job never got past the *sql.DB", got)
+	}
+}
+
+// A job whose store cannot be asked waits for it, however many attempts
+// it is allowed (here one): it is snoozed, which uses up none, and runs
+// once the store answers again.
+func TestStoreOutageWaits(t *testing.T) {
+	h := newHarness(t, 1)
+	tn := h.env.Tenants[0]
+	outage := &outageStore{Store: h.env.Store}
+	outage.down.Store(true)
+	inserter := h.client(t, h.config(t))
+	res, err := inserter.Insert(h.env.Context(tn), recordArgs{}, &river.InsertOpts{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, h.client(t, withMiddleware(h.config(t), outage)))
+	h.waitSnoozed(t, res.Job.ID, 2)
+	outage.down.Store(false)
+	h.waitState(t, res.Job.ID, rivertype.JobStateCompleted)
+	if got := h.ran(t, tn); len(got) != 1 || got[0].JobID != res.Job.ID || got[0].DB != tn.Database {
+		t.Errorf("tenant's database: %+v, want job %d run there once the store answered", got, res.Job.ID)
+	}
+}
+
+// hangingStore is a tenant store whose Get, while hang is set, answers
+// only when its context ends, as a store that accepted the connection
+// and never replies.
+type hangingStore struct {
+	store.Store
+	hang atomic.Bool
+}
+
+func (s *hangingStore) Get(ctx context.Context, id string) (store.Tenant, error) {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return store.Tenant{}, ctx.Err()
+	}
+	return s.Store.Get(ctx, id)
+}
+
+// A store that hangs holds no worker past WithLookupTimeout: River's
+// JobTimeout starts only with Work. The job is snoozed, as for a store
+// that cannot be reached, and runs once the store answers.
+func TestHangingStoreTimesOut(t *testing.T) {
+	h := newHarness(t, 1)
+	tn := h.env.Tenants[0]
+	hanging := &hangingStore{Store: h.env.Store}
+	hanging.hang.Store(true)
+	res, err := h.client(t, h.config(t)).Insert(h.env.Context(tn), recordArgs{}, &river.InsertOpts{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, h.client(t, withMiddleware(h.config(t), hanging, tenantriver.WithLookupTimeout(100*time.Millisecond))))
+	h.waitSnoozed(t, res.Job.ID, 2)
+	hanging.hang.Store(false)
+	h.waitState(t, res.Job.ID, rivertype.JobStateCompleted)
+	if got := h.ran(t, tn); len(got) != 1 || got[0].JobID != res.Job.ID || got[0].DB != tn.Database {
+		t.Errorf("tenant's database: %+v, want job %d run there once the store answered", got, res.Job.ID)
+	}
+}
+
+// A tenant created by one process, whose job another process fetches
+// before its store has heard of the tenant (the file store polls the
+// file), is not cancelled: the job waits for the store, and runs on the
+// tenant's database once the store has caught up.
+func TestLaggingStoreWaits(t *testing.T) {
+	h := newHarness(t, 1)
+	tn := h.env.Tenants[0]
+	path := filepath.Join(t.TempDir(), "tenants.json")
+	open := func(opts ...store.FileOption) *store.File {
+		f, err := store.OpenFile(t.Context(), path, append([]store.FileOption{store.WithFileCreate(true)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	a := open()
+	b := open(store.WithFilePollInterval(time.Hour)) // not polled during the test
+
+	const lagged = "lagged.tenanttest"
+	info := map[string]string{store.KeyPostgresURL: tn.URL}
+	if _, err := a.Create(t.Context(), store.Tenant{ID: lagged, DeployInfo: info}); err != nil {
+		t.Fatal(err)
+	}
+	// The *sql.DB, on the harness's store, knows the tenant: only the
+	// worker's middleware lags.
+	if _, err := h.env.Store.Create(t.Context(), store.Tenant{ID: lagged, DeployInfo: info}); err != nil {
+		t.Fatal(err)
+	}
+	inserter := h.client(t, withMiddleware(h.config(t), a))
+	res, err := inserter.Insert(tenantctx.WithTenant(t.Context(), lagged), recordArgs{}, &river.InsertOpts{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(t.Context(), lagged); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("lagging store's Get: %v, want store.ErrNotFound: it must not have heard of the tenant yet", err)
+	}
+	worker := h.client(t, withMiddleware(h.config(t), b))
+	start(t, worker)
+	h.waitSnoozed(t, res.Job.ID, 1)
+
+	// A write through b reads the file first: b catches up.
+	if _, err := b.Create(t.Context(), store.Tenant{ID: "catch-up.tenanttest", DeployInfo: info}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(t.Context(), lagged); err != nil {
+		t.Fatalf("lagging store's Get after a write through it: %v, want the tenant", err)
+	}
+	h.waitState(t, res.Job.ID, rivertype.JobStateCompleted)
+	got := h.ran(t, tn)
+	if len(got) != 1 || got[0].JobID != res.Job.ID || got[0].DB != tn.Database || got[0].CtxTenant != lagged {
+		t.Errorf("tenant's database: %+v, want job %d run there for %s", got, res.Job.ID, lagged)
 	}
 }
 
@@ -95,7 +221,7 @@ func TestNotYetHereIsRetried(t *testing.T) {
 func TestGoneTenantCancels(t *testing.T) {
 	h := newHarness(t, 3)
 	kept := h.env.Tenants[2]
-	c := h.client(t, h.config(t))
+	c := h.client(t, h.cancelAtOnce(h.config(t)))
 	plain := h.client(t, &river.Config{}) // insert-only, no middleware: an older job
 	tests := []struct {
 		name   string
@@ -379,7 +505,7 @@ func (w *deleteSelfWorker) Work(ctx context.Context, job *river.Job[deleteSelfAr
 func TestDeletedWhileRunning(t *testing.T) {
 	h := newHarness(t, 1)
 	tn := h.env.Tenants[0]
-	c := h.client(t, h.config(t, func(w *river.Workers) { river.AddWorker(w, &deleteSelfWorker{h: h}) }))
+	c := h.client(t, h.cancelAtOnce(h.config(t, func(w *river.Workers) { river.AddWorker(w, &deleteSelfWorker{h: h}) })))
 	res, err := c.Insert(h.env.Context(tn), deleteSelfArgs{}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -70,12 +70,7 @@ func startJobs(ctx context.Context, url string, st store.Store, db *sql.DB, log 
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &hospitalAddedWorker{db: db})
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
-		Workers:    workers,
-		Middleware: []rivertype.Middleware{tenantriver.NewMiddleware(st)},
-		Logger:     log,
-	})
+	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(workers, log, tenantriver.NewMiddleware(st)))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -90,35 +85,45 @@ func startJobs(ctx context.Context, url string, st store.Store, db *sql.DB, log 
 	return &jobs{pool: pool, client: client}, nil
 }
 
-// Bounds on stop: how long the jobs being worked may take to finish, and
-// then to return once cancelled.
+// Bounds on stop: how long the jobs being worked may take to finish
+// (River's SoftStopTimeout), and then to return once River has cancelled
+// their contexts.
 const (
 	stopTimeout   = 10 * time.Second
 	cancelTimeout = 5 * time.Second
 )
 
-// stop waits for the jobs being worked (at most stopTimeout), then cancels
-// those still running and waits for them to return (at most
-// cancelTimeout), and closes the pool. Call it before closing the *sql.DB
-// the workers use: a job still running then would query a closed
-// *sql.DB.
-func (j *jobs) stop(log *slog.Logger) {
-	j.stopWithin(log, stopTimeout, cancelTimeout)
+// riverConfig is the example's River configuration: workers, with
+// middleware, logging to log.
+func riverConfig(workers *river.Workers, log *slog.Logger, middleware ...rivertype.Middleware) *river.Config {
+	return &river.Config{
+		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Workers:    workers,
+		Middleware: middleware,
+		Logger:     log,
+		// Stop waits this long for the jobs being worked, then cancels
+		// their contexts (and logs that it did).
+		SoftStopTimeout: stopTimeout,
+	}
 }
 
-func (j *jobs) stopWithin(log *slog.Logger, wait, cancelWait time.Duration) {
+// stop stops River: it waits for the jobs being worked (at most
+// stopTimeout, the client's SoftStopTimeout), River then cancels those
+// still running, and stop waits for them to return (at most cancelTimeout
+// more), and closes the pool. Call it before closing the *sql.DB the
+// workers use: a job still running then would query a closed *sql.DB.
+// So stop returns within 15 s; a job that ignores its context's
+// cancellation may still be running after that, and its queries fail.
+func (j *jobs) stop(log *slog.Logger) {
+	j.stopWithin(log, stopTimeout+cancelTimeout)
+}
+
+// stopWithin stops River, waiting at most wait in all.
+func (j *jobs) stopWithin(log *slog.Logger, wait time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	err := j.client.Stop(ctx)
-	cancel()
-	if err != nil {
-		// Stop gave up waiting, but the jobs still run: cancel their
-		// contexts, with a fresh deadline, since ctx has expired.
-		log.Warn("hospital: River's jobs did not finish in time; cancelling them", "err", err, "waited", wait)
-		ctx, cancel := context.WithTimeout(context.Background(), cancelWait)
-		defer cancel()
-		if err := j.client.StopAndCancel(ctx); err != nil {
-			log.Error("hospital: River's jobs did not return after being cancelled", "err", err, "waited", cancelWait)
-		}
+	defer cancel()
+	if err := j.client.Stop(ctx); err != nil {
+		log.Error("hospital: River's jobs did not return, even cancelled", "err", err, "waited", wait)
 	}
 	j.pool.Close()
 }

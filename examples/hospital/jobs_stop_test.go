@@ -19,7 +19,8 @@ type blockArgs struct{}
 
 func (blockArgs) Kind() string { return "hospital_test_block" }
 
-// A job still running when stop's wait ends is cancelled, and stop
+// A job still running when stop's graceful wait (the client's
+// SoftStopTimeout) ends is cancelled, and stop
 // returns only after it did: the job's last write, made once its context
 // was cancelled, is in the control database, written before stop closed
 // the pool.
@@ -52,11 +53,13 @@ func TestJobsStopCancelsRunningJob(t *testing.T) {
 		_, err := pool.Exec(context.WithoutCancel(ctx), "INSERT INTO stopped (job_id, cancelled) VALUES ($1, $2)", job.ID, ctx.Err() != nil)
 		return err
 	}))
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues:   map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 1}},
-		Workers:  workers,
-		TestOnly: true,
-	})
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	cfg := riverConfig(workers, log)
+	// The job never finishes by itself: the graceful wait always ends,
+	// and sooner than the example's.
+	cfg.SoftStopTimeout = 100 * time.Millisecond
+	cfg.TestOnly = true
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +77,7 @@ func TestJobsStopCancelsRunningJob(t *testing.T) {
 	}
 
 	j := &jobs{pool: pool, client: client}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	// The job never finishes by itself: the graceful wait always ends.
-	j.stopWithin(log, 100*time.Millisecond, time.Minute)
+	j.stopWithin(log, time.Minute)
 
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
