@@ -90,12 +90,14 @@
 // connect to every tenant's database. Given keys (package keyring:
 // WithFileKeys, WithRedisKeys, Open's WithKeys, or the URL option keys=env,
 // which reads TENANTSQL_KEYS, or keys_file=PATH), a store seals every value
-// of deploy_info that Tenant.Redacted would hide (postgres:// URLs with a
-// password, values under keys that name a secret) with AES-256-GCM when
-// it writes a tenant, and opens it when it reads one. URLs are sealed
-// whole, host and database included, so that nobody without the key can
-// point a tenant's password at another server. Other values stay in
-// clear. What the store holds in memory, and what watchers, the driver and
+// of deploy_info that is a URL (it holds "://", whatever the scheme, and
+// whether or not it holds a password), a DSN with a password, the
+// tenant's POSTGRES_URL, or the value of a key that names a secret (as
+// Tenant.Redacted hides it) with AES-256-GCM when it writes a tenant, and
+// opens it when it reads one. URLs are sealed whole, host and database
+// included, so that nobody without the key can point a tenant at another
+// server, not even one whose URL holds no password (PGPASSWORD or .pgpass
+// supplies it). Other values stay in clear. What the store holds in memory, and what watchers, the driver and
 // hooks see, is plaintext: the cost is paid when tenants are read or
 // followed, never per query.
 //

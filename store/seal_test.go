@@ -467,3 +467,108 @@ func TestFileKeepsCiphertext(t *testing.T) {
 		t.Fatalf("a = %s", got)
 	}
 }
+
+// putInClear writes value in clear as deploy_info[key] of tenant id, by
+// hand, as someone who can write the file or Redis but has no key would.
+func putInClear(t *testing.T, s Store, id, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	switch s := s.(type) {
+	case *File:
+		var doc fileDoc
+		if err := json.Unmarshal([]byte(mustRead(t, s.Path())), &doc); err != nil {
+			t.Fatal(err)
+		}
+		ft := doc.Tenants[id]
+		if ft.DeployInfo == nil {
+			ft.DeployInfo = make(map[string]string)
+		}
+		ft.DeployInfo[key] = value
+		doc.Tenants[id] = ft
+		data, _ := json.Marshal(doc)
+		if err := os.WriteFile(s.Path(), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	case *Redis:
+		tn := Tenant{ID: id, Version: 1, DeployInfo: map[string]string{}}
+		if raw, err := s.c.HGet(ctx, s.keys.tenants, id).Result(); err == nil {
+			if tn, err = decodeRecord(id, raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tn.DeployInfo[key] = value
+		rec, err := encodeRecord(tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.c.HSet(ctx, s.keys.tenants, id, rec).Err(); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("putInClear: %T", s)
+	}
+}
+
+// TestSealedURLWithoutPassword: a URL is sealed by the rule of its form,
+// not by whether it holds a password: a keyed writer seals a URL without
+// one, and a sealed store refuses one put in clear by hand, which would
+// otherwise send the tenant's connections (their password taken from
+// PGPASSWORD or .pgpass) to whoever wrote it.
+func TestSealedURLWithoutPassword(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			kr := testRing(t, "k1")
+			quiet := slog.New(slog.DiscardHandler)
+			s := open(kr, quiet)
+			info := map[string]string{
+				KeyPostgresURL: "postgres://app@db.internal:5432/one",
+				"HOOK_URL":     "https://hooks.internal/one",
+				"REGION":       "eu-west",
+			}
+			if _, err := s.Create(ctx, Tenant{ID: "t1", DeployInfo: info}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Create(ctx, newTenant("t2", "two")); err != nil {
+				t.Fatal(err)
+			}
+			noSecrets(t, "after create", raw(), "app@db.internal", "hooks.internal")
+			if got := mustGet(t, open(kr, quiet), "t1"); got.PostgresURL() != info[KeyPostgresURL] || got.DeployInfo["HOOK_URL"] != info["HOOK_URL"] {
+				t.Fatalf("t1 = %v, want the plaintext back", got.DeployInfo)
+			}
+			if _, err := s.(Rekeyer).Rekey(ctx); err != nil { // marks Redis as sealed all through
+				t.Fatal(err)
+			}
+
+			for _, field := range []string{KeyPostgresURL, "HOOK_URL"} {
+				putInClear(t, s, "t1", field, "postgres://u@evil.example/db")
+				_, err := refusedByFresh(t, s, open, kr, quiet, "t1")
+				var pe *PlaintextError
+				if !errors.Is(err, ErrPlaintext) || !errors.As(err, &pe) || pe.Tenant != "t1" || pe.Field != field {
+					t.Fatalf("%s without a password in clear: %v; want a *PlaintextError for t1's %s", field, err, field)
+				}
+				if strings.Contains(err.Error(), "evil.example") {
+					t.Fatalf("the error shows the value: %v", err)
+				}
+				putInClear(t, s, "t1", field, info[field]) // as the next round expects
+			}
+		})
+	}
+}
+
+// refusedByFresh opens a new process on the store s is on, with keys, and
+// returns what it answers for tenant id.
+func refusedByFresh(t *testing.T, s Store, open func(*keyring.Keyring, *slog.Logger, ...bool) Store, kr *keyring.Keyring, log *slog.Logger, id string) (Tenant, error) {
+	t.Helper()
+	if f, ok := s.(*File); ok {
+		fresh, err := OpenFile(context.Background(), f.Path(), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(log))
+		if err != nil {
+			return Tenant{}, err
+		}
+		defer fresh.Close()
+		return fresh.Get(context.Background(), id)
+	}
+	return open(kr, log).Get(context.Background(), id)
+}
