@@ -118,9 +118,11 @@
 // file: it holds sealed values), a process with keys refuses a secret in
 // clear (ErrPlaintext, a *PlaintextError naming the tenant and the key):
 // someone who can write the store but has no key could otherwise point a
-// tenant at a server of theirs. Rekey reads such a secret, and seals it
-// (a file that holds one opens only WithFilePlaintextAllowed, as
-// tenantsql tenants rekey opens it). Sealing cannot tell a
+// tenant at a server of theirs. The refusal is the tenant's alone: it is
+// left out (or kept as this process last read it), Get returns the error,
+// the line is logged, and the other tenants are served and written (a
+// file store carries the refused record over as it is). Rekey reads such
+// a secret, and seals it. Sealing cannot tell a
 // tenant's current sealed value from an older one put back in its place;
 // see SECURITY.md.
 //

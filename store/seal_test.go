@@ -237,19 +237,46 @@ func TestSealedRefusesPlaintext(t *testing.T) {
 			}
 			switch s := s.(type) {
 			case *File:
-				// The process that read the file sealed refuses it, as a
-				// new one does: it keeps the tenants it had, and cannot
-				// write until the file is fixed.
-				if _, err := s.Update(ctx, newTenant("t2", "two")); err == nil {
-					t.Fatal("Update over a file with a secret in clear: no error")
-				} else {
-					checkErr("Update", err)
+				// The process that read the file sealed refuses t1
+				// alone, as a new one does: it keeps t1 as it had it,
+				// and the other tenants are served and written; a
+				// write carries t1's record over as it is.
+				if _, err := s.Update(ctx, newTenant("t2", "two")); err != nil {
+					t.Fatalf("Update of t2 over a file with t1 in clear: %v", err)
 				}
 				if got := mustGet(t, s, "t1"); got.PostgresURL() != dbInfo("t1")[KeyPostgresURL] {
 					t.Fatalf("t1 = %s, want it as it was before the file was changed", got)
 				}
-				_, err := OpenFile(ctx, s.Path(), WithFilePollInterval(0), WithFileKeys(kr))
-				checkErr("OpenFile", err)
+				if !strings.Contains(raw(), "evil-pw") {
+					t.Fatalf("the write did not carry t1's record over:\n%s", raw())
+				}
+				var logs testenv.LogBuffer
+				fresh, err := OpenFile(ctx, s.Path(), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+				if err != nil {
+					t.Fatalf("OpenFile of a file with t1 in clear: %v", err)
+				}
+				defer fresh.Close()
+				_, err = fresh.Get(ctx, "t1")
+				checkErr("Get", err)
+				if got := mustList(t, fresh); len(got) != 1 || got[0].ID != "t2" || got[0].PostgresURL() != dbInfo("two")[KeyPostgresURL] {
+					t.Fatalf("List = %v, want t2 only: t1 refused", got)
+				}
+				if l := logs.String(); !strings.Contains(l, `tenant \"t1\"`) || !strings.Contains(l, "POSTGRES_URL") || strings.Contains(l, "evil") {
+					t.Fatalf("log does not name t1 and its key, or shows the value:\n%s", l)
+				}
+				for what, err := range map[string]error{
+					"Create": func() error { _, err := fresh.Create(ctx, newTenant("t1", "again")); return err }(),
+					"Update": func() error { _, err := fresh.Update(ctx, newTenant("t1", "again")); return err }(),
+					"Delete": func() error { _, err := fresh.Delete(ctx, "t1"); return err }(),
+				} {
+					checkErr(what+" of the refused tenant", err)
+				}
+				if _, err := fresh.Create(ctx, newTenant("t3", "three")); err != nil {
+					t.Fatalf("Create of t3 over a file with t1 in clear: %v", err)
+				}
+				if after := raw(); !strings.Contains(after, "evil-pw") || strings.Contains(after, "hunter2") {
+					t.Fatalf("want t1 carried over as it was, t3 sealed:\n%s", after)
+				}
 			case *Redis:
 				fresh := open(kr, quiet) // a process that reads the sealed key
 				_, err := fresh.Get(ctx, "t1")
@@ -571,4 +598,40 @@ func refusedByFresh(t *testing.T, s Store, open func(*keyring.Keyring, *slog.Log
 		return fresh.Get(context.Background(), id)
 	}
 	return open(kr, log).Get(context.Background(), id)
+}
+
+// TestFileRekeysRefused: a process that refuses a tenant of its file (a
+// secret in clear among sealed ones) seals it when it rekeys, and serves
+// it from then.
+func TestFileRekeysRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tenants.json")
+	kr := testRing(t, "k1")
+	quiet := WithFileLogger(slog.New(slog.DiscardHandler))
+	w, err := OpenFile(ctx, path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Create(ctx, newTenant("t1", "one")); err != nil {
+		t.Fatal(err)
+	}
+	const byHand = "postgres://app@db.internal/t2"
+	putInClear(t, w, "t2", KeyPostgresURL, byHand)
+	s, err := OpenFile(ctx, path, WithFilePollInterval(0), WithFileKeys(kr), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Get(ctx, "t2"); !errors.Is(err, ErrPlaintext) {
+		t.Fatalf("Get(t2) = %v, want ErrPlaintext", err)
+	}
+	res, err := s.Rekey(ctx)
+	if err != nil || res.Sealed != 1 || res.Tenants != 2 {
+		t.Fatalf("Rekey = %v, %v; want t2 sealed", res, err)
+	}
+	noSecrets(t, "after rekey", mustRead(t, path), "app@db.internal")
+	if got := mustGet(t, s, "t2"); got.PostgresURL() != byHand {
+		t.Fatalf("t2 after rekey = %s", got)
+	}
 }
