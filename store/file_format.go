@@ -91,9 +91,9 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, a
 
 // atRest says how a file holds secrets.
 type atRest struct {
-	sealed bool      // some value is sealed
+	sealed bool                   // some value is sealed
 	plain  map[string]plainRecord // tenants with a secret in clear, by id
-	cache  sealCache // the sealed values opened, with their plaintext
+	cache  sealCache              // the sealed values opened, with their plaintext
 }
 
 // A plainRecord is a tenant of the file that holds a secret in clear.
