@@ -126,6 +126,13 @@
 // tenant's current sealed value from an older one put back in its place;
 // see SECURITY.md.
 //
+// Encryption is turned on across a fleet by giving every process the keys
+// first, then running tenantsql tenants rekey: from the first sealed write
+// until the rollout ends, processes without keys can neither open the
+// sealed tenants nor write. Rekey checks its primary key before it marks a
+// Redis store. No command decrypts a store (the README says how to go
+// back).
+//
 // A key is rotated in four steps across a fleet: add it as a secondary
 // key everywhere, then make it the primary everywhere, then run
 // tenantsql tenants rekey, then drop the old key (the README says why in

@@ -44,6 +44,20 @@ type RekeyResult struct {
 // errRekeyNoKeys: Rekey on a store without keys.
 var errRekeyNoKeys = errors.New("rekey needs keys: open the store with keys (TENANTSQL_KEYS, store URL option keys=env or keys_file=PATH)")
 
+// checkPrimary returns the id of kr's primary key once it has sealed a
+// value with it: a provider that cannot hand it out (a KMS unreachable, a
+// key of the wrong size) fails here, before Rekey changes anything.
+func checkPrimary(kr *keyring.Keyring) (string, error) {
+	primary, err := kr.PrimaryID()
+	if err != nil {
+		return "", fmt.Errorf("rekey: the primary key: %w", err)
+	}
+	if _, err := kr.Seal("", "", ""); err != nil {
+		return "", fmt.Errorf("rekey: seal with the primary key %q: %w", primary, err)
+	}
+	return primary, nil
+}
+
 // needsRekey reports whether the deploy info of tenant id, as it is at
 // rest, holds a secret in clear or a value sealed with a key other than
 // primary.
@@ -65,7 +79,7 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 	if f.kr == nil {
 		return RekeyResult{}, f.errorf("%w", errRekeyNoKeys)
 	}
-	primary, err := f.kr.PrimaryID()
+	primary, err := checkPrimary(f.kr)
 	if err != nil {
 		return RekeyResult{}, f.errorf("%w", err)
 	}
@@ -132,14 +146,17 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if err := r.checkOpen(); err != nil {
 		return RekeyResult{}, err
 	}
-	// Marked first, so that no process without keys writes a secret in
-	// clear behind the pass (see writable).
-	if err := r.c.SetNX(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
-		return RekeyResult{}, r.errorf("rekey: %w", err)
-	}
-	primary, err := r.kr.PrimaryID()
+	// The primary key is checked before the store is marked: a rekey
+	// that cannot seal must not leave every process without keys unable
+	// to write.
+	primary, err := checkPrimary(r.kr)
 	if err != nil {
 		return RekeyResult{}, r.errorf("%w", err)
+	}
+	// Marked before the pass, so that no process without keys writes a
+	// secret in clear behind it (see writable).
+	if err := r.c.SetNX(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
+		return RekeyResult{}, r.errorf("rekey: %w", err)
 	}
 	res := RekeyResult{KeyID: primary}
 	ids, err := r.c.HKeys(ctx, r.keys.tenants).Result()

@@ -278,3 +278,48 @@ func putRaw(t *testing.T, s Store, kr *keyring.Keyring, tn Tenant) {
 		t.Fatalf("putRaw: %T", s)
 	}
 }
+
+// brokenProvider is a key provider that cannot hand out its primary key:
+// a KMS that cannot be reached, or one that answers with a short key.
+type brokenProvider struct{ short bool }
+
+var errProviderDown = errors.New("kms unreachable")
+
+func (p brokenProvider) PrimaryKey() (keyring.Key, error) {
+	if p.short {
+		return keyring.Key{ID: "k1", Secret: []byte("short")}, nil
+	}
+	return keyring.Key{}, errProviderDown
+}
+
+func (p brokenProvider) Key(id string) (keyring.Key, error) { return p.PrimaryKey() }
+
+// TestRekeyBrokenProvider: a rekey whose primary key cannot be had fails
+// before it marks the store as sealed, so that processes without keys go
+// on writing.
+func TestRekeyBrokenProvider(t *testing.T) {
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			ctx := context.Background()
+			url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+			none := openRedis(t, url, prefix)
+			if _, err := none.Create(ctx, newTenant("t1", "one")); err != nil {
+				t.Fatal(err)
+			}
+			broken := openRedis(t, url, prefix, WithRedisKeys(keyring.New(brokenProvider{short: short})))
+			res, err := broken.Rekey(ctx)
+			if err == nil {
+				t.Fatalf("Rekey with a broken key provider = %v, want an error", res)
+			}
+			if !short && !errors.Is(err, errProviderDown) {
+				t.Fatalf("Rekey: %v, want the provider's error", err)
+			}
+			if n, err := rawRedis(t, url).Exists(ctx, newRedisKeys(prefix).sealed).Result(); err != nil || n != 0 {
+				t.Fatalf("the sealed key exists (%d, %v) after a rekey that could not seal", n, err)
+			}
+			if _, err := none.Create(ctx, newTenant("t2", "two")); err != nil {
+				t.Fatalf("a process without keys cannot write after a failed rekey: %v", err)
+			}
+		})
+	}
+}
