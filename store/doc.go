@@ -110,8 +110,10 @@
 // driver's ErrTenantConfig naming the key, Tenant.IsSealed reports it, and
 // the other tenants and the Redis follower carry on. Writing the tenant
 // again, or configuring its key, makes it usable. A process without keys
-// refuses to write into a store that holds sealed values (ErrNoKeys), so
-// no password is written in clear among sealed ones; records written in
+// refuses to create or update a tenant in a store that holds sealed
+// values (ErrNoKeys), so no password is written in clear among sealed
+// ones (a tenantsql older than sealing does not check); it may delete
+// one, which writes no secret; records written in
 // clear before keys were configured are read as before, and sealed at
 // their next write (tenantsql tenants rekey seals every one). Once a
 // store is sealed all through (Redis: a rekey left no secret in clear; a

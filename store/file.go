@@ -435,12 +435,16 @@ func (f *File) pollLoop() {
 // on disk, writes it, and only then makes it current and tells watchers.
 // If the write fails nothing changes.
 func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error)) error {
-	return f.mutateFile(ctx, false, fn)
+	return f.mutateFile(ctx, false, true, fn)
 }
 
 // mutateFile is mutate; allowPlain reads a file with secrets in clear
-// although the process is strict, for Rekey.
-func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) (Event, bool, error)) error {
+// although the process is strict, for Rekey. puts says that fn may put a
+// secret into the state: a process without keys is refused such a write
+// into a file that holds sealed values (ErrNoKeys). A delete puts none,
+// and the values it cannot open are written back as they were read,
+// sealed, so a process without keys may delete, as on Redis.
+func (f *File) mutateFile(ctx context.Context, allowPlain, puts bool, fn func(*state) (Event, bool, error)) error {
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	target := f.target()
@@ -459,7 +463,7 @@ func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) 
 	if err := f.refreshLocked(allowPlain); err != nil {
 		return err
 	}
-	if f.kr == nil && f.holdsSealed() {
+	if puts && f.kr == nil && f.holdsSealed() {
 		return f.errorf("%w", ErrNoKeys)
 	}
 	next := f.st.clone()
@@ -529,7 +533,7 @@ func (f *File) Delete(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	var deleted bool
-	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+	err := f.mutateFile(ctx, false, false, func(st *state) (Event, bool, error) {
 		if err := f.refusedErr(st, id); err != nil {
 			return Event{}, false, err
 		}

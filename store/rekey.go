@@ -87,7 +87,7 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 		return RekeyResult{}, f.errorf("%w", err)
 	}
 	res := RekeyResult{KeyID: primary}
-	err = f.mutateFile(ctx, true, func(st *state) (Event, bool, error) {
+	err = f.mutateFile(ctx, true, true, func(st *state) (Event, bool, error) {
 		res = RekeyResult{KeyID: primary, Tenants: len(st.tenants)}
 		var doc fileDoc
 		if f.known != nil {

@@ -34,8 +34,9 @@ import (
 // SECURITY.md.
 
 // ErrNoKeys: the store holds sealed values and this process has no keys.
-// A write is refused with it, as it would put passwords in clear into a
-// store whose other tenants are sealed.
+// A create or update is refused with it, as it would put passwords in
+// clear into a store whose other tenants are sealed. A delete is not: it
+// writes no secret.
 var ErrNoKeys = errors.New("the store holds sealed secrets and this process has no keys: set TENANTSQL_KEYS (store URL option keys=env, or keys_file=PATH)")
 
 // ErrPlaintext: a secret value is in clear in a store whose secrets are

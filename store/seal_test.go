@@ -169,6 +169,15 @@ func TestSealedAtRest(t *testing.T) {
 			if _, err := none.Update(ctx, Tenant{ID: "t2", DeployInfo: dbInfo("two")}); !errors.Is(err, ErrNoKeys) {
 				t.Fatalf("Update without keys in a sealed store: %v, want ErrNoKeys", err)
 			}
+			// It may delete, which writes no secret, on either store:
+			// the values it cannot open stay as they were, sealed.
+			if ok, err := none.Delete(ctx, "t2"); err != nil || !ok {
+				t.Fatalf("Delete without keys in a sealed store = %v, %v; want it deleted", ok, err)
+			}
+			noSecrets(t, "after a delete without keys", raw(), "hunter2", "newpass-2", "tok-secret-1")
+			if got := mustList(t, open(testRing(t, "k1"), quiet)); len(got) != 1 || got[0].PostgresURL() != info[KeyPostgresURL] {
+				t.Fatalf("after a delete without keys List = %v, want t1 as it was", got)
+			}
 			// A writer cannot pass a sealed value off as plaintext.
 			_, err = k1.Create(ctx, Tenant{ID: "t4", DeployInfo: map[string]string{KeyPostgresURL: "postgres://db/four", "API_TOKEN": ts[0].DeployInfo["API_TOKEN"]}})
 			if !errors.Is(err, ErrInvalid) {
