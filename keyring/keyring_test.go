@@ -166,7 +166,8 @@ func TestParseKeysErrorsHideKeys(t *testing.T) {
 		{"key with + / before id", plus + ":k1", "entry 1: it reads as KEY:ID, the wrong way round"},
 		{"key as the id, short key", url + ":" + base64.StdEncoding.EncodeToString([]byte("short")), "entry 1: the key is 5 bytes, want 32"},
 		{"key as the id, key not base64", "k1:" + std + "," + url + ":%%", "entry 2: the key (after the colon) is not base64"},
-		{"key as a duplicate id", url + ":" + std + "," + url + ":" + std, "entry 2 has the id of entry 1"},
+		{"key as the id", good + "," + url + ":" + std, "entry 2: the id (before the colon) reads as a key"},
+		{"padded key as the id", good + "," + std + ":" + url, "entry 2: the id (before the colon) is not"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,7 +82,9 @@ func (s *Static) IDs() []string {
 // lines starting with # are ignored. Errors name the entry by its
 // position (entry 1 is the first) and say what is wrong with it, never
 // showing any of it: an entry written the wrong way round (KEY:ID) would
-// otherwise have its key shown as its id.
+// otherwise have its key shown as its id. An id that is itself a key (it
+// decodes to KeySize bytes, as in KEYA:KEYB) is refused: ids are written
+// in clear into every sealed value.
 func ParseKeys(text string) (*Static, error) {
 	var keys []Key
 	n := 0
@@ -132,6 +134,12 @@ func checkEntry(id, b64 string) error {
 	}
 	if len(secret) != KeySize {
 		return fmt.Errorf("the key is %d bytes, want %d (AES-256; make one with: openssl rand -base64 32)", len(secret), KeySize)
+	}
+	// KEYA:KEYB, a key pasted where the id goes: the id is written in
+	// clear into every value sealed with the key, so key material there
+	// would be at rest beside every ciphertext.
+	if k, err := decodeKey(id); err == nil && len(k) == KeySize {
+		return errors.New("the id (before the colon) reads as a key: ids are written in clear into every sealed value, so give a short name (k1, 2026-01, ...), as ID:BASE64KEY")
 	}
 	return nil
 }

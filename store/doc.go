@@ -90,12 +90,14 @@
 // connect to every tenant's database. Given keys (package keyring:
 // WithFileKeys, WithRedisKeys, Open's WithKeys, or the URL option keys=env,
 // which reads TENANTSQL_KEYS, or keys_file=PATH), a store seals every value
-// of deploy_info that Tenant.Redacted would hide (postgres:// URLs with a
-// password, values under keys that name a secret) with AES-256-GCM when
-// it writes a tenant, and opens it when it reads one. URLs are sealed
-// whole, host and database included, so that nobody without the key can
-// point a tenant's password at another server. Other values stay in
-// clear. What the store holds in memory, and what watchers, the driver and
+// of deploy_info that is a URL (it holds "://", whatever the scheme, and
+// whether or not it holds a password), a DSN with a password, the
+// tenant's POSTGRES_URL, or the value of a key that names a secret (as
+// Tenant.Redacted hides it) with AES-256-GCM when it writes a tenant, and
+// opens it when it reads one. URLs are sealed whole, host and database
+// included, so that nobody without the key can point a tenant at another
+// server, not even one whose URL holds no password (PGPASSWORD or .pgpass
+// supplies it). Other values stay in clear. What the store holds in memory, and what watchers, the driver and
 // hooks see, is plaintext: the cost is paid when tenants are read or
 // followed, never per query.
 //
@@ -108,19 +110,30 @@
 // driver's ErrTenantConfig naming the key, Tenant.IsSealed reports it, and
 // the other tenants and the Redis follower carry on. Writing the tenant
 // again, or configuring its key, makes it usable. A process without keys
-// refuses to write into a store that holds sealed values (ErrNoKeys), so
-// no password is written in clear among sealed ones; records written in
+// refuses to create or update a tenant in a store that holds sealed
+// values (ErrNoKeys), so no password is written in clear among sealed
+// ones (a tenantsql older than sealing does not check); it may delete
+// one, which writes no secret; records written in
 // clear before keys were configured are read as before, and sealed at
 // their next write (tenantsql tenants rekey seals every one). Once a
 // store is sealed all through (Redis: a rekey left no secret in clear; a
 // file: it holds sealed values), a process with keys refuses a secret in
 // clear (ErrPlaintext, a *PlaintextError naming the tenant and the key):
 // someone who can write the store but has no key could otherwise point a
-// tenant at a server of theirs. Rekey reads such a secret, and seals it
-// (a file that holds one opens only WithFilePlaintextAllowed, as
-// tenantsql tenants rekey opens it). Sealing cannot tell a
+// tenant at a server of theirs. The refusal is the tenant's alone: it is
+// left out (or kept as this process last read it), Get returns the error,
+// the line is logged, and the other tenants are served and written (a
+// file store carries the refused record over as it is). Rekey reads such
+// a secret, and seals it. Sealing cannot tell a
 // tenant's current sealed value from an older one put back in its place;
 // see SECURITY.md.
+//
+// Encryption is turned on across a fleet by giving every process the keys
+// first, then running tenantsql tenants rekey: from the first sealed write
+// until the rollout ends, processes without keys can neither open the
+// sealed tenants nor write. Rekey checks its primary key before it marks a
+// Redis store. No command decrypts a store (the README says how to go
+// back).
 //
 // A key is rotated in four steps across a fleet: add it as a secondary
 // key everywhere, then make it the primary everywhere, then run

@@ -10,6 +10,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +63,11 @@ type File struct {
 	// cache holds the sealed form of the secrets last read or written, so
 	// that a write seals again only those that changed.
 	cache sealCache
+	// refused holds the tenants of the file that this process refuses, a
+	// secret in clear among sealed ones (see parse), by id: each is left
+	// out of st, or kept there as last read, and a write carries its
+	// record over as the file holds it.
+	refused map[string]plainRecord
 
 	done chan struct{}  // closed by Close, to stop pollLoop
 	wg   sync.WaitGroup // pollLoop
@@ -144,24 +151,82 @@ func (f *File) load() ([]byte, os.FileInfo, error) {
 // A process with keys refuses a secret in clear in a file that holds
 // sealed values, or that it has seen or written sealed (strict), unless
 // allowPlain (Rekey, which seals it) or f.plain: every write of a process
-// with keys seals every secret, and one without keys does not write into
-// a file that holds sealed values, so such a secret was written by hand,
-// or by someone without the key, who could thus point a tenant at a
-// server of theirs. f.mu is held, or f is being opened.
+// with keys seals every secret, and one of this version without keys
+// does not write into a file that holds sealed values, so such a secret
+// was written by hand, by an older tenantsql, or by someone without the
+// key, who could thus point a tenant at a server of theirs. It refuses
+// that tenant alone, as the Redis store does a record: the tenant is
+// left out, or kept as this process last read it, and logged with its
+// *PlaintextError (f.refused); the others are served, and written. f.mu
+// is held, or f is being opened.
 func (f *File) parse(data []byte, allowPlain bool) (state, error) {
 	st, unopened, at, err := decodeFile(data, f.kr)
 	if err != nil {
 		return state{}, f.errorf("%w", err)
 	}
+	f.refused = nil
 	if f.kr != nil && len(at.plain) > 0 && (at.sealed || f.strict) && !allowPlain && !f.plain {
-		return state{}, f.errorf("%w", at.plain[0])
+		f.refused = at.plain
+		errs := make([]error, 0, len(at.plain))
+		for id, pr := range at.plain {
+			delete(st.tenants, id)
+			if old, ok := f.st.tenants[id]; ok {
+				st.tenants[id] = old
+			}
+			errs = append(errs, pr.err)
+		}
+		logRefused(f.log, f.path, errs)
 	}
-	if f.kr != nil && at.sealed && len(at.plain) == 0 {
+	if f.kr != nil && at.sealed {
 		f.strict = true
 	}
 	f.cache = at.cache
 	logUnopened(f.log, f.path, unopened)
 	return st, nil
+}
+
+// refusedErr returns the error for tenant id if this process refuses it
+// and st does not hold it as last read, or nil. f.mu is held.
+func (f *File) refusedErr(st *state, id string) error {
+	if pr, ok := f.refused[id]; ok {
+		if _, known := st.tenants[id]; !known {
+			return f.errorf("%w", pr.err)
+		}
+	}
+	return nil
+}
+
+// carried returns the records of the refused tenants that next leaves as
+// f.st has them: a write carries them over as the file holds them, so
+// that it neither fails nor drops nor changes a tenant it did not touch.
+// A refused tenant the write changed (an update or a delete of the one
+// kept as last read) is written as next has it. f.mu is held.
+func (f *File) carried(next state) map[string]fileTenant {
+	var carry map[string]fileTenant
+	for id, pr := range f.refused {
+		prev, had := f.st.tenants[id]
+		cur, has := next.tenants[id]
+		if had != has || had && !sameFileTenant(prev, cur) {
+			continue
+		}
+		if carry == nil {
+			carry = make(map[string]fileTenant, len(f.refused))
+		}
+		carry[id] = pr.raw
+	}
+	return carry
+}
+
+// logRefused logs the tenants refused for a secret in clear, in one line,
+// as logUnopened does: the tenant and the key, never the value.
+func logRefused(log *slog.Logger, store string, errs []error) {
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	shown := make([]string, 0, min(len(errs), maxLoggedUnopened))
+	for _, err := range errs[:min(len(errs), maxLoggedUnopened)] {
+		shown = append(shown, err.Error())
+	}
+	log.Error("tenantsql: store: skipping tenants with a secret in clear in a sealed store; the others are served",
+		"store", store, "tenants", len(errs), "errors", shown)
 }
 
 // unwrapPathError drops the *fs.PathError wrapper, whose message repeats
@@ -175,9 +240,9 @@ func unwrapPathError(err error) error {
 }
 
 // and the hash of what it wrote.
-func (f *File) write(st state) (os.FileInfo, [sha256.Size]byte, error) {
+func (f *File) write(st state, carry map[string]fileTenant) (os.FileInfo, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
-	data, cache, err := encodeFile(st, f.kr, f.cache)
+	data, cache, err := encodeFile(st, f.kr, f.cache, carry)
 	if err != nil {
 		return nil, none, f.errorf("encode: %w", err)
 	}
@@ -278,7 +343,9 @@ func (f *File) refreshLocked(allowPlain bool) error {
 		return err
 	}
 	sum := sha256.Sum256(data)
-	if f.known != nil && sum == f.sum {
+	// Rekey reads again a file whose tenants this process refused, so
+	// as to seal them.
+	if f.known != nil && sum == f.sum && !(allowPlain && len(f.refused) > 0) {
 		f.known = fi
 		return nil
 	}
@@ -323,12 +390,14 @@ func holdsSecret(st state) bool {
 }
 
 func equalTenants(a, b map[string]Tenant) bool {
-	return maps.EqualFunc(a, b, func(x, y Tenant) bool {
-		// CreatedAt too: another process that deletes a tenant and
-		// creates it again leaves its version and often its deploy info
-		// as they were, and only the creation time tells.
-		return x.Version == y.Version && x.CreatedAt.Equal(y.CreatedAt) && maps.Equal(x.DeployInfo, y.DeployInfo)
-	})
+	return maps.EqualFunc(a, b, sameFileTenant)
+}
+
+func sameFileTenant(x, y Tenant) bool {
+	// CreatedAt too: another process that deletes a tenant and creates
+	// it again leaves its version and often its deploy info as they
+	// were, and only the creation time tells.
+	return x.Version == y.Version && x.CreatedAt.Equal(y.CreatedAt) && maps.Equal(x.DeployInfo, y.DeployInfo)
 }
 
 func (f *File) pollLoop() {
@@ -366,12 +435,16 @@ func (f *File) pollLoop() {
 // on disk, writes it, and only then makes it current and tells watchers.
 // If the write fails nothing changes.
 func (f *File) mutate(ctx context.Context, fn func(*state) (Event, bool, error)) error {
-	return f.mutateFile(ctx, false, fn)
+	return f.mutateFile(ctx, false, true, fn)
 }
 
 // mutateFile is mutate; allowPlain reads a file with secrets in clear
-// although the process is strict, for Rekey.
-func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) (Event, bool, error)) error {
+// although the process is strict, for Rekey. puts says that fn may put a
+// secret into the state: a process without keys is refused such a write
+// into a file that holds sealed values (ErrNoKeys). A delete puts none,
+// and the values it cannot open are written back as they were read,
+// sealed, so a process without keys may delete, as on Redis.
+func (f *File) mutateFile(ctx context.Context, allowPlain, puts bool, fn func(*state) (Event, bool, error)) error {
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	target := f.target()
@@ -390,7 +463,7 @@ func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) 
 	if err := f.refreshLocked(allowPlain); err != nil {
 		return err
 	}
-	if f.kr == nil && f.holdsSealed() {
+	if puts && f.kr == nil && f.holdsSealed() {
 		return f.errorf("%w", ErrNoKeys)
 	}
 	next := f.st.clone()
@@ -398,9 +471,15 @@ func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) 
 	if err != nil || !changed {
 		return err
 	}
-	fi, sum, err := f.write(next)
+	carry := f.carried(next)
+	fi, sum, err := f.write(next, carry)
 	if err != nil {
 		return err
+	}
+	for id := range f.refused {
+		if _, ok := carry[id]; !ok {
+			delete(f.refused, id) // written again, sealed
+		}
 	}
 	f.st, f.known, f.sum = next, fi, sum
 	if f.kr != nil && holdsSecret(next) {
@@ -416,6 +495,9 @@ func (f *File) mutateFile(ctx context.Context, allowPlain bool, fn func(*state) 
 func (f *File) Create(ctx context.Context, t Tenant) (Tenant, error) {
 	var out Tenant
 	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+		if err := f.refusedErr(st, t.ID); err != nil {
+			return Event{}, false, err
+		}
 		var ev Event
 		var err error
 		out, ev, err = st.create(t, now())
@@ -431,6 +513,9 @@ func (f *File) Create(ctx context.Context, t Tenant) (Tenant, error) {
 func (f *File) Update(ctx context.Context, t Tenant) (Tenant, error) {
 	var out Tenant
 	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+		if err := f.refusedErr(st, t.ID); err != nil {
+			return Event{}, false, err
+		}
 		var ev Event
 		var err error
 		out, ev, err = st.update(t, now())
@@ -448,13 +533,29 @@ func (f *File) Delete(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	var deleted bool
-	err := f.mutate(ctx, func(st *state) (Event, bool, error) {
+	err := f.mutateFile(ctx, false, false, func(st *state) (Event, bool, error) {
+		if err := f.refusedErr(st, id); err != nil {
+			return Event{}, false, err
+		}
 		var ev Event
 		var err error
 		ev, deleted, err = st.delete(id)
 		return ev, deleted, err
 	})
 	return deleted && err == nil, err
+}
+
+// Get implements Store. A tenant this process refuses, and did not know
+// before, is the *PlaintextError that says why, as on Redis.
+func (f *File) Get(ctx context.Context, id string) (Tenant, error) {
+	if err := f.lock(); err != nil {
+		return Tenant{}, err
+	}
+	defer f.mu.Unlock()
+	if err := f.refusedErr(&f.st, id); err != nil {
+		return Tenant{}, err
+	}
+	return f.st.get(id)
 }
 
 // Ping implements Store: the file must still be there and readable.

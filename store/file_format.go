@@ -63,7 +63,10 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, a
 		}
 		at.sealed = at.sealed || hasSealed(t.DeployInfo)
 		if err := checkNoPlaintext(id, t.DeployInfo); err != nil {
-			at.plain = append(at.plain, err)
+			if at.plain == nil {
+				at.plain = make(map[string]plainRecord)
+			}
+			at.plain[id] = plainRecord{err: err, raw: ft}
 		}
 		info, openErr := openInfo(kr, id, t.DeployInfo)
 		for k, v := range t.DeployInfo {
@@ -88,9 +91,15 @@ func decodeFile(data []byte, kr *keyring.Keyring) (st state, unopened []error, a
 
 // atRest says how a file holds secrets.
 type atRest struct {
-	sealed bool      // some value is sealed
-	plain  []error   // *PlaintextError values: tenants with a secret in clear
-	cache  sealCache // the sealed values opened, with their plaintext
+	sealed bool                   // some value is sealed
+	plain  map[string]plainRecord // tenants with a secret in clear, by id
+	cache  sealCache              // the sealed values opened, with their plaintext
+}
+
+// A plainRecord is a tenant of the file that holds a secret in clear.
+type plainRecord struct {
+	err error      // a *PlaintextError
+	raw fileTenant // the tenant as the file holds it
 }
 
 // checkDuplicateKeys rejects an object that names a key twice, anywhere in
@@ -201,7 +210,8 @@ func describeJSONError(data []byte, err error) error {
 // secret values sealed with kr; those cache holds sealed with the primary
 // key are not sealed again (see sealCache). next holds the sealed form of
 // every secret value written; it is nil without kr. cache may be nil.
-func encodeFile(st state, kr *keyring.Keyring, cache sealCache) (data []byte, next sealCache, err error) {
+// The tenants in carry are written as they are there, in place of st's.
+func encodeFile(st state, kr *keyring.Keyring, cache sealCache, carry map[string]fileTenant) (data []byte, next sealCache, err error) {
 	var primary string
 	if kr != nil {
 		if primary, err = kr.PrimaryID(); err != nil {
@@ -210,7 +220,13 @@ func encodeFile(st state, kr *keyring.Keyring, cache sealCache) (data []byte, ne
 		next = make(sealCache, len(cache))
 	}
 	doc := fileDoc{Version: st.version, Tenants: make(map[string]fileTenant, len(st.tenants))}
+	for id, ft := range carry {
+		doc.Tenants[id] = ft
+	}
 	for id, t := range st.tenants {
+		if _, ok := carry[id]; ok {
+			continue
+		}
 		info, err := sealCached(kr, primary, id, t.DeployInfo, cache, next)
 		if err != nil {
 			return nil, nil, err

@@ -25,9 +25,11 @@ type fileOptions struct {
 // cannot be written.
 func WithFileKeys(kr *keyring.Keyring) FileOption { return func(o *fileOptions) { o.keys = kr } }
 
-// WithFilePlaintextAllowed makes a store with keys read a file whose
-// secrets are sealed but for some in clear, which it otherwise refuses
-// (ErrPlaintext): for tenantsql tenants rekey, which seals them (File.Rekey
+// WithFilePlaintextAllowed makes a store with keys read the tenants of a
+// file whose secrets are sealed but for theirs, in clear, which it
+// otherwise refuses one by one (ErrPlaintext: each is left out, Get
+// returns the error, writes carry its record over as it is, the others
+// are served): for tenantsql tenants rekey, which seals them (File.Rekey
 // reads them in any case). A file so written is not one a process with
 // keys wrote: an operator's hand edit, or someone with write access to the
 // file but no key; check which before sealing it.

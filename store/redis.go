@@ -32,7 +32,9 @@ import (
 //	                   and the id of the stream entry ("v ms-seq")
 //	{PREFIX}:sealed    set to 1 by the first write of a process with
 //	                   keys (WithRedisKeys): processes without keys then
-//	                   refuse to write (ErrNoKeys); set to "all" by a
+//	                   refuse to create or update (ErrNoKeys; deletes
+//	                   write no secret, and older tenantsql versions do
+//	                   not check the key); set to "all" by a
 //	                   rekey that left no secret in clear: processes with
 //	                   keys then refuse a secret in clear (ErrPlaintext)
 //

@@ -19,9 +19,12 @@ type Rekeyer interface {
 	// idempotent, and a run cut short leaves every tenant either as it
 	// was or done: running it again finishes. It changes no tenant's
 	// content or version and sends no event, so other processes keep
-	// serving and no hook runs. A tenant whose values cannot be opened,
-	// or whose record does not decode, is left as it is and reported in
-	// RekeyResult.Failed; the others are rekeyed all the same.
+	// serving and no hook runs. Every tenant is opened, so that a value
+	// altered at rest is found. A tenant whose values cannot be opened
+	// has its secrets in clear sealed, its sealed values kept as they
+	// are, and is reported in RekeyResult.Failed, as is one whose record
+	// does not decode (left as it is); the others are rekeyed all the
+	// same.
 	Rekey(ctx context.Context) (RekeyResult, error)
 }
 
@@ -44,6 +47,20 @@ type RekeyResult struct {
 // errRekeyNoKeys: Rekey on a store without keys.
 var errRekeyNoKeys = errors.New("rekey needs keys: open the store with keys (TENANTSQL_KEYS, store URL option keys=env or keys_file=PATH)")
 
+// checkPrimary returns the id of kr's primary key once it has sealed a
+// value with it: a provider that cannot hand it out (a KMS unreachable, a
+// key of the wrong size) fails here, before Rekey changes anything.
+func checkPrimary(kr *keyring.Keyring) (string, error) {
+	primary, err := kr.PrimaryID()
+	if err != nil {
+		return "", fmt.Errorf("rekey: the primary key: %w", err)
+	}
+	if _, err := kr.Seal("", "", ""); err != nil {
+		return "", fmt.Errorf("rekey: seal with the primary key %q: %w", primary, err)
+	}
+	return primary, nil
+}
+
 // needsRekey reports whether the deploy info of tenant id, as it is at
 // rest, holds a secret in clear or a value sealed with a key other than
 // primary.
@@ -65,12 +82,12 @@ func (f *File) Rekey(ctx context.Context) (RekeyResult, error) {
 	if f.kr == nil {
 		return RekeyResult{}, f.errorf("%w", errRekeyNoKeys)
 	}
-	primary, err := f.kr.PrimaryID()
+	primary, err := checkPrimary(f.kr)
 	if err != nil {
 		return RekeyResult{}, f.errorf("%w", err)
 	}
 	res := RekeyResult{KeyID: primary}
-	err = f.mutateFile(ctx, true, func(st *state) (Event, bool, error) {
+	err = f.mutateFile(ctx, true, true, func(st *state) (Event, bool, error) {
 		res = RekeyResult{KeyID: primary, Tenants: len(st.tenants)}
 		var doc fileDoc
 		if f.known != nil {
@@ -132,14 +149,17 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if err := r.checkOpen(); err != nil {
 		return RekeyResult{}, err
 	}
-	// Marked first, so that no process without keys writes a secret in
-	// clear behind the pass (see writable).
-	if err := r.c.SetNX(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
-		return RekeyResult{}, r.errorf("rekey: %w", err)
-	}
-	primary, err := r.kr.PrimaryID()
+	// The primary key is checked before the store is marked: a rekey
+	// that cannot seal must not leave every process without keys unable
+	// to write.
+	primary, err := checkPrimary(r.kr)
 	if err != nil {
 		return RekeyResult{}, r.errorf("%w", err)
+	}
+	// Marked before the pass, so that no process without keys writes a
+	// secret in clear behind it (see writable).
+	if err := r.c.SetNX(ctx, r.keys.sealed, "1", 0).Err(); err != nil {
+		return RekeyResult{}, r.errorf("rekey: %w", err)
 	}
 	res := RekeyResult{KeyID: primary}
 	ids, err := r.c.HKeys(ctx, r.keys.tenants).Result()
@@ -149,7 +169,6 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 	if testHookRekeyListed != nil {
 		testHookRekeyListed(ids)
 	}
-	plainLeft := false // some tenant left as it was holds a secret in clear
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -169,19 +188,15 @@ func (r *Redis) Rekey(ctx context.Context) (RekeyResult, error) {
 		default:
 			res.Unchanged++
 		}
-		if te != nil && te.plain {
-			plainLeft = true
-		}
 	}
-	if !plainLeft {
-		// Every secret is sealed: from now on a process with keys
-		// refuses one in clear. Since the store was marked before the
-		// pass, no process without keys can have written one since.
-		if err := r.c.Set(ctx, r.keys.sealed, sealedAll, 0).Err(); err != nil {
-			return res, r.errorf("rekey: mark the store as sealed all through: %w", err)
-		}
-		r.strict.Store(true)
+	// Every secret is sealed (rekeyOne seals those of a tenant it cannot
+	// open too): from now on a process with keys refuses one in clear.
+	// Since the store was marked before the pass, no process of this
+	// version without keys can have written one since.
+	if err := r.c.Set(ctx, r.keys.sealed, sealedAll, 0).Err(); err != nil {
+		return res, r.errorf("rekey: mark the store as sealed all through: %w", err)
 	}
+	r.strict.Store(true)
 	return res, nil
 }
 
@@ -199,7 +214,11 @@ const (
 )
 
 // rekeyOne seals tenant id again with primary if it needs it, and reports
-// what it did.
+// what it did. Every record is opened, even one sealed with the primary
+// already, so that one altered or moved is reported (in a *tenantError),
+// as File.Rekey does. One that cannot be opened has its secrets in clear
+// sealed all the same, and its sealed values that cannot be opened kept
+// as they are, as a write to a file does.
 func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, error) {
 	for {
 		raw, err := r.c.HGet(ctx, r.keys.tenants, id).Result()
@@ -215,12 +234,15 @@ func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, er
 			// the tenant and says what does not decode, not the record.
 			return 0, &tenantError{err: r.errorf("rekey: %w (fix the record, or write the tenant again: tenantsql tenants update)", err)}
 		}
-		if !needsRekey(primary, t.DeployInfo) {
-			return rekeyUnchanged, nil
-		}
+		needs := needsRekey(primary, t.DeployInfo)
 		plain := checkNoPlaintext(id, t.DeployInfo) != nil
-		if t.DeployInfo, err = openInfo(r.kr, id, t.DeployInfo); err != nil {
-			return 0, &tenantError{err: err, plain: plain}
+		var openErr error
+		t.DeployInfo, openErr = openInfo(r.kr, id, t.DeployInfo)
+		switch {
+		case openErr != nil && !plain:
+			return 0, &tenantError{err: openErr}
+		case openErr == nil && !needs:
+			return rekeyUnchanged, nil
 		}
 		rec, err := r.encode(t)
 		if err != nil {
@@ -232,6 +254,11 @@ func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, er
 		}
 		switch scriptResult(n) {
 		case scriptWrote:
+			if openErr != nil {
+				// Its secrets in clear are sealed now; the tenant is
+				// reported for the values that cannot be opened.
+				return 0, &tenantError{err: openErr}
+			}
 			return rekeySealed, nil
 		case scriptNotFound:
 			return rekeyDeleted, nil
@@ -245,13 +272,8 @@ func (r *Redis) rekeyOne(ctx context.Context, primary, id string) (rekeyDone, er
 
 // A tenantError is an error of rekeyOne that is the tenant's own (its
 // record cannot be opened or decoded), not the store's: Rekey reports it
-// and goes on with the other tenants. plain says that the record, left as
-// it was, holds a secret in clear. A record that does not decode does
-// not count: no process reads it.
-type tenantError struct {
-	err   error
-	plain bool
-}
+// and goes on with the other tenants.
+type tenantError struct{ err error }
 
 func (e *tenantError) Error() string { return e.err.Error() }
 func (e *tenantError) Unwrap() error { return e.err }

@@ -278,3 +278,109 @@ func putRaw(t *testing.T, s Store, kr *keyring.Keyring, tn Tenant) {
 		t.Fatalf("putRaw: %T", s)
 	}
 }
+
+// brokenProvider is a key provider that cannot hand out its primary key:
+// a KMS that cannot be reached, or one that answers with a short key.
+type brokenProvider struct{ short bool }
+
+var errProviderDown = errors.New("kms unreachable")
+
+func (p brokenProvider) PrimaryKey() (keyring.Key, error) {
+	if p.short {
+		return keyring.Key{ID: "k1", Secret: []byte("short")}, nil
+	}
+	return keyring.Key{}, errProviderDown
+}
+
+func (p brokenProvider) Key(id string) (keyring.Key, error) { return p.PrimaryKey() }
+
+// TestRekeyBrokenProvider: a rekey whose primary key cannot be had fails
+// before it marks the store as sealed, so that processes without keys go
+// on writing.
+func TestRekeyBrokenProvider(t *testing.T) {
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			ctx := context.Background()
+			url, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+			none := openRedis(t, url, prefix)
+			if _, err := none.Create(ctx, newTenant("t1", "one")); err != nil {
+				t.Fatal(err)
+			}
+			broken := openRedis(t, url, prefix, WithRedisKeys(keyring.New(brokenProvider{short: short})))
+			res, err := broken.Rekey(ctx)
+			if err == nil {
+				t.Fatalf("Rekey with a broken key provider = %v, want an error", res)
+			}
+			if !short && !errors.Is(err, errProviderDown) {
+				t.Fatalf("Rekey: %v, want the provider's error", err)
+			}
+			if n, err := rawRedis(t, url).Exists(ctx, newRedisKeys(prefix).sealed).Result(); err != nil || n != 0 {
+				t.Fatalf("the sealed key exists (%d, %v) after a rekey that could not seal", n, err)
+			}
+			if _, err := none.Create(ctx, newTenant("t2", "two")); err != nil {
+				t.Fatalf("a process without keys cannot write after a failed rekey: %v", err)
+			}
+		})
+	}
+}
+
+// TestRekeyOpensEvery: rekey opens every record, those sealed with the
+// primary too, so that one altered at rest is reported rather than
+// counted as done; a tenant it cannot open has its secrets in clear
+// sealed all the same, and its sealed values kept as they are.
+func TestRekeyOpensEvery(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			quiet := slog.New(slog.DiscardHandler)
+			k1, lost := testRing(t, "k1"), testRing(t, "lost")
+			seal := func(kr *keyring.Keyring, id, v string) string {
+				s, err := kr.Seal(id, KeyPostgresURL, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			tampered := seal(k1, "altered", "postgres://app:pw-altered@db/x")
+			last := tampered[len(tampered)-1]
+			tampered = tampered[:len(tampered)-1] + map[bool]string{true: "B", false: "A"}[last == 'A']
+			s := open(nil, quiet)
+			putRaw(t, s, nil, Tenant{ID: "altered", Version: 1, DeployInfo: map[string]string{KeyPostgresURL: tampered}})
+			putRaw(t, s, nil, Tenant{ID: "lost", Version: 1, DeployInfo: map[string]string{
+				KeyPostgresURL: seal(lost, "lost", "postgres://app:pw-lost@db/lost"), "API_TOKEN": "tok-in-clear"}})
+			putRaw(t, s, k1, Tenant{ID: "ok", Version: 1, DeployInfo: dbInfo("ok")})
+			s.Close()
+			before := raw()
+
+			res, err := open(k1, quiet, true).(Rekeyer).Rekey(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Tenants != 3 || res.Unchanged != 1 || res.Sealed != 0 || len(res.Failed) != 2 {
+				t.Fatalf("Rekey = %v %v; want 3 tenants: 1 unchanged, 2 failed", res, res.Failed)
+			}
+			failed := map[string]error{}
+			for _, err := range res.Failed {
+				var oe *keyring.OpenError
+				if !errors.As(err, &oe) {
+					t.Fatalf("Failed holds %v, want *keyring.OpenError values", err)
+				}
+				failed[oe.Tenant] = oe
+			}
+			if !errors.Is(failed["altered"], keyring.ErrTampered) || !errors.Is(failed["lost"], keyring.ErrUnknownKey) {
+				t.Fatalf("Failed = %v; want altered tampered, lost unknown", res.Failed)
+			}
+			after := raw()
+			noSecrets(t, "after rekey", after, "tok-in-clear")
+			if !strings.Contains(after, tampered) || !strings.Contains(before, "enc:v1:lost:") || !strings.Contains(after, "enc:v1:lost:") {
+				t.Fatalf("after rekey want the values that cannot be opened kept as they were:\n%s", after)
+			}
+			got := mustGet(t, open(testRing(t, "k1", "lost"), quiet), "lost")
+			if got.DeployInfo["API_TOKEN"] != "tok-in-clear" || got.PostgresURL() != "postgres://app:pw-lost@db/lost" {
+				t.Fatalf("lost after rekey = %v", got.DeployInfo)
+			}
+		})
+	}
+}

@@ -34,8 +34,9 @@ import (
 // SECURITY.md.
 
 // ErrNoKeys: the store holds sealed values and this process has no keys.
-// A write is refused with it, as it would put passwords in clear into a
-// store whose other tenants are sealed.
+// A create or update is refused with it, as it would put passwords in
+// clear into a store whose other tenants are sealed. A delete is not: it
+// writes no secret.
 var ErrNoKeys = errors.New("the store holds sealed secrets and this process has no keys: set TENANTSQL_KEYS (store URL option keys=env, or keys_file=PATH)")
 
 // ErrPlaintext: a secret value is in clear in a store whose secrets are
@@ -76,14 +77,20 @@ func checkNoPlaintext(id string, info map[string]string) error {
 }
 
 // isSecretValue reports whether the value of deploy_info key is sealed at
-// rest: whenever Tenant.Redacted would hide any of it, so that what is
-// hidden from logs and what is hidden at rest follow one rule. A URL is
+// rest: it is not sealed already, and its key names a secret
+// (secretKeyWords), or it is the tenant's POSTGRES_URL, or it is a URL (it
+// holds "://", whatever the scheme) or a DSN with a password. The rule
+// goes by the key and the form of the value, never by whether a password
+// is in it: a URL without one (postgres://app@db/x, its password taken
+// from PGPASSWORD or .pgpass) still says where a tenant's connections go,
+// so one put in clear in a sealed store by someone without the key would
+// otherwise be served, pointing the tenant at a server of theirs. A URL is
 // sealed whole, not just its password: its other parts could otherwise be
-// changed (the host pointed at a server that collects passwords) without
-// the key, and no parser has to agree on where its passwords are. A
-// value already sealed is not.
+// changed without the key, and no parser has to agree on where its
+// passwords are. What is hidden from logs (redactValue) is a rule of its
+// own: a URL without a password is logged as it is.
 func isSecretValue(key, v string) bool {
-	return !keyring.IsSealed(v) && redactValue(key, v) != v
+	return !keyring.IsSealed(v) && (secretKey(key) || hidesSecret(key, v))
 }
 
 // sealInfo returns info as it is written at rest: the secret values of

@@ -26,7 +26,7 @@ func BenchmarkFileDecode(b *testing.B) {
 				id := fmt.Sprintf("tenant-%05d.bench.test", i)
 				st.tenants[id] = Tenant{ID: id, DeployInfo: dbInfo(fmt.Sprint("db", i)), Version: 1, CreatedAt: now(), UpdatedAt: now()}
 			}
-			data, _, err := encodeFile(st, kr, nil)
+			data, _, err := encodeFile(st, kr, nil, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

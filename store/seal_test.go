@@ -169,6 +169,15 @@ func TestSealedAtRest(t *testing.T) {
 			if _, err := none.Update(ctx, Tenant{ID: "t2", DeployInfo: dbInfo("two")}); !errors.Is(err, ErrNoKeys) {
 				t.Fatalf("Update without keys in a sealed store: %v, want ErrNoKeys", err)
 			}
+			// It may delete, which writes no secret, on either store:
+			// the values it cannot open stay as they were, sealed.
+			if ok, err := none.Delete(ctx, "t2"); err != nil || !ok {
+				t.Fatalf("Delete without keys in a sealed store = %v, %v; want it deleted", ok, err)
+			}
+			noSecrets(t, "after a delete without keys", raw(), "hunter2", "newpass-2", "tok-secret-1")
+			if got := mustList(t, open(testRing(t, "k1"), quiet)); len(got) != 1 || got[0].PostgresURL() != info[KeyPostgresURL] {
+				t.Fatalf("after a delete without keys List = %v, want t1 as it was", got)
+			}
 			// A writer cannot pass a sealed value off as plaintext.
 			_, err = k1.Create(ctx, Tenant{ID: "t4", DeployInfo: map[string]string{KeyPostgresURL: "postgres://db/four", "API_TOKEN": ts[0].DeployInfo["API_TOKEN"]}})
 			if !errors.Is(err, ErrInvalid) {
@@ -237,19 +246,46 @@ func TestSealedRefusesPlaintext(t *testing.T) {
 			}
 			switch s := s.(type) {
 			case *File:
-				// The process that read the file sealed refuses it, as a
-				// new one does: it keeps the tenants it had, and cannot
-				// write until the file is fixed.
-				if _, err := s.Update(ctx, newTenant("t2", "two")); err == nil {
-					t.Fatal("Update over a file with a secret in clear: no error")
-				} else {
-					checkErr("Update", err)
+				// The process that read the file sealed refuses t1
+				// alone, as a new one does: it keeps t1 as it had it,
+				// and the other tenants are served and written; a
+				// write carries t1's record over as it is.
+				if _, err := s.Update(ctx, newTenant("t2", "two")); err != nil {
+					t.Fatalf("Update of t2 over a file with t1 in clear: %v", err)
 				}
 				if got := mustGet(t, s, "t1"); got.PostgresURL() != dbInfo("t1")[KeyPostgresURL] {
 					t.Fatalf("t1 = %s, want it as it was before the file was changed", got)
 				}
-				_, err := OpenFile(ctx, s.Path(), WithFilePollInterval(0), WithFileKeys(kr))
-				checkErr("OpenFile", err)
+				if !strings.Contains(raw(), "evil-pw") {
+					t.Fatalf("the write did not carry t1's record over:\n%s", raw())
+				}
+				var logs testenv.LogBuffer
+				fresh, err := OpenFile(ctx, s.Path(), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+				if err != nil {
+					t.Fatalf("OpenFile of a file with t1 in clear: %v", err)
+				}
+				defer fresh.Close()
+				_, err = fresh.Get(ctx, "t1")
+				checkErr("Get", err)
+				if got := mustList(t, fresh); len(got) != 1 || got[0].ID != "t2" || got[0].PostgresURL() != dbInfo("two")[KeyPostgresURL] {
+					t.Fatalf("List = %v, want t2 only: t1 refused", got)
+				}
+				if l := logs.String(); !strings.Contains(l, `tenant \"t1\"`) || !strings.Contains(l, "POSTGRES_URL") || strings.Contains(l, "evil") {
+					t.Fatalf("log does not name t1 and its key, or shows the value:\n%s", l)
+				}
+				for what, err := range map[string]error{
+					"Create": func() error { _, err := fresh.Create(ctx, newTenant("t1", "again")); return err }(),
+					"Update": func() error { _, err := fresh.Update(ctx, newTenant("t1", "again")); return err }(),
+					"Delete": func() error { _, err := fresh.Delete(ctx, "t1"); return err }(),
+				} {
+					checkErr(what+" of the refused tenant", err)
+				}
+				if _, err := fresh.Create(ctx, newTenant("t3", "three")); err != nil {
+					t.Fatalf("Create of t3 over a file with t1 in clear: %v", err)
+				}
+				if after := raw(); !strings.Contains(after, "evil-pw") || strings.Contains(after, "hunter2") {
+					t.Fatalf("want t1 carried over as it was, t3 sealed:\n%s", after)
+				}
 			case *Redis:
 				fresh := open(kr, quiet) // a process that reads the sealed key
 				_, err := fresh.Get(ctx, "t1")
@@ -465,5 +501,146 @@ func TestFileKeepsCiphertext(t *testing.T) {
 	}
 	if got := mustGet(t, open(testRing(t, "k2")), "a"); got.PostgresURL() != dbInfo("a")[KeyPostgresURL] {
 		t.Fatalf("a = %s", got)
+	}
+}
+
+// putInClear writes value in clear as deploy_info[key] of tenant id, by
+// hand, as someone who can write the file or Redis but has no key would.
+func putInClear(t *testing.T, s Store, id, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	switch s := s.(type) {
+	case *File:
+		var doc fileDoc
+		if err := json.Unmarshal([]byte(mustRead(t, s.Path())), &doc); err != nil {
+			t.Fatal(err)
+		}
+		ft := doc.Tenants[id]
+		if ft.DeployInfo == nil {
+			ft.DeployInfo = make(map[string]string)
+		}
+		ft.DeployInfo[key] = value
+		doc.Tenants[id] = ft
+		data, _ := json.Marshal(doc)
+		if err := os.WriteFile(s.Path(), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	case *Redis:
+		tn := Tenant{ID: id, Version: 1, DeployInfo: map[string]string{}}
+		if raw, err := s.c.HGet(ctx, s.keys.tenants, id).Result(); err == nil {
+			if tn, err = decodeRecord(id, raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tn.DeployInfo[key] = value
+		rec, err := encodeRecord(tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.c.HSet(ctx, s.keys.tenants, id, rec).Err(); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("putInClear: %T", s)
+	}
+}
+
+// TestSealedURLWithoutPassword: a URL is sealed by the rule of its form,
+// not by whether it holds a password: a keyed writer seals a URL without
+// one, and a sealed store refuses one put in clear by hand, which would
+// otherwise send the tenant's connections (their password taken from
+// PGPASSWORD or .pgpass) to whoever wrote it.
+func TestSealedURLWithoutPassword(t *testing.T) {
+	for _, b := range sealedBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			open, raw := b.setup(t)
+			kr := testRing(t, "k1")
+			quiet := slog.New(slog.DiscardHandler)
+			s := open(kr, quiet)
+			info := map[string]string{
+				KeyPostgresURL: "postgres://app@db.internal:5432/one",
+				"HOOK_URL":     "https://hooks.internal/one",
+				"REGION":       "eu-west",
+			}
+			if _, err := s.Create(ctx, Tenant{ID: "t1", DeployInfo: info}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Create(ctx, newTenant("t2", "two")); err != nil {
+				t.Fatal(err)
+			}
+			noSecrets(t, "after create", raw(), "app@db.internal", "hooks.internal")
+			if got := mustGet(t, open(kr, quiet), "t1"); got.PostgresURL() != info[KeyPostgresURL] || got.DeployInfo["HOOK_URL"] != info["HOOK_URL"] {
+				t.Fatalf("t1 = %v, want the plaintext back", got.DeployInfo)
+			}
+			if _, err := s.(Rekeyer).Rekey(ctx); err != nil { // marks Redis as sealed all through
+				t.Fatal(err)
+			}
+
+			for _, field := range []string{KeyPostgresURL, "HOOK_URL"} {
+				putInClear(t, s, "t1", field, "postgres://u@evil.example/db")
+				_, err := refusedByFresh(t, s, open, kr, quiet, "t1")
+				var pe *PlaintextError
+				if !errors.Is(err, ErrPlaintext) || !errors.As(err, &pe) || pe.Tenant != "t1" || pe.Field != field {
+					t.Fatalf("%s without a password in clear: %v; want a *PlaintextError for t1's %s", field, err, field)
+				}
+				if strings.Contains(err.Error(), "evil.example") {
+					t.Fatalf("the error shows the value: %v", err)
+				}
+				putInClear(t, s, "t1", field, info[field]) // as the next round expects
+			}
+		})
+	}
+}
+
+// refusedByFresh opens a new process on the store s is on, with keys, and
+// returns what it answers for tenant id.
+func refusedByFresh(t *testing.T, s Store, open func(*keyring.Keyring, *slog.Logger, ...bool) Store, kr *keyring.Keyring, log *slog.Logger, id string) (Tenant, error) {
+	t.Helper()
+	if f, ok := s.(*File); ok {
+		fresh, err := OpenFile(context.Background(), f.Path(), WithFilePollInterval(0), WithFileKeys(kr), WithFileLogger(log))
+		if err != nil {
+			return Tenant{}, err
+		}
+		defer fresh.Close()
+		return fresh.Get(context.Background(), id)
+	}
+	return open(kr, log).Get(context.Background(), id)
+}
+
+// TestFileRekeysRefused: a process that refuses a tenant of its file (a
+// secret in clear among sealed ones) seals it when it rekeys, and serves
+// it from then.
+func TestFileRekeysRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tenants.json")
+	kr := testRing(t, "k1")
+	quiet := WithFileLogger(slog.New(slog.DiscardHandler))
+	w, err := OpenFile(ctx, path, WithFileCreate(true), WithFilePollInterval(0), WithFileKeys(kr), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Create(ctx, newTenant("t1", "one")); err != nil {
+		t.Fatal(err)
+	}
+	const byHand = "postgres://app@db.internal/t2"
+	putInClear(t, w, "t2", KeyPostgresURL, byHand)
+	s, err := OpenFile(ctx, path, WithFilePollInterval(0), WithFileKeys(kr), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Get(ctx, "t2"); !errors.Is(err, ErrPlaintext) {
+		t.Fatalf("Get(t2) = %v, want ErrPlaintext", err)
+	}
+	res, err := s.Rekey(ctx)
+	if err != nil || res.Sealed != 1 || res.Tenants != 2 {
+		t.Fatalf("Rekey = %v, %v; want t2 sealed", res, err)
+	}
+	noSecrets(t, "after rekey", mustRead(t, path), "app@db.internal")
+	if got := mustGet(t, s, "t2"); got.PostgresURL() != byHand {
+		t.Fatalf("t2 after rekey = %s", got)
 	}
 }

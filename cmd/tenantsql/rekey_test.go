@@ -195,7 +195,7 @@ func sealedCopy(t *testing.T, backend, raw string) string {
 
 // TestRekeyCommandHandEdit: a tenant added in clear, by hand, to a file
 // whose secrets are sealed is refused by every command but rekey, which
-// seals it.
+// seals it; the other tenants are listed, and written, all the same.
 func TestRekeyCommandHandEdit(t *testing.T) {
 	f := newFixture(t, tenantA, tenantB)
 	env := map[string]string{"TENANTSQL_STORE": f.url, "TENANTSQL_KEYS": testKey("k1", 1)}
@@ -219,8 +219,12 @@ func TestRekeyCommandHandEdit(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runCLI(t, env, "", "tenants", "list")
+	if r.code != exitOK || strings.Contains(r.stdout, "tenant-c.test") || !strings.Contains(r.stdout, "tenant-a.test") || strings.Contains(r.stderr+r.stdout, "by-hand-pw") {
+		t.Fatalf("list of a sealed file with a tenant in clear: want the others listed, tenant-c.test left out, no password\n%v", r)
+	}
+	r = runCLI(t, env, "", "tenants", "get", "tenant-c.test")
 	if r.code != exitError || !strings.Contains(r.stderr, `tenant "tenant-c.test"`) || !strings.Contains(r.stderr, "tenants rekey") || strings.Contains(r.stderr+r.stdout, "by-hand-pw") {
-		t.Fatalf("list of a sealed file with a tenant in clear: want it refused, naming tenant-c.test and rekey, without the password\n%v", r)
+		t.Fatalf("get of a tenant in clear in a sealed file: want it refused, naming tenant-c.test and rekey, without the password\n%v", r)
 	}
 	if r := runCLI(t, env, "", "tenants", "rekey"); r.code != exitOK || !strings.Contains(r.stdout, "1 sealed again") {
 		t.Fatalf("rekey: want tenant-c.test sealed\n%v", r)
