@@ -121,7 +121,8 @@
 // clear (ErrPlaintext, a *PlaintextError naming the tenant and the key):
 // someone who can write the store but has no key could otherwise point a
 // tenant at a server of theirs. The refusal is the tenant's alone: it is
-// left out (or kept as this process last read it), Get returns the error,
+// left out (or kept for watchers as this process last read it), Get and
+// writes of that tenant return the error,
 // the line is logged, and the other tenants are served and written (a
 // file store carries the refused record over as it is). Rekey reads such
 // a secret, and seals it. Sealing cannot tell a

@@ -185,13 +185,16 @@ func (f *File) parse(data []byte, allowPlain bool) (state, error) {
 	return st, nil
 }
 
-// refusedErr returns the error for tenant id if this process refuses it
-// and st does not hold it as last read, or nil. f.mu is held.
-func (f *File) refusedErr(st *state, id string) error {
+// refusedErr returns the error for tenant id if this process refuses it,
+// or nil. It does so whether or not the process holds the tenant as it
+// last read it: a write checked against that copy would overwrite the
+// record in clear on disk without a version conflict (so lose it), and a
+// process started since, which never read it sealed, refuses it anyway.
+// Get, Create, Update and Delete then behave alike in every process, as
+// on Redis. f.mu is held.
+func (f *File) refusedErr(_ *state, id string) error {
 	if pr, ok := f.refused[id]; ok {
-		if _, known := st.tenants[id]; !known {
-			return f.errorf("%w", pr.err)
-		}
+		return f.errorf("%w", pr.err)
 	}
 	return nil
 }
@@ -199,8 +202,9 @@ func (f *File) refusedErr(st *state, id string) error {
 // carried returns the records of the refused tenants that next leaves as
 // f.st has them: a write carries them over as the file holds them, so
 // that it neither fails nor drops nor changes a tenant it did not touch.
-// A refused tenant the write changed (an update or a delete of the one
-// kept as last read) is written as next has it. f.mu is held.
+// A refused tenant the write changed (only Rekey, which seals it, may:
+// refusedErr refuses the other writes of it) is written as next has it.
+// f.mu is held.
 func (f *File) carried(next state) map[string]fileTenant {
 	var carry map[string]fileTenant
 	for id, pr := range f.refused {
