@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,8 +130,13 @@ func secretKey(key string) bool {
 // hidesSecret reports whether v may hold a password: a URL, or a
 // key=value DSN, which holds its password in plain sight too.
 func hidesSecret(key, v string) bool {
-	return key == KeyPostgresURL || strings.Contains(v, "://") || strings.Contains(strings.ToLower(v), "password=")
+	return key == KeyPostgresURL || strings.Contains(v, "://") || dsnPassword.MatchString(v)
 }
+
+// dsnPassword matches a DSN's password setting and its value: pgx and
+// libpq allow spaces around the '=' ("password = pw"), and quotes around
+// the value ("password='p w'").
+var dsnPassword = regexp.MustCompile(`(?i)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)?`)
 
 // Secrets returns the secrets in info that Redacted hides: the values of
 // keys that name a secret, and the passwords of URLs and DSNs. Masking
@@ -160,10 +166,9 @@ func dsnPasswords(v string) []string {
 	if cfg, err := pgx.ParseConfig(v); err == nil && !pgurl.IsURL(v) && cfg.Password != "" {
 		out = append(out, cfg.Password)
 	}
-	for _, f := range strings.Fields(v) {
-		k, val, ok := strings.Cut(f, "=")
-		if ok && val != "" && strings.Contains(strings.ToLower(k), "password") {
-			out = append(out, strings.Trim(val, "'"))
+	for _, m := range dsnPassword.FindAllStringSubmatch(v, -1) {
+		if val := m[1]; val != "" {
+			out = append(out, val, strings.Trim(val, "'"))
 		}
 	}
 	return out

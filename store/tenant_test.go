@@ -352,6 +352,9 @@ func TestSecrets(t *testing.T) {
 		{"postgres URL", map[string]string{KeyPostgresURL: "postgres://app:pg-pw@db/x"}, []string{"pg-pw"}, []string{"app", "db"}},
 		{"another URL", map[string]string{"REDIS_URL": "redis://u:redis-pw@cache:6379/0"}, []string{"redis-pw"}, []string{"cache"}},
 		{"password= DSN", map[string]string{"LEGACY": "host=h password=dsn-pw"}, []string{"dsn-pw"}, []string{"h"}},
+		// pgx and libpq allow spaces around '=' and quotes around the value.
+		{"password = DSN", map[string]string{"REPLICA_DSN": "host=db user=app password = s3cret"}, []string{"s3cret"}, []string{"db", "app"}},
+		{"quoted DSN password", map[string]string{"REPLICA_DSN": "host=db password = 'p w' sslpassword=k-pw"}, []string{"p w", "k-pw"}, []string{"db"}},
 		{"key naming a secret", map[string]string{"BILLING_API_KEY": "sk-1", "x_token": "tok-2"}, []string{"sk-1", "tok-2"}, nil},
 		{"plain values", map[string]string{"REGION": "eu-west", "PLAN": "gold"}, nil, []string{"eu-west", "gold"}},
 		{"empty secret", map[string]string{"API_KEY": ""}, nil, []string{""}},
