@@ -126,6 +126,10 @@ func (t *target) pgDialer() (dialFunc, error) {
 	if before := t.cfg.beforeConnect; before != nil || tracer != nil {
 		opts = append(opts, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
 			if before != nil {
+				// pgx hands each dial a shallow copy: RuntimeParams and
+				// the other maps and slices are shared by the tenant's
+				// concurrent dials, which the callback may change.
+				*cc = *cc.Copy()
 				if err := before(ctx, t.tenantOf(ctx), cc); err != nil {
 					return err
 				}
