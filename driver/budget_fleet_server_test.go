@@ -154,3 +154,100 @@ func TestFleetBudgetTwoConnectors(t *testing.T) {
 		}
 	}
 }
+
+// Redis gone: the connector keeps its lease until it expires, then falls
+// back to its fallback share, which the server sees (its other sessions
+// end), and keeps serving queries on it; Redis back, it leases again.
+func TestFleetBudgetRedisOutage(t *testing.T) {
+	testenv.EnsureDatabases(t, "tsql_t_0")
+	const budget, fallback = 3, 1
+	ctx := context.Background()
+	r := testenv.StartRedis(t, false)
+	s, err := store.OpenRedis(ctx, r.URL(), store.WithRedisCheckInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	tag := "fleetout-" + runID
+	id := tag + ".test"
+	if _, err := s.Create(ctx, store.Tenant{ID: id, DeployInfo: map[string]string{store.KeyPostgresURL: testenv.DatabaseURL(t, "tsql_t_0", "application_name", id)}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := driver.NewConnector(s, driver.WithMaxConns(budget), driver.WithFleetBudget(),
+		driver.WithFleetTTL(time.Second), driver.WithFleetFallback(fallback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqlOpenDB(t, c)
+	admin := testenv.Admin(t)
+	sessions := func() int {
+		var n int
+		if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	lease := func() driver.FleetStats {
+		for _, ss := range c.Stats().Servers {
+			if ss.Fleet != nil {
+				return *ss.Fleet
+			}
+		}
+		return driver.FleetStats{}
+	}
+	// hold opens n transactions at once: n sessions.
+	hold := func(n int) {
+		tctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, id), hangAfter(t))
+		defer cancel()
+		var txs []*sql.Tx
+		for range n {
+			tx, err := db.BeginTx(tctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(tctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+		for _, tx := range txs {
+			tx.Rollback()
+		}
+	}
+	hold(budget)
+	if n := sessions(); n != budget {
+		t.Fatalf("%d sessions after %d transactions at once, want %d", n, budget, budget)
+	}
+
+	r.Kill()
+	eventually(t, 30*time.Second, "the fallback share once the lease has expired", func() bool { return lease().Fallback })
+	eventually(t, 30*time.Second, "the sessions over the fallback share to end", func() bool { return sessions() <= fallback })
+	// Served on the fallback share, never more sessions than it.
+	peak := peakOn(t, testenv.PostgresURL(t), id)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 10 {
+				qctx, cancel := context.WithTimeout(tenantctx.WithTenant(ctx, id), hangAfter(t))
+				var app string
+				err := db.QueryRowContext(qctx, "SELECT current_setting('application_name')").Scan(&app)
+				cancel()
+				if err != nil || app != id {
+					t.Errorf("query on the fallback share: %q, %v", app, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n, samples := peak.result(); n > fallback {
+		t.Errorf("Redis down: the server held %d sessions (%d samples), over the fallback share of %d", n, samples, fallback)
+	}
+
+	r.Start()
+	eventually(t, 30*time.Second, "a lease again once Redis is back", func() bool { l := lease(); return !l.Fallback && l.Holders == 1 })
+	hold(budget)
+	if n := sessions(); n != budget {
+		t.Errorf("Redis back: %d sessions after %d transactions at once, want %d", n, budget, budget)
+	}
+}
