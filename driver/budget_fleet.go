@@ -177,7 +177,7 @@ func (f *fleet) stop() {
 // wakeLocked asks the agent for a renewal now, without waiting: a caller
 // has to wait and the budget has used what it leased.
 func (f *fleet) wakeLocked() {
-	if f.cap < f.b.max && !f.fellBack {
+	if f.cap < f.b.max {
 		select {
 		case f.kick <- struct{}{}:
 		default:
@@ -288,7 +288,14 @@ func (f *fleet) renew(ctx context.Context) {
 func (f *fleet) failedLocked(err error) []*physConn {
 	b := f.b
 	f.lastError = err.Error()
-	if b.closed || f.fellBack || (!f.expires.IsZero() && b.now().Before(f.expires.Add(-f.margin()))) {
+	if b.closed || (!f.fellBack && !f.expires.IsZero() && b.now().Before(f.expires.Add(-f.margin()))) {
+		return nil
+	}
+	if f.fellBack {
+		// Still cut off: the fallback share again, which this renewal
+		// may have lowered to what the process used.
+		f.cap = max(f.cap, f.fallback)
+		b.grantSlotsLocked()
 		return nil
 	}
 	if f.expires.IsZero() {

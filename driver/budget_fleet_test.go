@@ -291,7 +291,8 @@ func TestFleetGivesBackToFairShare(t *testing.T) {
 // falls back to its fallback share, and takes the lease again when the
 // store is back.
 func TestFleetFallsBackWhenTheStoreIsUnreachable(t *testing.T) {
-	fb := newFleetBench(t, 4, 1)
+	const fallback = 1
+	fb := newFleetBench(t, 4, fallback)
 	clock := time.Now()
 	fb.b.now = func() time.Time { return clock }
 	fb.l.now = fb.b.now
@@ -318,6 +319,16 @@ func TestFleetFallsBackWhenTheStoreIsUnreachable(t *testing.T) {
 	if !st.Fallback || st.Cap != 1 || st.LastError != down.Error() {
 		t.Errorf("after the expiry: %+v; want Fallback, cap 1 and the error", st)
 	}
+	// Idle while still cut off: its session goes cold and is closed, and
+	// the fallback share stays there for the next caller.
+	fb.release(pcs[0])
+	fb.makeCold(pcs[0])
+	fb.renew()
+	if st := fb.stats(); !st.Fallback || st.Cap != fallback || fb.srv.sessions() != 0 {
+		t.Errorf("idle on the fallback share: %+v, %d sessions; want the cap of %d kept, no session", st, fb.srv.sessions(), fallback)
+	}
+	pc := fb.acquireLeased("a")
+
 	fb.l.mu.Lock()
 	fb.l.err = nil
 	fb.l.mu.Unlock()
@@ -325,7 +336,7 @@ func TestFleetFallsBackWhenTheStoreIsUnreachable(t *testing.T) {
 	if st := fb.stats(); st.Fallback || st.Leased != 2 {
 		t.Errorf("the store back: %+v; want a lease of 2 (one in use, one more)", st)
 	}
-	fb.release(pcs[0])
+	fb.release(pc)
 }
 
 func (fb *fleetBench) stats() FleetStats {
