@@ -61,6 +61,11 @@ type budget struct {
 	rechecks    int
 	lastRecheck time.Duration
 
+	// fleet is the budget's lease on its server's fleet budget
+	// (WithFleetBudget), nil without one; its cap, not max, then bounds
+	// open (capLocked).
+	fleet *fleet
+
 	// wg tracks the goroutines the budget starts (dials, terminations,
 	// hand-overs), so that close can wait for them and nothing of the
 	// connector runs after Close has returned. Add (wg.Go) only with mu
@@ -194,13 +199,16 @@ func (b *budget) checkoutLocked(ctx context.Context, p *pool, hint *physConn, st
 		b.countLocked(p.t, counters{acquires: 1})
 		return checkout{pc: pc}
 	}
-	if p.open < p.max && b.open < b.max {
+	if p.open < p.max && b.open < b.capLocked() {
 		b.reserveLocked(p)
 		b.countLocked(p.t, counters{acquires: 1})
 		return checkout{dial: b.dialLocked(ctx, p)}
 	}
 	if start.IsZero() {
 		*start = b.now()
+	}
+	if b.fleet != nil {
+		b.fleet.wakeLocked()
 	}
 	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, patience: b.patienceLocked(p)}
 	var victim *physConn
@@ -283,7 +291,9 @@ func (b *budget) release(pc *physConn) (dead bool) {
 	p := pc.pool
 	b.checkinLocked(pc)
 	p.lastUsed = now
-	if !reusable || p.retired || b.closed || now.After(pc.expires) {
+	// Over the cap (a fleet budget giving slots back), the session ends
+	// instead of idling.
+	if !reusable || p.retired || b.closed || now.After(pc.expires) || b.open > b.capLocked() {
 		b.removeLocked(pc)
 		b.mu.Unlock()
 		b.closeLater(pc)
@@ -301,7 +311,7 @@ func (b *budget) release(pc *physConn) (dead bool) {
 	// tenant's last. Then this tenant's oldest caller gets the connection
 	// if it is still there.
 	own := p.waiters.front
-	if b.open >= b.max {
+	if b.open >= b.capLocked() {
 		if bare := b.firstEagerLocked(); bare != nil && (own == nil || bare.since.Before(own.since)) {
 			b.dequeueLocked(bare)
 			b.evictLocked(b.victimLocked(now, true), bare)
@@ -314,6 +324,15 @@ func (b *budget) release(pc *physConn) (dead bool) {
 	}
 	b.mu.Unlock()
 	return false
+}
+
+// capLocked is how many sessions the budget may have open: max, or under
+// a fleet budget what it leased.
+func (b *budget) capLocked() int {
+	if b.fleet != nil {
+		return b.fleet.cap
+	}
+	return b.max
 }
 
 // destroy closes a checked-out connection and frees its slot.

@@ -121,6 +121,9 @@ func (b *budget) reap(now time.Time, idleTimeout time.Duration) {
 // terminated, the budget being closed), terminations and hand-overs (each
 // bounded by terminateTimeout).
 func (b *budget) close() {
+	if b.fleet != nil {
+		b.fleet.stop() // no renewal after this
+	}
 	b.mu.Lock()
 	b.closed = true
 	var closing []*physConn
@@ -147,6 +150,9 @@ func (b *budget) close() {
 	// wait, and a dial for its caller, who takes the result or gives up
 	// at once.
 	b.wg.Wait()
+	if b.fleet != nil {
+		b.fleet.release()
+	}
 }
 
 func (b *budget) closeAll(conns []*physConn) {

@@ -54,7 +54,7 @@ func (b *budget) firstEagerLocked() *waiter {
 // grantSlotsLocked hands free slots to the oldest waiters that may use
 // them. It runs whenever a slot frees up.
 func (b *budget) grantSlotsLocked() {
-	for w := b.waiters.front; w != nil && b.open < b.max; {
+	for w := b.waiters.front; w != nil && b.open < b.capLocked(); {
 		next := w.all.next
 		if w.p.open < w.p.max {
 			b.dequeueLocked(w)

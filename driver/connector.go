@@ -99,6 +99,9 @@ func NewConnector(s store.Store, opts ...Option) (*Connector, error) {
 			return nil, fmt.Errorf("tenantsql: WithBudgetsOf: %w", ErrClosed)
 		}
 	}
+	if _, ok := s.(store.Leaser); cfg.fleet && !ok && owner == nil {
+		return nil, fmt.Errorf("tenantsql: WithFleetBudget: tenant store %T: %w; use the Redis store", s, ErrFleetUnsupported)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	events, err := s.Watch(ctx)
 	if err != nil {
@@ -606,6 +609,9 @@ func (c *Connector) budgetFor(server string) *budget {
 			return b
 		}
 		c.budgets[server] = b
+		if c.cfg.fleet {
+			newFleet(b, c.store.(store.Leaser), c.cfg.fleetTTL, c.cfg.fleetFallback, c.log).start()
+		}
 	}
 	return b
 }

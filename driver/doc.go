@@ -143,6 +143,22 @@
 // it discard virtual connections (cheap) and with them the session each
 // was last given (worth about 10%).
 //
+// # Several processes: the fleet budget
+//
+// Each process keeps its own budgets, so ten processes with a budget of 80
+// can open 800 sessions on one server. With WithFleetBudget (store URL
+// option fleet_budget=on) and the Redis store, the processes that share
+// the store share each server's budget instead: each leases its part from
+// Redis (store.Leaser) and renews the lease in the background, growing it
+// (lease first, then dial) when its callers wait and shrinking it (close
+// sessions first, then lease less) when its sessions sit unused or another
+// process wants its fair share. A checkout that finds an idle session of
+// its tenant never talks to Redis. A crashed process's share comes back
+// when its lease expires (WithFleetTTL, default 10 s); a process that
+// cannot reach Redis keeps its lease until then, and afterwards a small
+// local share (WithFleetFallback, default 1 session per server) until
+// Redis is back. Stats reports each server's lease (ServerStats.Fleet).
+//
 // Tenants are followed live: a tenant added to the store is usable at once,
 // one whose POSTGRES_URL changes gets a new pool while work in flight
 // finishes on the old one, and a deleted one is refused. With lifecycle

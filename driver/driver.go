@@ -45,10 +45,12 @@ func (d *Driver) Open(name string) (driver.Conn, error) {
 // The store is opened (and, for a file, read and checked) here, so
 // sql.Open reports a missing or malformed tenant file at once.
 //
-// The store URL may carry one option of the driver's own, url_key=KEY
-// (see WithURLKey), which it takes out before opening the store:
+// The store URL may carry options of the driver's own, which it takes out
+// before opening the store: url_key=KEY (see WithURLKey):
 // "file:tenants.json?url_key=ANALYTICS_URL" routes each tenant to the
-// database of its deploy_info key ANALYTICS_URL instead of POSTGRES_URL.
+// database of its deploy_info key ANALYTICS_URL instead of POSTGRES_URL;
+// fleet_budget=on (see WithFleetBudget): "redis://redis:6379?fleet_budget=on"
+// shares each server's budget with the other processes on the store.
 func (d *Driver) OpenConnector(name string) (driver.Connector, error) {
 	name, opts, err := driverOptions(name)
 	if err != nil {
@@ -94,7 +96,11 @@ func ConnectorOf(db *sql.DB) (*Connector, bool) {
 // the tenants' database URLs, as WithURLKey does.
 const urlKeyOption = "url_key"
 
-// driverOptions takes the driver's own options (url_key) out of a store
+// fleetBudgetOption is the store URL option that turns the fleet budget
+// on, as WithFleetBudget does: fleet_budget=on.
+const fleetBudgetOption = "fleet_budget"
+
+// driverOptions takes the driver's own options (url_key, fleet_budget) out of a store
 // URL and returns the URL the store is opened with. The rest of the query
 // is left as written, so what the store reads is what the user wrote.
 func driverOptions(name string) (string, []Option, error) {
@@ -104,9 +110,21 @@ func driverOptions(name string) (string, []Option, error) {
 	}
 	var keep []string
 	var opts []Option
+	urlKeySet := false
 	for part := range strings.SplitSeq(rawQuery, "&") {
 		k, v, _ := strings.Cut(part, "=")
-		if uk, err := url.QueryUnescape(k); err != nil || uk != urlKeyOption {
+		uk, err := url.QueryUnescape(k)
+		if err == nil && uk == fleetBudgetOption {
+			switch on, _ := url.QueryUnescape(v); on {
+			case "on", "true", "1":
+				opts = append(opts, WithFleetBudget())
+			case "off", "false", "0":
+			default:
+				return "", nil, fmt.Errorf("tenantsql: store URL option %s=%q: want on or off", fleetBudgetOption, v)
+			}
+			continue
+		}
+		if err != nil || uk != urlKeyOption {
 			keep = append(keep, part)
 			continue
 		}
@@ -117,9 +135,10 @@ func driverOptions(name string) (string, []Option, error) {
 		if err != nil {
 			return "", nil, fmt.Errorf("tenantsql: store URL option %s=%q: %w (want the deploy_info key of the tenants' database URLs, such as %s=ANALYTICS_URL)", urlKeyOption, v, err, urlKeyOption)
 		}
-		if len(opts) > 0 {
+		if urlKeySet {
 			return "", nil, fmt.Errorf("tenantsql: store URL option %s is given twice; give one key per *sql.DB", urlKeyOption)
 		}
+		urlKeySet = true
 		opts = append(opts, WithURLKey(key))
 	}
 	if len(keep) == 0 {

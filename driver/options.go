@@ -58,6 +58,9 @@ type config struct {
 	budgetOwner       *Connector // WithBudgetsOf
 	queryTracer       func(PoolInfo) pgx.QueryTracer
 	poolEvents        func(PoolEvent)
+	fleet             bool          // WithFleetBudget
+	fleetTTL          time.Duration // WithFleetTTL
+	fleetFallback     int           // WithFleetFallback
 }
 
 type serverBudget struct {
@@ -75,6 +78,8 @@ func defaultConfig() config {
 		hookConcurrency: 4,
 		log:             slog.Default(),
 		urlKey:          store.KeyPostgresURL,
+		fleetTTL:        DefaultFleetTTL,
+		fleetFallback:   DefaultFleetFallback,
 	}
 }
 
@@ -96,6 +101,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("tenantsql: WithHookConcurrency(%d): must be at least 1", c.hookConcurrency)
 	case c.log == nil:
 		return fmt.Errorf("tenantsql: WithLogger(nil)")
+	case c.fleetTTL < 100*time.Millisecond:
+		return fmt.Errorf("tenantsql: WithFleetTTL(%v): must be at least 100ms", c.fleetTTL)
+	case c.fleetFallback < 0:
+		return fmt.Errorf("tenantsql: WithFleetFallback(%d): must not be negative", c.fleetFallback)
 	}
 	if err := store.ValidateKey(c.urlKey); err != nil {
 		return fmt.Errorf("tenantsql: WithURLKey(%q): %w", c.urlKey, err)

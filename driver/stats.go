@@ -58,6 +58,11 @@ type ServerStats struct {
 	WaitDuration  time.Duration
 	Evictions     int64 // idle connections closed to make room for another tenant
 	Timeouts      int64 // checkouts whose context ended while they waited for a connection
+
+	// Fleet is the server's lease under a fleet budget
+	// (WithFleetBudget); nil without one. Budget above is then the
+	// budget this process configured.
+	Fleet *FleetStats
 }
 
 // TenantStats describes one tenant's physical connections. Counters are
@@ -127,6 +132,9 @@ func (c *Connector) Stats() Stats {
 			Timeouts: b.stats.timeouts,
 		}
 		ss.InUse = ss.Open - ss.Idle
+		if b.fleet != nil {
+			ss.Fleet = b.fleet.statsLocked()
+		}
 		for _, t := range byBudget[b] {
 			s.Tenants[t.id] = tenantStatsLocked(t, failures[t.id])
 		}

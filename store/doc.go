@@ -160,6 +160,16 @@
 // then a create, so hooks run for both. The channel is closed when the context
 // given to Watch ends or the store is closed.
 //
+// # Sharing a budget
+//
+// A Leaser lets the processes that share a store share a budget, such as
+// the connections a PostgreSQL server takes: each process leases a part
+// of it for a time-to-live and renews it, and the live leases never add up
+// to more than the budget (see Leaser). *Redis is one: its leases on a
+// server are one hash, {PREFIX:fleet:SERVER}, granted by a Lua script on
+// Redis's clock, so that it works on Redis Cluster and behind Sentinel as
+// on one server. A process that crashes loses its lease when it expires.
+//
 // All Store implementations are safe for concurrent use. Returned Tenant
 // values are copies: changing one changes nothing in the store.
 package store

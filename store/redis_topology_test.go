@@ -146,6 +146,31 @@ func TestRedisTopologies(t *testing.T) {
 				}
 				waitFor(t, 10*time.Second, "the accepted loss", func() bool { return !b.Status().DataLoss && fb.count() == 1 && fb.has("t3") })
 			})
+
+			// Two processes share a server's budget through leases
+			// (Leaser), whose script and key work on every kind of
+			// deployment.
+			t.Run("lease", func(t *testing.T) {
+				prefix := newPrefix()
+				a, b := openRedis(t, top.url, prefix), openRedis(t, top.url, prefix)
+				lease := func(s *Redis, holder string, want int) int {
+					t.Helper()
+					l, err := s.Lease(ctx, LeaseRequest{Server: "db:5432", Holder: holder, Want: want, Budget: 4, TTL: time.Minute})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return l.Granted
+				}
+				if ga, gb := lease(a, "a", 3), lease(b, "b", 3); ga != 3 || gb != 1 {
+					t.Fatalf("a then b ask 3 of 4: granted %d and %d, want 3 and 1", ga, gb)
+				}
+				if err := a.ReleaseLease(ctx, "db:5432", "a"); err != nil {
+					t.Fatal(err)
+				}
+				if gb := lease(b, "b", 3); gb != 3 {
+					t.Fatalf("after a's release, b asks 3 of 4: granted %d", gb)
+				}
+			})
 		})
 	}
 }

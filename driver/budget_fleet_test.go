@@ -1,0 +1,435 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenantsql/tenantsql/store"
+)
+
+// The fleet budget's rules, with a fake store: the leases follow
+// store.Leaser's rules, and every lease call and every dial checks that
+// the sessions the fake server holds stay within the leases granted: grow
+// is lease then dial, shrink is close then lease.
+
+// fakeLease is one holder's lease in a fakeLeaser.
+type fakeLease struct {
+	granted, want, budget int
+	expires               time.Time
+}
+
+type fakeLeaser struct {
+	mu       sync.Mutex
+	srv      *fakeServer // the sessions of every holder
+	leases   map[string]*fakeLease
+	now      func() time.Time
+	err      error    // set: every call fails with it
+	asked    []int    // the Want of every call, in order
+	released []string // holders that gave their lease back
+	broken   []string // the orders broken: sessions over the leases
+}
+
+func newFakeLeaser(srv *fakeServer) *fakeLeaser {
+	return &fakeLeaser{srv: srv, leases: map[string]*fakeLease{}, now: time.Now}
+}
+
+func (l *fakeLeaser) Lease(ctx context.Context, req store.LeaseRequest) (store.Lease, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return store.Lease{}, l.err
+	}
+	now := l.now()
+	budget, others, cur, demands := req.Budget, 0, 0, []int{req.Want}
+	for h, le := range l.leases {
+		switch {
+		case !le.expires.After(now):
+			delete(l.leases, h)
+		case h == req.Holder:
+			cur = le.granted
+		default:
+			others += le.granted
+			budget = min(budget, le.budget)
+			demands = append(demands, le.want)
+		}
+	}
+	granted := max(min(req.Want, max(0, budget-others)), min(req.Want, cur))
+	l.leases[req.Holder] = &fakeLease{granted: granted, want: req.Want, budget: req.Budget, expires: now.Add(req.TTL)}
+	l.asked = append(l.asked, req.Want)
+	// The holder closed what it gave back before it asked.
+	l.checkLocked(fmt.Sprintf("lease %d of %s", req.Want, req.Holder))
+	slices.Sort(demands)
+	fair, left := req.Want, budget
+	for i, d := range demands {
+		if split := left / (len(demands) - i); d > split {
+			fair = min(req.Want, split)
+			break
+		}
+		left -= d
+	}
+	return store.Lease{Granted: granted, Budget: budget, Fair: min(fair, budget), Holders: len(l.leases), Expires: now.Add(req.TTL)}, nil
+}
+
+func (l *fakeLeaser) ReleaseLease(ctx context.Context, server, holder string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	delete(l.leases, holder)
+	l.released = append(l.released, holder)
+	l.checkLocked("release of " + holder)
+	return nil
+}
+
+// checkLocked records a breach if the fake server holds more sessions
+// than the live leases grant.
+func (l *fakeLeaser) checkLocked(when string) {
+	sum := 0
+	for _, le := range l.leases {
+		sum += le.granted
+	}
+	if live := l.srv.sessions(); live > sum {
+		l.broken = append(l.broken, fmt.Sprintf("%s: %d sessions, %d leased", when, live, sum))
+	}
+}
+
+func (l *fakeLeaser) check(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.broken {
+		t.Error(b)
+	}
+}
+
+// fleetBench is a bench whose budget leases its slots from a fakeLeaser,
+// renewed by the test (renew), not by the agent, and whose dials check
+// the leases.
+type fleetBench struct {
+	*bench
+	l *fakeLeaser
+	f *fleet
+}
+
+func newFleetBench(t *testing.T, budget int, fallback int) *fleetBench {
+	bn := newBench(t, budget, 0, WithEvictionDelay(time.Hour))
+	fb := &fleetBench{bench: bn, l: newFakeLeaser(bn.srv)}
+	fb.f = newFleet(bn.b, fb.l, time.Minute, fallback, bn.cfg.log)
+	t.Cleanup(func() { fb.l.check(t) })
+	return fb
+}
+
+// tenant makes a tenant whose dials check that the session is leased.
+func (fb *fleetBench) tenant(id string) *target {
+	if t := fb.ts[id]; t != nil {
+		return t
+	}
+	dial := fb.srv.dialer(id)
+	t := fb.bench.tenant(id)
+	t.dial = func(ctx context.Context) (session, error) {
+		s, err := dial(ctx)
+		fb.l.mu.Lock()
+		fb.l.checkLocked("dial of " + id)
+		fb.l.mu.Unlock()
+		return s, err
+	}
+	return t
+}
+
+// acquireLeased checks out a connection of id that needs a slot more than
+// the lease has: the caller waits, the agent (the test) renews, the
+// caller dials.
+func (fb *fleetBench) acquireLeased(id string) *physConn {
+	fb.t.Helper()
+	fb.tenant(id)
+	n := fb.waitersNow()
+	r := fb.acquireAsync(context.Background(), id)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case got := <-r:
+			if got.err != nil {
+				fb.t.Fatal(got.err)
+			}
+			fb.check()
+			return got.pc
+		default:
+		}
+		if fb.waitersNow() > n {
+			fb.renew() // the caller waits for the slot: lease it
+		}
+		if time.Now().After(deadline) {
+			fb.t.Fatalf("timed out waiting for a checkout of %s", id)
+		}
+		runtime.Gosched()
+	}
+}
+
+func (fb *fleetBench) waitersNow() int {
+	fb.b.mu.Lock()
+	defer fb.b.mu.Unlock()
+	return fb.b.waiters.n
+}
+
+func (fb *fleetBench) renew() { fb.f.renew(context.Background()) }
+
+func (fb *fleetBench) cap() int {
+	fb.b.mu.Lock()
+	defer fb.b.mu.Unlock()
+	return fb.f.cap
+}
+
+func (fb *fleetBench) lastAsked() int {
+	fb.l.mu.Lock()
+	defer fb.l.mu.Unlock()
+	return fb.l.asked[len(fb.l.asked)-1]
+}
+
+// Grow: a caller that finds the lease used up waits, wakes the agent, and
+// dials only once the slot is leased.
+func TestFleetGrowLeasesBeforeDialling(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	fb.tenant("a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := fb.acquireAsync(ctx, "a")
+	fb.waitFor("the caller to queue with nothing leased", func() bool { return fb.waiters() == 1 })
+	if n := fb.srv.sessions(); n != 0 {
+		t.Fatalf("%d sessions before any lease", n)
+	}
+	if len(fb.f.kick) != 1 {
+		t.Error("the waiting caller did not ask the agent for a renewal")
+	}
+	fb.renew()
+	got := fb.result("the checkout after the lease", r)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if asked, c := fb.lastAsked(), fb.cap(); asked != 2 || c != 2 {
+		t.Errorf("asked for %d, cap %d; want 2 (one waiting, one more) and 2", asked, c)
+	}
+	fb.release(got.pc)
+}
+
+// Shrink: idle sessions unused for a while are closed, and the server has
+// seen them end, before the smaller lease is asked for; sessions used
+// lately are kept.
+func TestFleetShrinkClosesBeforeLeasingLess(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	var pcs []*physConn
+	for range 3 {
+		pcs = append(pcs, fb.acquireLeased("a"))
+	}
+	fb.release(pcs[0])
+	fb.renew()
+	if n, asked := fb.srv.sessions(), fb.lastAsked(); n != 3 || asked != 3 {
+		t.Fatalf("two in use, one idle: %d sessions, asked %d; want 3 and 3 (in use and one more)", n, asked)
+	}
+	fb.release(pcs[1])
+	fb.release(pcs[2])
+	fb.renew()
+	if n, asked := fb.srv.sessions(), fb.lastAsked(); n != 3 || asked != 3 {
+		t.Fatalf("three idle sessions used a moment ago: %d sessions, asked %d; want 3 and 3 kept", n, asked)
+	}
+	// The two released first go cold; the last one released stays warm.
+	for _, pc := range pcs[:2] {
+		fb.makeCold(pc)
+	}
+	fb.renew()
+	if n, asked, c := fb.srv.sessions(), fb.lastAsked(), fb.cap(); n != 1 || asked != 1 || c != 1 {
+		t.Errorf("two cold idle sessions: %d sessions left, asked %d, cap %d; want the warm one: 1, 1, 1", n, asked, c)
+	}
+	fb.makeCold(pcs[2])
+	fb.renew()
+	if n, asked, c := fb.srv.sessions(), fb.lastAsked(), fb.cap(); n != 0 || asked != 0 || c != 0 {
+		t.Errorf("idle: %d sessions left, asked %d, cap %d; want all given back", n, asked, c)
+	}
+	fb.check()
+}
+
+// A process over its fair share while another wants slots gives the
+// difference back: its idle sessions at once, those in use as they come
+// back; then the other gets them.
+func TestFleetGivesBackToFairShare(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	var pcs []*physConn
+	for range 4 {
+		pcs = append(pcs, fb.acquireLeased("a"))
+	}
+	other := store.LeaseRequest{Server: "fake:5432", Holder: "other", Want: 4, Budget: 4, TTL: time.Minute}
+	if l, _ := fb.l.Lease(context.Background(), other); l.Granted != 0 {
+		t.Fatalf("the other process got %d of a budget all leased", l.Granted)
+	}
+	fb.renew() // learns its fair share, 2
+	fb.renew() // gives back down to it
+	if c := fb.cap(); c != 2 {
+		t.Fatalf("cap %d, want the fair share 2", c)
+	}
+	fb.release(pcs[0]) // in use over the cap: closed, not kept idle
+	fb.release(pcs[1])
+	fb.waitFor("the sessions over the cap to end", func() bool { return fb.b.open == 2 })
+	if fb.b.idle.n != 0 {
+		t.Errorf("%d sessions idle over the cap", fb.b.idle.n)
+	}
+	fb.renew()
+	if l, _ := fb.l.Lease(context.Background(), other); l.Granted != 2 {
+		t.Errorf("the other process got %d after the give-back, want 2", l.Granted)
+	}
+	fb.release(pcs[2])
+	fb.release(pcs[3])
+}
+
+// The store unreachable: the lease holds until it expires, then the budget
+// falls back to its fallback share, and takes the lease again when the
+// store is back.
+func TestFleetFallsBackWhenTheStoreIsUnreachable(t *testing.T) {
+	const fallback = 1
+	fb := newFleetBench(t, 4, fallback)
+	clock := time.Now()
+	fb.b.now = func() time.Time { return clock }
+	fb.l.now = fb.b.now
+	var pcs []*physConn
+	for range 3 {
+		pcs = append(pcs, fb.acquireLeased("a"))
+	}
+	fb.release(pcs[1])
+	fb.release(pcs[2])
+	down := errors.New("connection refused")
+	fb.l.mu.Lock()
+	fb.l.err = down
+	fb.l.mu.Unlock()
+
+	clock = clock.Add(30 * time.Second)
+	fb.renew() // gives back one cold idle session, keeps the lease
+	if st := fb.stats(); st.Fallback || st.Leased != 4 || st.Cap != 2 || fb.srv.sessions() != 2 {
+		t.Fatalf("before the lease's expiry: %+v, %d sessions; want the 4 leased kept, one cold session closed", st, fb.srv.sessions())
+	}
+	clock = clock.Add(25 * time.Second) // within the margin of the minute's expiry
+	fb.renew()
+	fb.waitFor("the idle sessions over the fallback share to end", func() bool { return fb.b.open == 1 })
+	st := fb.stats()
+	if !st.Fallback || st.Cap != 1 || st.LastError != down.Error() {
+		t.Errorf("after the expiry: %+v; want Fallback, cap 1 and the error", st)
+	}
+	// Idle while still cut off: its session goes cold and is closed, and
+	// the fallback share stays there for the next caller.
+	fb.release(pcs[0])
+	fb.makeCold(pcs[0])
+	fb.renew()
+	if st := fb.stats(); !st.Fallback || st.Cap != fallback || fb.srv.sessions() != 0 {
+		t.Errorf("idle on the fallback share: %+v, %d sessions; want the cap of %d kept, no session", st, fb.srv.sessions(), fallback)
+	}
+	pc := fb.acquireLeased("a")
+
+	fb.l.mu.Lock()
+	fb.l.err = nil
+	fb.l.mu.Unlock()
+	fb.renew()
+	if st := fb.stats(); st.Fallback || st.Leased != 2 {
+		t.Errorf("the store back: %+v; want a lease of 2 (one in use, one more)", st)
+	}
+	fb.release(pc)
+}
+
+func (fb *fleetBench) stats() FleetStats {
+	fb.b.mu.Lock()
+	defer fb.b.mu.Unlock()
+	return *fb.f.statsLocked()
+}
+
+// Close gives the lease back once no session is left; a lease with
+// sessions still in use is left to expire.
+func TestFleetCloseReleases(t *testing.T) {
+	for _, inUse := range []bool{false, true} {
+		t.Run(fmt.Sprint("in use ", inUse), func(t *testing.T) {
+			fb := newFleetBench(t, 4, 1)
+			pc := fb.acquireLeased("a")
+			if !inUse {
+				fb.release(pc)
+			}
+			fb.b.close()
+			fb.l.mu.Lock()
+			released := len(fb.l.released)
+			fb.l.mu.Unlock()
+			if want := map[bool]int{false: 1, true: 0}[inUse]; released != want {
+				t.Errorf("%d releases, want %d", released, want)
+			}
+			if inUse {
+				fb.b.release(pc)
+			}
+		})
+	}
+}
+
+// Processes (budgets) sharing one server and one store, their agents
+// running, each with its own load of fixed size: the server never holds
+// more sessions than the budget, and every checkout is served.
+func TestFleetAgentsShareTheBudget(t *testing.T) {
+	const (
+		budget    = 4
+		processes = 3
+		workers   = 4
+		rounds    = 150
+	)
+	srv := &fakeServer{failAt: map[string]error{}}
+	l := newFakeLeaser(srv)
+	var wg sync.WaitGroup
+	for p := range processes {
+		cfg := defaultConfig()
+		cfg.maxConns = budget
+		cfg.evictionDelay = time.Millisecond
+		if err := cfg.validate(); err != nil {
+			t.Fatal(err)
+		}
+		b := newBudget(&cfg, "fake:5432")
+		f := newFleet(b, l, 300*time.Millisecond, 0, cfg.log)
+		f.start()
+		var tenants []*target
+		for i := range 3 {
+			id := fmt.Sprintf("p%d-t%d", p, i)
+			dial := srv.dialer(id)
+			tenants = append(tenants, &target{name: id, cfg: &cfg, b: b, dial: func(ctx context.Context) (session, error) {
+				s, err := dial(ctx)
+				l.mu.Lock()
+				l.checkLocked("dial of " + id)
+				l.mu.Unlock()
+				return s, err
+			}})
+		}
+		var pwg sync.WaitGroup
+		for range workers {
+			pwg.Go(func() {
+				for range rounds {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					pc, err := b.acquire(ctx, tenants[rand.IntN(len(tenants))], nil)
+					cancel()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+					b.release(pc)
+				}
+			})
+		}
+		wg.Go(func() {
+			pwg.Wait()
+			b.close()
+		})
+	}
+	wg.Wait()
+	l.check(t)
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.peak > budget || srv.live != 0 {
+		t.Errorf("the server held %d sessions at most under a budget of %d, %d after close", srv.peak, budget, srv.live)
+	}
+}
