@@ -22,6 +22,16 @@ func (b *budget) closeLater(pc *physConn) {
 	}
 }
 
+// closeWait terminates pcs, already taken out of their pools, at once,
+// and returns when the server has seen every one of them end.
+func (b *budget) closeWait(pcs []*physConn) {
+	var wg sync.WaitGroup
+	for _, pc := range pcs {
+		wg.Go(func() { b.closeNow(pc) })
+	}
+	wg.Wait()
+}
+
 // closeNow terminates pc, already taken out of its pool, and frees its
 // slot.
 func (b *budget) closeNow(pc *physConn) {
@@ -138,11 +148,7 @@ func (b *budget) close() {
 	// Wait for the idle sessions to end, so that closing a *sql.DB leaves
 	// nothing behind on the server; sessions still in use end when they
 	// are released.
-	var wg sync.WaitGroup
-	for _, pc := range closing {
-		wg.Go(func() { b.closeNow(pc) })
-	}
-	wg.Wait()
+	b.closeWait(closing)
 	// No goroutine starts any more (b.closed), and those running finish:
 	// they wait for the server (a dial for up to the connect timeout,
 	// WithBeforeConnect and WithAfterConnect included; a termination for
@@ -155,6 +161,8 @@ func (b *budget) close() {
 	}
 }
 
+// closeAll terminates conns, already taken out of their pools, in the
+// background (closeLater).
 func (b *budget) closeAll(conns []*physConn) {
 	for _, pc := range conns {
 		b.closeLater(pc)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/tenantsql/tenantsql/store"
@@ -230,11 +229,7 @@ func (f *fleet) renew(ctx context.Context) {
 	b.mu.Unlock()
 	// The server must have seen these sessions end before another
 	// process is granted their slots.
-	var wg sync.WaitGroup
-	for _, pc := range closing {
-		wg.Go(func() { b.closeNow(pc) })
-	}
-	wg.Wait()
+	b.closeWait(closing)
 
 	b.mu.Lock()
 	// b.open only went down meanwhile, or up within f.cap: what is open
