@@ -165,6 +165,20 @@ func (f *fleet) nextRenewal() time.Duration {
 // this covers clocks that run at slightly different rates.
 func (f *fleet) margin() time.Duration { return f.ttl / 10 }
 
+// capLocked is how many sessions the budget may open now: f.cap while
+// the lease is in force, but no more than the fallback share once it is
+// within the margin of its expiry, whether or not the agent has noticed.
+// A renewal stuck on a store that does not answer, an agent starved of
+// the CPU or a process paused past its lease must not keep dialling up
+// to a lease the store has already forgotten and may have granted to
+// others.
+func (f *fleet) capLocked() int {
+	if !f.fellBack && !f.expires.IsZero() && !f.b.now().Before(f.expires.Add(-f.margin())) {
+		return min(f.cap, f.fallback)
+	}
+	return f.cap
+}
+
 // stop ends the agent and waits for it; it may be called more than once.
 func (f *fleet) stop() {
 	if f.cancel != nil {
@@ -242,10 +256,11 @@ func (f *fleet) renew(ctx context.Context) {
 	b.mu.Unlock()
 
 	// Bounded, so that an unreachable store cannot hold the agent past
-	// the lease's expiry, when the budget must fall back.
-	lctx, cancel := context.WithTimeout(ctx, max(deadline.Sub(now), time.Millisecond))
-	l, err := f.leaser.Lease(lctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl})
-	cancel()
+	// the lease's expiry, when the budget must fall back. The time left
+	// is measured now, not from before closeWait, which may have taken
+	// a while.
+	l, err := f.lease(ctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl},
+		max(deadline.Sub(b.now()), time.Millisecond))
 
 	if err != nil && ctx.Err() != nil {
 		return // stopped: the budget is closing
@@ -274,6 +289,39 @@ func (f *fleet) renew(ctx context.Context) {
 	b.grantSlotsLocked()
 	b.mu.Unlock()
 	b.closeAll(closing)
+}
+
+// errLeaseTimeout: the store did not answer a renewal before the lease's
+// expiry (minus the margin).
+var errLeaseTimeout = errors.New("the tenant store did not answer the lease renewal in time")
+
+// lease calls the store within d. It returns at the deadline even if the
+// store's call does not: a Redis client reading from a server that does
+// not answer may ignore its context (go-redis does, unless
+// ContextTimeoutEnabled) until its own read timeout. The call abandoned
+// finishes in the background; if the store granted it, the grant is one
+// this process does not use, which the next renewal corrects.
+func (f *fleet) lease(ctx context.Context, req store.LeaseRequest, d time.Duration) (store.Lease, error) {
+	lctx, cancel := context.WithTimeout(ctx, d)
+	type result struct {
+		l   store.Lease
+		err error
+	}
+	done := make(chan result, 1) // buffered: an abandoned call does not block
+	go func() {
+		defer cancel()
+		l, err := f.leaser.Lease(lctx, req)
+		done <- result{l, err}
+	}()
+	select {
+	case r := <-done:
+		return r.l, r.err
+	case <-lctx.Done():
+		if ctx.Err() != nil {
+			return store.Lease{}, ctx.Err()
+		}
+		return store.Lease{}, fmt.Errorf("tenantsql: fleet budget: lease on %s: %w (%w)", req.Server, errLeaseTimeout, lctx.Err())
+	}
 }
 
 // failedLocked records a failed renewal. The lease holds until it
@@ -331,6 +379,6 @@ func (f *fleet) release() {
 
 // statsLocked reports the lease.
 func (f *fleet) statsLocked() *FleetStats {
-	return &FleetStats{Leased: f.leased, Cap: f.cap, Budget: f.inForce, Fair: f.fair, Holders: f.holders,
+	return &FleetStats{Leased: f.leased, Cap: f.capLocked(), Budget: f.inForce, Fair: f.fair, Holders: f.holders,
 		Expires: f.expires, Fallback: f.fellBack, LastError: f.lastError}
 }

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,10 +32,12 @@ type fakeLeaser struct {
 	srv      *fakeServer // the sessions of every holder
 	leases   map[string]*fakeLease
 	now      func() time.Time
-	err      error    // set: every call fails with it
-	asked    []int    // the Want of every call, in order
-	released []string // holders that gave their lease back
-	broken   []string // the orders broken: sessions over the leases
+	err      error         // set: every call fails with it
+	block    chan struct{} // set: Lease waits for it to close, deaf to its ctx (a Redis that does not answer)
+	blocked  int           // Lease calls that waited on block
+	asked    []int         // the Want of every call, in order
+	released []string      // holders that gave their lease back
+	broken   []string      // the orders broken: sessions over the leases
 }
 
 func newFakeLeaser(srv *fakeServer) *fakeLeaser {
@@ -42,6 +46,12 @@ func newFakeLeaser(srv *fakeServer) *fakeLeaser {
 
 func (l *fakeLeaser) Lease(ctx context.Context, req store.LeaseRequest) (store.Lease, error) {
 	l.mu.Lock()
+	if block := l.block; block != nil {
+		l.blocked++
+		l.mu.Unlock()
+		<-block
+		l.mu.Lock()
+	}
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return store.Lease{}, l.err
@@ -337,6 +347,90 @@ func TestFleetFallsBackWhenTheStoreIsUnreachable(t *testing.T) {
 		t.Errorf("the store back: %+v; want a lease of 2 (one in use, one more)", st)
 	}
 	fb.release(pc)
+}
+
+// A renewal that the store does not answer (a Lease deaf to its context,
+// as go-redis reading from a stalled Redis is) does not keep the lease in
+// force: once the lease is within the margin of its expiry the cap is the
+// fallback share, while the renewal is still stuck, and checkouts over it
+// wait.
+func TestFleetLeaseExpiresWhileTheRenewalIsStuck(t *testing.T) {
+	const fallback = 1
+	fb := newFleetBench(t, 4, fallback)
+	var clock atomic.Int64 // the renewal reads it from the agent's goroutine
+	clock.Store(time.Now().UnixNano())
+	fb.b.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	fb.l.now = fb.b.now
+	pcs := []*physConn{fb.acquireLeased("a"), fb.acquireLeased("a")}
+	if c := fb.cap(); c < 2 {
+		t.Fatalf("cap %d with two in use, want 2 or more", c)
+	}
+	fb.release(pcs[1])
+
+	unblock := make(chan struct{})
+	fb.l.mu.Lock()
+	fb.l.block = unblock
+	fb.l.mu.Unlock()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		fb.renew()
+	}()
+	fb.waitFor("the renewal to be stuck in the store", func() bool {
+		fb.l.mu.Lock()
+		defer fb.l.mu.Unlock()
+		return fb.l.blocked == 1
+	})
+	clock.Add(int64(time.Minute - fb.f.margin())) // the lease's expiry, minus the margin
+	if st := fb.stats(); st.Cap != fallback {
+		t.Errorf("at the lease's expiry with the renewal stuck: %+v; want the cap at the fallback share %d", st, fallback)
+	}
+	// One in use, one idle: a caller of another tenant may not dial.
+	ctx, cancel := context.WithCancel(context.Background())
+	r := fb.acquireAsync(ctx, "b")
+	fb.waitFor("the caller to queue over the fallback share", func() bool { return fb.waiters() == 1 })
+	cancel()
+	if got := fb.result("the cancelled checkout", r); got.err == nil {
+		t.Error("a checkout over the fallback share dialled")
+		fb.release(got.pc)
+	}
+	close(unblock)
+	select {
+	case <-renewed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the renewal did not return")
+	}
+	fb.release(pcs[0])
+}
+
+// The agent abandons a renewal the store does not answer at the lease's
+// expiry (minus the margin), and falls back, instead of waiting on a
+// store call that ignores its context.
+func TestFleetRenewalGivesUpAtTheLeasesExpiry(t *testing.T) {
+	const fallback = 1
+	fb := newFleetBench(t, 4, fallback)
+	fb.f.ttl = 300 * time.Millisecond // the real clock: the renewal's deadline is a context's
+	pc := fb.acquireLeased("a")
+	fb.release(pc)
+	unblock := make(chan struct{})
+	defer close(unblock)
+	fb.l.mu.Lock()
+	fb.l.block = unblock
+	fb.l.mu.Unlock()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		fb.renew()
+	}()
+	select {
+	case <-renewed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the renewal waited on the store past the lease's expiry")
+	}
+	st := fb.stats()
+	if !st.Fallback || st.Cap != fallback || !strings.Contains(st.LastError, errLeaseTimeout.Error()) {
+		t.Errorf("after the stuck renewal: %+v; want Fallback, the cap at %d and the timeout", st, fallback)
+	}
 }
 
 func (fb *fleetBench) stats() FleetStats {
