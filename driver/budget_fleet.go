@@ -226,6 +226,11 @@ func (f *fleet) renew(ctx context.Context) {
 		headroom = 1
 	}
 	target := min(b.max, max(inUse+b.waiters.n+headroom, inUse+warm))
+	if f.inForce > 0 {
+		// A process that joined with a smaller budget lowered the one in
+		// force: give back down to it now, not when others ask.
+		target = min(target, f.inForce)
+	}
 	if f.holders > 1 && f.fair < f.asked {
 		// It asked for more than its fair share last time: others want
 		// slots it holds. Give back down to the fair share, keeping one
@@ -277,7 +282,9 @@ func (f *fleet) renew(ctx context.Context) {
 	}
 	f.leased, f.inForce, f.fair, f.holders, f.expires, f.asked = l.Granted, l.Budget, l.Fair, l.Holders, l.Expires, want
 	f.fellBack, f.lastError = false, ""
-	f.cap = min(l.Granted, target)
+	// No more than the budget in force, which a process that joined
+	// with a smaller one may just have lowered.
+	f.cap = min(l.Granted, target, l.Budget)
 	// Granted less than is open only if the lease had lapsed (the
 	// fallback share, or a store that lost it): idle sessions over the
 	// grant end now, those in use when released.

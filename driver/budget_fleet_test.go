@@ -297,6 +297,28 @@ func TestFleetGivesBackToFairShare(t *testing.T) {
 	fb.release(pcs[3])
 }
 
+// A process that joins with a smaller budget lowers the one in force: the
+// others' caps drop to it on their next renewal, whatever they asked for.
+func TestFleetShrinksToASmallerBudgetInForce(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	var pcs []*physConn
+	for range 3 {
+		pcs = append(pcs, fb.acquireLeased("a"))
+	}
+	small := store.LeaseRequest{Server: "fake:5432", Holder: "small", Want: 0, Budget: 2, TTL: time.Minute}
+	if _, err := fb.l.Lease(context.Background(), small); err != nil {
+		t.Fatal(err)
+	}
+	fb.renew()
+	if st := fb.stats(); st.Budget != 2 || st.Cap != 2 {
+		t.Fatalf("after a holder joined with a budget of 2: %+v; want the budget 2 in force and the cap at 2", st)
+	}
+	for _, pc := range pcs {
+		fb.release(pc) // the one over the cap is closed
+	}
+	fb.waitFor("the session over the budget in force to end", func() bool { return fb.srv.sessions() <= 2 })
+}
+
 // The store unreachable: the lease holds until it expires, then the budget
 // falls back to its fallback share, and takes the lease again when the
 // store is back.

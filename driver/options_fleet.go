@@ -29,10 +29,28 @@ import "time"
 // tcp_keepalives_idle and friends on the server to bound that). A process
 // that cannot reach the store keeps its lease until it expires, then
 // falls back to WithFleetFallback sessions per server until it reaches
-// the store again: the fleet may then exceed the budget by that many
-// sessions per process cut off. A closed connector gives its leases back,
+// the store again. A closed connector gives its leases back,
 // except on a server where sessions are still in use, whose lease
 // expires instead.
+//
+// The bound holds while every process is live and scheduled, the store
+// keeps its leases (Redis does not fail over to a replica that missed the
+// last grants: it replicates asynchronously), the clocks of Redis and of
+// the processes run at the same rate (synchronised, slewed rather than
+// stepped: Redis expires leases on its own clock, a process on its own,
+// with a margin of a tenth of WithFleetTTL), and the sessions in use when
+// a process loses its lease are released by the lease's expiry. A process
+// loses its lease when it cannot renew it: the store unreachable or not
+// answering, the process paused or starved past it. Its cap drops to the
+// fallback share a tenth of the TTL before the expiry, whether or not a
+// renewal is still under way: it dials no more and closes idle sessions
+// over the share, but sessions in use are not killed (their transactions
+// run on) and end only as they are released, while the store may already
+// have given their slots to other processes. The fleet may then exceed
+// the budget by, for each process cut off, its fallback share and its
+// sessions in use beyond it until they are released. A process that
+// joins with a smaller budget lowers the budget in force at once for new
+// grants; the others give back down to it on their next renewal.
 //
 // Stats reports each server's lease (ServerStats.Fleet).
 func WithFleetBudget() Option { return func(c *config) { c.fleet = true } }
