@@ -209,6 +209,15 @@ func (f *fleet) renew(ctx context.Context) {
 	b := f.b
 	b.mu.Lock()
 	if b.closed {
+		// Closing: keep the slots of the sessions still ending leased
+		// until close has seen them end and stops the agent.
+		want := b.open
+		b.mu.Unlock()
+		l, err := f.lease(ctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl}, f.ttl/3)
+		b.mu.Lock()
+		if err == nil {
+			f.leased, f.expires, f.asked = l.Granted, l.Expires, want
+		}
 		b.mu.Unlock()
 		return
 	}
@@ -368,13 +377,16 @@ func (f *fleet) failedLocked(err error) []*physConn {
 
 // release gives the lease back once the budget is closed, so that the
 // others need not wait for it to expire. Sessions still in use (database/sql
-// closes them when they come back) keep it: it then expires instead.
+// closes them when they come back) keep it: it then expires instead. With
+// none open it is given back even if this process knows of no lease: a
+// renewal it abandoned may have been granted one (and giving back none
+// is harmless).
 func (f *fleet) release() {
 	b := f.b
 	b.mu.Lock()
-	open, held := b.open, f.leased > 0 || !f.expires.IsZero()
+	open := b.open
 	b.mu.Unlock()
-	if open > 0 || !held {
+	if open > 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(f.ttl/3, time.Second))
