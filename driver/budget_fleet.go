@@ -347,7 +347,16 @@ func (f *fleet) lease(ctx context.Context, req store.LeaseRequest, d time.Durati
 func (f *fleet) failedLocked(err error) []*physConn {
 	b := f.b
 	f.lastError = err.Error()
-	if b.closed || (!f.fellBack && !f.expires.IsZero() && b.now().Before(f.expires.Add(-f.margin()))) {
+	if b.closed {
+		return nil
+	}
+	if !f.fellBack && !f.expires.IsZero() && b.now().Before(f.expires.Add(-f.margin())) {
+		// The lease holds, but the renewal that was to grow it failed:
+		// the callers waiting for it get the fallback share now rather
+		// than wait for the lease to expire (its cap may be what the
+		// budget used when idle, often nothing).
+		f.cap = max(f.cap, min(f.fallback, b.max))
+		b.grantSlotsLocked()
 		return nil
 	}
 	if f.fellBack {

@@ -455,6 +455,42 @@ func TestFleetRenewalGivesUpAtTheLeasesExpiry(t *testing.T) {
 	}
 }
 
+// A renewal that fails while the lease still holds does not leave the
+// callers waiting on a cap sized for an idle process: they get the
+// fallback share at once.
+func TestFleetFailedRenewalGrantsTheFallbackShare(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	pc := fb.acquireLeased("a")
+	fb.release(pc)
+	fb.makeCold(pc)
+	fb.renew()
+	if st := fb.stats(); st.Cap != 0 || st.Expires.IsZero() {
+		t.Fatalf("idle: %+v; want a lease held with a cap of 0", st)
+	}
+	fb.l.mu.Lock()
+	fb.l.err = errors.New("connection reset")
+	fb.l.mu.Unlock()
+	r := fb.acquireAsync(context.Background(), "a")
+	fb.waitFor("the caller to queue", func() bool { return fb.waiters() == 1 })
+	fb.renew()
+	got := fb.result("the checkout after the failed renewal", r)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if st := fb.stats(); st.Fallback || st.Cap != 1 {
+		t.Errorf("after the failed renewal: %+v; want the lease kept and the cap at the fallback share 1", st)
+	}
+	fb.release(got.pc)
+	// The session dialled on the fallback share is over the lease: the
+	// overshoot WithFleetBudget documents, not a broken order.
+	fb.l.mu.Lock()
+	if len(fb.l.broken) != 1 || !strings.HasPrefix(fb.l.broken[0], "dial of a: 1 sessions, 0 leased") {
+		t.Errorf("sessions over the leases: %q; want the one fallback session", fb.l.broken)
+	}
+	fb.l.broken = nil
+	fb.l.mu.Unlock()
+}
+
 func (fb *fleetBench) stats() FleetStats {
 	fb.b.mu.Lock()
 	defer fb.b.mu.Unlock()

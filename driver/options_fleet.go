@@ -64,7 +64,8 @@ func WithFleetTTL(d time.Duration) Option { return func(c *config) { c.fleetTTL 
 
 // WithFleetFallback sets the sessions per server a process may keep once
 // its lease of the fleet budget has expired with the store unreachable,
-// or when it could not lease at all (default DefaultFleetFallback; 0
+// when it could not lease at all, or, while its lease holds, after a
+// renewal failed, so that callers need not wait for the expiry (default DefaultFleetFallback; 0
 // stops its queries until the store is back, which keeps the budget at
 // the cost of availability).
 func WithFleetFallback(n int) Option { return func(c *config) { c.fleetFallback = n } }
