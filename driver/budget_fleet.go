@@ -111,8 +111,11 @@ func newHolder() string {
 }
 
 // newFleet attaches a fleet lease to b, whose cap is 0 until the first
-// grant. The agent is not started (start).
+// grant. The agent is not started (start). The fallback share is at most
+// the budget: a server's own budget (WithServerBudget) may be smaller
+// than WithFleetFallback.
 func newFleet(b *budget, l store.Leaser, ttl time.Duration, fallback int, log *slog.Logger) *fleet {
+	fallback = min(fallback, b.max)
 	f := &fleet{b: b, leaser: l, holder: newHolder(), ttl: ttl, fallback: fallback, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	b.fleet = f
 	return f
@@ -355,7 +358,7 @@ func (f *fleet) failedLocked(err error) []*physConn {
 		// the callers waiting for it get the fallback share now rather
 		// than wait for the lease to expire (its cap may be what the
 		// budget used when idle, often nothing).
-		f.cap = max(f.cap, min(f.fallback, b.max))
+		f.cap = max(f.cap, f.fallback)
 		b.grantSlotsLocked()
 		return nil
 	}

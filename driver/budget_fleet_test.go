@@ -491,6 +491,18 @@ func TestFleetFailedRenewalGrantsTheFallbackShare(t *testing.T) {
 	fb.l.mu.Unlock()
 }
 
+// The fallback share is at most the local budget.
+func TestFleetFallbackAtMostTheBudget(t *testing.T) {
+	fb := newFleetBench(t, 2, 5)
+	fb.l.mu.Lock()
+	fb.l.err = errors.New("connection refused")
+	fb.l.mu.Unlock()
+	fb.renew() // no lease yet: the fallback share
+	if st := fb.stats(); !st.Fallback || st.Cap != 2 {
+		t.Errorf("cut off with a fallback of 5 and a budget of 2: %+v; want the cap at 2", st)
+	}
+}
+
 func (fb *fleetBench) stats() FleetStats {
 	fb.b.mu.Lock()
 	defer fb.b.mu.Unlock()

@@ -67,5 +67,6 @@ func WithFleetTTL(d time.Duration) Option { return func(c *config) { c.fleetTTL 
 // when it could not lease at all, or, while its lease holds, after a
 // renewal failed, so that callers need not wait for the expiry (default DefaultFleetFallback; 0
 // stops its queries until the store is back, which keeps the budget at
-// the cost of availability).
+// the cost of availability). It is at most the server's budget: a larger
+// n gives the whole budget.
 func WithFleetFallback(n int) Option { return func(c *config) { c.fleetFallback = n } }
