@@ -38,6 +38,9 @@ func (b *budget) closeNow(pc *physConn) {
 	pc.sess.terminate()
 	b.mu.Lock()
 	b.freeLocked()
+	if b.fleet != nil {
+		b.fleet.closedLocked()
+	}
 	b.mu.Unlock()
 }
 

@@ -49,6 +49,12 @@ const (
 // a wait with the fleet's budget all leased renews at once, not in a loop.
 const fleetMinRenew = 50 * time.Millisecond
 
+// fleetWaitRenew is how often the agent renews while callers wait with
+// the lease below the budget: slots other processes give back as their
+// sessions come back reach the waiting callers in a fraction of a
+// second, not a third of the TTL.
+const fleetWaitRenew = 250 * time.Millisecond
+
 // fleet is a budget's lease on its server's fleet budget.
 type fleet struct {
 	b        *budget
@@ -157,6 +163,9 @@ func (f *fleet) nextRenewal() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := f.ttl / 3
+	if b.waiters.n > 0 && f.cap < b.max {
+		d = min(d, fleetWaitRenew)
+	}
 	if !f.expires.IsZero() {
 		d = min(d, max(f.expires.Add(-f.margin()).Sub(b.now()), 0))
 	}
@@ -194,10 +203,26 @@ func (f *fleet) stop() {
 // has to wait and the budget has used what it leased.
 func (f *fleet) wakeLocked() {
 	if f.cap < f.b.max {
-		select {
-		case f.kick <- struct{}{}:
-		default:
-		}
+		f.kickLocked()
+	}
+}
+
+// kickLocked asks the agent for a renewal as soon as it may (it spaces
+// them by fleetMinRenew).
+func (f *fleet) kickLocked() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// closedLocked is told that a session has ended and freed its slot: once
+// the sessions over a lowered cap have all ended, the agent gives the
+// slots back now rather than at its next renewal, for the processes that
+// want them.
+func (f *fleet) closedLocked() {
+	if f.leased > f.cap && f.b.open <= f.cap {
+		f.kickLocked()
 	}
 }
 
@@ -297,6 +322,14 @@ func (f *fleet) renew(ctx context.Context) {
 	// No more than the budget in force, which a process that joined
 	// with a smaller one may just have lowered.
 	f.cap = min(l.Granted, target, l.Budget)
+	if l.Holders > 1 && l.Fair < want {
+		// Others want slots this process holds: it opens no more than
+		// its fair share (keeping one, so that its tenants are not shut
+		// out) from now, and gives the rest back on the next renewal,
+		// which comes soon.
+		f.cap = min(f.cap, max(l.Fair, 1))
+		f.kickLocked()
+	}
 	// Granted less than is open only if the lease had lapsed (the
 	// fallback share, or a store that lost it): idle sessions over the
 	// grant end now, those in use when released.

@@ -191,6 +191,14 @@ func (fb *fleetBench) waitersNow() int {
 
 func (fb *fleetBench) renew() { fb.f.renew(context.Background()) }
 
+// drainKick takes a pending request for a renewal, if any.
+func (fb *fleetBench) drainKick() {
+	select {
+	case <-fb.f.kick:
+	default:
+	}
+}
+
 func (fb *fleetBench) cap() int {
 	fb.b.mu.Lock()
 	defer fb.b.mu.Unlock()
@@ -278,16 +286,23 @@ func TestFleetGivesBackToFairShare(t *testing.T) {
 	if l, _ := fb.l.Lease(context.Background(), other); l.Granted != 0 {
 		t.Fatalf("the other process got %d of a budget all leased", l.Granted)
 	}
-	fb.renew() // learns its fair share, 2
-	fb.renew() // gives back down to it
+	fb.drainKick() // the callers' requests for a renewal, taken by this one
+	fb.renew()     // learns its fair share, 2, and caps itself there at once
 	if c := fb.cap(); c != 2 {
 		t.Fatalf("cap %d, want the fair share 2", c)
 	}
+	if len(fb.f.kick) != 1 {
+		t.Error("over its fair share, the budget did not ask for the next renewal soon")
+	}
+	fb.drainKick()
 	fb.release(pcs[0]) // in use over the cap: closed, not kept idle
 	fb.release(pcs[1])
 	fb.waitFor("the sessions over the cap to end", func() bool { return fb.b.open == 2 })
 	if fb.b.idle.n != 0 {
 		t.Errorf("%d sessions idle over the cap", fb.b.idle.n)
+	}
+	if len(fb.f.kick) != 1 {
+		t.Error("down to its cap, the budget did not ask for a renewal to give the slots back")
 	}
 	fb.renew()
 	if l, _ := fb.l.Lease(context.Background(), other); l.Granted != 2 {

@@ -15,7 +15,9 @@ import "time"
 // in use, the callers waiting and one more, keeps idle sessions used in
 // the last second, and gives the rest back, so slots move to the processes
 // that need them. A process that holds more than its fair share while
-// others want slots gives the difference back as its sessions come back.
+// others want slots opens no more from the reply that tells it so, and
+// gives the difference back as soon as its sessions over it have come
+// back; while its callers wait it renews every 250ms.
 // A caller that has to wait with the lease used up makes the process ask
 // for more at once; a checkout that finds an idle session of its tenant
 // never talks to the store. A process grows its lease before it dials
