@@ -355,13 +355,13 @@ var errLeaseTimeout = errors.New("the tenant store did not answer the lease rene
 // this process does not use, which the next renewal corrects.
 func (f *fleet) lease(ctx context.Context, req store.LeaseRequest, d time.Duration) (store.Lease, error) {
 	lctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel() // once returned, the call, if still running, is abandoned
 	type result struct {
 		l   store.Lease
 		err error
 	}
 	done := make(chan result, 1) // buffered: an abandoned call does not block
 	go func() {
-		defer cancel()
 		l, err := f.leaser.Lease(lctx, req)
 		done <- result{l, err}
 	}()
@@ -369,6 +369,11 @@ func (f *fleet) lease(ctx context.Context, req store.LeaseRequest, d time.Durati
 	case r := <-done:
 		return r.l, r.err
 	case <-lctx.Done():
+		select {
+		case r := <-done: // answered as the deadline passed
+			return r.l, r.err
+		default:
+		}
 		if ctx.Err() != nil {
 			return store.Lease{}, ctx.Err()
 		}
