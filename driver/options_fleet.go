@@ -37,7 +37,9 @@ import "time"
 //
 // The bound holds while every process is live and scheduled, the store
 // keeps its leases (Redis does not fail over to a replica that missed the
-// last grants: it replicates asynchronously), the clocks of Redis and of
+// last grants: it replicates asynchronously, so a Sentinel or Cluster
+// failover may lose a grant and give its slots again; on Sentinel,
+// min-replicas-to-write narrows that window), the clocks of Redis and of
 // the processes run at the same rate (synchronised, slewed rather than
 // stepped: Redis expires leases on its own clock, a process on its own,
 // with a margin of a tenth of WithFleetTTL), and the sessions in use when
