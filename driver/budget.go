@@ -212,7 +212,9 @@ func (b *budget) checkoutLocked(ctx context.Context, p *pool, hint *physConn, st
 	}
 	w := &waiter{p: p, ch: make(chan grant, 1), since: *start, patience: b.patienceLocked(p)}
 	var victim *physConn
-	if p.open == 0 {
+	// Over the cap (a fleet lease shrunk or expired), an evicted
+	// session's slot is not there to hand over.
+	if p.open == 0 && b.open <= b.capLocked() {
 		victim = b.victimLocked(b.now(), true)
 	}
 	if victim != nil {
@@ -327,10 +329,10 @@ func (b *budget) release(pc *physConn) (dead bool) {
 }
 
 // capLocked is how many sessions the budget may have open: max, or under
-// a fleet budget what it leased.
+// a fleet budget what it leased (fleet.capLocked).
 func (b *budget) capLocked() int {
 	if b.fleet != nil {
-		return b.fleet.cap
+		return b.fleet.capLocked()
 	}
 	return b.max
 }

@@ -38,6 +38,9 @@ func (b *budget) closeNow(pc *physConn) {
 	pc.sess.terminate()
 	b.mu.Lock()
 	b.freeLocked()
+	if b.fleet != nil {
+		b.fleet.closedLocked()
+	}
 	b.mu.Unlock()
 }
 
@@ -131,9 +134,6 @@ func (b *budget) reap(now time.Time, idleTimeout time.Duration) {
 // terminated, the budget being closed), terminations and hand-overs (each
 // bounded by terminateTimeout).
 func (b *budget) close() {
-	if b.fleet != nil {
-		b.fleet.stop() // no renewal after this
-	}
 	b.mu.Lock()
 	b.closed = true
 	var closing []*physConn
@@ -156,7 +156,11 @@ func (b *budget) close() {
 	// wait, and a dial for its caller, who takes the result or gives up
 	// at once.
 	b.wg.Wait()
+	// The agent renews the lease until now: the sessions closed above
+	// hold their slots until the server has seen them end, which may
+	// take seconds.
 	if b.fleet != nil {
+		b.fleet.stop() // no renewal after this
 		b.fleet.release()
 	}
 }

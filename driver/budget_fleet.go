@@ -49,6 +49,12 @@ const (
 // a wait with the fleet's budget all leased renews at once, not in a loop.
 const fleetMinRenew = 50 * time.Millisecond
 
+// fleetWaitRenew is how often the agent renews while callers wait with
+// the lease below the budget: slots other processes give back as their
+// sessions come back reach the waiting callers in a fraction of a
+// second, not a third of the TTL.
+const fleetWaitRenew = 250 * time.Millisecond
+
 // fleet is a budget's lease on its server's fleet budget.
 type fleet struct {
 	b        *budget
@@ -111,8 +117,11 @@ func newHolder() string {
 }
 
 // newFleet attaches a fleet lease to b, whose cap is 0 until the first
-// grant. The agent is not started (start).
+// grant. The agent is not started (start). The fallback share is at most
+// the budget: a server's own budget (WithServerBudget) may be smaller
+// than WithFleetFallback.
 func newFleet(b *budget, l store.Leaser, ttl time.Duration, fallback int, log *slog.Logger) *fleet {
+	fallback = min(fallback, b.max)
 	f := &fleet{b: b, leaser: l, holder: newHolder(), ttl: ttl, fallback: fallback, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	b.fleet = f
 	return f
@@ -154,6 +163,9 @@ func (f *fleet) nextRenewal() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := f.ttl / 3
+	if b.waiters.n > 0 && f.cap < b.max {
+		d = min(d, fleetWaitRenew)
+	}
 	if !f.expires.IsZero() {
 		d = min(d, max(f.expires.Add(-f.margin()).Sub(b.now()), 0))
 	}
@@ -164,6 +176,20 @@ func (f *fleet) nextRenewal() time.Duration {
 // the local expiry already counts from before the call that granted it,
 // this covers clocks that run at slightly different rates.
 func (f *fleet) margin() time.Duration { return f.ttl / 10 }
+
+// capLocked is how many sessions the budget may open now: f.cap while
+// the lease is in force, but no more than the fallback share once it is
+// within the margin of its expiry, whether or not the agent has noticed.
+// A renewal stuck on a store that does not answer, an agent starved of
+// the CPU or a process paused past its lease must not keep dialling up
+// to a lease the store has already forgotten and may have granted to
+// others.
+func (f *fleet) capLocked() int {
+	if !f.fellBack && !f.expires.IsZero() && !f.b.now().Before(f.expires.Add(-f.margin())) {
+		return min(f.cap, f.fallback)
+	}
+	return f.cap
+}
 
 // stop ends the agent and waits for it; it may be called more than once.
 func (f *fleet) stop() {
@@ -177,10 +203,26 @@ func (f *fleet) stop() {
 // has to wait and the budget has used what it leased.
 func (f *fleet) wakeLocked() {
 	if f.cap < f.b.max {
-		select {
-		case f.kick <- struct{}{}:
-		default:
-		}
+		f.kickLocked()
+	}
+}
+
+// kickLocked asks the agent for a renewal as soon as it may (it spaces
+// them by fleetMinRenew).
+func (f *fleet) kickLocked() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// closedLocked is told that a session has ended and freed its slot: once
+// the sessions over a lowered cap have all ended, the agent gives the
+// slots back now rather than at its next renewal, for the processes that
+// want them.
+func (f *fleet) closedLocked() {
+	if f.leased > f.cap && f.b.open <= f.cap {
+		f.kickLocked()
 	}
 }
 
@@ -195,6 +237,15 @@ func (f *fleet) renew(ctx context.Context) {
 	b := f.b
 	b.mu.Lock()
 	if b.closed {
+		// Closing: keep the slots of the sessions still ending leased
+		// until close has seen them end and stops the agent.
+		want := b.open
+		b.mu.Unlock()
+		l, err := f.lease(ctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl}, f.ttl/3)
+		b.mu.Lock()
+		if err == nil {
+			f.leased, f.expires, f.asked = l.Granted, l.Expires, want
+		}
 		b.mu.Unlock()
 		return
 	}
@@ -212,6 +263,11 @@ func (f *fleet) renew(ctx context.Context) {
 		headroom = 1
 	}
 	target := min(b.max, max(inUse+b.waiters.n+headroom, inUse+warm))
+	if f.inForce > 0 {
+		// A process that joined with a smaller budget lowered the one in
+		// force: give back down to it now, not when others ask.
+		target = min(target, f.inForce)
+	}
 	if f.holders > 1 && f.fair < f.asked {
 		// It asked for more than its fair share last time: others want
 		// slots it holds. Give back down to the fair share, keeping one
@@ -242,10 +298,11 @@ func (f *fleet) renew(ctx context.Context) {
 	b.mu.Unlock()
 
 	// Bounded, so that an unreachable store cannot hold the agent past
-	// the lease's expiry, when the budget must fall back.
-	lctx, cancel := context.WithTimeout(ctx, max(deadline.Sub(now), time.Millisecond))
-	l, err := f.leaser.Lease(lctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl})
-	cancel()
+	// the lease's expiry, when the budget must fall back. The time left
+	// is measured now, not from before closeWait, which may have taken
+	// a while.
+	l, err := f.lease(ctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl},
+		max(deadline.Sub(b.now()), time.Millisecond))
 
 	if err != nil && ctx.Err() != nil {
 		return // stopped: the budget is closing
@@ -262,7 +319,17 @@ func (f *fleet) renew(ctx context.Context) {
 	}
 	f.leased, f.inForce, f.fair, f.holders, f.expires, f.asked = l.Granted, l.Budget, l.Fair, l.Holders, l.Expires, want
 	f.fellBack, f.lastError = false, ""
-	f.cap = min(l.Granted, target)
+	// No more than the budget in force, which a process that joined
+	// with a smaller one may just have lowered.
+	f.cap = min(l.Granted, target, l.Budget)
+	if l.Holders > 1 && l.Fair < want {
+		// Others want slots this process holds: it opens no more than
+		// its fair share (keeping one, so that its tenants are not shut
+		// out) from now, and gives the rest back on the next renewal,
+		// which comes soon.
+		f.cap = min(f.cap, max(l.Fair, 1))
+		f.kickLocked()
+	}
 	// Granted less than is open only if the lease had lapsed (the
 	// fallback share, or a store that lost it): idle sessions over the
 	// grant end now, those in use when released.
@@ -276,6 +343,44 @@ func (f *fleet) renew(ctx context.Context) {
 	b.closeAll(closing)
 }
 
+// errLeaseTimeout: the store did not answer a renewal before the lease's
+// expiry (minus the margin).
+var errLeaseTimeout = errors.New("the tenant store did not answer the lease renewal in time")
+
+// lease calls the store within d. It returns at the deadline even if the
+// store's call does not: a Redis client reading from a server that does
+// not answer may ignore its context (go-redis does, unless
+// ContextTimeoutEnabled) until its own read timeout. The call abandoned
+// finishes in the background; if the store granted it, the grant is one
+// this process does not use, which the next renewal corrects.
+func (f *fleet) lease(ctx context.Context, req store.LeaseRequest, d time.Duration) (store.Lease, error) {
+	lctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel() // once returned, the call, if still running, is abandoned
+	type result struct {
+		l   store.Lease
+		err error
+	}
+	done := make(chan result, 1) // buffered: an abandoned call does not block
+	go func() {
+		l, err := f.leaser.Lease(lctx, req)
+		done <- result{l, err}
+	}()
+	select {
+	case r := <-done:
+		return r.l, r.err
+	case <-lctx.Done():
+		select {
+		case r := <-done: // answered as the deadline passed
+			return r.l, r.err
+		default:
+		}
+		if ctx.Err() != nil {
+			return store.Lease{}, ctx.Err()
+		}
+		return store.Lease{}, fmt.Errorf("tenantsql: fleet budget: lease on %s: %w (%w)", req.Server, errLeaseTimeout, lctx.Err())
+	}
+}
+
 // failedLocked records a failed renewal. The lease holds until it
 // expires; past that (minus the margin) the budget falls back to its
 // fallback share, and returns the idle sessions over it for the caller to
@@ -283,7 +388,16 @@ func (f *fleet) renew(ctx context.Context) {
 func (f *fleet) failedLocked(err error) []*physConn {
 	b := f.b
 	f.lastError = err.Error()
-	if b.closed || (!f.fellBack && !f.expires.IsZero() && b.now().Before(f.expires.Add(-f.margin()))) {
+	if b.closed {
+		return nil
+	}
+	if !f.fellBack && !f.expires.IsZero() && b.now().Before(f.expires.Add(-f.margin())) {
+		// The lease holds, but the renewal that was to grow it failed:
+		// the callers waiting for it get the fallback share now rather
+		// than wait for the lease to expire (its cap may be what the
+		// budget used when idle, often nothing).
+		f.cap = max(f.cap, f.fallback)
+		b.grantSlotsLocked()
 		return nil
 	}
 	if f.fellBack {
@@ -313,13 +427,16 @@ func (f *fleet) failedLocked(err error) []*physConn {
 
 // release gives the lease back once the budget is closed, so that the
 // others need not wait for it to expire. Sessions still in use (database/sql
-// closes them when they come back) keep it: it then expires instead.
+// closes them when they come back) keep it: it then expires instead. With
+// none open it is given back even if this process knows of no lease: a
+// renewal it abandoned may have been granted one (and giving back none
+// is harmless).
 func (f *fleet) release() {
 	b := f.b
 	b.mu.Lock()
-	open, held := b.open, f.leased > 0 || !f.expires.IsZero()
+	open := b.open
 	b.mu.Unlock()
-	if open > 0 || !held {
+	if open > 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(f.ttl/3, time.Second))
@@ -331,6 +448,6 @@ func (f *fleet) release() {
 
 // statsLocked reports the lease.
 func (f *fleet) statsLocked() *FleetStats {
-	return &FleetStats{Leased: f.leased, Cap: f.cap, Budget: f.inForce, Fair: f.fair, Holders: f.holders,
+	return &FleetStats{Leased: f.leased, Cap: f.capLocked(), Budget: f.inForce, Fair: f.fair, Holders: f.holders,
 		Expires: f.expires, Fallback: f.fellBack, LastError: f.lastError}
 }

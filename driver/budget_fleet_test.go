@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,10 +32,12 @@ type fakeLeaser struct {
 	srv      *fakeServer // the sessions of every holder
 	leases   map[string]*fakeLease
 	now      func() time.Time
-	err      error    // set: every call fails with it
-	asked    []int    // the Want of every call, in order
-	released []string // holders that gave their lease back
-	broken   []string // the orders broken: sessions over the leases
+	err      error         // set: every call fails with it
+	block    chan struct{} // set: Lease waits for it to close, deaf to its ctx (a Redis that does not answer)
+	blocked  int           // Lease calls that waited on block
+	asked    []int         // the Want of every call, in order
+	released []string      // holders that gave their lease back
+	broken   []string      // the orders broken: sessions over the leases
 }
 
 func newFakeLeaser(srv *fakeServer) *fakeLeaser {
@@ -42,6 +46,12 @@ func newFakeLeaser(srv *fakeServer) *fakeLeaser {
 
 func (l *fakeLeaser) Lease(ctx context.Context, req store.LeaseRequest) (store.Lease, error) {
 	l.mu.Lock()
+	if block := l.block; block != nil {
+		l.blocked++
+		l.mu.Unlock()
+		<-block
+		l.mu.Lock()
+	}
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return store.Lease{}, l.err
@@ -181,6 +191,14 @@ func (fb *fleetBench) waitersNow() int {
 
 func (fb *fleetBench) renew() { fb.f.renew(context.Background()) }
 
+// drainKick takes a pending request for a renewal, if any.
+func (fb *fleetBench) drainKick() {
+	select {
+	case <-fb.f.kick:
+	default:
+	}
+}
+
 func (fb *fleetBench) cap() int {
 	fb.b.mu.Lock()
 	defer fb.b.mu.Unlock()
@@ -268,16 +286,23 @@ func TestFleetGivesBackToFairShare(t *testing.T) {
 	if l, _ := fb.l.Lease(context.Background(), other); l.Granted != 0 {
 		t.Fatalf("the other process got %d of a budget all leased", l.Granted)
 	}
-	fb.renew() // learns its fair share, 2
-	fb.renew() // gives back down to it
+	fb.drainKick() // the callers' requests for a renewal, taken by this one
+	fb.renew()     // learns its fair share, 2, and caps itself there at once
 	if c := fb.cap(); c != 2 {
 		t.Fatalf("cap %d, want the fair share 2", c)
 	}
+	if len(fb.f.kick) != 1 {
+		t.Error("over its fair share, the budget did not ask for the next renewal soon")
+	}
+	fb.drainKick()
 	fb.release(pcs[0]) // in use over the cap: closed, not kept idle
 	fb.release(pcs[1])
 	fb.waitFor("the sessions over the cap to end", func() bool { return fb.b.open == 2 })
 	if fb.b.idle.n != 0 {
 		t.Errorf("%d sessions idle over the cap", fb.b.idle.n)
+	}
+	if len(fb.f.kick) != 1 {
+		t.Error("down to its cap, the budget did not ask for a renewal to give the slots back")
 	}
 	fb.renew()
 	if l, _ := fb.l.Lease(context.Background(), other); l.Granted != 2 {
@@ -285,6 +310,28 @@ func TestFleetGivesBackToFairShare(t *testing.T) {
 	}
 	fb.release(pcs[2])
 	fb.release(pcs[3])
+}
+
+// A process that joins with a smaller budget lowers the one in force: the
+// others' caps drop to it on their next renewal, whatever they asked for.
+func TestFleetShrinksToASmallerBudgetInForce(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	var pcs []*physConn
+	for range 3 {
+		pcs = append(pcs, fb.acquireLeased("a"))
+	}
+	small := store.LeaseRequest{Server: "fake:5432", Holder: "small", Want: 0, Budget: 2, TTL: time.Minute}
+	if _, err := fb.l.Lease(context.Background(), small); err != nil {
+		t.Fatal(err)
+	}
+	fb.renew()
+	if st := fb.stats(); st.Budget != 2 || st.Cap != 2 {
+		t.Fatalf("after a holder joined with a budget of 2: %+v; want the budget 2 in force and the cap at 2", st)
+	}
+	for _, pc := range pcs {
+		fb.release(pc) // the one over the cap is closed
+	}
+	fb.waitFor("the session over the budget in force to end", func() bool { return fb.srv.sessions() <= 2 })
 }
 
 // The store unreachable: the lease holds until it expires, then the budget
@@ -339,6 +386,138 @@ func TestFleetFallsBackWhenTheStoreIsUnreachable(t *testing.T) {
 	fb.release(pc)
 }
 
+// A renewal that the store does not answer (a Lease deaf to its context,
+// as go-redis reading from a stalled Redis is) does not keep the lease in
+// force: once the lease is within the margin of its expiry the cap is the
+// fallback share, while the renewal is still stuck, and checkouts over it
+// wait.
+func TestFleetLeaseExpiresWhileTheRenewalIsStuck(t *testing.T) {
+	const fallback = 1
+	fb := newFleetBench(t, 4, fallback)
+	var clock atomic.Int64 // the renewal reads it from the agent's goroutine
+	clock.Store(time.Now().UnixNano())
+	fb.b.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	fb.l.now = fb.b.now
+	pcs := []*physConn{fb.acquireLeased("a"), fb.acquireLeased("a")}
+	if c := fb.cap(); c < 2 {
+		t.Fatalf("cap %d with two in use, want 2 or more", c)
+	}
+	fb.release(pcs[1])
+
+	unblock := make(chan struct{})
+	fb.l.mu.Lock()
+	fb.l.block = unblock
+	fb.l.mu.Unlock()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		fb.renew()
+	}()
+	fb.waitFor("the renewal to be stuck in the store", func() bool {
+		fb.l.mu.Lock()
+		defer fb.l.mu.Unlock()
+		return fb.l.blocked == 1
+	})
+	clock.Add(int64(time.Minute - fb.f.margin())) // the lease's expiry, minus the margin
+	if st := fb.stats(); st.Cap != fallback {
+		t.Errorf("at the lease's expiry with the renewal stuck: %+v; want the cap at the fallback share %d", st, fallback)
+	}
+	// One in use, one idle: a caller of another tenant may not dial.
+	ctx, cancel := context.WithCancel(context.Background())
+	r := fb.acquireAsync(ctx, "b")
+	fb.waitFor("the caller to queue over the fallback share", func() bool { return fb.waiters() == 1 })
+	cancel()
+	if got := fb.result("the cancelled checkout", r); got.err == nil {
+		t.Error("a checkout over the fallback share dialled")
+		fb.release(got.pc)
+	}
+	close(unblock)
+	select {
+	case <-renewed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the renewal did not return")
+	}
+	fb.release(pcs[0])
+}
+
+// The agent abandons a renewal the store does not answer at the lease's
+// expiry (minus the margin), and falls back, instead of waiting on a
+// store call that ignores its context.
+func TestFleetRenewalGivesUpAtTheLeasesExpiry(t *testing.T) {
+	const fallback = 1
+	fb := newFleetBench(t, 4, fallback)
+	fb.f.ttl = 300 * time.Millisecond // the real clock: the renewal's deadline is a context's
+	pc := fb.acquireLeased("a")
+	fb.release(pc)
+	unblock := make(chan struct{})
+	defer close(unblock)
+	fb.l.mu.Lock()
+	fb.l.block = unblock
+	fb.l.mu.Unlock()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		fb.renew()
+	}()
+	select {
+	case <-renewed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the renewal waited on the store past the lease's expiry")
+	}
+	st := fb.stats()
+	if !st.Fallback || st.Cap != fallback || !strings.Contains(st.LastError, errLeaseTimeout.Error()) {
+		t.Errorf("after the stuck renewal: %+v; want Fallback, the cap at %d and the timeout", st, fallback)
+	}
+}
+
+// A renewal that fails while the lease still holds does not leave the
+// callers waiting on a cap sized for an idle process: they get the
+// fallback share at once.
+func TestFleetFailedRenewalGrantsTheFallbackShare(t *testing.T) {
+	fb := newFleetBench(t, 4, 1)
+	pc := fb.acquireLeased("a")
+	fb.release(pc)
+	fb.makeCold(pc)
+	fb.renew()
+	if st := fb.stats(); st.Cap != 0 || st.Expires.IsZero() {
+		t.Fatalf("idle: %+v; want a lease held with a cap of 0", st)
+	}
+	fb.l.mu.Lock()
+	fb.l.err = errors.New("connection reset")
+	fb.l.mu.Unlock()
+	r := fb.acquireAsync(context.Background(), "a")
+	fb.waitFor("the caller to queue", func() bool { return fb.waiters() == 1 })
+	fb.renew()
+	got := fb.result("the checkout after the failed renewal", r)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if st := fb.stats(); st.Fallback || st.Cap != 1 {
+		t.Errorf("after the failed renewal: %+v; want the lease kept and the cap at the fallback share 1", st)
+	}
+	fb.release(got.pc)
+	// The session dialled on the fallback share is over the lease: the
+	// overshoot WithFleetBudget documents, not a broken order.
+	fb.l.mu.Lock()
+	if len(fb.l.broken) != 1 || !strings.HasPrefix(fb.l.broken[0], "dial of a: 1 sessions, 0 leased") {
+		t.Errorf("sessions over the leases: %q; want the one fallback session", fb.l.broken)
+	}
+	fb.l.broken = nil
+	fb.l.mu.Unlock()
+}
+
+// The fallback share is at most the local budget.
+func TestFleetFallbackAtMostTheBudget(t *testing.T) {
+	fb := newFleetBench(t, 2, 5)
+	fb.l.mu.Lock()
+	fb.l.err = errors.New("connection refused")
+	fb.l.mu.Unlock()
+	fb.renew() // no lease yet: the fallback share
+	if st := fb.stats(); !st.Fallback || st.Cap != 2 {
+		t.Errorf("cut off with a fallback of 5 and a budget of 2: %+v; want the cap at 2", st)
+	}
+}
+
 func (fb *fleetBench) stats() FleetStats {
 	fb.b.mu.Lock()
 	defer fb.b.mu.Unlock()
@@ -348,21 +527,33 @@ func (fb *fleetBench) stats() FleetStats {
 // Close gives the lease back once no session is left; a lease with
 // sessions still in use is left to expire.
 func TestFleetCloseReleases(t *testing.T) {
-	for _, inUse := range []bool{false, true} {
-		t.Run(fmt.Sprint("in use ", inUse), func(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		used, inUse  bool
+		wantReleased int
+	}{
+		{"idle", true, false, 1},
+		{"in use", true, true, 0},
+		// No lease known: a renewal abandoned may have been granted one.
+		{"never leased", false, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			fb := newFleetBench(t, 4, 1)
-			pc := fb.acquireLeased("a")
-			if !inUse {
-				fb.release(pc)
+			var pc *physConn
+			if tc.used {
+				pc = fb.acquireLeased("a")
+				if !tc.inUse {
+					fb.release(pc)
+				}
 			}
 			fb.b.close()
 			fb.l.mu.Lock()
 			released := len(fb.l.released)
 			fb.l.mu.Unlock()
-			if want := map[bool]int{false: 1, true: 0}[inUse]; released != want {
-				t.Errorf("%d releases, want %d", released, want)
+			if released != tc.wantReleased {
+				t.Errorf("%d releases, want %d", released, tc.wantReleased)
 			}
-			if inUse {
+			if tc.inUse {
 				fb.b.release(pc)
 			}
 		})

@@ -157,7 +157,13 @@
 // when its lease expires (WithFleetTTL, default 10 s); a process that
 // cannot reach Redis keeps its lease until then, and afterwards a small
 // local share (WithFleetFallback, default 1 session per server) until
-// Redis is back. Stats reports each server's lease (ServerStats.Fleet).
+// Redis is back. The budget holds while the processes are live, Redis
+// keeps its leases (a failover to a replica that missed the last grants
+// loses them), the clocks run at the same rate, and sessions in use when
+// a process loses its lease are released by its expiry; otherwise the
+// fleet may exceed it by each cut-off process's fallback share and its
+// sessions in use beyond that, until released (WithFleetBudget says
+// more). Stats reports each server's lease (ServerStats.Fleet).
 //
 // Tenants are followed live: a tenant added to the store is usable at once,
 // one whose POSTGRES_URL changes gets a new pool while work in flight

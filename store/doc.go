@@ -164,11 +164,16 @@
 //
 // A Leaser lets the processes that share a store share a budget, such as
 // the connections a PostgreSQL server takes: each process leases a part
-// of it for a time-to-live and renews it, and the live leases never add up
-// to more than the budget (see Leaser). *Redis is one: its leases on a
+// of it for a time-to-live and renews it, and no grant takes the live
+// leases past the budget (one lowered by a holder that joins with a
+// smaller budget holds once the others have given back down to it; see
+// Leaser). *Redis is one: its leases on a
 // server are one hash, {PREFIX:fleet:SERVER}, granted by a Lua script on
 // Redis's clock, so that it works on Redis Cluster and behind Sentinel as
 // on one server. A process that crashes loses its lease when it expires.
+// A failover to a replica that missed the last grants (Redis replicates
+// asynchronously) loses them, and a Redis clock (TIME) stepped forward
+// expires leases early: keep the servers' clocks synchronised and slewed.
 //
 // All Store implementations are safe for concurrent use. Returned Tenant
 // values are copies: changing one changes nothing in the store.

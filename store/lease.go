@@ -12,8 +12,13 @@ import (
 var ErrBadLease = errors.New("invalid lease request")
 
 // A Leaser is a Store that processes can share a budget through: each
-// process (a holder) leases a part of a server's connection budget, and the
-// leases of the live holders never add up to more than the budget. It is
+// process (a holder) leases a part of a server's connection budget, and a
+// grant never takes the live holders' leases past the budget in force: a
+// holder is granted only what the others leave. Leases granted before a
+// holder joined with a smaller budget stay until their holders shrink
+// them (nothing is cut from under a holder), so for that while the leases
+// may add up to more than the new budget; a holder should give back down
+// to the budget in force (Lease.Budget) as soon as it learns it. It is
 // what the tenantsql driver's fleet budget (driver.WithFleetBudget) runs
 // on. *Redis is a Leaser; the file and memory stores, which no fleet of
 // processes on several hosts shares, are not.
@@ -24,7 +29,11 @@ var ErrBadLease = errors.New("invalid lease request")
 // move: a lease is never cut below what the holder still asks for and held
 // before, so the sum of leases bounds what the holders use as long as each
 // uses no more than its lease, and gives slots back (closes sessions)
-// before it asks for less.
+// before it asks for less. The bound holds on the store's word: a Redis
+// that fails over to a replica that had not received the last grants
+// (replication is asynchronous) forgets them, and the store expires
+// leases on its own clock, which must run at the holders' rate (keep it
+// synchronised, slewed rather than stepped).
 type Leaser interface {
 	// Lease asks for req.Want slots of req.Server's budget for
 	// req.Holder, and renews the holder's lease, for req.TTL. The grant
