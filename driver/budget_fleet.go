@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/tenantsql/tenantsql/store"
@@ -67,6 +68,11 @@ type fleet struct {
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the agent has stopped
+	// calls tracks the store calls of lease, which may outlive it when
+	// abandoned at their deadline: Close waits for them before it gives
+	// the lease back, so that none lands after (leasing slots again to a
+	// holder gone) and none outlives Close.
+	calls sync.WaitGroup
 
 	// guarded by b.mu
 	cap       int       // sessions the budget may open: min(leased, what it asked for), or fallback
@@ -197,6 +203,7 @@ func (f *fleet) stop() {
 		f.cancel()
 		<-f.done
 	}
+	f.calls.Wait()
 }
 
 // wakeLocked asks the agent for a renewal now, without waiting: a caller
@@ -301,8 +308,15 @@ func (f *fleet) renew(ctx context.Context) {
 	// the lease's expiry, when the budget must fall back. The time left
 	// is measured now, not from before closeWait, which may have taken
 	// a while.
-	l, err := f.lease(ctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl},
-		max(deadline.Sub(b.now()), time.Millisecond))
+	// A renewal that starts late (closeWait ran past the deadline) still
+	// gets time to be answered: capLocked already enforces the fallback
+	// past expiry−margin, and a near-zero timeout would make a healthy
+	// store look unreachable.
+	d := deadline.Sub(b.now())
+	if d < f.ttl/10 {
+		d = f.ttl / 3
+	}
+	l, err := f.lease(ctx, store.LeaseRequest{Server: b.server, Holder: f.holder, Want: want, Budget: b.max, TTL: f.ttl}, d)
 
 	if err != nil && ctx.Err() != nil {
 		return // stopped: the budget is closing
@@ -328,7 +342,13 @@ func (f *fleet) renew(ctx context.Context) {
 		// out) from now, and gives the rest back on the next renewal,
 		// which comes soon.
 		f.cap = min(f.cap, max(l.Fair, 1))
-		f.kickLocked()
+		// Renew soon only if that gives slots back now: while sessions
+		// over the cap are still in use, their end renews (closedLocked);
+		// and a fair share below one, when busy processes outnumber the
+		// budget, would otherwise renew every fleetMinRenew for good.
+		if f.leased > f.cap && b.open <= f.cap {
+			f.kickLocked()
+		}
 	}
 	// Granted less than is open only if the lease had lapsed (the
 	// fallback share, or a store that lost it): idle sessions over the
@@ -361,10 +381,10 @@ func (f *fleet) lease(ctx context.Context, req store.LeaseRequest, d time.Durati
 		err error
 	}
 	done := make(chan result, 1) // buffered: an abandoned call does not block
-	go func() {
+	f.calls.Go(func() {
 		l, err := f.leaser.Lease(lctx, req)
 		done <- result{l, err}
-	}()
+	})
 	select {
 	case r := <-done:
 		return r.l, r.err

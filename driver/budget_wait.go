@@ -111,7 +111,9 @@ func (b *budget) wait(ctx context.Context, w *waiter) (grant, error) {
 			}
 			b.rechecks++
 			now := b.now()
-			if w.p.open < w.p.max {
+			// Not over the cap (a fleet lease that lapsed meanwhile):
+			// a hand-over would keep a slot the budget must free.
+			if w.p.open < w.p.max && b.open <= b.capLocked() {
 				if victim := b.victimLocked(now, w.p.open == 0); victim != nil {
 					b.dequeueLocked(w)
 					b.evictLocked(victim, w)
