@@ -34,7 +34,13 @@ type follower struct {
 	epoch   string
 	version int64
 	lastID  string // stream position of version; "0-0" when the stream was empty
-	lossAt  int64  // version at which DataLoss was detected
+	// lastKey is what the entry at lastID did (entryKey), "" if unknown:
+	// after a failover that lost writes, the new primary may give its own
+	// next change the very id and version of a lost one (ids are the
+	// server clock's milliseconds, versions count on from the same
+	// replicated value), so the id and version alone cannot tell.
+	lastKey string
+	lossAt  int64 // version at which DataLoss was detected
 
 	subErr        error // why subscribing fails, while it does
 	lastErrLogged string
@@ -183,7 +189,7 @@ func (f *follower) checkVersion(ctx context.Context) error {
 		return f.resync(ctx)
 	}
 	if last != nil {
-		if ents := last.Val(); len(ents) == 0 || parseEntry(ents[0]).v != f.version {
+		if ents := last.Val(); len(ents) == 0 || f.changed(parseEntry(ents[0])) {
 			return f.resync(ctx) // trimmed, or rolled back: resync tells which
 		}
 	}
@@ -230,15 +236,15 @@ func (f *follower) resync(ctx context.Context) error {
 	r.noteSealedMark(mark)
 	v, _ := strconv.ParseInt(ver.Val(), 10, 64)
 	acc, _ := strconv.ParseInt(accepted.Val(), 10, 64)
-	lastID := noEntry
+	lastID, lastKey := noEntry, ""
 	if ents := lastEnt.Val(); len(ents) > 0 {
-		lastID = ents[0].ID
+		lastID, lastKey = ents[0].ID, parseEntry(ents[0]).key()
 	}
 	e := epoch.Val()
 
 	lost := f.synced && f.epoch != "" && (e != f.epoch || v < f.version)
 	if checkStream && !lost {
-		lost = rolledBack(f.lastID, f.version, applied.Val(), firstEnt.Val())
+		lost = f.rolledBack(applied.Val(), firstEnt.Val())
 	}
 	// Only this goroutine changes r.st and r.kept: reading them without
 	// r.mu is safe here, and decoding 10,000 records is better done
@@ -307,21 +313,27 @@ func (f *follower) resync(ctx context.Context) error {
 	r.resyncs++
 	r.wakeWritersLocked()
 	r.mu.Unlock()
-	f.synced, f.epoch, f.version, f.lastID = true, e, v, lastID
+	f.synced, f.epoch, f.version, f.lastID, f.lastKey = true, e, v, lastID, lastKey
 	return nil
 }
 
 // rolledBack reports whether the stream no longer holds the entry the
 // follower applied last (at id, with version) although it was not trimmed
 // away: Redis lost writes, and versions after it may be reused.
-func rolledBack(id string, version int64, applied, first []redis.XMessage) bool {
+func (f *follower) rolledBack(applied, first []redis.XMessage) bool {
 	if len(applied) > 0 {
-		return parseEntry(applied[0]).v != version
+		return f.changed(parseEntry(applied[0]))
 	}
 	if len(first) == 0 {
 		return true // the stream is gone, never trimmed to nothing
 	}
-	return !streamIDLess(id, first[0].ID)
+	return !streamIDLess(f.lastID, first[0].ID)
+}
+
+// changed reports whether e, the entry now at the follower's last
+// position, is not the one it applied there.
+func (f *follower) changed(e streamEntry) bool {
+	return e.v != f.version || f.lastKey != "" && e.key() != f.lastKey
 }
 
 // streamIDLess compares two stream ids ("ms-seq").
@@ -358,7 +370,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 		}
 		n := len(ents)
 		if verify {
-			if n == 0 || ents[0].ID != f.lastID || parseEntry(ents[0]).v != f.version {
+			if n == 0 || ents[0].ID != f.lastID || f.changed(parseEntry(ents[0])) {
 				return f.resync(ctx)
 			}
 			ents, verify = ents[1:], false
@@ -369,7 +381,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 			e := parseEntry(m)
 			if e.v < expect {
 				if len(batch) == 0 {
-					f.lastID = e.sid // applied already
+					f.lastID, f.lastKey = e.sid, e.key() // applied already
 				}
 				continue
 			}
@@ -464,7 +476,7 @@ func (f *follower) apply(ctx context.Context, batch []streamEntry) error {
 		if ev.Type != 0 {
 			r.hub.publish(ev)
 		}
-		f.version, f.lastID = e.v, e.sid
+		f.version, f.lastID, f.lastKey = e.v, e.sid, e.key()
 	}
 	r.status.Version = f.version
 	r.wakeWritersLocked()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -426,5 +427,41 @@ func TestRedisKeptTenantDeleted(t *testing.T) {
 	waitResyncs(t, b, 2) // full resyncs must not bring it back
 	if fb.has("t3") {
 		t.Error("t3 came back after its delete")
+	}
+}
+
+// After a failover that lost writes, the new primary may give its next
+// change the very stream id and version of a lost one the follower
+// applied (ids are milliseconds of one clock, versions count on from the
+// same replicated value): only what the entry did tells the histories
+// apart, and the follower must take it for a rollback, not carry on.
+func TestFollowerSeesAnotherHistoryAtItsPosition(t *testing.T) {
+	at := func(id, typ, tenant string, v int64) redis.XMessage {
+		return redis.XMessage{ID: id, Values: map[string]any{"v": strconv.FormatInt(v, 10), "t": typ, "id": tenant}}
+	}
+	f := &follower{lastID: "1700000000000-0", version: 7, lastKey: streamEntry{typ: "create", id: "w0-228"}.key()}
+	first := []redis.XMessage{at("1600000000000-0", "create", "a", 1)}
+	tests := []struct {
+		name    string
+		applied []redis.XMessage
+		want    bool
+	}{
+		{"the entry applied", []redis.XMessage{at(f.lastID, "create", "w0-228", 7)}, false},
+		{"same id and version, another change", []redis.XMessage{at(f.lastID, "update", "w1-78", 7)}, true},
+		{"same id, another version", []redis.XMessage{at(f.lastID, "create", "w0-228", 6)}, true},
+		{"gone, older than the stream's first", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := f.rolledBack(tt.applied, first); got != tt.want {
+				t.Errorf("rolledBack = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// A follower that does not know what its entry did (a resync found
+	// none) goes by id and version, as before.
+	unknown := &follower{lastID: f.lastID, version: 7}
+	if unknown.rolledBack([]redis.XMessage{at(f.lastID, "update", "w1-78", 7)}, first) {
+		t.Error("without a known entry, the same id and version must not count as a rollback")
 	}
 }

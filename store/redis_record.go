@@ -115,6 +115,9 @@ func parseEntry(m redis.XMessage) streamEntry {
 	return streamEntry{v: v, typ: str(m.Values["t"]), id: str(m.Values["id"]), sid: m.ID}
 }
 
+// key is what the entry did: its type and tenant id.
+func (e streamEntry) key() string { return e.typ + "\x00" + e.id }
+
 func str(v any) string {
 	s, _ := v.(string)
 	return s
