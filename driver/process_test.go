@@ -20,6 +20,7 @@ import (
 
 	"github.com/tenantsql/tenantsql/driver"
 	"github.com/tenantsql/tenantsql/hooks"
+	"github.com/tenantsql/tenantsql/internal/fleetproc"
 	"github.com/tenantsql/tenantsql/tenantctx"
 )
 
@@ -36,6 +37,7 @@ import (
 // It prints READY once the tenants are loaded, and HOOK KIND TENANT
 // UNIXNANO for every post-phase hook, the moment it runs.
 func TestMain(m *testing.M) {
+	fleetproc.Main() // a child of the fleet budget's process tests (budget_fleet_process_test.go)
 	if os.Getenv("TENANTSQL_CHILD") != "" {
 		os.Exit(childMain(os.Getenv("TENANTSQL_CHILD_STORE")))
 	}
