@@ -25,6 +25,11 @@ import "time"
 // sessions at every moment. The budget in force is the least any live
 // process configured.
 //
+// One slot of the budget stays free for each live process that holds
+// none (store.Leaser), so that an idle process serves its first query at
+// once instead of after the busy ones' next renewal; the busy process gets
+// the rest.
+//
 // A process that crashes keeps its slots until its lease expires
 // (WithFleetTTL; its sessions end when its sockets close, at once on the
 // same host; for a lost host, when TCP keepalives give up: set

@@ -37,11 +37,16 @@ var ErrBadLease = errors.New("invalid lease request")
 type Leaser interface {
 	// Lease asks for req.Want slots of req.Server's budget for
 	// req.Holder, and renews the holder's lease, for req.TTL. The grant
-	// is min(Want, budget − what the other live holders are granted),
-	// where the budget is the least req.Budget any live holder gave (so a
-	// process configured with a larger one cannot raise it), but never
-	// less than min(Want, the holder's current grant). Want 0 keeps the
-	// holder known with nothing granted.
+	// is min(Want, free − the other live holders that hold nothing),
+	// where free is the budget less what the other live holders are
+	// granted, and the budget is the least req.Budget any live holder
+	// gave (so a process configured with a larger one cannot raise it).
+	// A grant is never less than min(Want, 1, free), so a holder may take
+	// the last free slot, nor less than min(Want, the holder's current
+	// grant). The slot kept for each holder with none is what lets an
+	// idle process serve its first query at once while a busy one has
+	// the rest, and while a crashed one's lease runs out. Want 0 keeps
+	// the holder known with nothing granted.
 	Lease(ctx context.Context, req LeaseRequest) (Lease, error)
 	// ReleaseLease gives holder's lease on server back at once, as a
 	// holder that stops cleanly does, so that the others need not wait

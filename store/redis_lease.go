@@ -32,7 +32,7 @@ local want, budget, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expires = now + ttl
-local others, cur, holders, last = 0, 0, 1, expires
+local others, cur, holders, last, idle = 0, 0, 1, expires, 0
 local demands = {want}
 local all = redis.call('HGETALL', key)
 for i = 1, #all, 2 do
@@ -44,13 +44,19 @@ for i = 1, #all, 2 do
 		cur = tonumber(g)
 	else
 		others = others + tonumber(g)
+		if tonumber(g) == 0 then idle = idle + 1 end
 		budget = math.min(budget, tonumber(b))
 		holders = holders + 1
 		last = math.max(last, tonumber(e))
 		demands[#demands + 1] = tonumber(d)
 	end
 end
-local granted = math.min(want, math.max(0, budget - others))
+-- One slot of what is free stays for each other live holder that holds
+-- none, so that its first session need not wait for a renewal of the
+-- holders that took the rest (or for a crashed one's lease to expire);
+-- any holder may still take the last free slot for itself.
+local free = budget - others
+local granted = math.min(want, math.max(0, math.min(1, free), free - idle))
 granted = math.max(granted, math.min(want, cur))
 redis.call('HSET', key, holder, granted .. ' ' .. want .. ' ' .. budget .. ' ' .. expires)
 redis.call('PEXPIREAT', key, last)

@@ -43,9 +43,10 @@ func readLeases(c *redis.Client, key string) (sum int, holders int, err error) {
 }
 
 // The rules of a grant, one request after another on one server: a grant
-// is what is left of the budget, a holder keeps what it holds until it
-// asks for less, the least budget a live holder gives is the one in force,
-// and a released lease goes back at once.
+// is what is left of the budget but a slot for each other holder with
+// none, a holder keeps what it holds until it asks for less, the least
+// budget a live holder gives is the one in force, and a released lease
+// goes back at once.
 func TestRedisLeaseRules(t *testing.T) {
 	u := testenv.RedisURL(t)
 	s := openRedis(t, u, "")
@@ -77,6 +78,8 @@ func TestRedisLeaseRules(t *testing.T) {
 		{what: "a release", holder: "a", release: true, leased: 2},
 		{what: "gives its slots back at once", holder: "c", want: 3, budget: 4, granted: 3, inForce: 4, fair: 3, holders: 2, leased: 4},
 		{what: "want 0 keeps the holder known with nothing", holder: "b", want: 0, budget: 10, granted: 0, inForce: 4, fair: 0, holders: 2, leased: 3},
+		{what: "one slot stays free for a live holder that holds none", holder: "c", want: 4, budget: 4, granted: 3, inForce: 4, fair: 4, holders: 2, leased: 3},
+		{what: "which it gets at once", holder: "b", want: 2, budget: 10, granted: 1, inForce: 4, fair: 2, holders: 2, leased: 4},
 	}
 	for _, st := range steps {
 		if st.release {
