@@ -37,16 +37,19 @@ var ErrBadLease = errors.New("invalid lease request")
 type Leaser interface {
 	// Lease asks for req.Want slots of req.Server's budget for
 	// req.Holder, and renews the holder's lease, for req.TTL. The grant
-	// is min(Want, free − the other live holders that hold nothing),
-	// where free is the budget less what the other live holders are
-	// granted, and the budget is the least req.Budget any live holder
-	// gave (so a process configured with a larger one cannot raise it).
-	// A grant is never less than min(Want, 1, free), so a holder may take
-	// the last free slot, nor less than min(Want, the holder's current
-	// grant). The slot kept for each holder with none is what lets an
-	// idle process serve its first query at once while a busy one has
-	// the rest, and while a crashed one's lease runs out. Want 0 keeps
-	// the holder known with nothing granted.
+	// is min(Want, free − reserve), where free is the budget less what
+	// the other live holders are granted, the budget is the least
+	// req.Budget any live holder gave (so a process configured with a
+	// larger one cannot raise it), and the reserve is a slot for each
+	// other live holder that holds none, up to a tenth of the budget (at
+	// least one). A grant is never less than min(Want, 1, free), so a
+	// holder may take the last free slot, nor less than min(Want, the
+	// holder's current grant). The reserve lets an idle process serve
+	// its first query at once while a busy one has the rest, and while a
+	// crashed one's lease runs out; Fair, computed over the budget less
+	// the reserve, tells a holder that took those slots before the idle
+	// ones joined to give them back. Want 0 keeps the holder known with
+	// nothing granted.
 	Lease(ctx context.Context, req LeaseRequest) (Lease, error)
 	// ReleaseLease gives holder's lease on server back at once, as a
 	// holder that stops cleanly does, so that the others need not wait
@@ -79,10 +82,11 @@ type Lease struct {
 	Granted int
 	// Budget is the budget in force: the least any live holder gave.
 	Budget int
-	// Fair is the holder's share of Budget when it is divided max-min
-	// fairly among the demands (Want) of every live holder: a holder
-	// granted more than Fair holds slots that another one wants, and
-	// should give the difference back as it stops using them.
+	// Fair is the holder's share of Budget, less the reserve for the
+	// holders that hold none, when it is divided max-min fairly among
+	// the demands (Want) of every live holder: a holder granted more
+	// than Fair holds slots that another one wants, and should give the
+	// difference back as it stops using them.
 	Fair int
 	// Holders is the number of live holders, this one included.
 	Holders int

@@ -51,19 +51,23 @@ for i = 1, #all, 2 do
 		demands[#demands + 1] = tonumber(d)
 	end
 end
--- One slot of what is free stays for each other live holder that holds
--- none, so that its first session need not wait for a renewal of the
--- holders that took the rest (or for a crashed one's lease to expire);
--- any holder may still take the last free slot for itself.
+-- One slot stays free for each other live holder that holds none, so that
+-- its first session need not wait for a renewal of the holders that took
+-- the rest (or for a crashed one's lease to expire): at most a tenth of
+-- the budget (at least one), so that many idle processes do not starve a
+-- busy one. A holder may still take the last free slot for itself.
+local reserve = math.min(idle, math.max(1, math.floor(budget / 10)))
 local free = budget - others
-local granted = math.min(want, math.max(0, math.min(1, free), free - idle))
+local granted = math.min(want, math.max(0, math.min(1, free), free - reserve))
 granted = math.max(granted, math.min(want, cur))
 redis.call('HSET', key, holder, granted .. ' ' .. want .. ' ' .. budget .. ' ' .. expires)
 redis.call('PEXPIREAT', key, last)
--- Max-min fairness: the smallest demands are met in full while they are
--- under an equal split of what is left; the rest get that split.
+-- Max-min fairness over the budget less the reserve: the smallest demands
+-- are met in full while they are under an equal split of what is left;
+-- the rest get that split. A holder that took the reserve's slots before
+-- the idle ones joined learns so here, and gives them back.
 table.sort(demands)
-local fair, left = want, budget
+local fair, left = want, budget - reserve
 for i, d in ipairs(demands) do
 	local split = math.floor(left / (#demands - i + 1))
 	if d > split then

@@ -78,7 +78,7 @@ func TestRedisLeaseRules(t *testing.T) {
 		{what: "a release", holder: "a", release: true, leased: 2},
 		{what: "gives its slots back at once", holder: "c", want: 3, budget: 4, granted: 3, inForce: 4, fair: 3, holders: 2, leased: 4},
 		{what: "want 0 keeps the holder known with nothing", holder: "b", want: 0, budget: 10, granted: 0, inForce: 4, fair: 0, holders: 2, leased: 3},
-		{what: "one slot stays free for a live holder that holds none", holder: "c", want: 4, budget: 4, granted: 3, inForce: 4, fair: 4, holders: 2, leased: 3},
+		{what: "one slot stays free for a live holder that holds none", holder: "c", want: 4, budget: 4, granted: 3, inForce: 4, fair: 3, holders: 2, leased: 3},
 		{what: "which it gets at once", holder: "b", want: 2, budget: 10, granted: 1, inForce: 4, fair: 2, holders: 2, leased: 4},
 	}
 	for _, st := range steps {
@@ -202,6 +202,64 @@ func TestRedisLeaseConcurrent(t *testing.T) {
 	}
 	if granted.Load() == 0 {
 		t.Error("nothing was ever granted: the test proves nothing")
+	}
+}
+
+// The slots kept free for holders that hold none: a tenth of the budget
+// at most, however many idle holders there are, so a busy holder keeps
+// the rest; a holder that took them before the idle ones joined is told
+// to give them back (Fair); and an idle holder gets one at once.
+func TestRedisLeaseReserve(t *testing.T) {
+	u := testenv.RedisURL(t)
+	s := openRedis(t, u, "")
+	ctx := context.Background()
+	const server, budget = "db.example:5432", 20
+	lease := func(holder string, want int) Lease {
+		t.Helper()
+		l, err := s.Lease(ctx, LeaseRequest{Server: server, Holder: holder, Want: want, Budget: budget, TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if l := lease("busy", budget); l.Granted != budget || l.Fair != budget {
+		t.Fatalf("alone: granted %d, fair %d; want the whole budget, %d", l.Granted, l.Fair, budget)
+	}
+	var idle []string
+	for i := range 30 {
+		idle = append(idle, fmt.Sprintf("idle%d", i))
+		if l := lease(idle[i], 0); l.Granted != 0 {
+			t.Fatalf("%s asks for nothing: granted %d", idle[i], l.Granted)
+		}
+	}
+	t.Cleanup(func() {
+		for _, h := range append(idle, "busy") {
+			s.ReleaseLease(ctx, server, h)
+		}
+	})
+	// The busy holder keeps its grant, but is told its share is the
+	// budget less the reserve: 2 slots (a tenth), not 30.
+	l := lease("busy", budget)
+	if l.Granted != budget || l.Fair != budget-2 {
+		t.Fatalf("30 idle holders joined: busy granted %d, fair %d; want %d and %d", l.Granted, l.Fair, budget, budget-2)
+	}
+	// It gives the difference back, and asks again for the whole budget:
+	// the reserve stays free.
+	if l := lease("busy", budget-2); l.Granted != budget-2 {
+		t.Fatalf("busy gives back to %d: granted %d", budget-2, l.Granted)
+	}
+	if l := lease("busy", budget); l.Granted != budget-2 {
+		t.Fatalf("busy asks again for %d with 30 idle holders: granted %d, want %d", budget, l.Granted, budget-2)
+	}
+	// Two idle holders get a slot at once; the third finds the reserve
+	// used up.
+	for i, want := range []int{1, 1, 0} {
+		if l := lease(idle[i], 1); l.Granted != want {
+			t.Errorf("idle holder %d asks for one: granted %d, want %d", i, l.Granted, want)
+		}
+	}
+	if sum, _ := leaseSum(t, u, s, server); sum != budget {
+		t.Errorf("Redis holds %d slots leased, want the budget, %d", sum, budget)
 	}
 }
 
