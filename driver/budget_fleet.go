@@ -207,9 +207,13 @@ func (f *fleet) stop() {
 }
 
 // wakeLocked asks the agent for a renewal now, without waiting: a caller
-// has to wait and the budget has used what it leased.
+// has to wait and the budget has used what it leased. Not when the last
+// renewal was given less than it asked (the store had no more, or the
+// process is over its fair share): asking again at once would get the
+// same answer, every fleetMinRenew for as long as callers wait; the agent
+// asks again every fleetWaitRenew instead.
 func (f *fleet) wakeLocked() {
-	if f.cap < f.b.max {
+	if f.cap < f.b.max && f.cap >= f.asked {
 		f.kickLocked()
 	}
 }
