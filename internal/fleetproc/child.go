@@ -103,7 +103,8 @@ func Main() {
 //	         back), answer CLOSED and exit
 //
 // and writes READY once its connector is open, then every reportEvery
-// "P OK OPEN LEASED" (answers so far, sessions open, slots leased), and
+// "P OK OPEN LEASED FALLBACK" (answers so far, sessions open, slots
+// leased, 1 if the lease has fallen back to the fallback share), and
 // at once for every failed query "E KIND TENANT MESSAGE", KIND being
 // toomany (53300) or other, and for every wrong answer
 // "W TENANT DB APP": a crash loses none of them.
@@ -179,6 +180,8 @@ func runChild(cfg Config, in io.Reader, w io.Writer) error {
 					kind = "toomany"
 				}
 				out.printf("E %s %s %s\n", kind, t.ID, strings.ReplaceAll(err.Error(), "\n", " "))
+				// Not a flood of errors when the server is gone.
+				time.Sleep(10 * time.Millisecond)
 			case dbname != t.DB || app != cfg.Name+"/"+t.ID:
 				out.printf("W %s %s %s\n", t.ID, dbname, app)
 			default:
@@ -199,14 +202,17 @@ func runChild(cfg Config, in io.Reader, w io.Writer) error {
 		}
 	}
 	report := func() {
-		var open, leased int
+		var open, leased, fallback int
 		for _, ss := range c.Stats().Servers {
 			open += ss.Open
 			if ss.Fleet != nil {
 				leased += ss.Fleet.Leased
+				if ss.Fleet.Fallback {
+					fallback = 1
+				}
 			}
 		}
-		out.printf("P %d %d %d\n", ok.Load(), open, leased)
+		out.printf("P %d %d %d %d\n", ok.Load(), open, leased, fallback)
 	}
 	done := make(chan struct{})
 	var reporter sync.WaitGroup

@@ -23,13 +23,14 @@ type Peak struct {
 	err     error
 }
 
-// SamplePeak starts sampling on the server of adminURL; Stop ends it.
+// SamplePeak starts sampling on the server of adminURL, until Stop or
+// the end of ctx.
 func SamplePeak(ctx context.Context, adminURL, pattern string) (*Peak, error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return nil, fmt.Errorf("fleetproc: peak sampler: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	p := &Peak{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -67,7 +68,8 @@ func (p *Peak) Samples() int64 {
 }
 
 // Stop ends the sampling and returns the most sessions seen, when, and
-// how many samples it is the most of; err is a sample that failed.
+// how many samples it is the most of; err is a sample that failed. It
+// may be called more than once.
 func (p *Peak) Stop() (peak int64, at time.Time, samples int64, err error) {
 	p.cancel()
 	<-p.done

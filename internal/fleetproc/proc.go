@@ -31,18 +31,25 @@ type Proc struct {
 
 // Counts is what a child reported, over its whole life.
 type Counts struct {
-	OK       int64 // queries answered from the right database by the right tenant's session
-	Wrong    int64 // queries answered from another database or session
-	TooMany  int64 // queries refused with 53300 too_many_connections
-	Errors   int64 // other failed queries
-	Open     int   // sessions open (the driver's count), at the last report
-	Leased   int   // slots of the fleet budget leased, at the last report
+	OK      int64 // queries answered from the right database by the right tenant's session
+	Wrong   int64 // queries answered from another database or session
+	TooMany int64 // queries refused with 53300 too_many_connections
+	Errors  int64 // other failed queries
+	Open    int   // sessions open (the driver's count), at the last report
+	Leased  int   // slots of the fleet budget leased, at the last report
+	// FellBack: the child's lease expired at some point and it fell back
+	// to the fallback share (starved, or the store unreachable), where
+	// the fleet's bound no longer holds.
+	FellBack bool
 	FirstErr string
 	Closed   bool // the child closed cleanly (QUIT)
 }
 
 func (c Counts) String() string {
 	s := fmt.Sprintf("%d answered, %d wrong, %d too many clients, %d other errors", c.OK, c.Wrong, c.TooMany, c.Errors)
+	if c.FellBack {
+		s += ", fell back to the fallback share"
+	}
 	if c.FirstErr != "" {
 		s += "; first: " + c.FirstErr
 	}
@@ -57,18 +64,22 @@ func Start(cfg Config, timeout time.Duration) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("fleetproc: start %s: %w", cfg.Name, err)
+	}
 	// A test binary would run its tests without -test.run; Main ends the
 	// child before that matters, but this keeps a forgotten Main harmless.
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), envConfig+"="+string(raw))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fleetproc: start %s: %w", cfg.Name, err)
 	}
 	outp, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fleetproc: start %s: %w", cfg.Name, err)
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("fleetproc: start %s: %w", cfg.Name, err)
@@ -88,6 +99,7 @@ func Start(cfg Config, timeout time.Duration) (*Proc, error) {
 
 func (p *Proc) read(r io.Reader) {
 	defer close(p.exit)
+	ready := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -99,15 +111,16 @@ func (p *Proc) read(r io.Reader) {
 		p.mu.Lock()
 		switch f[0] {
 		case "READY":
-			close(p.ready)
+			if !ready {
+				ready = true
+				close(p.ready)
+			}
 		case "P":
-			if len(f) == 4 {
-				// Cumulative: a report lost with a crash is made up
-				// by none, so keep the largest seen.
-				ok, _ := strconv.ParseInt(f[1], 10, 64)
-				p.counts.OK = max(p.counts.OK, ok)
+			if len(f) == 5 {
+				p.counts.OK, _ = strconv.ParseInt(f[1], 10, 64)
 				p.counts.Open, _ = strconv.Atoi(f[2])
 				p.counts.Leased, _ = strconv.Atoi(f[3])
+				p.counts.FellBack = p.counts.FellBack || f[4] == "1"
 			}
 		case "E":
 			if len(f) >= 2 && f[1] == "toomany" {
@@ -130,7 +143,14 @@ func (p *Proc) read(r io.Reader) {
 		p.change = make(chan struct{})
 		p.mu.Unlock()
 	}
-	p.err = p.cmd.Wait()
+	if err := sc.Err(); err != nil {
+		// Wait must not find output left in the pipe: drain it.
+		io.Copy(io.Discard, r)
+		p.err = err
+	}
+	if err := p.cmd.Wait(); err != nil {
+		p.err = err
+	}
 }
 
 // Counts returns what the child has reported so far.
@@ -179,18 +199,17 @@ func (p *Proc) Kill() error {
 
 // Close asks the child to end its load and close its connector, which
 // gives its lease back, and waits for it to exit; after timeout it kills
-// it and says so.
+// it and says so. A child that had ended on its own, or ended without
+// closing cleanly, is an error.
 func (p *Proc) Close(timeout time.Duration) error {
-	select {
-	case <-p.exit:
-		return nil
-	default:
-	}
 	fmt.Fprintln(p.in, "QUIT")
 	select {
 	case <-p.exit:
 		if p.err != nil {
 			return fmt.Errorf("%s: %w", p.Name, p.err)
+		}
+		if !p.Counts().Closed {
+			return fmt.Errorf("%s ended without closing its connector", p.Name)
 		}
 		return nil
 	case <-time.After(timeout):
