@@ -11,7 +11,7 @@ GOTESTFLAGS ?=
 GOTESTTIMEOUT ?= 30m
 
 .DEFAULT_GOAL := help
-.PHONY: help services test test-short bench bench-migrate bench-fit bench-shared fuzz fmt-check lint vet-ctx run-example run-example-schemas mutate readme
+.PHONY: help services test test-short bench bench-migrate bench-fit bench-fleet bench-shared fuzz fmt-check lint vet-ctx run-example run-example-schemas mutate readme
 
 help: ## List the targets
 	@echo 'Targets:'
@@ -45,6 +45,9 @@ mutate: services ## Break critical lines one at a time (scripts/mutations), repo
 BENCHFLAGS ?=
 bench-fit: services ## Budgets that fit the demand (issue 11): this driver and 29be03b's, side by side
 	bash internal/cmd/bench/fit-side-by-side.sh $(BENCHFLAGS)
+
+bench-fleet: services ## Processes sharing a fleet budget (issue 18): one hot, the others idle, against a static budget/N split; a crashed process's slots
+	$(GO) run ./internal/cmd/bench -suite fleet $(BENCHFLAGS)
 
 bench-shared: services ## Tenants that share a database (issue 13): schema and RLS tenants vs plain pgx, SET search_path, database-per-tenant
 	GOMAXPROCS=2 $(GO) run ./internal/cmd/bench -suite shared $(BENCHFLAGS)

@@ -6,6 +6,7 @@
 //	go run ./internal/cmd/bench -suite migrate  # 200 tenants x 5 migrations
 //	go run ./internal/cmd/bench -suite fit      # budgets that fit the demand (issue 11)
 //	go run ./internal/cmd/bench -suite shared   # tenants that share a database (issue 13)
+//	go run ./internal/cmd/bench -suite fleet    # a fleet budget across processes (issue 18)
 //
 // Each case runs for -duration after a warm-up, -rounds times, the order of
 // cases rotating between rounds; the table shows the median round. Every
@@ -29,9 +30,11 @@ import (
 	"time"
 
 	"github.com/tenantsql/tenantsql/internal/benchkit"
+	"github.com/tenantsql/tenantsql/internal/fleetproc"
 )
 
 func main() {
+	fleetproc.Main() // -suite fleet runs this binary again as its processes
 	var (
 		adminURL = flag.String("url", "", "administrative URL of the PostgreSQL server to use (default: start a private one with scripts/bench-postgres.sh)")
 		port     = flag.Int("port", 5433, "port of the private server")
@@ -41,9 +44,9 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "rounds; the median is shown")
 		workers  = flag.Int("workers", 8, "concurrent goroutines")
 		cap100   = flag.Int("tenantsql-max-conns", 128, "tenantsql's WithMaxConns cap")
-		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) idle (10,000 registered tenants, 100 hot), fit (budgets that fit the demand, issue 11) or shared (tenants that share a database, issue 13)")
+		suite    = flag.String("suite", "query", "what to measure: query (routing overhead), migrate (200 tenants x 5 migrations), budget (1000 tenants on max_connections 100) idle (10,000 registered tenants, 100 hot), fit (budgets that fit the demand, issue 11), shared (tenants that share a database, issue 13) or fleet (processes sharing a fleet budget, issue 18)")
 		tenants  = flag.Int("tenants", 0, "tenants (default: 200 for migrate, 1000 for budget, 10000 for idle)")
-		budget   = flag.Int("budget", 80, "tenantsql's server budget for -suite budget")
+		budget   = flag.Int("budget", 80, "tenantsql's server budget for -suite budget, and the fleet's for -suite fleet (default 40 there)")
 
 		fitTenants = flag.String("fit-tenants", "40,400", "-suite fit: tenant counts")
 		fitWorkers = flag.String("fit-workers", "16,64", "-suite fit: worker counts")
@@ -59,11 +62,16 @@ func main() {
 		sharedCasesRe = flag.String("shared-cases", "", "-suite shared: run only the cases whose name matches this regexp")
 		sharedFloorF  = flag.Bool("shared-floor", false, "-suite shared: also take the shared path apart with pgx alone (its statements one piece at a time)")
 		floorStepsRe  = flag.String("floor-steps", "", "-shared-floor: run only the steps whose name matches this regexp")
+		redisURL      = flag.String("redis", "redis://127.0.0.1:6379/0", "-suite fleet: the Redis the processes share their store and budget on")
+		fleetProcs    = flag.Int("fleet-procs", 4, "-suite fleet: processes")
+		fleetHold     = flag.Duration("fleet-hold", 20*time.Millisecond, "-suite fleet: how long each query holds its session")
+		fleetTTLs     = flag.String("fleet-ttls", "10s,2s", "-suite fleet: WithFleetTTL values to time a crashed process's slots with (empty: none)")
+		fleetTries    = flag.Int("fleet-tries", 3, "-suite fleet: crashes timed per TTL (the median is shown)")
 		cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
 	flag.Parse()
-	if !slices.Contains([]string{"query", "migrate", "budget", "idle", "fit", "shared"}, *suite) {
-		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget, idle, fit or shared)\n", *suite)
+	if !slices.Contains([]string{"query", "migrate", "budget", "idle", "fit", "shared", "fleet"}, *suite) {
+		fmt.Fprintf(os.Stderr, "bench: unknown -suite %q (query, migrate, budget, idle, fit, shared or fleet)\n", *suite)
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -84,6 +92,36 @@ func main() {
 		}
 		if !set["warmup"] {
 			*warm = 2 * time.Second
+		}
+	}
+	if *suite == "fleet" {
+		// Its own server, whose max_connections leaves the processes'
+		// role exactly the budget: an overshoot is refused, and counted.
+		if !set["port"] {
+			*port = 5436
+		}
+		if !set["budget"] {
+			*budget = 40
+		}
+		if !maxConnSet {
+			// superuser_reserved_connections, and the suite's own
+			// superuser sessions (an admin session and two samplers),
+			// which count against max_connections too.
+			*maxConn = *budget + 3 + 3
+		}
+		if !set["workers"] {
+			*workers = 64
+		}
+		if !set["tenants"] {
+			*tenants = 8
+		}
+		if !set["warmup"] {
+			// The idle processes give their slots back at their next
+			// renewal, a third of the 10s default lease.
+			*warm = 5 * time.Second
+		}
+		if !set["duration"] {
+			*dur = 5 * time.Second
 		}
 	}
 	if *cpuProfile != "" {
@@ -133,6 +171,20 @@ func main() {
 			workers: *workers, pool: *sharedPool, dbBudget: *sharedDBCap,
 			warm: *warm, d: *dur, dbWarm: *sharedDBWarm, dbD: *sharedDBDur,
 			rounds: *rounds, only: only, floor: *sharedFloorF || *floorStepsRe != "", floorOnly: floorOnly,
+		})
+	case "fleet":
+		var ttls []time.Duration
+		var err error
+		if *fleetTTLs != "" {
+			ttls, err = parseDurations(*fleetTTLs)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -fleet-ttls:", err)
+			os.Exit(2)
+		}
+		suiteErr = fleetSuite(ctx, *adminURL, fleetOpts{
+			redisURL: *redisURL, procs: *fleetProcs, budget: *budget, tenants: *tenants, workers: *workers,
+			hold: *fleetHold, warm: *warm, d: *dur, rounds: *rounds, recoveryTTLs: ttls, recoveryTries: *fleetTries,
 		})
 	case "fit":
 		suiteErr = runFit(ctx, *adminURL, *fitTenants, *fitWorkers, *fitBudgets, *fitDials, *fitSpread, *fitWarmCap, *dur)
