@@ -26,9 +26,9 @@ import "time"
 // process configured.
 //
 // One slot of the budget stays free for each live process that holds
-// none (store.Leaser), so that an idle process serves its first query at
-// once instead of after the busy ones' next renewal; the busy process gets
-// the rest.
+// none, up to a tenth of the budget (store.Leaser), so that an idle
+// process serves its first query at once instead of after the busy ones'
+// next renewal; the busy process gets the rest.
 //
 // A process that crashes keeps its slots until its lease expires
 // (WithFleetTTL; its sessions end when its sockets close, at once on the
