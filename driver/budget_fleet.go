@@ -65,6 +65,7 @@ type fleet struct {
 	fallback int
 	log      *slog.Logger
 	kick     chan struct{} // buffered: a caller waits with the lease full
+	soon     chan struct{} // buffered: a caller waits, but the last renewal got less than it asked
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the agent has stopped
@@ -128,7 +129,7 @@ func newHolder() string {
 // than WithFleetFallback.
 func newFleet(b *budget, l store.Leaser, ttl time.Duration, fallback int, log *slog.Logger) *fleet {
 	fallback = min(fallback, b.max)
-	f := &fleet{b: b, leaser: l, holder: newHolder(), ttl: ttl, fallback: fallback, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	f := &fleet{b: b, leaser: l, holder: newHolder(), ttl: ttl, fallback: fallback, log: log, kick: make(chan struct{}, 1), soon: make(chan struct{}, 1), done: make(chan struct{})}
 	b.fleet = f
 	return f
 }
@@ -145,20 +146,33 @@ func (f *fleet) run(ctx context.Context) {
 	defer close(f.done)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var last, due time.Time // the last renewal, and when the timer fires
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-f.kick:
+		case <-f.soon:
+			// The timer was set with no caller waiting (a third of the
+			// TTL away): bring it within fleetWaitRenew of the last
+			// renewal.
+			if at := last.Add(fleetWaitRenew); at.Before(due) {
+				due = at
+				timer.Reset(max(time.Until(at), 0))
+			}
+			continue
 		}
 		f.renew(ctx)
+		last = time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(fleetMinRenew):
 		}
-		timer.Reset(f.nextRenewal())
+		d := f.nextRenewal()
+		due = time.Now().Add(d)
+		timer.Reset(d)
 	}
 }
 
@@ -206,15 +220,21 @@ func (f *fleet) stop() {
 	f.calls.Wait()
 }
 
-// wakeLocked asks the agent for a renewal now, without waiting: a caller
-// has to wait and the budget has used what it leased. Not when the last
-// renewal was given less than it asked (the store had no more, or the
-// process is over its fair share): asking again at once would get the
-// same answer, every fleetMinRenew for as long as callers wait; the agent
-// asks again every fleetWaitRenew instead.
+// wakeLocked asks the agent for a renewal: a caller has to wait and the
+// budget has used what it leased. At once if the last renewal got what it
+// asked; otherwise (the store had no more, or the process is at its fair
+// share) within fleetWaitRenew of it, since asking again at once would
+// get the same answer, every fleetMinRenew for as long as callers wait.
 func (f *fleet) wakeLocked() {
-	if f.cap < f.b.max && f.cap >= f.asked {
+	switch {
+	case f.cap >= f.b.max:
+	case f.cap >= f.asked:
 		f.kickLocked()
+	default:
+		select {
+		case f.soon <- struct{}{}:
+		default:
+		}
 	}
 }
 

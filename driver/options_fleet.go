@@ -26,7 +26,7 @@ import "time"
 // process configured.
 //
 // One slot of the budget stays free for each live process that holds
-// none, up to a tenth of the budget (store.Leaser), so that an idle
+// none, up to a tenth of the budget or one (store.Leaser), so that an idle
 // process serves its first query at once instead of after the busy ones'
 // next renewal; the busy process gets the rest.
 //
