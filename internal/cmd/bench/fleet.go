@@ -222,17 +222,20 @@ func fleetSetup(ctx context.Context, adminURL string, o fleetOpts) ([]fleetproc.
 		return nil, "", err
 	}
 	defer s.Close()
+	fleetURL, err := withUser(adminURL, "fleet")
+	if err != nil {
+		return nil, "", err
+	}
 	dbs := benchkit.DatabaseNames()
 	tenants := make([]fleetproc.Tenant, o.tenants)
 	for i := range tenants {
 		t := fleetproc.Tenant{ID: fmt.Sprintf("fb-%d", i), DB: dbs[i%len(dbs)]}
 		tenants[i] = t
-		u, err := url.Parse(adminURL)
+		u, err := benchkit.DatabaseURL(fleetURL, t.DB, "")
 		if err != nil {
 			return nil, "", err
 		}
-		u.User, u.Path = url.User("fleet"), "/"+t.DB
-		if _, err := s.Create(ctx, store.Tenant{ID: t.ID, DeployInfo: map[string]string{store.KeyPostgresURL: u.String()}}); err != nil {
+		if _, err := s.Create(ctx, store.Tenant{ID: t.ID, DeployInfo: map[string]string{store.KeyPostgresURL: u}}); err != nil {
 			return nil, "", err
 		}
 	}
